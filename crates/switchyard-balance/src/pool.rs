@@ -1,0 +1,260 @@
+//! An upstream at run time: its servers, their tiers, and the published snapshot.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::identity::ServerSpec;
+use crate::select::{self, Algorithm, PickContext, Selector};
+use crate::stats::{ServerStats, StatsStore};
+use crate::tried::Tried;
+
+/// What to do when no server is available.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AllDownPolicy {
+    /// No candidates: the caller answers 503.
+    #[default]
+    Reject,
+    /// Panic mode: every enabled, non-draining server is a candidate, healthy or not.
+    All,
+}
+
+/// A custom selector factory.
+pub type SelectorFactory =
+    Arc<dyn Fn(&[Server], &[usize]) -> Box<dyn Selector> + Send + Sync + 'static>;
+
+/// How a [`Pool`] selects.
+#[derive(Clone)]
+pub struct PoolOptions {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// The all-down policy.
+    pub when_all_down: AllDownPolicy,
+    /// The clock used for latency tracking.
+    pub clock: Arc<dyn Clock>,
+    /// Overrides `algorithm` with a user's selector.
+    pub custom: Option<SelectorFactory>,
+}
+
+impl std::fmt::Debug for PoolOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolOptions")
+            .field("algorithm", &self.algorithm)
+            .field("when_all_down", &self.when_all_down)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
+}
+
+impl PoolOptions {
+    /// Options for `algorithm` with the default policy and the monotonic clock.
+    pub fn new(algorithm: Algorithm) -> Self {
+        PoolOptions {
+            algorithm,
+            when_all_down: AllDownPolicy::Reject,
+            clock: Arc::new(MonotonicClock),
+            custom: None,
+        }
+    }
+    /// Sets the all-down policy.
+    pub fn when_all_down(mut self, policy: AllDownPolicy) -> Self {
+        self.when_all_down = policy;
+        self
+    }
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Uses a custom selector instead of a built-in algorithm.
+    pub fn with_selector(
+        mut self,
+        factory: impl Fn(&[Server], &[usize]) -> Box<dyn Selector> + Send + Sync + 'static,
+    ) -> Self {
+        self.custom = Some(Arc::new(factory));
+        self
+    }
+}
+
+/// A server in a snapshot: its spec and its long-lived stats.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// As configured (possibly changed at run time).
+    pub spec: ServerSpec,
+    /// Shared with every other snapshot of the same identity.
+    pub stats: Arc<ServerStats>,
+}
+
+impl Server {
+    /// True if the server may take new requests in normal operation.
+    pub fn is_available(&self) -> bool {
+        self.spec.enabled && self.spec.weight > 0 && self.stats.is_healthy()
+    }
+}
+
+/// An immutable view of an upstream: servers, candidates and the selector built over them.
+#[derive(Debug)]
+pub struct Snapshot {
+    servers: Vec<Server>,
+    candidates: Vec<usize>,
+    panic: bool,
+    selector: Box<dyn Selector>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl Snapshot {
+    fn build(specs: &[ServerSpec], store: &StatsStore, opts: &PoolOptions) -> Snapshot {
+        let servers: Vec<Server> = specs
+            .iter()
+            .map(|spec| Server {
+                stats: store.get_or_insert(&spec.id),
+                spec: spec.clone(),
+            })
+            .collect();
+        let tier = |standby: bool| -> Vec<usize> {
+            (0..servers.len())
+                .filter(|&i| servers[i].spec.standby == standby && servers[i].is_available())
+                .collect()
+        };
+        let mut candidates = tier(false);
+        if candidates.is_empty() {
+            candidates = tier(true);
+        }
+        let mut panic = false;
+        if candidates.is_empty() && opts.when_all_down == AllDownPolicy::All {
+            candidates = (0..servers.len())
+                .filter(|&i| servers[i].spec.enabled && servers[i].spec.weight > 0)
+                .collect();
+            panic = !candidates.is_empty();
+        }
+        let selector = match &opts.custom {
+            Some(factory) => factory(&servers, &candidates),
+            None => select::build(opts.algorithm, &servers, &candidates),
+        };
+        Snapshot {
+            servers,
+            candidates,
+            panic,
+            selector,
+            clock: Arc::clone(&opts.clock),
+        }
+    }
+
+    /// Picks a server for a request with hashed key `key`, never one in `tried`.
+    /// `None`: nothing is available (the caller applies the all-down answer).
+    pub fn pick(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
+        if self.candidates.is_empty() {
+            return None;
+        }
+        let ctx = PickContext {
+            servers: &self.servers,
+            key,
+            tried,
+            now_ns: self.clock.now_nanos(),
+        };
+        self.selector.pick(&ctx).map(|i| &self.servers[i])
+    }
+
+    /// Every server of the upstream, available or not.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+    /// Indices of the servers picks choose from.
+    pub fn candidates(&self) -> &[usize] {
+        &self.candidates
+    }
+    /// True if the snapshot is in panic mode (no server available; using every enabled one).
+    pub fn is_panic(&self) -> bool {
+        self.panic
+    }
+    /// The pool's clock reading now.
+    pub fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+}
+
+/// An upstream at run time. Publishes a new [`Snapshot`] whenever its servers or their health
+/// change; picks read the current one without locking.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    opts: PoolOptions,
+    store: Arc<StatsStore>,
+    specs: Mutex<Vec<ServerSpec>>,
+    snapshot: ArcSwap<Snapshot>,
+}
+
+impl Pool {
+    /// Builds a pool and its first snapshot.
+    pub fn new(
+        name: &str,
+        opts: PoolOptions,
+        specs: Vec<ServerSpec>,
+        store: Arc<StatsStore>,
+    ) -> Pool {
+        let snap = Snapshot::build(&specs, &store, &opts);
+        Pool {
+            name: name.to_string(),
+            opts,
+            store,
+            specs: Mutex::new(specs),
+            snapshot: ArcSwap::from_pointee(snap),
+        }
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The selection options.
+    pub fn options(&self) -> &PoolOptions {
+        &self.opts
+    }
+    /// The stats store (kept across reloads).
+    pub fn store(&self) -> &Arc<StatsStore> {
+        &self.store
+    }
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+    /// The current server specs.
+    pub fn specs(&self) -> Vec<ServerSpec> {
+        self.specs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the server list (reload, admin change). Stats are kept for every identity that
+    /// stays.
+    pub fn update(&self, specs: Vec<ServerSpec>) {
+        let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = specs;
+        self.snapshot
+            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+    }
+
+    /// Changes one server's spec in place; returns false if no server has that identity.
+    pub fn modify(&self, id: &str, change: impl FnOnce(&mut ServerSpec)) -> bool {
+        let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(spec) = guard.iter_mut().find(|s| s.id.as_str() == id) else {
+            return false;
+        };
+        change(spec);
+        self.snapshot
+            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        true
+    }
+
+    /// Rebuilds the snapshot after a health change.
+    pub fn refresh(&self) {
+        let guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        self.snapshot
+            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+    }
+}

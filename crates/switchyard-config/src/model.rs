@@ -1,0 +1,813 @@
+//! The typed configuration: one struct per TOML table.
+//!
+//! These types are the library's public API: an embedder can build a [`Config`] in code without any
+//! TOML. Every field documents its TOML key and default; `docs/configuration.md` is the reference.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole configuration file.
+///
+/// ```
+/// let cfg: switchyard_config::Config = switchyard_config::parse_str(r#"
+/// [[listeners]]
+/// name = "web"
+/// listen = "127.0.0.1:8080"
+///
+/// [[routes]]
+/// name = "all"
+/// path_prefix = "/"
+/// upstream = "api"
+///
+/// [[upstreams]]
+/// name = "api"
+///   [[upstreams.groups]]
+///   name = "blue"
+///     [[upstreams.groups.servers]]
+///     address = "127.0.0.1"
+///     port = 8081
+/// "#).unwrap();
+/// assert_eq!(cfg.upstreams[0].groups[0].servers[0].port, 8081);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[variables]`: values substituted for `#name#` in `backend_path`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// `[metrics]`: the Prometheus endpoint; absent = no metrics listener.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// `[admin]`: the admin API and status page; absent = no admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// `[limits]`: protective limits on client input.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[[listeners]]`.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// `[[routes]]`.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// `[[upstreams]]`.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// `[cascade]`: API cascading between instances; absent = off.
+    #[serde(default)]
+    pub cascade: Option<CascadeConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `instance_id`: names this instance in `CDN-Loop`, cascading and metrics. Default `"switchyard"`.
+    pub instance_id: String,
+    /// `threads`: worker threads per service. Default 1.
+    pub threads: usize,
+    /// `grace_period_s`: how long SIGTERM waits for in-flight requests. Default 30.
+    pub grace_period_s: u64,
+    /// `work_stealing`: let idle worker threads steal tasks. Default `false` (measured faster).
+    pub work_stealing: bool,
+    /// `pid_file`: where the process writes its PID. Default `/tmp/switchyard.pid`.
+    pub pid_file: String,
+    /// `upgrade_sock`: the socket used to hand listeners to a new process on graceful upgrade.
+    /// Default `/tmp/switchyard_upgrade.sock`.
+    pub upgrade_sock: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: "switchyard".to_string(),
+            threads: 1,
+            grace_period_s: 30,
+            work_stealing: false,
+            pid_file: "/tmp/switchyard.pid".to_string(),
+            upgrade_sock: "/tmp/switchyard_upgrade.sock".to_string(),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `listen`: address of the Prometheus endpoint (`GET /metrics`).
+    pub listen: SocketAddr,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `listen`: address of the admin API. Default `127.0.0.1:9000`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// `token_env`: the environment variable holding the bearer token. Default
+    /// `SWITCHYARD_ADMIN_TOKEN`.
+    #[serde(default = "default_admin_token_env")]
+    pub token_env: String,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000))
+}
+
+fn default_admin_token_env() -> String {
+    "SWITCHYARD_ADMIN_TOKEN".to_string()
+}
+
+/// `[limits]`: protective limits on what clients may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `header_timeout_ms`: a client must send its whole request head within this. Default 10000.
+    pub header_timeout_ms: u64,
+    /// `retry_buffer_bytes`: request bodies up to this size are kept so that the request
+    /// can be retried; larger ones are streamed and never retried after sending. Default 65536.
+    pub retry_buffer_bytes: usize,
+    /// `max_connections`: concurrent downstream connections per listener; 0 = unlimited. Default 0.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            retry_buffer_bytes: 64 * 1024,
+            max_connections: 0,
+        }
+    }
+}
+
+/// A listener's protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1 (and h2c prior knowledge).
+    #[default]
+    Http,
+    /// HTTPS: TLS termination with `tls = { cert, key }`.
+    Https,
+    /// Byte-for-byte TCP proxying to `upstream`.
+    Tcp,
+}
+
+/// PROXY protocol version sent to backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// No PROXY header.
+    #[default]
+    Off,
+    /// Text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// Binary header.
+    V2,
+}
+
+/// `[[listeners]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `name`: unique; routes refer to it.
+    pub name: String,
+    /// `protocol`: `http` | `https` | `tcp`. Default `http`.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// `listen`: the socket address to bind.
+    pub listen: SocketAddr,
+    /// `tls`: certificate and key (PEM), required for `https`.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// `upstream`: for `tcp` listeners, the upstream to proxy to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `proxy_protocol`: PROXY header sent to backends of a `tcp` listener. Default `off`.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// `accept_proxy_protocol`: expect a PROXY header (v1 or v2) from a load balancer in front.
+    #[serde(default)]
+    pub accept_proxy_protocol: bool,
+    /// `allow`: client CIDRs allowed; empty = all.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// `deny`: client CIDRs denied; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<Cidr>,
+    /// `connect_timeout_ms`: for `tcp` listeners, the backend connect timeout. Default 1000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// `idle_timeout_ms`: for `tcp` listeners, close a connection idle in both directions this long.
+    /// Default 600000 (10 minutes).
+    #[serde(default = "default_tcp_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_tcp_idle_timeout_ms() -> u64 {
+    600_000
+}
+
+/// `tls` of an `https` listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// `cert`: PEM certificate chain file.
+    pub cert: String,
+    /// `key`: PEM private key file.
+    pub key: String,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `name`: unique; appears in metrics.
+    pub name: String,
+    /// `listeners`: the listeners this route serves; empty = every http/https listener.
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    /// `hosts`: exact host names or `*.example.com` wildcards; empty = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `path`: a path pattern with `{name}` segment captures. Exclusive with `path_prefix`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `path_prefix`: matches every path starting with it (on a segment boundary).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// `methods`: allowed methods; empty = any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// `upstream`: the upstream that serves this route.
+    pub upstream: String,
+    /// `backend_path`: rewrite template with `#var#` and `{param}`.
+    #[serde(default)]
+    pub backend_path: Option<String>,
+    /// `host_header`: the Host sent upstream; default: the client's.
+    #[serde(default)]
+    pub host_header: Option<String>,
+    /// `timeout_ms`: backend response timeout. Default 5000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `connect_timeout_ms`: backend connect timeout. Default 1000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// `retries`: -1 = idempotent methods retried once; 0..=10 = that many. Default -1.
+    #[serde(default = "default_retries")]
+    pub retries: i32,
+    /// `require_cascade`: accept only signed requests from allowed instances. Default false.
+    #[serde(default)]
+    pub require_cascade: bool,
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+fn default_retries() -> i32 {
+    -1
+}
+
+/// Load-balancing algorithm names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Smooth weighted round robin.
+    #[default]
+    Wrr,
+    /// Weighted least connections (alias `wlc`).
+    #[serde(alias = "wlc")]
+    LeastConn,
+    /// Peak-EWMA latency with power of two choices.
+    Ewma,
+    /// Consistent hashing on `hash_on`.
+    ConsistentHash,
+    /// Consistent hashing on the client IP.
+    SourceIpHash,
+    /// Consistent hashing on the request path.
+    UriHash,
+    /// Uniform random, weighted.
+    Random,
+}
+
+impl Algorithm {
+    /// True for the algorithms that hash a request key.
+    pub fn is_hashing(self) -> bool {
+        matches!(
+            self,
+            Algorithm::ConsistentHash | Algorithm::SourceIpHash | Algorithm::UriHash
+        )
+    }
+}
+
+/// What a consistent hash is computed on (`hash_on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// `source_ip`.
+    SourceIp,
+    /// `uri`: the request path (without query).
+    Uri,
+    /// `host`.
+    Host,
+    /// `header:NAME`.
+    Header(String),
+    /// `cookie:NAME`.
+    Cookie(String),
+    /// `query:NAME`.
+    Query(String),
+}
+
+impl fmt::Display for HashOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashOn::SourceIp => f.write_str("source_ip"),
+            HashOn::Uri => f.write_str("uri"),
+            HashOn::Host => f.write_str("host"),
+            HashOn::Header(n) => write!(f, "header:{n}"),
+            HashOn::Cookie(n) => write!(f, "cookie:{n}"),
+            HashOn::Query(n) => write!(f, "query:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for HashOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let named = |kind: &str, name: &str| {
+            if name.is_empty() {
+                Err(format!("`{kind}:` needs a name after the colon"))
+            } else {
+                Ok(name.to_string())
+            }
+        };
+        match s.split_once(':') {
+            None => match s {
+                "source_ip" => Ok(HashOn::SourceIp),
+                "uri" => Ok(HashOn::Uri),
+                "host" => Ok(HashOn::Host),
+                _ => Err(format!(
+                    "unknown hash key `{s}`; expected source_ip, uri, host, header:NAME, cookie:NAME or query:NAME"
+                )),
+            },
+            Some(("header", n)) => named("header", n).map(HashOn::Header),
+            Some(("cookie", n)) => named("cookie", n).map(HashOn::Cookie),
+            Some(("query", n)) => named("query", n).map(HashOn::Query),
+            Some((k, _)) => Err(format!(
+                "unknown hash key kind `{k}`; expected header:, cookie: or query:"
+            )),
+        }
+    }
+}
+
+impl Serialize for HashOn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Upstream scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP over TLS, configured by the upstream's `tls` table.
+    Https,
+}
+
+/// What to do when no server of an upstream is available.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenAllDown {
+    /// Answer 503 with a short body.
+    #[default]
+    Reject,
+    /// Panic mode: use every enabled server, healthy or not.
+    All,
+}
+
+/// `[[upstreams]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `name`: unique; routes refer to it.
+    pub name: String,
+    /// `algorithm`. Default `wrr`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// `hash_on`: the key of `consistent_hash`. Default `source_ip`.
+    #[serde(default)]
+    pub hash_on: Option<HashOn>,
+    /// `port`: default port for servers whose port is 0. Default 80.
+    #[serde(default = "default_upstream_port")]
+    pub port: u16,
+    /// `scheme`: `http` | `https`. Default `http`.
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// `tls`: TLS settings for `https` upstreams and `https` health checks.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// `when_all_down`: `reject` (503) | `all` (panic mode). Default `reject`.
+    #[serde(default)]
+    pub when_all_down: WhenAllDown,
+    /// `cascade`: sign requests to this upstream as a cascading instance. Default false.
+    #[serde(default)]
+    pub cascade: bool,
+    /// `proxy_protocol`: PROXY header sent on each new connection to this upstream's servers
+    /// (HTTP upstreams). Default `off`.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// `resolve_interval_ms`: how often server names are re-resolved. Default 30000.
+    #[serde(default = "default_resolve_interval_ms")]
+    pub resolve_interval_ms: u64,
+    /// `[upstreams.sticky]`: cookie-insertion session persistence; absent = off.
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    /// `[[upstreams.groups]]`.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// `[upstreams.health]`.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+fn default_upstream_port() -> u16 {
+    80
+}
+fn default_resolve_interval_ms() -> u64 {
+    30_000
+}
+
+/// `tls` of an upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// `verify`: verify the server certificate. Default true.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// `sni`: the name sent in SNI and verified; default: the server's address.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// `ca`: PEM file of extra trusted roots; default: the bundled web roots.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// `client_cert`: PEM client certificate for two-way TLS.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// `client_key`: PEM client key for two-way TLS.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[upstreams.sticky]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// `cookie`: cookie name. Default `SWITCHYARD_STICKY`.
+    #[serde(default = "default_sticky_cookie")]
+    pub cookie: String,
+    /// `ttl_s`: cookie lifetime; 0 = session cookie. Default 0.
+    #[serde(default)]
+    pub ttl_s: u64,
+    /// `key_env`: environment variable with the HMAC key. Default `SWITCHYARD_STICKY_KEY`.
+    #[serde(default = "default_sticky_key_env")]
+    pub key_env: String,
+}
+
+fn default_sticky_cookie() -> String {
+    "SWITCHYARD_STICKY".to_string()
+}
+fn default_sticky_key_env() -> String {
+    "SWITCHYARD_STICKY_KEY".to_string()
+}
+
+/// `[[upstreams.groups]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// `name`: unique within the upstream; part of each server's identity.
+    pub name: String,
+    /// `weight`: default weight of its servers, 0..=10000. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `[[upstreams.groups.servers]]`.
+    #[serde(default)]
+    pub servers: Vec<ServerEntry>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[[upstreams.groups.servers]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// `address`: an IP address or a domain name.
+    pub address: String,
+    /// `port`: 0 = the upstream's port. Default 0.
+    #[serde(default)]
+    pub port: u16,
+    /// `weight`: overrides the group's weight, 0..=10000; 0 = drain.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// `standby`: used only when no non-standby server is available. Default false.
+    #[serde(default)]
+    pub standby: bool,
+    /// `enabled`: false = receives nothing. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl ServerEntry {
+    /// The server's effective port given its upstream's default port.
+    pub fn effective_port(&self, upstream_port: u16) -> u16 {
+        if self.port == 0 {
+            upstream_port
+        } else {
+            self.port
+        }
+    }
+
+    /// The server's effective weight given its group's weight.
+    pub fn effective_weight(&self, group_weight: u32) -> u32 {
+        self.weight.unwrap_or(group_weight)
+    }
+}
+
+/// `[upstreams.health]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `[upstreams.health.active]`: absent = no active checks.
+    #[serde(default)]
+    pub active: Option<ActiveHealthConfig>,
+    /// `[upstreams.health.passive]`: absent = no passive checks.
+    #[serde(default)]
+    pub passive: Option<PassiveHealthConfig>,
+}
+
+/// Active check protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckProtocol {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP request.
+    #[default]
+    Http,
+    /// An HTTP request over TLS, using the upstream's `tls` table.
+    Https,
+}
+
+/// Active check method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckMethod {
+    /// `GET`.
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    /// `HEAD`.
+    #[serde(rename = "HEAD")]
+    Head,
+}
+
+/// `[upstreams.health.active]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthConfig {
+    /// `protocol`: `tcp` | `http` | `https`. Default `http`.
+    #[serde(default)]
+    pub protocol: CheckProtocol,
+    /// `path`: request path. Default `/`.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// `method`: `GET` | `HEAD`. Default `GET`.
+    #[serde(default)]
+    pub method: CheckMethod,
+    /// `port`: 0 = the server's own port. Default 0.
+    #[serde(default)]
+    pub port: u16,
+    /// `host`: the Host header; default: the server's address.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `healthy_threshold`: consecutive successes to become healthy. Default 3.
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+    /// `unhealthy_threshold`: consecutive failures to become unhealthy. Default 3.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+    /// `timeout_ms`: per-check timeout. Default 5000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `interval_ms`: time between checks of one server (jittered ±10%). Default 3000.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// `status_codes`: healthy statuses: integers or `"200-399"` ranges. Default `["200-399"]`.
+    #[serde(default = "default_status_codes")]
+    pub status_codes: Vec<StatusRange>,
+}
+
+fn default_health_path() -> String {
+    "/".to_string()
+}
+fn default_threshold() -> u32 {
+    3
+}
+fn default_interval_ms() -> u64 {
+    3000
+}
+fn default_status_codes() -> Vec<StatusRange> {
+    vec![StatusRange { lo: 200, hi: 399 }]
+}
+
+/// An inclusive range of HTTP status codes (`200` or `"200-399"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    /// Lowest status accepted.
+    pub lo: u16,
+    /// Highest status accepted.
+    pub hi: u16,
+}
+
+impl StatusRange {
+    /// True if `status` lies in the range.
+    pub fn contains(&self, status: u16) -> bool {
+        (self.lo..=self.hi).contains(&status)
+    }
+}
+
+impl Serialize for StatusRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.lo == self.hi {
+            s.serialize_u16(self.lo)
+        } else {
+            s.collect_str(&format_args!("{}-{}", self.lo, self.hi))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Str(String),
+        }
+        let check = |v: i64| -> Result<u16, D::Error> {
+            if (100..=599).contains(&v) {
+                Ok(v as u16)
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "status {v} is outside 100..=599"
+                )))
+            }
+        };
+        match Raw::deserialize(d)? {
+            Raw::Int(v) => {
+                let c = check(v)?;
+                Ok(StatusRange { lo: c, hi: c })
+            }
+            Raw::Str(s) => {
+                let parse = |p: &str| -> Result<u16, D::Error> {
+                    let v: i64 = p.trim().parse().map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "`{s}` is not a status or a range like \"200-399\""
+                        ))
+                    })?;
+                    check(v)
+                };
+                let (lo, hi) = match s.split_once('-') {
+                    Some((a, b)) => (parse(a)?, parse(b)?),
+                    None => {
+                        let v = parse(&s)?;
+                        (v, v)
+                    }
+                };
+                if lo > hi {
+                    return Err(serde::de::Error::custom(format!(
+                        "range `{s}` is empty (low end above high end)"
+                    )));
+                }
+                Ok(StatusRange { lo, hi })
+            }
+        }
+    }
+}
+
+/// `[upstreams.health.passive]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthConfig {
+    /// `unhealthy_statuses`: response statuses counted as failures. Default `[500, 502, 503, 504]`.
+    #[serde(default = "default_unhealthy_statuses")]
+    pub unhealthy_statuses: Vec<u16>,
+    /// `unhealthy_threshold`: consecutive failures that eject. Default 3.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+    /// `ejection_ms`: without active checks, an ejected server returns after this. Default 30000.
+    #[serde(default = "default_ejection_ms")]
+    pub ejection_ms: u64,
+    /// `max_ejection_percent`: never eject more than this share of an upstream. Default 50.
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+fn default_unhealthy_statuses() -> Vec<u16> {
+    vec![500, 502, 503, 504]
+}
+fn default_ejection_ms() -> u64 {
+    30_000
+}
+fn default_max_ejection_percent() -> u32 {
+    50
+}
+
+/// `[cascade]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// `key_env`: environment variable holding the shared secret. Default `SWITCHYARD_CASCADE_KEY`.
+    #[serde(default = "default_cascade_key_env")]
+    pub key_env: String,
+    /// `allowed_instances`: instance ids allowed to call this instance (at most 5).
+    #[serde(default)]
+    pub allowed_instances: Vec<String>,
+}
+
+fn default_cascade_key_env() -> String {
+    "SWITCHYARD_CASCADE_KEY".to_string()
+}
+
+/// A CIDR block (`10.0.0.0/8`, `::1/128`); a bare address means a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl Cidr {
+    /// True if `ip` lies in the block (IPv4-mapped IPv6 addresses match IPv4 blocks).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Cidr(ipnet::IpNet::from(ip)));
+        }
+        Err(format!(
+            "`{s}` is not a CIDR block (like 10.0.0.0/8) or an IP address"
+        ))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
