@@ -35,6 +35,8 @@ pub struct PoolOptions {
     pub clock: Arc<dyn Clock>,
     /// Overrides `algorithm` with a user's selector.
     pub custom: Option<SelectorFactory>,
+    /// Health of a server seen for the first time: false when active checks must pass first.
+    pub initially_healthy: bool,
 }
 
 impl std::fmt::Debug for PoolOptions {
@@ -43,6 +45,7 @@ impl std::fmt::Debug for PoolOptions {
             .field("algorithm", &self.algorithm)
             .field("when_all_down", &self.when_all_down)
             .field("custom", &self.custom.is_some())
+            .field("initially_healthy", &self.initially_healthy)
             .finish()
     }
 }
@@ -55,7 +58,13 @@ impl PoolOptions {
             when_all_down: AllDownPolicy::Reject,
             clock: Arc::new(MonotonicClock),
             custom: None,
+            initially_healthy: true,
         }
+    }
+    /// Sets the health of servers seen for the first time (false: out until a check passes).
+    pub fn initially_healthy(mut self, healthy: bool) -> Self {
+        self.initially_healthy = healthy;
+        self
     }
     /// Sets the all-down policy.
     pub fn when_all_down(mut self, policy: AllDownPolicy) -> Self {
@@ -114,7 +123,7 @@ impl Snapshot {
         let servers: Vec<Server> = specs
             .iter()
             .map(|spec| Server {
-                stats: store.get_or_insert(&spec.id),
+                stats: store.get_or_insert_with(&spec.id, opts.initially_healthy),
                 spec: spec.clone(),
             })
             .collect();

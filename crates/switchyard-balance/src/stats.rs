@@ -183,8 +183,17 @@ pub struct StatsStore {
 impl StatsStore {
     /// The stats of `id`, created on first use. Called when a snapshot is built, never per pick.
     pub fn get_or_insert(&self, id: &ServerId) -> Arc<ServerStats> {
+        self.get_or_insert_with(id, true)
+    }
+    /// Like [`StatsStore::get_or_insert`], but a server seen for the first time starts with the
+    /// given health (false while it waits for its first active check).
+    pub fn get_or_insert_with(&self, id: &ServerId, initially_healthy: bool) -> Arc<ServerStats> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(id.clone()).or_default())
+        Arc::clone(map.entry(id.clone()).or_insert_with(|| {
+            let s = ServerStats::default();
+            s.set_healthy(initially_healthy);
+            Arc::new(s)
+        }))
     }
     /// The stats of `id` if it exists.
     pub fn get(&self, id: &ServerId) -> Option<Arc<ServerStats>> {
