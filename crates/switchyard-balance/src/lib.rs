@@ -27,6 +27,7 @@
 //! ```
 
 pub mod clock;
+mod hash;
 pub mod identity;
 pub mod pool;
 pub mod select;
@@ -34,6 +35,7 @@ pub mod stats;
 pub mod tried;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use hash::hash_key;
 pub use identity::{ServerId, ServerSpec};
 pub use pool::{AllDownPolicy, Pool, PoolOptions, Server, Snapshot};
 pub use select::{Algorithm, PickContext, Selector};

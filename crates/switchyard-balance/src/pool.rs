@@ -109,6 +109,7 @@ pub struct Snapshot {
     candidates: Vec<usize>,
     panic: bool,
     selector: Box<dyn Selector>,
+    needs_clock: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -151,13 +152,30 @@ impl Snapshot {
             servers,
             candidates,
             panic,
+            needs_clock: selector.needs_clock(),
             selector,
             clock: Arc::clone(&opts.clock),
         }
     }
 
-    /// Picks a server for a request with hashed key `key`, never one in `tried`.
-    /// `None`: nothing is available (the caller applies the all-down answer).
+    /// Picks a server for a request with hashed key `key` (see [`crate::hash_key`]), never one
+    /// in `tried`. `None`: nothing is available, or every candidate was tried (the caller
+    /// applies the all-down or retries-exhausted answer).
+    ///
+    /// Synchronous, lock-free and allocation-free for every built-in algorithm.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore, Tried};
+    ///
+    /// let specs = vec![ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1)];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::LeastConn), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// let server = snap.pick(None, &Tried::default()).unwrap();
+    /// let mut tried = Tried::default();
+    /// tried.insert(&server.stats);
+    /// assert!(snap.pick(None, &tried).is_none());
+    /// ```
     pub fn pick(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
         if self.candidates.is_empty() {
             return None;
@@ -166,7 +184,11 @@ impl Snapshot {
             servers: &self.servers,
             key,
             tried,
-            now_ns: self.clock.now_nanos(),
+            now_ns: if self.needs_clock {
+                self.clock.now_nanos()
+            } else {
+                0
+            },
         };
         self.selector.pick(&ctx).map(|i| &self.servers[i])
     }

@@ -1,0 +1,71 @@
+//! Pick cost of every algorithm at 10, 100, 1,000 and 10,000 servers, through the public
+//! `Snapshot::pick` (clock read included where the algorithm needs it).
+//!
+//! `cargo bench -p switchyard-balance --bench picks -- --warm-up-time 1 --measurement-time 2`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use switchyard_balance::{
+    Algorithm, InFlight, Outcome, Pool, PoolOptions, ServerSpec, StatsStore, Tried,
+};
+
+const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
+
+fn pool(algorithm: Algorithm, n: usize) -> (Pool, Vec<InFlight>) {
+    let specs: Vec<ServerSpec> = (0..n)
+        .map(|i| {
+            let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 0xff, i & 0xff);
+            // Varied weights, so no algorithm gets the equal-weight shortcut.
+            ServerSpec::new("bench", addr.parse().unwrap(), 1 + (i as u32 * 7) % 10)
+        })
+        .collect();
+    let pool = Pool::new(
+        "bench",
+        PoolOptions::new(algorithm),
+        specs,
+        Arc::new(StatsStore::default()),
+    );
+    let snap = pool.snapshot();
+    let mut held = Vec::new();
+    for (i, s) in snap.servers().iter().enumerate() {
+        // A latency estimate for every server, and some requests in flight.
+        let g = s.stats.begin(0);
+        g.finish(Outcome::Success, 1_000_000 + (i as u64 % 50) * 100_000);
+        if i % 3 == 0 {
+            held.push(s.stats.begin(0));
+        }
+    }
+    (pool, held)
+}
+
+fn picks(c: &mut Criterion) {
+    let algorithms = [
+        ("wrr", Algorithm::Wrr),
+        ("least_conn", Algorithm::LeastConn),
+        ("ewma", Algorithm::Ewma),
+        ("consistent_hash", Algorithm::ConsistentHash),
+        ("random", Algorithm::Random),
+    ];
+    for (name, algorithm) in algorithms {
+        let mut group = c.benchmark_group(format!("pick/{name}"));
+        for n in SIZES {
+            let (pool, _held) = pool(algorithm, n);
+            let snap = pool.snapshot();
+            let tried = Tried::default();
+            let mut key = 0u64;
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+                b.iter(|| {
+                    key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let k = (algorithm == Algorithm::ConsistentHash).then_some(key);
+                    black_box(snap.pick(black_box(k), &tried).map(|s| s.spec.weight))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, picks);
+criterion_main!(benches);

@@ -1,0 +1,339 @@
+//! *What to measure* ([`Load`]) apart from *how to choose by it* ([`LeastLoaded`], [`P2c`]).
+//!
+//! The split follows tower's `Load` trait: a measure maps a server (its spec and its long-lived
+//! [`crate::ServerStats`]) to a comparable cost; a strategy decides which servers to compare.
+//! Least connections is [`InFlightPerWeight`] under [`LeastLoaded`] (or [`P2c`] for large
+//! pools); peak EWMA is [`PeakEwma`] under [`P2c`]. A new measure — in-flight bytes, a queue
+//! depth a health checker reports — is one small `impl Load`, and both strategies work with it:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use switchyard_balance::select::{LeastLoaded, Load};
+//! use switchyard_balance::{PoolOptions, Algorithm, Pool, Server, ServerSpec, StatsStore, Tried};
+//!
+//! /// Fewest failures so far (a toy measure).
+//! #[derive(Debug, Clone, Copy)]
+//! struct Failures;
+//!
+//! impl Load for Failures {
+//!     type Cost = u64;
+//!     fn cost(&self, server: &Server, _now_ns: u64) -> u64 {
+//!         server.stats.failures()
+//!     }
+//!     fn needs_clock(&self) -> bool {
+//!         false
+//!     }
+//! }
+//!
+//! let specs = vec![
+//!     ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1),
+//!     ServerSpec::new("g", "127.0.0.1:8082".parse().unwrap(), 1),
+//! ];
+//! let opts = PoolOptions::new(Algorithm::Wrr)
+//!     .with_selector(|servers, candidates| Box::new(LeastLoaded::new(Failures, servers, candidates)));
+//! let pool = Pool::new("api", opts, specs, Arc::new(StatsStore::default()));
+//! let snap = pool.snapshot();
+//! let bad = &snap.servers()[0];
+//! bad.stats.begin(0).finish(switchyard_balance::Outcome::Failure, 1);
+//! for _ in 0..10 {
+//!     assert_eq!(snap.pick(None, &Tried::default()).unwrap().spec.addr.port(), 8082);
+//! }
+//! ```
+
+use std::cmp::Ordering;
+use std::fmt::Debug;
+
+use super::alias::AliasTable;
+use super::wrr::WrrTree;
+use super::{rng, weighted, PickContext, Selector};
+use crate::pool::Server;
+
+/// A measure of how loaded a server is: lower cost is better.
+///
+/// `cost` runs on the pick path: it must not allocate or lock; read atomics.
+pub trait Load: Send + Sync + Debug {
+    /// A comparable cost (an integer, an `f64`, a [`Ratio`]…).
+    type Cost: PartialOrd + Copy + Debug;
+    /// The server's cost now.
+    fn cost(&self, server: &Server, now_ns: u64) -> Self::Cost;
+    /// True if `cost` reads `now_ns` (the default); false saves a clock read per pick.
+    fn needs_clock(&self) -> bool {
+        true
+    }
+}
+
+/// A load relative to a weight, compared by cross-multiplication (`a.load × b.weight` vs
+/// `b.load × a.weight`): no division per pick, exact for integers.
+///
+/// ```
+/// use switchyard_balance::select::Ratio;
+/// // 3 in flight on weight 2 is more loaded than 1 in flight on weight 1.
+/// assert!(Ratio { load: 3, weight: 2 } > Ratio { load: 1, weight: 1 });
+/// assert!(Ratio { load: 2, weight: 2 } == Ratio { load: 1, weight: 1 });
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    /// The load (e.g. requests in flight).
+    pub load: u64,
+    /// The weight it is shared by.
+    pub weight: u64,
+}
+
+impl Ratio {
+    #[inline]
+    fn sides(&self, other: &Ratio) -> (u128, u128) {
+        (
+            u128::from(self.load) * u128::from(other.weight),
+            u128::from(other.load) * u128::from(self.weight),
+        )
+    }
+}
+
+impl PartialEq for Ratio {
+    fn eq(&self, other: &Ratio) -> bool {
+        let (a, b) = self.sides(other);
+        a == b
+    }
+}
+
+impl PartialOrd for Ratio {
+    #[inline]
+    fn partial_cmp(&self, other: &Ratio) -> Option<Ordering> {
+        let (a, b) = self.sides(other);
+        Some(a.cmp(&b))
+    }
+}
+
+/// Requests in flight relative to weight: weighted least connections (WLC). With equal weights,
+/// plain least connections.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchyard_balance::select::{InFlightPerWeight, Load};
+/// use switchyard_balance::{Server, ServerSpec, ServerStats};
+///
+/// let s = Server {
+///     spec: ServerSpec::new("g", "127.0.0.1:80".parse().unwrap(), 4),
+///     stats: Arc::new(ServerStats::default()),
+/// };
+/// let _guard = s.stats.begin(0);
+/// let c = InFlightPerWeight.cost(&s, 0);
+/// assert_eq!((c.load, c.weight), (1, 4));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InFlightPerWeight;
+
+impl Load for InFlightPerWeight {
+    type Cost = Ratio;
+    #[inline]
+    fn cost(&self, server: &Server, _now_ns: u64) -> Ratio {
+        Ratio {
+            load: u64::from(server.stats.in_flight()),
+            weight: u64::from(server.spec.weight),
+        }
+    }
+    fn needs_clock(&self) -> bool {
+        false
+    }
+}
+
+/// Peak-EWMA latency × (in-flight + 1), in nanoseconds (the tower/Linkerd measure).
+///
+/// Failures are penalised by [`crate::ServerStats`], which charges a failed request at least
+/// [`crate::stats::FAILURE_PENALTY_NS`] (1 s): a server answering fast 503s looks slow and loses.
+/// A server that has never finished a request (no estimate yet) costs
+/// [`PeakEwma::default_rtt_ns`] per request in flight: it wins against slower servers while idle
+/// (so a new server is tried) but stops winning once a few requests wait on it (so it is not
+/// flooded before its first answer).
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchyard_balance::select::{Load, PeakEwma};
+/// use switchyard_balance::{Outcome, Server, ServerSpec, ServerStats};
+///
+/// let s = Server {
+///     spec: ServerSpec::new("g", "127.0.0.1:80".parse().unwrap(), 1),
+///     stats: Arc::new(ServerStats::default()),
+/// };
+/// let ewma = PeakEwma::default();
+/// assert_eq!(ewma.cost(&s, 0), ewma.default_rtt_ns);
+/// s.stats.begin(0).finish(Outcome::Success, 50_000_000);
+/// assert_eq!(ewma.cost(&s, 50_000_000), 50_000_000.0);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PeakEwma {
+    /// Latency assumed for a server with no estimate yet (default 10 ms).
+    pub default_rtt_ns: f64,
+}
+
+impl PeakEwma {
+    /// The default assumed latency of an unprobed server.
+    pub const DEFAULT_RTT_NS: f64 = 10_000_000.0;
+}
+
+impl Default for PeakEwma {
+    fn default() -> Self {
+        PeakEwma {
+            default_rtt_ns: Self::DEFAULT_RTT_NS,
+        }
+    }
+}
+
+impl Load for PeakEwma {
+    type Cost = f64;
+    #[inline]
+    fn cost(&self, server: &Server, now_ns: u64) -> f64 {
+        let stats = &server.stats;
+        let rtt = if stats.requests() == 0 {
+            self.default_rtt_ns
+        } else {
+            stats.ewma_nanos(now_ns)
+        };
+        rtt * (f64::from(stats.in_flight()) + 1.0)
+    }
+}
+
+/// Full scan: the allowed candidate with the lowest cost. Ties go to the first one found from a
+/// start that follows the smooth weighted round-robin sequence, so equally loaded servers share
+/// traffic by weight (as NGINX's `least_conn` falls back to weighted round robin).
+///
+/// Cost is linear in the number of candidates; [`super::LeastConn`] switches to [`P2c`] above
+/// [`super::least_conn::SCAN_LIMIT`].
+#[derive(Debug)]
+pub struct LeastLoaded<L> {
+    load: L,
+    candidates: Vec<usize>,
+    start: Option<WrrTree>,
+}
+
+impl<L: Load> LeastLoaded<L> {
+    /// Builds over the candidates with a positive weight.
+    pub fn new(load: L, servers: &[Server], candidates: &[usize]) -> Self {
+        let weighted = weighted(servers, candidates);
+        let weights: Vec<u64> = weighted.iter().map(|&(_, w)| w).collect();
+        LeastLoaded {
+            load,
+            candidates: weighted.iter().map(|&(i, _)| i).collect(),
+            start: WrrTree::new(&weights),
+        }
+    }
+
+    #[inline]
+    fn scan(
+        &self,
+        ctx: &PickContext<'_>,
+        part: &[usize],
+        best: &mut Option<(usize, L::Cost)>,
+        check: bool,
+    ) {
+        for &i in part {
+            if check && !ctx.allowed(i) {
+                continue;
+            }
+            let Some(server) = ctx.servers.get(i) else {
+                continue;
+            };
+            let c = self.load.cost(server, ctx.now_ns);
+            match best {
+                Some((_, b)) if !(c < *b) => {}
+                _ => *best = Some((i, c)),
+            }
+        }
+    }
+}
+
+impl<L: Load> Selector for LeastLoaded<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        let start = self.start.as_ref()?.next().min(self.candidates.len());
+        let (tail, head) = self.candidates.split_at(start);
+        let check = !ctx.tried.is_empty();
+        let mut best = None;
+        self.scan(ctx, head, &mut best, check);
+        self.scan(ctx, tail, &mut best, check);
+        best.map(|(i, _)| i)
+    }
+    fn needs_clock(&self) -> bool {
+        self.load.needs_clock()
+    }
+}
+
+/// Power of two choices: draw two distinct candidates at random (weighted by server weight, with
+/// an alias table) and take the one with the lower cost; a tie goes to the first draw, so equally
+/// loaded servers share traffic by weight. O(1) per pick at any pool size, and it avoids the herd
+/// effect of always choosing the global minimum from stale counts (Mitzenmacher; Envoy PR #9218:
+/// two choices are enough).
+#[derive(Debug)]
+pub struct P2c<L> {
+    load: L,
+    candidates: Vec<usize>,
+    table: AliasTable,
+}
+
+impl<L: Load> P2c<L> {
+    /// Builds over the candidates with a positive weight.
+    pub fn new(load: L, servers: &[Server], candidates: &[usize]) -> Self {
+        let weighted = weighted(servers, candidates);
+        let weights: Vec<u64> = weighted.iter().map(|&(_, w)| w).collect();
+        P2c {
+            load,
+            candidates: weighted.iter().map(|&(i, _)| i).collect(),
+            table: AliasTable::new(&weights),
+        }
+    }
+
+    /// Two distinct positions (the second differs from the first whenever n > 1).
+    #[inline]
+    fn draw_two(&self) -> Option<(usize, usize)> {
+        let n = self.table.len();
+        let a = self.table.sample(rng::next_u64())?;
+        for _ in 0..3 {
+            let b = self.table.sample(rng::next_u64())?;
+            if b != a {
+                return Some((a, b));
+            }
+        }
+        // Heavily skewed weights: take a uniform other position.
+        let off = 1 + rng::below((rng::next_u64() >> 32) as u32, n.saturating_sub(1));
+        Some((a, (a + off) % n.max(1)))
+    }
+}
+
+impl<L: Load> Selector for P2c<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        let servers = ctx.servers;
+        if self.candidates.len() == 1 {
+            let i = self.candidates[0];
+            return ctx.allowed(i).then_some(i);
+        }
+        for _ in 0..4 {
+            let (pa, pb) = self.draw_two()?;
+            let (a, b) = (*self.candidates.get(pa)?, *self.candidates.get(pb)?);
+            match (ctx.allowed(a), ctx.allowed(b)) {
+                (true, true) => {
+                    let ca = self.load.cost(servers.get(a)?, ctx.now_ns);
+                    let cb = self.load.cost(servers.get(b)?, ctx.now_ns);
+                    return Some(if cb < ca { b } else { a });
+                }
+                (true, false) => return Some(a),
+                (false, true) => return Some(b),
+                (false, false) => {}
+            }
+        }
+        // Most candidates were tried: scan what is left.
+        let mut best: Option<(usize, L::Cost)> = None;
+        for &i in &self.candidates {
+            if !ctx.allowed(i) {
+                continue;
+            }
+            let c = self.load.cost(servers.get(i)?, ctx.now_ns);
+            match best {
+                Some((_, b)) if !(c < b) => {}
+                _ => best = Some((i, c)),
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+    fn needs_clock(&self) -> bool {
+        self.load.needs_clock()
+    }
+}
