@@ -6,13 +6,24 @@
 
 mod error;
 mod model;
+mod summary;
+#[cfg(test)]
+mod tests;
 mod validate;
+
+use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use validate::validate;
+pub use summary::summary;
+pub use validate::{validate, MAX_ALLOWED_INSTANCES, MAX_RETRIES, MAX_WEIGHT};
 
 /// Parses and validates a configuration from TOML text.
+///
+/// Returns every validation error at once (serde errors, such as a wrong type or an unknown
+/// key, stop at the first one), each with its key path and, where the key or its table exists
+/// in the text, its line and column. TLS file paths are only checked to be non-empty; use
+/// [`load_file`] to resolve and check them against the file system.
 ///
 /// ```
 /// let err = switchyard_config::parse_str("[server]\nthreads = \"two\"\n").unwrap_err();
@@ -20,17 +31,18 @@ pub use validate::validate;
 /// assert_eq!(err.errors[0].line, Some(2));
 /// ```
 pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigErrors::from_toml(text, "", &e))?;
-    let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        ConfigErrors::from_toml(text, &path, e.inner())
-    })?;
+    let cfg = deserialize(text)?;
     validate(&cfg).map_err(|errs| errs.locate(text))?;
     Ok(cfg)
 }
 
 /// Reads, parses and validates a configuration file.
-pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigErrors> {
+///
+/// Like [`parse_str`], and in addition relative TLS file paths (`listeners[].tls.cert` and
+/// `.key`, `upstreams[].tls.ca`, `.client_cert` and `.client_key`) are resolved against the
+/// directory of the config file and must name existing files; the returned [`Config`] holds the
+/// resolved paths.
+pub fn load_file(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::single(ConfigError::new(
@@ -38,5 +50,68 @@ pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigErro
             format!("cannot read {}: {e}", path.display()),
         ))
     })?;
-    parse_str(&text)
+    let mut cfg = deserialize(&text)?;
+    let mut errors = match validate(&cfg) {
+        Ok(()) => ConfigErrors { errors: Vec::new() },
+        Err(e) => e,
+    };
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    errors.extend(resolve_files(&mut cfg, base));
+    if errors.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors.locate(&text))
+    }
+}
+
+/// TOML text to typed config: syntax and type errors, with path and line.
+fn deserialize(text: &str) -> Result<Config, ConfigErrors> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigErrors::from_toml(text, "", &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigErrors::from_toml(text, &path, e.inner())
+    })
+}
+
+/// Resolves relative TLS paths against `base` and checks that the files exist.
+fn resolve_files(cfg: &mut Config, base: &Path) -> ConfigErrors {
+    let mut errors = ConfigErrors { errors: Vec::new() };
+    let mut check = |key: String, value: &mut String| {
+        if value.trim().is_empty() {
+            return; // reported by validation
+        }
+        let p = Path::new(value.as_str());
+        let resolved: PathBuf = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        if !resolved.is_file() {
+            errors.errors.push(ConfigError::new(
+                key,
+                format!("file not found: {}", resolved.display()),
+            ));
+        }
+        *value = resolved.to_string_lossy().into_owned();
+    };
+    for (i, l) in cfg.listeners.iter_mut().enumerate() {
+        if let Some(tls) = &mut l.tls {
+            check(format!("listeners[{i}].tls.cert"), &mut tls.cert);
+            check(format!("listeners[{i}].tls.key"), &mut tls.key);
+        }
+    }
+    for (i, u) in cfg.upstreams.iter_mut().enumerate() {
+        if let Some(tls) = &mut u.tls {
+            for (name, v) in [
+                ("ca", &mut tls.ca),
+                ("client_cert", &mut tls.client_cert),
+                ("client_key", &mut tls.client_key),
+            ] {
+                if let Some(v) = v {
+                    check(format!("upstreams[{i}].tls.{name}"), v);
+                }
+            }
+        }
+    }
+    errors
 }

@@ -64,6 +64,68 @@ pub struct Config {
     pub cascade: Option<CascadeConfig>,
 }
 
+impl Config {
+    /// The upstream named `name`.
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.upstream("api").map(|u| u.port), Some(80));
+    /// assert!(cfg.upstream("nope").is_none());
+    /// ```
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The listeners a route serves: those it names, or every http/https listener when its
+    /// `listeners` list is empty.
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[listeners]]
+    /// name = "web"
+    /// listen = "127.0.0.1:8080"
+    /// [[listeners]]
+    /// name = "db"
+    /// protocol = "tcp"
+    /// listen = "127.0.0.1:5432"
+    /// upstream = "api"
+    /// [[routes]]
+    /// name = "all"
+    /// upstream = "api"
+    /// [[upstreams]]
+    /// name = "api"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// let names: Vec<&str> = cfg.route_listeners(&cfg.routes[0]).map(|l| l.name.as_str()).collect();
+    /// assert_eq!(names, ["web"]);
+    /// ```
+    pub fn route_listeners<'a>(
+        &'a self,
+        route: &'a RouteConfig,
+    ) -> impl Iterator<Item = &'a ListenerConfig> + 'a {
+        self.listeners.iter().filter(move |l| {
+            if route.listeners.is_empty() {
+                l.protocol != ListenerProtocol::Tcp
+            } else {
+                route.listeners.iter().any(|n| n == &l.name)
+            }
+        })
+    }
+}
+
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +331,49 @@ pub struct RouteConfig {
     pub require_cascade: bool,
 }
 
+impl RouteConfig {
+    /// The prefix this route matches when it has no `path`: its `path_prefix`, or `/` (every
+    /// path) when neither `path` nor `path_prefix` is set. `None` when the route has a `path`.
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[routes]]
+    /// name = "all"
+    /// upstream = "api"
+    /// [[upstreams]]
+    /// name = "api"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.routes[0].effective_path_prefix(), Some("/"));
+    /// ```
+    pub fn effective_path_prefix(&self) -> Option<&str> {
+        match (&self.path, &self.path_prefix) {
+            (Some(_), _) => None,
+            (None, Some(p)) => Some(p),
+            (None, None) => Some("/"),
+        }
+    }
+
+    /// The `{name}` captures of the route's `path`, in order (empty without a `path`).
+    ///
+    /// ```
+    /// let r: switchyard_config::RouteConfig = toml::from_str(r#"
+    /// name = "u"
+    /// upstream = "api"
+    /// path = "/users/{userId}/posts/{postId}"
+    /// "#).unwrap();
+    /// assert_eq!(r.path_captures(), ["userId", "postId"]);
+    /// ```
+    pub fn path_captures(&self) -> Vec<String> {
+        self.path
+            .as_deref()
+            .and_then(|p| crate::validate::parse_path_pattern(p).ok())
+            .unwrap_or_default()
+    }
+}
+
 fn default_timeout_ms() -> u64 {
     5000
 }
@@ -450,6 +555,85 @@ pub struct UpstreamConfig {
     pub health: HealthConfig,
 }
 
+impl UpstreamConfig {
+    /// Every server with its group, effective port (the upstream's `port` when the server's is 0)
+    /// and effective weight (the group's `weight` unless the server sets its own), in file order.
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    /// port = 8080
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   weight = 5
+    ///     [[upstreams.groups.servers]]
+    ///     address = "10.0.0.1"
+    ///     [[upstreams.groups.servers]]
+    ///     address = "10.0.0.2"
+    ///     port = 9090
+    ///     weight = 1
+    /// "#).unwrap();
+    /// let up = cfg.upstream("api").unwrap();
+    /// let ids: Vec<String> = up
+    ///     .servers()
+    ///     .map(|(g, s, port, weight)| format!("{}/{}={weight}", g.name, s.host_port(port)))
+    ///     .collect();
+    /// assert_eq!(ids, ["blue/10.0.0.1:8080=5", "blue/10.0.0.2:9090=1"]);
+    /// ```
+    pub fn servers(&self) -> impl Iterator<Item = (&GroupConfig, &ServerEntry, u16, u32)> + '_ {
+        self.groups.iter().flat_map(move |g| {
+            g.servers.iter().map(move |s| {
+                (
+                    g,
+                    s,
+                    s.effective_port(self.port),
+                    s.effective_weight(g.weight),
+                )
+            })
+        })
+    }
+
+    /// How many servers have `enabled = true` (standby and weight-0 servers included: they can
+    /// still take a retry).
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }, { address = "10.0.0.2", enabled = false }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.upstreams[0].enabled_server_count(), 1);
+    /// ```
+    pub fn enabled_server_count(&self) -> usize {
+        self.servers().filter(|(_, s, _, _)| s.enabled).count()
+    }
+
+    /// The key a `consistent_hash` upstream hashes on: `hash_on`, or `source_ip` when unset.
+    /// `None` for the other algorithms (`source_ip_hash` and `uri_hash` have fixed keys).
+    ///
+    /// ```
+    /// use switchyard_config::{parse_str, HashOn};
+    /// let cfg = parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    /// algorithm = "consistent_hash"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.upstreams[0].effective_hash_on(), Some(HashOn::SourceIp));
+    /// ```
+    pub fn effective_hash_on(&self) -> Option<HashOn> {
+        match self.algorithm {
+            Algorithm::ConsistentHash => Some(self.hash_on.clone().unwrap_or(HashOn::SourceIp)),
+            _ => None,
+        }
+    }
+}
+
 fn default_upstream_port() -> u16 {
     80
 }
@@ -511,7 +695,7 @@ pub struct GroupConfig {
     /// `name`: unique within the upstream; part of each server's identity.
     pub name: String,
     /// `weight`: default weight of its servers, 0..=10000. Default 1.
-    #[serde(default = "default_weight")]
+    #[serde(default = "default_weight", deserialize_with = "de_weight")]
     pub weight: u32,
     /// `[[upstreams.groups.servers]]`.
     #[serde(default)]
@@ -520,6 +704,19 @@ pub struct GroupConfig {
 
 fn default_weight() -> u32 {
     1
+}
+
+/// A weight: a non-negative integer (the upper bound, 10000, is checked by validation so that
+/// it is reported together with every other error).
+fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d)?;
+    u32::try_from(v).map_err(|_| {
+        serde::de::Error::custom(format!("weight must be between 0 and 10000, got {v}"))
+    })
+}
+
+fn de_opt_weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_weight(d).map(Some)
 }
 
 /// `[[upstreams.groups.servers]]`.
@@ -532,7 +729,7 @@ pub struct ServerEntry {
     #[serde(default)]
     pub port: u16,
     /// `weight`: overrides the group's weight, 0..=10000; 0 = drain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_weight")]
     pub weight: Option<u32>,
     /// `standby`: used only when no non-standby server is available. Default false.
     #[serde(default)]
@@ -555,6 +752,30 @@ impl ServerEntry {
     /// The server's effective weight given its group's weight.
     pub fn effective_weight(&self, group_weight: u32) -> u32 {
         self.weight.unwrap_or(group_weight)
+    }
+
+    /// `host:port` as used in the server's identity (`group/host:port`) and in the admin API;
+    /// IPv6 addresses are bracketed.
+    ///
+    /// ```
+    /// # let cfg = switchyard_config::parse_str(r#"
+    /// # [[upstreams]]
+    /// # name = "api"
+    /// #   [[upstreams.groups]]
+    /// #   name = "blue"
+    /// #   servers = [{ address = "::1" }, { address = "10.0.0.1", port = 81 }]
+    /// # "#).unwrap();
+    /// let up = &cfg.upstreams[0];
+    /// let s = &up.groups[0].servers;
+    /// assert_eq!(s[0].host_port(s[0].effective_port(up.port)), "[::1]:80");
+    /// assert_eq!(s[1].host_port(s[1].effective_port(up.port)), "10.0.0.1:81");
+    /// ```
+    pub fn host_port(&self, port: u16) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{port}", self.address)
+        } else {
+            format!("{}:{port}", self.address)
+        }
     }
 }
 
