@@ -1,1 +1,101 @@
-fn main() {}
+//! `switchyard`: the reference gateway. Loads one TOML file and runs the Pingora services it
+//! describes.
+//!
+//! ```text
+//! switchyard run -c conf/demo.toml        # run
+//! switchyard run -c conf/demo.toml -u     # graceful upgrade: take over a running instance's sockets
+//! switchyard check -c conf/demo.toml      # validate and summarise, like `nginx -t`
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A programmable reverse proxy and load balancer on Pingora"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running instance (graceful upgrade; send the old
+        /// process SIGQUIT once this one has started).
+        #[arg(short, long)]
+        upgrade: bool,
+    },
+    /// Validate a configuration file and print a summary; exit 2 on errors.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match switchyard_config::load_file(&config) {
+            Ok(cfg) => {
+                print_summary(&cfg);
+                println!("configuration file {} is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                for e in &errs.errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!(
+                    "configuration file {} has {} error(s)",
+                    config.display(),
+                    errs.errors.len()
+                );
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config, upgrade } => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .init();
+            let cfg = match switchyard_config::load_file(&config) {
+                Ok(cfg) => cfg,
+                Err(errs) => {
+                    for e in &errs.errors {
+                        log::error!("{e}");
+                        eprintln!("error: {e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let opt = pingora::server::configuration::Opt {
+                upgrade,
+                ..Default::default()
+            };
+            match switchyard_proxy::Gateway::build(cfg, Some(opt)) {
+                Ok(gw) => {
+                    log::info!("switchyard {} starting", env!("CARGO_PKG_VERSION"));
+                    gw.run()
+                }
+                Err(e) => {
+                    log::error!("cannot start: {e}");
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn print_summary(cfg: &switchyard_config::Config) {
+    println!("{}", switchyard_config::summary(cfg));
+}

@@ -1,1 +1,302 @@
-//! placeholder
+//! Switchyard's Prometheus metric families.
+//!
+//! Every family is registered once in the process's default registry (the one
+//! `pingora-prometheus` serves) by [`Metrics::global`]. Hot paths never look labels up per
+//! request: they hold handles resolved when the configuration is built ([`RouteMetrics`],
+//! [`ServerMetrics`]), and status-code series are resolved once per code and cached.
+//!
+//! ```
+//! let m = switchyard_metrics::Metrics::global();
+//! let route = m.route("users", "api");
+//! route.observe(200, 0.003);
+//! assert_eq!(m.requests_total.with_label_values(&["users", "api", "200"]).get(), 1);
+//! ```
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
+
+pub use prometheus;
+
+/// Every Switchyard metric family.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `switchyard_requests_total{route,upstream,code}`: responses sent to clients.
+    pub requests_total: IntCounterVec,
+    /// `switchyard_request_duration_seconds{route}`: time from request to the end of the response.
+    pub request_duration_seconds: HistogramVec,
+    /// `switchyard_upstream_requests_total{upstream,server,outcome}`: attempts sent to each server;
+    /// outcome is `success`, `http_5xx`, `connect_error`, `timeout` or `error`.
+    pub upstream_requests_total: IntCounterVec,
+    /// `switchyard_retries_total{route}`: attempts beyond the first.
+    pub retries_total: IntCounterVec,
+    /// `switchyard_no_server_total{upstream}`: requests answered 503 because no server was
+    /// available.
+    pub no_server_total: IntCounterVec,
+    /// `switchyard_rejected_requests_total{listener,reason}`: requests refused before routing
+    /// (`acl`, `loop`, `no_route`, `cascade`).
+    pub rejected_requests_total: IntCounterVec,
+    /// `switchyard_backend_healthy{upstream,server}`: 1 healthy, 0 not.
+    pub backend_healthy: IntGaugeVec,
+    /// `switchyard_health_checks_total{upstream,server,result}`: active checks (`pass`/`fail`).
+    pub health_checks_total: IntCounterVec,
+    /// `switchyard_backend_ejections_total{upstream,server}`: passive ejections.
+    pub backend_ejections_total: IntCounterVec,
+    /// `switchyard_backend_in_flight{upstream,server}`: requests in flight per server.
+    pub backend_in_flight: IntGaugeVec,
+    /// `switchyard_config_reloads_total{result}`: reloads (`success`/`failure`).
+    pub config_reloads_total: IntCounterVec,
+    /// `switchyard_tcp_connections_total{listener,upstream,outcome}`: TCP proxy connections.
+    pub tcp_connections_total: IntCounterVec,
+    /// `switchyard_tcp_active_connections{listener}`: open TCP proxy connections.
+    pub tcp_active_connections: IntGaugeVec,
+    /// `switchyard_tcp_bytes_total{listener,direction}`: bytes proxied (`in` from clients, `out`
+    /// to clients).
+    pub tcp_bytes_total: IntCounterVec,
+    /// `switchyard_proxy_protocol_errors_total{listener}`: connections closed for a bad or
+    /// missing PROXY header.
+    pub proxy_protocol_errors_total: IntCounterVec,
+    /// `switchyard_dns_resolutions_total{upstream,result}`: server-name resolutions.
+    pub dns_resolutions_total: IntCounterVec,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    Ok(Metrics {
+        requests_total: register_int_counter_vec!(
+            "switchyard_requests_total",
+            "Responses sent to clients, by route, upstream and status code.",
+            &["route", "upstream", "code"]
+        )?,
+        request_duration_seconds: register_histogram_vec!(
+            "switchyard_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route.",
+            &["route"],
+            exponential_buckets(0.0005, 2.0, 16)?
+        )?,
+        upstream_requests_total: register_int_counter_vec!(
+            "switchyard_upstream_requests_total",
+            "Attempts sent to each upstream server, by outcome.",
+            &["upstream", "server", "outcome"]
+        )?,
+        retries_total: register_int_counter_vec!(
+            "switchyard_retries_total",
+            "Retried attempts (beyond the first), by route.",
+            &["route"]
+        )?,
+        no_server_total: register_int_counter_vec!(
+            "switchyard_no_server_total",
+            "Requests answered 503 because no server of the upstream was available.",
+            &["upstream"]
+        )?,
+        rejected_requests_total: register_int_counter_vec!(
+            "switchyard_rejected_requests_total",
+            "Requests refused before reaching an upstream, by listener and reason.",
+            &["listener", "reason"]
+        )?,
+        backend_healthy: register_int_gauge_vec!(
+            "switchyard_backend_healthy",
+            "1 if the server is healthy (active and passive checks), else 0.",
+            &["upstream", "server"]
+        )?,
+        health_checks_total: register_int_counter_vec!(
+            "switchyard_health_checks_total",
+            "Active health checks, by result (pass or fail).",
+            &["upstream", "server", "result"]
+        )?,
+        backend_ejections_total: register_int_counter_vec!(
+            "switchyard_backend_ejections_total",
+            "Passive (outlier) ejections of a server.",
+            &["upstream", "server"]
+        )?,
+        backend_in_flight: register_int_gauge_vec!(
+            "switchyard_backend_in_flight",
+            "Requests in flight to each server.",
+            &["upstream", "server"]
+        )?,
+        config_reloads_total: register_int_counter_vec!(
+            "switchyard_config_reloads_total",
+            "Configuration reloads, by result.",
+            &["result"]
+        )?,
+        tcp_connections_total: register_int_counter_vec!(
+            "switchyard_tcp_connections_total",
+            "TCP proxy connections, by listener, upstream and outcome.",
+            &["listener", "upstream", "outcome"]
+        )?,
+        tcp_active_connections: register_int_gauge_vec!(
+            "switchyard_tcp_active_connections",
+            "Open TCP proxy connections, by listener.",
+            &["listener"]
+        )?,
+        tcp_bytes_total: register_int_counter_vec!(
+            "switchyard_tcp_bytes_total",
+            "Bytes proxied by TCP listeners; direction `in` is client to server.",
+            &["listener", "direction"]
+        )?,
+        proxy_protocol_errors_total: register_int_counter_vec!(
+            "switchyard_proxy_protocol_errors_total",
+            "Connections closed because of a malformed or missing PROXY protocol header.",
+            &["listener"]
+        )?,
+        dns_resolutions_total: register_int_counter_vec!(
+            "switchyard_dns_resolutions_total",
+            "Resolutions of server domain names, by result.",
+            &["upstream", "result"]
+        )?,
+    })
+}
+
+static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+
+impl Metrics {
+    /// The process-wide families, registered on first use in the default registry.
+    ///
+    /// Registration can only fail if another library registered the same names; the families
+    /// are then created unregistered (still usable, just not exported) rather than panicking.
+    pub fn global() -> &'static Metrics {
+        GLOBAL.get_or_init(|| match build() {
+            Ok(m) => m,
+            Err(_) => unregistered(),
+        })
+    }
+
+    /// Handles for one route and its upstream.
+    pub fn route(&'static self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_string(),
+            upstream: upstream.to_string(),
+            duration: self.request_duration_seconds.with_label_values(&[route]),
+            retries: self.retries_total.with_label_values(&[route]),
+            codes: (0..CODE_SLOTS).map(|_| OnceLock::new()).collect(),
+            metrics: self,
+        }
+    }
+
+    /// Handles for one server of an upstream.
+    pub fn server(&'static self, upstream: &str, server: &str) -> ServerMetrics {
+        let outcome = |o: &str| {
+            self.upstream_requests_total
+                .with_label_values(&[upstream, server, o])
+        };
+        ServerMetrics {
+            success: outcome("success"),
+            http_5xx: outcome("http_5xx"),
+            connect_error: outcome("connect_error"),
+            timeout: outcome("timeout"),
+            error: outcome("error"),
+            healthy: self.backend_healthy.with_label_values(&[upstream, server]),
+            in_flight: self
+                .backend_in_flight
+                .with_label_values(&[upstream, server]),
+        }
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn unregistered() -> Metrics {
+    // Only reached when the names were already taken in the default registry; every
+    // constructor below is given constant, valid options, so `expect` cannot fire.
+    let opts = |n: &str, h: &str| prometheus::Opts::new(n, h);
+    let cv = |n: &str, l: &[&str]| IntCounterVec::new(opts(n, n), l).expect("valid opts");
+    let gv = |n: &str, l: &[&str]| IntGaugeVec::new(opts(n, n), l).expect("valid opts");
+    Metrics {
+        requests_total: cv("switchyard_requests_total", &["route", "upstream", "code"]),
+        request_duration_seconds: HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "switchyard_request_duration_seconds",
+                "switchyard_request_duration_seconds",
+            ),
+            &["route"],
+        )
+        .expect("valid opts"),
+        upstream_requests_total: cv(
+            "switchyard_upstream_requests_total",
+            &["upstream", "server", "outcome"],
+        ),
+        retries_total: cv("switchyard_retries_total", &["route"]),
+        no_server_total: cv("switchyard_no_server_total", &["upstream"]),
+        rejected_requests_total: cv(
+            "switchyard_rejected_requests_total",
+            &["listener", "reason"],
+        ),
+        backend_healthy: gv("switchyard_backend_healthy", &["upstream", "server"]),
+        health_checks_total: cv(
+            "switchyard_health_checks_total",
+            &["upstream", "server", "result"],
+        ),
+        backend_ejections_total: cv(
+            "switchyard_backend_ejections_total",
+            &["upstream", "server"],
+        ),
+        backend_in_flight: gv("switchyard_backend_in_flight", &["upstream", "server"]),
+        config_reloads_total: cv("switchyard_config_reloads_total", &["result"]),
+        tcp_connections_total: cv(
+            "switchyard_tcp_connections_total",
+            &["listener", "upstream", "outcome"],
+        ),
+        tcp_active_connections: gv("switchyard_tcp_active_connections", &["listener"]),
+        tcp_bytes_total: cv("switchyard_tcp_bytes_total", &["listener", "direction"]),
+        proxy_protocol_errors_total: cv("switchyard_proxy_protocol_errors_total", &["listener"]),
+        dns_resolutions_total: cv("switchyard_dns_resolutions_total", &["upstream", "result"]),
+    }
+}
+
+const CODE_SLOTS: usize = 500;
+
+/// Per-route handles: the duration histogram, the retry counter and one lazily resolved counter
+/// per status code (100..=599), so a request costs no label hashing.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: String,
+    upstream: String,
+    duration: Histogram,
+    retries: IntCounter,
+    codes: Box<[OnceLock<IntCounter>]>,
+    metrics: &'static Metrics,
+}
+
+impl RouteMetrics {
+    /// Records one response with `code` that took `seconds`.
+    pub fn observe(&self, code: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        self.code(code).inc();
+    }
+
+    /// Counts one retry.
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+
+    fn code(&self, code: u16) -> &IntCounter {
+        let slot = usize::from(code.clamp(100, 599) - 100);
+        self.codes[slot].get_or_init(|| {
+            self.metrics.requests_total.with_label_values(&[
+                &self.route,
+                &self.upstream,
+                &code.to_string(),
+            ])
+        })
+    }
+}
+
+/// Per-server handles.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    /// Attempts answered with a status not counted as a failure.
+    pub success: IntCounter,
+    /// Attempts answered with a 5xx.
+    pub http_5xx: IntCounter,
+    /// Attempts that could not connect.
+    pub connect_error: IntCounter,
+    /// Attempts that timed out.
+    pub timeout: IntCounter,
+    /// Attempts that failed otherwise (reset, protocol error).
+    pub error: IntCounter,
+    /// The health gauge.
+    pub healthy: IntGauge,
+    /// The in-flight gauge.
+    pub in_flight: IntGauge,
+}

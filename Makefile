@@ -1,0 +1,33 @@
+# Switchyard — common tasks. `make run` and `make test` work on a fresh Debian machine.
+CARGO ?= cargo
+
+.PHONY: deps build run test lint fmt doc bench clean
+
+deps:
+	./scripts/ensure-build-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+## Run the gateway on conf/demo.toml with two demo origins.
+run: deps
+	$(CARGO) build -p switchyard -p demo-origin
+	./scripts/run-demo.sh
+
+## Every test: unit, doc and black-box (the real binary over loopback sockets).
+test: build
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+doc: deps
+	$(CARGO) doc --workspace --no-deps
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,58 @@
+//! Short, explicit error responses written by the gateway itself.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// Non-standard status for a detected forwarding loop (as used by several CDNs).
+pub const LOOP_DETECTED: u16 = 463;
+
+/// The body the gateway sends with its own `code` responses.
+pub fn body_for(code: u16) -> &'static str {
+    match code {
+        400 => "400 Bad Request\n",
+        401 => "401 Unauthorized: missing or invalid cascade signature\n",
+        403 => "403 Forbidden\n",
+        404 => "404 Not Found: no route matches this request\n",
+        408 => "408 Request Timeout\n",
+        413 => "413 Payload Too Large\n",
+        431 => "431 Request Header Fields Too Large\n",
+        LOOP_DETECTED => "463 Loop Detected: this request already passed through this gateway\n",
+        500 => "500 Internal Server Error\n",
+        502 => "502 Bad Gateway: no upstream server gave a valid response\n",
+        503 => "503 Service Unavailable: no healthy upstream server\n",
+        504 => "504 Gateway Timeout: the upstream server did not answer in time\n",
+        _ => "error\n",
+    }
+}
+
+/// Writes a complete plain-text response with the gateway's body for `code`.
+pub async fn respond(session: &mut Session, code: u16) -> Result<()> {
+    respond_with(session, code, body_for(code), &[]).await
+}
+
+/// Writes a complete plain-text response with `body` and extra headers.
+pub async fn respond_with(
+    session: &mut Session,
+    code: u16,
+    body: &'static str,
+    headers: &[(&'static str, &str)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(code, Some(4))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in headers {
+        resp.insert_header(*k, *v)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The compiled configuration the request path reads: listeners with their routers, routes,
+//! upstreams with their pools. One [`Runtime`] is published at a time through `ArcSwap`; each
+//! request holds the one it started with until it ends, so a reload never changes a request
+//! midway.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use switchyard_balance::{
+    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, ServerId, ServerSpec,
+    StatsStore,
+};
+use switchyard_config::{
+    Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, UpstreamConfig,
+    WhenAllDown,
+};
+use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
+
+use crate::rewrite::Template;
+use crate::router::{RouteSpec, Router};
+
+/// A listener's request-path view.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    /// As configured.
+    pub cfg: ListenerConfig,
+    /// Routes served on this listener.
+    pub router: Router,
+}
+
+impl ListenerRuntime {
+    /// True if the client may use this listener (deny wins over allow; empty allow = all).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        admits(&self.cfg.allow, &self.cfg.deny, ip)
+    }
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub fn scheme(&self) -> &'static str {
+        match self.cfg.protocol {
+            ListenerProtocol::Https => "https",
+            _ => "http",
+        }
+    }
+}
+
+/// Security-group check shared by HTTP and TCP listeners.
+pub fn admits(allow: &[Cidr], deny: &[Cidr], ip: IpAddr) -> bool {
+    if deny.iter().any(|c| c.contains(ip)) {
+        return false;
+    }
+    allow.is_empty() || allow.iter().any(|c| c.contains(ip))
+}
+
+/// A route's request-path view.
+#[derive(Debug)]
+pub struct RouteRuntime {
+    /// As configured.
+    pub cfg: RouteConfig,
+    /// Index of its upstream in [`Runtime::upstreams`].
+    pub upstream: usize,
+    /// Pre-resolved metric handles.
+    pub metrics: RouteMetrics,
+    /// Compiled `backend_path`.
+    pub rewrite: Option<Template>,
+    /// `host_header` as a ready header value.
+    pub host_header: Option<http::HeaderValue>,
+}
+
+/// An upstream's request-path view.
+#[derive(Debug)]
+pub struct UpstreamRuntime {
+    /// As configured.
+    pub cfg: UpstreamConfig,
+    /// Servers, stats and selector.
+    pub pool: Arc<Pool>,
+    /// Per-server metric handles by identity.
+    pub server_metrics: HashMap<ServerId, ServerMetrics>,
+}
+
+impl UpstreamRuntime {
+    /// The metric handles of one server.
+    pub fn server_metrics(&self, id: &ServerId) -> Option<&ServerMetrics> {
+        self.server_metrics.get(id)
+    }
+
+    /// What the request key is hashed on, if the algorithm hashes.
+    pub fn hash_on(&self) -> Option<HashOn> {
+        match self.cfg.algorithm {
+            Algorithm::ConsistentHash => Some(self.cfg.hash_on.clone().unwrap_or(HashOn::SourceIp)),
+            Algorithm::SourceIpHash => Some(HashOn::SourceIp),
+            Algorithm::UriHash => Some(HashOn::Uri),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the request path needs, built from one [`Config`].
+#[derive(Debug)]
+pub struct Runtime {
+    /// The configuration this runtime was built from.
+    pub config: Arc<Config>,
+    /// Listeners in configuration order.
+    pub listeners: Vec<ListenerRuntime>,
+    /// Routes in configuration order.
+    pub routes: Vec<RouteRuntime>,
+    /// Upstreams in configuration order.
+    pub upstreams: Vec<Arc<UpstreamRuntime>>,
+}
+
+/// Error while building a runtime (e.g. a server name that does not resolve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Converts the configured algorithm to the balance crate's.
+pub fn balance_algorithm(a: Algorithm) -> BalanceAlgorithm {
+    match a {
+        Algorithm::Wrr => BalanceAlgorithm::Wrr,
+        Algorithm::LeastConn => BalanceAlgorithm::LeastConn,
+        Algorithm::Ewma => BalanceAlgorithm::Ewma,
+        Algorithm::ConsistentHash | Algorithm::SourceIpHash | Algorithm::UriHash => {
+            BalanceAlgorithm::ConsistentHash
+        }
+        Algorithm::Random => BalanceAlgorithm::Random,
+    }
+}
+
+/// The server specs of an upstream: one per configured server, or one per resolved address of a
+/// DNS-named server (identity `group/name:port#ip`).
+pub fn server_specs(up: &UpstreamConfig) -> Result<Vec<ServerSpec>, BuildError> {
+    let mut specs = Vec::new();
+    for group in &up.groups {
+        for s in &group.servers {
+            let port = s.effective_port(up.port);
+            let weight = s.effective_weight(group.weight);
+            let addrs: Vec<SocketAddr> = match s.address.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, port)],
+                Err(_) => (s.address.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| {
+                        BuildError(format!(
+                            "upstream {}: cannot resolve {}: {e}",
+                            up.name, s.address
+                        ))
+                    })?
+                    .collect(),
+            };
+            let named = s.address.parse::<IpAddr>().is_err();
+            for addr in addrs {
+                let id = if named {
+                    ServerId::new(&group.name, &format!("{}:{port}#{}", s.address, addr.ip()))
+                } else {
+                    ServerId::new(&group.name, &addr.to_string())
+                };
+                specs.push(ServerSpec {
+                    id,
+                    addr,
+                    weight,
+                    standby: s.standby,
+                    enabled: s.enabled,
+                });
+            }
+        }
+    }
+    Ok(specs)
+}
+
+impl Runtime {
+    /// Builds a runtime from a validated configuration.
+    ///
+    /// `previous` is the runtime being replaced (on reload): upstreams of the same name keep
+    /// their stats store, so servers whose identity is unchanged keep health, in-flight counts and
+    /// latency estimates.
+    pub fn build(cfg: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
+        let metrics = Metrics::global();
+        let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
+        for up in &cfg.upstreams {
+            let specs = server_specs(up)?;
+            let store = previous
+                .and_then(|p| p.upstream(&up.name))
+                .map(|u| Arc::clone(u.pool.store()))
+                .unwrap_or_default();
+            let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
+            store.retain(&ids);
+            let opts = PoolOptions::new(balance_algorithm(up.algorithm)).when_all_down(
+                match up.when_all_down {
+                    WhenAllDown::Reject => AllDownPolicy::Reject,
+                    WhenAllDown::All => AllDownPolicy::All,
+                },
+            );
+            let server_metrics = specs
+                .iter()
+                .map(|s| (s.id.clone(), metrics.server(&up.name, s.id.as_str())))
+                .collect();
+            let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
+            upstreams.push(Arc::new(UpstreamRuntime {
+                cfg: up.clone(),
+                pool,
+                server_metrics,
+            }));
+        }
+        let upstream_index = |name: &str| {
+            cfg.upstreams
+                .iter()
+                .position(|u| u.name == name)
+                .ok_or_else(|| BuildError(format!("unknown upstream {name}")))
+        };
+        let mut routes = Vec::with_capacity(cfg.routes.len());
+        for r in &cfg.routes {
+            let rewrite = r
+                .backend_path
+                .as_deref()
+                .map(|t| Template::compile(t, &cfg.variables))
+                .transpose()
+                .map_err(|e| BuildError(format!("route {}: backend_path: {e}", r.name)))?;
+            let host_header = r
+                .host_header
+                .as_deref()
+                .map(http::HeaderValue::from_str)
+                .transpose()
+                .map_err(|e| BuildError(format!("route {}: host_header: {e}", r.name)))?;
+            routes.push(RouteRuntime {
+                cfg: r.clone(),
+                upstream: upstream_index(&r.upstream)?,
+                metrics: metrics.route(&r.name, &r.upstream),
+                rewrite,
+                host_header,
+            });
+        }
+        let listeners = cfg
+            .listeners
+            .iter()
+            .map(|l| {
+                let specs = cfg
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        if r.listeners.is_empty() {
+                            l.protocol != ListenerProtocol::Tcp
+                        } else {
+                            r.listeners.iter().any(|n| n == &l.name)
+                        }
+                    })
+                    .map(|(i, r)| RouteSpec {
+                        hosts: r.hosts.clone(),
+                        path: r.path.clone(),
+                        path_prefix: r.path_prefix.clone(),
+                        methods: r.methods.clone(),
+                        payload: i,
+                    })
+                    .collect();
+                ListenerRuntime {
+                    cfg: l.clone(),
+                    router: Router::new(specs),
+                }
+            })
+            .collect();
+        Ok(Runtime {
+            config: cfg,
+            listeners,
+            routes,
+            upstreams,
+        })
+    }
+
+    /// The upstream named `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<UpstreamRuntime>> {
+        self.upstreams.iter().find(|u| u.cfg.name == name)
+    }
+
+    /// The listener named `name`.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.cfg.name == name)
+    }
+}
+
+/// A shared stats store handle, for embedders building pools themselves.
+pub type SharedStore = Arc<StatsStore>;

@@ -1,0 +1,570 @@
+//! The HTTP gateway: Pingora's [`ProxyHttp`] implemented over a [`Runtime`].
+//!
+//! Request path: `request_filter` (security group, loop detection, route match, hash key) →
+//! `upstream_peer` (pick a server not yet tried, start in-flight tracking) →
+//! `upstream_request_filter` (rewrite, forwarding headers) → response → `logging` (metrics, end
+//! of in-flight tracking). Connect failures and failures after sending go through
+//! `fail_to_connect` / `error_while_proxy`, which decide whether to retry on another server.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
+use switchyard_config::HashOn;
+use switchyard_metrics::Metrics;
+
+use crate::headers::{loop_detected, request_host, set_forwarding, strip_port};
+use crate::responses::{respond, LOOP_DETECTED};
+use crate::router::Params;
+use crate::runtime::{Runtime, UpstreamRuntime};
+
+/// State shared by every listener's service: the current runtime and identity.
+#[derive(Debug)]
+pub struct Shared {
+    /// The published runtime; swapped atomically on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// `[server].instance_id`.
+    pub instance_id: String,
+    /// Metric families.
+    pub metrics: &'static Metrics,
+}
+
+impl Shared {
+    /// Wraps a first runtime.
+    pub fn new(runtime: Runtime) -> Arc<Shared> {
+        let instance_id = runtime.config.server.instance_id.clone();
+        Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            instance_id,
+            metrics: Metrics::global(),
+        })
+    }
+}
+
+/// Why an attempt failed: decides 502 vs 504 when retries are exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Could not connect.
+    Connect,
+    /// Connected, then timed out.
+    Timeout,
+    /// Connected, then reset or a protocol error.
+    Error,
+}
+
+/// One attempt on one server.
+#[derive(Debug)]
+struct Attempt {
+    upstream: Arc<UpstreamRuntime>,
+    id: ServerId,
+    inflight: InFlight,
+    header_ns: Option<u64>,
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestCtx {
+    rt: Option<Arc<Runtime>>,
+    listener: usize,
+    route: Option<usize>,
+    params: Params,
+    key: Option<u64>,
+    tried: Tried,
+    attempt: Option<Attempt>,
+    retries: u32,
+    retries_after_send: u32,
+    last_failure: Option<FailureKind>,
+    upstream_status: Option<u16>,
+    client_ip: Option<IpAddr>,
+    client_host: Option<HeaderValue>,
+    start: Instant,
+}
+
+impl RequestCtx {
+    /// The matched route's index, once routed.
+    pub fn route(&self) -> Option<usize> {
+        self.route
+    }
+    /// The client's address.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+}
+
+/// The HTTP gateway service of one listener.
+#[derive(Debug, Clone)]
+pub struct HttpGateway {
+    shared: Arc<Shared>,
+    listener: String,
+}
+
+impl HttpGateway {
+    /// The service for listener `listener` (by name).
+    pub fn new(shared: Arc<Shared>, listener: &str) -> Self {
+        HttpGateway {
+            shared,
+            listener: listener.to_string(),
+        }
+    }
+
+    fn reject(&self, listener: &str, reason: &str) {
+        self.shared
+            .metrics
+            .rejected_requests_total
+            .with_label_values(&[listener, reason])
+            .inc();
+    }
+
+    /// Ends the current attempt as a failure of `kind`.
+    fn fail_attempt(&self, ctx: &mut RequestCtx, kind: FailureKind) {
+        ctx.last_failure = Some(kind);
+        if let Some(a) = ctx.attempt.take() {
+            if let Some(m) = a.upstream.server_metrics(&a.id) {
+                match kind {
+                    FailureKind::Connect => m.connect_error.inc(),
+                    FailureKind::Timeout => m.timeout.inc(),
+                    FailureKind::Error => m.error.inc(),
+                }
+            }
+            let now = a.upstream.pool.snapshot().now_nanos();
+            log::warn!(
+                "upstream {} server {} failed: {kind:?}",
+                a.upstream.cfg.name,
+                a.id
+            );
+            a.inflight.finish(Outcome::Failure, now);
+        }
+    }
+
+    /// True if the route's retry policy allows another attempt.
+    fn may_retry(&self, ctx: &RequestCtx, after_send: bool) -> bool {
+        let Some(route) = ctx.rt.as_ref().zip(ctx.route).map(|(rt, r)| &rt.routes[r]) else {
+            return false;
+        };
+        match route.cfg.retries {
+            // Default: connect failures go to every other server in turn (nothing was sent);
+            // failures after sending are retried once (idempotent methods only; checked by the
+            // caller).
+            -1 => !after_send || ctx.retries_after_send < 1,
+            n => ctx.retries < u32::try_from(n).unwrap_or(0),
+        }
+    }
+
+    fn hash_key(&self, session: &Session, ctx: &RequestCtx, hash_on: &HashOn) -> Option<u64> {
+        let req = session.req_header();
+        match hash_on {
+            HashOn::SourceIp => ctx.client_ip.map(|ip| match ip {
+                IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => hash_bytes(&v4.octets()),
+                    None => hash_bytes(&v6.octets()),
+                },
+            }),
+            HashOn::Uri => Some(hash_bytes(req.uri.path().as_bytes())),
+            HashOn::Host => Some(hash_bytes(
+                strip_port(request_host(req))
+                    .to_ascii_lowercase()
+                    .as_bytes(),
+            )),
+            HashOn::Header(name) => req
+                .headers
+                .get(name.as_str())
+                .map(|v| hash_bytes(v.as_bytes())),
+            HashOn::Cookie(name) => cookie_value(req, name).map(|v| hash_bytes(v.as_bytes())),
+            HashOn::Query(name) => req
+                .uri
+                .query()
+                .and_then(|q| query_value(q, name))
+                .map(|v| hash_bytes(v.as_bytes())),
+        }
+    }
+}
+
+/// The stable hash used for hashing selectors (same on every instance of a fleet).
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    // FNV-1a 64: stable across processes, machines and Rust versions.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// The value of query parameter `name` (undecoded).
+pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn failure_kind(e: &Error) -> FailureKind {
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => FailureKind::Timeout,
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert => FailureKind::Connect,
+        _ => FailureKind::Error,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for HttpGateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            rt: None,
+            listener: 0,
+            route: None,
+            params: Params::default(),
+            key: None,
+            tried: Tried::default(),
+            attempt: None,
+            retries: 0,
+            retries_after_send: 0,
+            last_failure: None,
+            upstream_status: None,
+            client_ip: None,
+            client_host: None,
+            start: Instant::now(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let rt = self.shared.runtime.load_full();
+        let Some(li) = rt.listener_index(&self.listener) else {
+            // The listener was removed by a reload: it keeps serving until the process is
+            // upgraded, but has no routes any more.
+            respond(session, 404).await?;
+            return Ok(true);
+        };
+        ctx.listener = li;
+        let listener = &rt.listeners[li];
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Some(ip) = ctx.client_ip {
+            if !listener.admits(ip) {
+                self.reject(&self.listener, "acl");
+                respond(session, 403).await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
+        if loop_detected(req, &self.shared.instance_id) {
+            self.reject(&self.listener, "loop");
+            respond(session, LOOP_DETECTED).await?;
+            return Ok(true);
+        }
+        let host = request_host(req);
+        ctx.client_host = HeaderValue::from_str(host).ok();
+        let Some((route_idx, params)) =
+            listener
+                .router
+                .find(strip_port(host), req.uri.path(), req.method.as_str())
+        else {
+            self.reject(&self.listener, "no_route");
+            respond(session, 404).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route_idx);
+        ctx.params = params;
+        let route = &rt.routes[route_idx];
+        let upstream = &rt.upstreams[route.upstream];
+        if let Some(hash_on) = upstream.hash_on() {
+            ctx.key = self.hash_key(session, ctx, &hash_on);
+        }
+        session.as_mut().enable_retry_buffering();
+        ctx.rt = Some(rt);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (rt, route_idx) = match (&ctx.rt, ctx.route) {
+            (Some(rt), Some(r)) => (Arc::clone(rt), r),
+            _ => {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(500),
+                    "request not routed",
+                ))
+            }
+        };
+        let route = &rt.routes[route_idx];
+        let upstream = &rt.upstreams[route.upstream];
+        let snap = upstream.pool.snapshot();
+        let Some(server) = snap.pick(ctx.key, &ctx.tried) else {
+            if ctx.tried.is_empty() {
+                self.shared
+                    .metrics
+                    .no_server_total
+                    .with_label_values(&[&upstream.cfg.name])
+                    .inc();
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    "no server available",
+                ));
+            }
+            let code = match ctx.last_failure {
+                Some(FailureKind::Timeout) => 504,
+                _ => 502,
+            };
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(code),
+                "retries exhausted: no untried server left",
+            ));
+        };
+        if !ctx.tried.is_empty() {
+            route.metrics.retried();
+        }
+        ctx.tried.insert(&server.stats);
+        ctx.attempt = Some(Attempt {
+            upstream: Arc::clone(upstream),
+            id: server.spec.id.clone(),
+            inflight: server.stats.begin(snap.now_nanos()),
+            header_ns: None,
+        });
+        let mut peer = HttpPeer::new(server.spec.addr, false, String::new());
+        peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
+        peer.options.read_timeout = Some(ms(route.cfg.timeout_ms));
+        peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(rt) = ctx.rt.as_ref() else {
+            return Ok(());
+        };
+        let listener = &rt.listeners[ctx.listener];
+        if let Some(route_idx) = ctx.route {
+            let route = &rt.routes[route_idx];
+            if let Some(t) = &route.rewrite {
+                let path = session.req_header().uri.path();
+                let listener_router = &listener.router;
+                let new = t.render(
+                    |name| ctx.params.get(listener_router, route_idx, name, path),
+                    session.req_header().uri.query(),
+                );
+                let uri = new.parse::<http::Uri>().map_err(|e| {
+                    Error::because(ErrorType::InternalError, "bad rewritten path", e)
+                })?;
+                upstream_request.set_uri(uri);
+            }
+            if let Some(h) = &route.host_header {
+                upstream_request.insert_header(http::header::HOST, h.clone())?;
+            }
+        }
+        set_forwarding(
+            upstream_request,
+            ctx.client_ip,
+            listener.scheme(),
+            ctx.client_host.clone(),
+            &self.shared.instance_id,
+        )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        if let Some(a) = ctx.attempt.as_mut() {
+            a.header_ns = Some(a.upstream.pool.snapshot().now_nanos());
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let kind = failure_kind(&e);
+        self.fail_attempt(ctx, kind);
+        let _ = session;
+        if self.may_retry(ctx, false) {
+            ctx.retries += 1;
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.esource() == &ErrorSource::Downstream {
+            // The client went away or sent garbage: not the server's fault, no retry.
+            if let Some(a) = ctx.attempt.take() {
+                drop(a.inflight);
+            }
+            e.set_retry(false);
+            return e;
+        }
+        let kind = failure_kind(&e);
+        self.fail_attempt(ctx, kind);
+        let idempotent = session.req_header().method.is_idempotent();
+        let truncated = session.as_ref().retry_buffer_truncated();
+        if idempotent && !truncated && self.may_retry(ctx, true) {
+            ctx.retries += 1;
+            ctx.retries_after_send += 1;
+            e.set_retry(true);
+        } else if idempotent && !truncated && client_reused && ctx.retries == 0 {
+            // A pooled keep-alive connection the server had already closed: nothing reached
+            // the server, so one more attempt is safe even when the policy allows none.
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => match ctx.last_failure.unwrap_or(failure_kind(e)) {
+                    FailureKind::Timeout => 504,
+                    _ => 502,
+                },
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    ErrorType::ReadTimedout => 408,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => match ctx.last_failure {
+                    Some(FailureKind::Timeout) => 504,
+                    Some(_) => 502,
+                    None => 500,
+                },
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            if let Err(err) = respond(session, code).await {
+                log::debug!("could not send {code} to the client: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let code = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let elapsed = ctx.start.elapsed().as_secs_f64();
+        if let Some(a) = ctx.attempt.take() {
+            let status = ctx.upstream_status;
+            let failed_status = status.is_some_and(|s| {
+                a.upstream
+                    .cfg
+                    .health
+                    .passive
+                    .as_ref()
+                    .map_or((500..=504).contains(&s), |p| {
+                        p.unhealthy_statuses.contains(&s)
+                    })
+            });
+            let m = a.upstream.server_metrics(&a.id);
+            let now = a.upstream.pool.snapshot().now_nanos();
+            match (status, e) {
+                (Some(s), _) => {
+                    if let Some(m) = m {
+                        if s >= 500 {
+                            m.http_5xx.inc();
+                        } else {
+                            m.success.inc();
+                        }
+                    }
+                    let outcome = if failed_status {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    a.inflight.finish(outcome, a.header_ns.unwrap_or(now));
+                }
+                (None, Some(_)) => {
+                    if let Some(m) = m {
+                        m.error.inc();
+                    }
+                    a.inflight.finish(Outcome::Failure, now);
+                }
+                (None, None) => drop(a.inflight),
+            }
+        }
+        match (ctx.rt.as_ref(), ctx.route) {
+            (Some(rt), Some(r)) => rt.routes[r].metrics.observe(code, elapsed),
+            _ => {
+                self.shared
+                    .metrics
+                    .requests_total
+                    .with_label_values(&["", "", &code.to_string()])
+                    .inc();
+            }
+        }
+    }
+}
