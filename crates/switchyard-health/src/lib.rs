@@ -1,1 +1,97 @@
-//! placeholder
+//! Switchyard's health layer: active checks, passive outlier detection, and the per-server
+//! health state machine that decides which servers the selectors may pick.
+//!
+//! - [`machine`]: the pure state machine (no sockets, time as a parameter), unit-tested on its
+//!   own.
+//! - [`UpstreamHealth`]: one upstream at run time. It runs a checker task per server (TCP, HTTP
+//!   or HTTPS with optional two-way TLS), takes passive reports from the proxy's response path,
+//!   and writes each server's verdict (`active healthy AND NOT ejected`) to its
+//!   [`switchyard_balance::ServerStats`], then refreshes the [`switchyard_balance::Pool`].
+//! - [`HealthObserver`]: hooks for metrics; [`ServerHealthView`]: a read-only view for the admin
+//!   API.
+//!
+//! `docs/health.md` describes the behaviour and every configuration key.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
+//! use switchyard_health::{initially_healthy, UpstreamHealth};
+//!
+//! let cfg: switchyard_config::UpstreamConfig = toml::from_str(r#"
+//!     name = "api"
+//!     [health.active]
+//!     protocol = "tcp"
+//!     timeout_ms = 200
+//! "#).unwrap();
+//! // Nothing listens on port 9 here: the start-up round keeps the server out.
+//! let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
+//! let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(initially_healthy(&cfg));
+//! let pool = Arc::new(Pool::new("api", opts, vec![spec], Arc::new(StatsStore::default())));
+//! let health = UpstreamHealth::new(Arc::clone(&pool), &cfg).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! rt.block_on(health.initial_round());
+//! assert!(pool.snapshot().candidates().is_empty());
+//! ```
+
+mod check;
+pub mod machine;
+mod observer;
+mod tls;
+mod upstream;
+
+use std::fmt;
+
+pub use machine::{PassiveEvent, StatusSet};
+pub use observer::{CheckResult, HealthObserver, NoopObserver};
+pub use upstream::{ServerHealthView, ServerState, UpstreamHealth};
+
+use switchyard_config::UpstreamConfig;
+
+/// The health a server seen for the first time should start with: `false` when active checks
+/// are configured (out of rotation until a check passes), `true` otherwise. Pass it to
+/// `PoolOptions::initially_healthy`.
+///
+/// ```
+/// let cfg: switchyard_config::UpstreamConfig =
+///     toml::from_str("name = \"api\"\n[health.active]\n").unwrap();
+/// assert!(!switchyard_health::initially_healthy(&cfg));
+/// ```
+pub fn initially_healthy(cfg: &UpstreamConfig) -> bool {
+    cfg.health.active.is_none()
+}
+
+/// Why an [`UpstreamHealth`] could not be built or started.
+///
+/// ```
+/// let e = switchyard_health::HealthError::NoRuntime;
+/// assert!(e.to_string().contains("tokio"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthError {
+    /// [`UpstreamHealth::start`] was called outside a tokio runtime.
+    NoRuntime,
+    /// The TLS settings are inconsistent or rejected by rustls.
+    Tls(String),
+    /// A PEM file (`ca`, `client_cert`, `client_key`) could not be read or parsed.
+    Pem {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The check `path` is not a valid request target.
+    Path(String),
+}
+
+impl fmt::Display for HealthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthError::NoRuntime => f.write_str("health checks need a tokio runtime"),
+            HealthError::Tls(m) => write!(f, "health check TLS: {m}"),
+            HealthError::Pem { path, message } => write!(f, "{path}: {message}"),
+            HealthError::Path(m) => write!(f, "invalid health check path {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HealthError {}
