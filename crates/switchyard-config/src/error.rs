@@ -57,6 +57,21 @@ impl ConfigErrors {
 
     pub(crate) fn from_toml(text: &str, path: &str, e: &toml::de::Error) -> Self {
         let path = path.trim_start_matches('.');
+        // serde reports a missing key at its table; name the key itself.
+        let missing = e
+            .message()
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split_once('`'))
+            .map(|(field, _)| field);
+        let full;
+        let path = match missing {
+            Some(field) if path.is_empty() => field,
+            Some(field) => {
+                full = format!("{path}.{field}");
+                full.as_str()
+            }
+            None => path,
+        };
         // toml's span of a serde error is the value being deserialized, which for an element of
         // an array is the whole array; the key path is more precise when it leads somewhere.
         let exact = if path.is_empty() || e.span().is_none() {

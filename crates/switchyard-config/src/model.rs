@@ -407,6 +407,19 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The name used in the config file (`wrr`, `least_conn`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Wrr => "wrr",
+            Algorithm::LeastConn => "least_conn",
+            Algorithm::Ewma => "ewma",
+            Algorithm::ConsistentHash => "consistent_hash",
+            Algorithm::SourceIpHash => "source_ip_hash",
+            Algorithm::UriHash => "uri_hash",
+            Algorithm::Random => "random",
+        }
+    }
+
     /// True for the algorithms that hash a request key.
     pub fn is_hashing(self) -> bool {
         matches!(

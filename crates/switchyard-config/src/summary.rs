@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    Algorithm, Config, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig,
-    WhenAllDown,
+    Config, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig, WhenAllDown,
 };
 
 /// Summarises a configuration on one screen: the process settings, then a table of listeners
@@ -108,7 +107,12 @@ pub fn summary(cfg: &Config) -> String {
                 ]
             })
             .collect();
-        table(&mut out, "", &["LISTENER", "PROTOCOL", "ADDRESS", ""], rows);
+        table(
+            &mut out,
+            "",
+            &["LISTENER", "PROTOCOL", "ADDRESS", "NOTES"],
+            rows,
+        );
     }
 
     if !cfg.routes.is_empty() {
@@ -134,7 +138,7 @@ pub fn summary(cfg: &Config) -> String {
         table(
             &mut out,
             "",
-            &["ROUTE", "LISTENERS", "MATCH", "UPSTREAM", ""],
+            &["ROUTE", "LISTENERS", "MATCH", "UPSTREAM", "NOTES"],
             rows,
         );
     }
@@ -234,7 +238,7 @@ fn route_notes(r: &RouteConfig) -> String {
         n => format!("retries {n}"),
     });
     notes.push(format!(
-        "timeout {}ms/{}ms",
+        "connect {}ms, timeout {}ms",
         r.connect_timeout_ms, r.timeout_ms
     ));
     if r.require_cascade {
@@ -243,22 +247,10 @@ fn route_notes(r: &RouteConfig) -> String {
     notes.join(", ")
 }
 
-fn algorithm_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::Wrr => "wrr",
-        Algorithm::LeastConn => "least_conn",
-        Algorithm::Ewma => "ewma",
-        Algorithm::ConsistentHash => "consistent_hash",
-        Algorithm::SourceIpHash => "source_ip_hash",
-        Algorithm::UriHash => "uri_hash",
-        Algorithm::Random => "random",
-    }
-}
-
 fn upstream_notes(u: &UpstreamConfig) -> String {
     let mut notes = vec![match u.effective_hash_on() {
-        Some(h) => format!("{} on {h}", algorithm_name(u.algorithm)),
-        None => algorithm_name(u.algorithm).to_string(),
+        Some(h) => format!("{} on {h}", u.algorithm.as_str()),
+        None => u.algorithm.as_str().to_string(),
     }];
     notes.push(match u.scheme {
         Scheme::Http => "http".to_string(),

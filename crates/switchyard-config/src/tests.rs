@@ -916,3 +916,23 @@ tls = { cert = "certs/server.pem", key = "certs/missing.key" }
         "tls =",
     );
 }
+
+#[test]
+fn missing_required_key_names_the_key_at_its_table() {
+    let text = r#"
+[[listeners]]
+name = "web"
+
+[[upstreams]]
+name = "api"
+"#;
+    let e = assert_error(text, "listeners[0].listen", "[[listeners]]");
+    assert!(e.message.contains("missing field"), "{e}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let errs = errors("[server]\nthreads = = 1\n");
+    assert_eq!(errs[0].path, "");
+    assert_eq!(errs[0].line, Some(2));
+}

@@ -351,7 +351,7 @@ impl Validator {
                 format!("{p}.hash_on"),
                 format!(
                     "`hash_on` is only used with algorithm = \"consistent_hash\" (this upstream uses \"{}\")",
-                    algorithm_name(u.algorithm)
+                    u.algorithm.as_str()
                 ),
             );
         }
@@ -545,18 +545,6 @@ fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
         " (none are defined)".to_string()
     } else {
         format!(" (defined: {})", list.join(", "))
-    }
-}
-
-fn algorithm_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::Wrr => "wrr",
-        Algorithm::LeastConn => "least_conn",
-        Algorithm::Ewma => "ewma",
-        Algorithm::ConsistentHash => "consistent_hash",
-        Algorithm::SourceIpHash => "source_ip_hash",
-        Algorithm::UriHash => "uri_hash",
-        Algorithm::Random => "random",
     }
 }
 
