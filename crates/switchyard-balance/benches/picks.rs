@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p switchyard-balance --bench picks -- --warm-up-time 1 --measurement-time 2`
 
+#![allow(clippy::unwrap_used)] // benchmark setup
+
 use std::hint::black_box;
 use std::sync::Arc;
 

@@ -78,9 +78,10 @@ struct Turn {
 
 impl Ord for Turn {
     fn cmp(&self, other: &Self) -> Ordering {
+        // k ≤ table size (< 2³²) and w ≤ 2³¹: the products fit in u64.
         // Reversed: BinaryHeap is a max-heap and the earliest turn must come first.
-        let lhs = u128::from(self.k) * u128::from(other.w);
-        let rhs = u128::from(other.k) * u128::from(self.w);
+        let lhs = self.k * other.w;
+        let rhs = other.k * self.w;
         rhs.cmp(&lhs)
             .then_with(|| other.tie.cmp(&self.tie))
             .then_with(|| other.pos.cmp(&self.pos))
@@ -99,7 +100,7 @@ fn is_prime(n: u64) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -141,35 +142,58 @@ impl Maglev {
             skip.push(mix64(h) % (m - 1) + 1);
             ties.push(h);
         }
-        const EMPTY: u32 = u32::MAX;
-        let mut table = vec![EMPTY; m as usize];
-        let mut heap: BinaryHeap<Turn> = (0..candidates.len())
-            .map(|p| Turn {
-                k: 0,
-                w: weights[p],
-                tie: ties[p],
-                pos: p as u32,
-            })
-            .collect();
+        let mut table = vec![0u32; m as usize];
+        // Probes test a bitmap (m / 8 bytes, cache-resident) rather than the table itself.
+        let mut taken = vec![0u64; (m as usize).div_ceil(64)];
+        let equal = weights.iter().all(|&w| w == weights[0]);
+        let mut heap: BinaryHeap<Turn> = BinaryHeap::new();
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        if equal {
+            // Plain Maglev: turns in a fixed round, ordered by identity hash.
+            order.sort_by_key(|&p| (ties[p], p));
+        } else {
+            heap = (0..candidates.len())
+                .map(|p| Turn {
+                    k: 0,
+                    w: weights[p],
+                    tie: ties[p],
+                    pos: p as u32,
+                })
+                .collect();
+        }
         let mut filled = 0u64;
+        let mut round = 0usize;
         while filled < m {
-            let Some(mut turn) = heap.pop() else { break };
-            let p = turn.pos as usize;
+            let p = if equal {
+                let p = order[round];
+                round = if round + 1 == order.len() {
+                    0
+                } else {
+                    round + 1
+                };
+                p
+            } else {
+                let Some(mut turn) = heap.pop() else { break };
+                turn.k += 1;
+                let p = turn.pos as usize;
+                heap.push(turn);
+                p
+            };
             // m is prime and 0 < skip < m, so the walk visits every slot: it finds a free one.
             loop {
-                let slot = cursor[p];
+                let slot = cursor[p] as usize;
                 cursor[p] += skip[p];
                 if cursor[p] >= m {
                     cursor[p] -= m;
                 }
-                if table[slot as usize] == EMPTY {
-                    table[slot as usize] = turn.pos;
+                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+                if taken[word] & bit == 0 {
+                    taken[word] |= bit;
+                    table[slot] = p as u32;
                     filled += 1;
                     break;
                 }
             }
-            turn.k += 1;
-            heap.push(turn);
         }
         Maglev {
             table,
@@ -231,6 +255,7 @@ impl Selector for Maglev {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -234,9 +234,12 @@ impl<L: Load> LeastLoaded<L> {
                 continue;
             };
             let c = self.load.cost(server, ctx.now_ns);
-            match best {
-                Some((_, b)) if !(c < *b) => {}
-                _ => *best = Some((i, c)),
+            let better = match best {
+                Some((_, b)) => c < *b,
+                None => true,
+            };
+            if better {
+                *best = Some((i, c));
             }
         }
     }
@@ -326,9 +329,12 @@ impl<L: Load> Selector for P2c<L> {
                 continue;
             }
             let c = self.load.cost(servers.get(i)?, ctx.now_ns);
-            match best {
-                Some((_, b)) if !(c < b) => {}
-                _ => best = Some((i, c)),
+            let better = match best {
+                Some((_, b)) => c < b,
+                None => true,
+            };
+            if better {
+                best = Some((i, c));
             }
         }
         best.map(|(i, _)| i)

@@ -278,6 +278,7 @@ pub(crate) fn fallback(ctx: &PickContext<'_>, candidates: &[usize]) -> Option<us
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

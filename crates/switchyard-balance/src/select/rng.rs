@@ -54,6 +54,7 @@ pub(crate) fn below(r: u32, n: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -222,6 +222,7 @@ impl Selector for SmoothWrr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

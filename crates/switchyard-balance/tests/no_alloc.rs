@@ -1,0 +1,126 @@
+//! Picks never allocate: a counting global allocator watches 10,000 picks per algorithm.
+#![allow(unsafe_code)] // GlobalAlloc is an unsafe trait; this test file only forwards to System.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use switchyard_balance::{
+    hash_key, Algorithm, AllDownPolicy, Pool, PoolOptions, ServerSpec, StatsStore, Tried,
+};
+
+thread_local! {
+    // Counts only on the thread under test (the test harness allocates on its own threads).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// thread-local `Cell` with const initialisation, which itself never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+fn note() {
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCATIONS.with(Cell::get))
+}
+
+#[test]
+fn the_counter_counts() {
+    let (v, n) = counted(|| vec![1u8; 10]);
+    assert_eq!(v.len(), 10);
+    assert!(n >= 1);
+}
+
+#[test]
+fn picks_do_not_allocate() {
+    let algorithms = [
+        Algorithm::Wrr,
+        Algorithm::LeastConn,
+        Algorithm::Ewma,
+        Algorithm::ConsistentHash,
+        Algorithm::Random,
+    ];
+    for algorithm in algorithms {
+        // Small pools (full scans) and large ones (P2C), panic mode included.
+        for n in [1usize, 3, 100, 1_000] {
+            let specs: Vec<ServerSpec> = (0..n)
+                .map(|i| {
+                    let addr = format!("10.0.{}.{}:80", i >> 8, i & 0xff);
+                    ServerSpec::new("g", addr.parse().unwrap(), 1 + (i as u32 % 5))
+                })
+                .collect();
+            let pool = Pool::new(
+                "t",
+                PoolOptions::new(algorithm).when_all_down(AllDownPolicy::All),
+                specs,
+                Arc::new(StatsStore::default()),
+            );
+            let snap = pool.snapshot();
+            let keys: Vec<u64> = (0..10_000)
+                .map(|i| hash_key(format!("k{i}").as_bytes()))
+                .collect();
+            let mut tried = Tried::default();
+            tried.insert(&snap.servers()[0].stats);
+            // Warm up per-thread state (the RNG seed) before counting.
+            let _ = snap.pick(Some(1), &Tried::default());
+
+            let (found, allocations) = counted(|| {
+                let mut found = 0usize;
+                for (i, &k) in keys.iter().enumerate() {
+                    let key = (i % 7 != 0).then_some(k);
+                    let t = if i % 5 == 0 {
+                        &tried
+                    } else {
+                        &Tried::default()
+                    };
+                    if let Some(s) = snap.pick(key, t) {
+                        // The request's life: in-flight guard, finish.
+                        let g = s.stats.begin(snap.now_nanos());
+                        found += 1;
+                        g.finish(switchyard_balance::Outcome::Success, snap.now_nanos());
+                    }
+                }
+                found
+            });
+            assert_eq!(allocations, 0, "{algorithm} with {n} servers allocated");
+            assert!(found >= 10_000 * 4 / 5, "{algorithm} with {n}: {found}");
+        }
+    }
+}
