@@ -209,7 +209,7 @@ fn route_match(r: &RouteConfig) -> String {
         let _ = write!(m, "{} ", r.methods.join(","));
     }
     if !r.hosts.is_empty() {
-        m.push_str(&r.hosts.join(","));
+        let _ = write!(m, "{} ", r.hosts.join(","));
     }
     match (&r.path, r.effective_path_prefix()) {
         (Some(p), _) => m.push_str(p),
