@@ -190,10 +190,7 @@ impl HttpGateway {
 
 /// The stable hash used for hashing selectors (same on every instance of a fleet).
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    // FNV-1a 64: stable across processes, machines and Rust versions.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    switchyard_balance::hash_key(bytes)
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
