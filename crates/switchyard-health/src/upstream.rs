@@ -132,6 +132,21 @@ impl ServerState {
 }
 
 /// A read-only view of one server's health, for the admin API and status page.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
+/// let cfg: switchyard_config::UpstreamConfig =
+///     toml::from_str("name = \"api\"\n[health.active]\n").unwrap();
+/// let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
+/// let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(false);
+/// let pool = Arc::new(Pool::new("api", opts, vec![spec], Arc::new(StatsStore::default())));
+/// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
+/// let view = &health.servers()[0];
+/// assert_eq!(view.id.as_str(), "blue/127.0.0.1:9");
+/// assert_eq!(view.state.as_str(), "pending"); // not checked yet: out of rotation
+/// assert!(!view.healthy && view.last_check.is_none() && view.reason.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerHealthView {
     /// The server's identity.

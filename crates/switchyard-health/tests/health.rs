@@ -349,3 +349,40 @@ async fn ejected_server_returns_through_active_checks() {
     let reason = health.server(&id(origin.addr)).unwrap().reason.unwrap();
     assert_eq!(reason, "returned after ejection: 2 consecutive passes");
 }
+
+#[test]
+fn manual_clock_drives_the_return_after_ejection() {
+    use switchyard_balance::{Algorithm, Clock, ManualClock, Pool, PoolOptions, StatsStore};
+    let a: SocketAddr = "127.0.0.1:10001".parse().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let cfg = upstream(&passive_cfg(1000, ""));
+    let opts = PoolOptions::new(Algorithm::Wrr).clock(clock.clone() as Arc<dyn Clock>);
+    let pool = Arc::new(Pool::new(
+        "api",
+        opts,
+        vec![spec(a)],
+        Arc::new(StatsStore::default()),
+    ));
+    // No tokio runtime here: no timer, tick() drives the return.
+    let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
+    for _ in 0..3 {
+        health.report_id(&id(a), PassiveEvent::Timeout);
+    }
+    assert!(!healthy(&pool, a));
+    assert_eq!(
+        health.server(&id(a)).unwrap().reason.as_deref(),
+        Some("ejected: 3 consecutive failures (last: timeout)")
+    );
+    clock.advance_ms(999);
+    health.tick();
+    assert!(!healthy(&pool, a));
+    assert_eq!(health.server(&id(a)).unwrap().ejected_for_ms, Some(999));
+    clock.advance_ms(1);
+    health.tick();
+    assert!(healthy(&pool, a));
+    assert_eq!(health.server(&id(a)).unwrap().state, ServerState::Healthy);
+    assert_eq!(
+        health.server(&id(a)).unwrap().last_transition_ago_ms,
+        Some(0)
+    );
+}
