@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use switchyard_balance::{
-    Algorithm, InFlight, Outcome, Pool, PoolOptions, ServerSpec, StatsStore, Tried,
+    Algorithm, Clock, InFlight, MonotonicClock, Outcome, Pool, PoolOptions, ServerSpec, StatsStore,
+    Tried,
 };
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
@@ -69,5 +70,27 @@ fn picks(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, picks);
+fn builds(c: &mut Criterion) {
+    // Snapshot build (rebuilt on every reload, weight or health change) at 10,000 servers.
+    let mut group = c.benchmark_group("build/10000");
+    group.sample_size(10);
+    for (name, algorithm) in [
+        ("wrr", Algorithm::Wrr),
+        ("least_conn", Algorithm::LeastConn),
+        ("consistent_hash", Algorithm::ConsistentHash),
+    ] {
+        let (pool, _held) = pool(algorithm, 10_000);
+        group.bench_function(name, |b| b.iter(|| pool.refresh()));
+    }
+    group.finish();
+}
+
+fn clock(c: &mut Criterion) {
+    // The clock read that ewma pays per pick (the others skip it).
+    c.bench_function("clock/monotonic_now", |b| {
+        b.iter(|| black_box(MonotonicClock.now_nanos()))
+    });
+}
+
+criterion_group!(benches, picks, builds, clock);
 criterion_main!(benches);

@@ -12,9 +12,9 @@
 //! (`M` prime, at least 65,537 and at least 100 × the servers) from an offset and a skip derived
 //! from [`crate::hash_key`] of its *identity*, so every gateway of a fleet builds the same table
 //! from the same servers, whatever their order in the file. Servers take turns claiming their
-//! next free preferred slot; weights set how often a server's turn comes (its `k`-th claim
-//! happens at time `k / w`, ordered by a heap), so shares follow weights even when they differ
-//! by orders of magnitude.
+//! next free preferred slot; weights set how often a server's turn comes (the turns follow the
+//! smooth weighted round-robin sequence over the servers in identity-hash order), so shares
+//! follow weights even when they differ by orders of magnitude.
 //!
 //! A pick mixes the key and reads its slot. When that server was already tried by the request,
 //! the pick walks to the following slots until it meets a server not tried — the same fallback
@@ -42,9 +42,6 @@
 //! assert_ne!(next.spec.id, owner.spec.id);
 //! ```
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use super::rng::mix64;
 use super::wrr::WrrTree;
 use super::{fallback, weighted, PickContext, Selector};
@@ -65,33 +62,6 @@ pub struct Maglev {
     table: Vec<u32>,
     candidates: Vec<usize>,
     wrr: Option<WrrTree>,
-}
-
-/// One server's turn in the fill order: its `k`-th claim at time `k / w`.
-#[derive(Debug, PartialEq, Eq)]
-struct Turn {
-    k: u64,
-    w: u64,
-    tie: u64,
-    pos: u32,
-}
-
-impl Ord for Turn {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // k ≤ table size (< 2³²) and w ≤ 2³¹: the products fit in u64.
-        // Reversed: BinaryHeap is a max-heap and the earliest turn must come first.
-        let lhs = self.k * other.w;
-        let rhs = other.k * self.w;
-        rhs.cmp(&lhs)
-            .then_with(|| other.tie.cmp(&self.tie))
-            .then_with(|| other.pos.cmp(&self.pos))
-    }
-}
-
-impl PartialOrd for Turn {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 fn is_prime(n: u64) -> bool {
@@ -145,40 +115,29 @@ impl Maglev {
         let mut table = vec![0u32; m as usize];
         // Probes test a bitmap (m / 8 bytes, cache-resident) rather than the table itself.
         let mut taken = vec![0u64; (m as usize).div_ceil(64)];
-        let equal = weights.iter().all(|&w| w == weights[0]);
-        let mut heap: BinaryHeap<Turn> = BinaryHeap::new();
+        // Turns follow the smooth weighted round-robin sequence over the servers in
+        // identity-hash order: each server claims slots in proportion to its weight, evenly
+        // spread, and the order does not depend on the order of the configuration.
         let mut order: Vec<usize> = (0..candidates.len()).collect();
-        if equal {
-            // Plain Maglev: turns in a fixed round, ordered by identity hash.
-            order.sort_by_key(|&p| (ties[p], p));
-        } else {
-            heap = (0..candidates.len())
-                .map(|p| Turn {
-                    k: 0,
-                    w: weights[p],
-                    tie: ties[p],
-                    pos: p as u32,
-                })
-                .collect();
-        }
-        let mut filled = 0u64;
-        let mut round = 0usize;
-        while filled < m {
-            let p = if equal {
-                let p = order[round];
-                round = if round + 1 == order.len() {
-                    0
-                } else {
-                    round + 1
-                };
-                p
-            } else {
-                let Some(mut turn) = heap.pop() else { break };
-                turn.k += 1;
-                let p = turn.pos as usize;
-                heap.push(turn);
-                p
+        order.sort_by_key(|&p| (ties[p], p));
+        let ordered: Vec<u64> = order.iter().map(|&p| weights[p]).collect();
+        let Some(turns) = WrrTree::new(&ordered) else {
+            return Maglev {
+                table: Vec::new(),
+                candidates,
+                wrr,
             };
+        };
+        let mut filled = 0u64;
+        let mut turn = 0u64;
+        while filled < m {
+            let Some(&p) = order.get(turns.at(turn)) else {
+                break;
+            };
+            turn += 1;
+            if turn == turns.total() {
+                turn = 0;
+            }
             // m is prime and 0 < skip < m, so the walk visits every slot: it finds a free one.
             loop {
                 let slot = cursor[p] as usize;

@@ -10,7 +10,10 @@
 //! `a a a b a a`, as NGINX does; 100:1:1 gives runs of at most 51 `a`s with `b` and `c`
 //! alternating.
 //!
-//! Cost: one atomic add, one `u64` remainder for the ticket, then `⌈log₂ n⌉` levels. Each level
+//! Cost: one atomic add and one `u64` remainder for the ticket. When the period `Σw` is at most
+//! [`SEQUENCE_LIMIT`] (65,536; after dividing the weights by their GCD), the whole period is
+//! precomputed at build time and a pick is one read from it: O(1). Longer periods descend the
+//! tree, `⌈log₂ n⌉` levels. Each level
 //! needs a quotient and remainder by the node's `2T`; instead of a hardware division it
 //! multiplies by a reciprocal precomputed in `f64` and corrects the estimate by one step (exact:
 //! weights are normalised so that every numerator stays below 2⁶³ and the estimate within ±1).
@@ -87,7 +90,13 @@ pub(crate) struct WrrTree {
     root: u32,
     total: u64,
     ticket: AtomicU64,
+    /// The whole period, precomputed when it is short (`total ≤ SEQUENCE_LIMIT`); then `nodes`
+    /// is dropped.
+    seq: Vec<u32>,
 }
+
+/// Longest period stored as a flat sequence (256 KiB of positions).
+pub const SEQUENCE_LIMIT: u64 = 1 << 16;
 
 impl WrrTree {
     /// `weights` must all be positive and sum to at most [`super::MAX_TOTAL_WEIGHT`]; `None`
@@ -100,24 +109,48 @@ impl WrrTree {
             .collect();
         let mut nodes = Vec::with_capacity(items.len());
         let root = build(&items, &mut nodes)?;
-        Some(WrrTree {
+        let mut tree = WrrTree {
             nodes,
             root,
             total: weights.iter().sum(),
             ticket: AtomicU64::new(0),
-        })
+            seq: Vec::new(),
+        };
+        if tree.total <= SEQUENCE_LIMIT {
+            tree.seq = (0..tree.total).map(|k| tree.descend(k) as u32).collect();
+            tree.nodes = Vec::new();
+        }
+        Some(tree)
     }
 
     /// The position for the next ticket.
     #[inline]
     pub(crate) fn next(&self) -> usize {
         let k = self.ticket.fetch_add(1, Ordering::Relaxed) % self.total;
-        self.walk(k)
+        match self.seq.get(k as usize) {
+            Some(&p) => p as usize,
+            None => self.descend(k),
+        }
     }
 
-    /// The position for visit `k` (`k < total`).
+    /// The position for visit `k` (reduced modulo the period).
     #[inline]
-    pub(crate) fn walk(&self, mut k: u64) -> usize {
+    pub(crate) fn at(&self, k: u64) -> usize {
+        let k = k % self.total;
+        match self.seq.get(k as usize) {
+            Some(&p) => p as usize,
+            None => self.descend(k),
+        }
+    }
+
+    /// The period: the sum of the weights.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The position for visit `k` (`k < total`), by descending the tree.
+    #[inline]
+    fn descend(&self, mut k: u64) -> usize {
         let mut child = self.root;
         while child & LEAF == 0 {
             let Some(n) = self.nodes.get(child as usize) else {
@@ -225,6 +258,30 @@ impl Selector for SmoothWrr {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_and_tree_agree() {
+        let w: Vec<u64> = (0..300).map(|i| 1 + (i * 7) % 13).collect();
+        let t = WrrTree::new(&w).unwrap();
+        assert!(!t.seq.is_empty());
+        let mut nodes = Vec::new();
+        let items: Vec<(u32, u64)> = w.iter().enumerate().map(|(p, &w)| (p as u32, w)).collect();
+        let root = build(&items, &mut nodes).unwrap();
+        let tree = WrrTree {
+            nodes,
+            root,
+            total: t.total,
+            ticket: AtomicU64::new(0),
+            seq: Vec::new(),
+        };
+        for k in 0..t.total {
+            assert_eq!(t.seq[k as usize] as usize, tree.descend(k));
+        }
+        // Long periods use the tree.
+        let big = WrrTree::new(&[SEQUENCE_LIMIT, 1]).unwrap();
+        assert!(big.seq.is_empty());
+        assert_eq!(big.next(), 0);
+    }
 
     fn seq(weights: &[u64], n: usize) -> Vec<usize> {
         let t = WrrTree::new(weights).unwrap();
