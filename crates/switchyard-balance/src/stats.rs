@@ -100,6 +100,16 @@ impl ServerStats {
         v * (-dt / EWMA_DECAY_NS).exp()
     }
 
+    /// The estimate as of its last update, and the time of that update: `(nanoseconds, stamp)`.
+    /// Two servers' estimates can be compared without reading the clock by decaying the older
+    /// one to the newer stamp (both would decay by the same factor from there to now).
+    pub fn ewma_raw(&self) -> (f64, u64) {
+        (
+            f64::from_bits(self.ewma_bits.load(Ordering::Relaxed)),
+            self.ewma_stamp.load(Ordering::Relaxed),
+        )
+    }
+
     /// Feeds one observed latency into the peak EWMA: a sample above the estimate replaces it
     /// (peak), a lower one is blended in with weight decaying by elapsed time.
     pub fn observe_latency(&self, rtt_ns: f64, now_ns: u64) {

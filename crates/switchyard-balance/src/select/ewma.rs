@@ -12,6 +12,11 @@
 //! 1 s server and loses against a healthy 50 ms one. As the estimate decays without traffic, a
 //! failed server is tried again after tens of seconds and recovers if it answers well.
 //!
+//! A pick reads **no clock**: from any moment on, two servers' estimates decay by the same
+//! factor, so comparing them only needs the older one decayed to the newer one's last update
+//! ([`PeakEwma`]'s [`crate::select::Load::less`]). Time still drives the decay: every estimate is
+//! stamped with the pool's clock when a request finishes.
+//!
 //! A server with no estimate yet costs [`PeakEwma::default_rtt_ns`] (10 ms) per request in
 //! flight: new servers are tried but not flooded before their first answer. Use
 //! [`Ewma::with_load`] (through [`crate::PoolOptions::with_selector`]) to change it.
@@ -62,5 +67,8 @@ impl Selector for Ewma {
     #[inline]
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         self.0.pick(ctx)
+    }
+    fn needs_clock(&self) -> bool {
+        self.0.needs_clock()
     }
 }

@@ -56,7 +56,15 @@ pub trait Load: Send + Sync + Debug {
     type Cost: PartialOrd + Copy + Debug;
     /// The server's cost now.
     fn cost(&self, server: &Server, now_ns: u64) -> Self::Cost;
-    /// True if `cost` reads `now_ns` (the default); false saves a clock read per pick.
+    /// True if `a` is less loaded than `b`: what the strategies call. The default compares
+    /// [`Load::cost`]s; a measure may override it to compare without absolute time (as
+    /// [`PeakEwma`] does).
+    #[inline]
+    fn less(&self, a: &Server, b: &Server, now_ns: u64) -> bool {
+        self.cost(a, now_ns) < self.cost(b, now_ns)
+    }
+    /// True if `cost`/`less` read `now_ns` (the default); false saves a clock read per pick
+    /// (`now_ns` is then 0).
     fn needs_clock(&self) -> bool {
         true
     }
@@ -179,8 +187,28 @@ impl Default for PeakEwma {
     }
 }
 
+impl PeakEwma {
+    /// Cost as of the estimate's last update, and that update's time (`None`: no estimate).
+    #[inline]
+    fn undecayed(&self, server: &Server) -> (f64, Option<u64>) {
+        let stats = &server.stats;
+        let queue = f64::from(stats.in_flight()) + 1.0;
+        if stats.requests() == 0 {
+            (self.default_rtt_ns * queue, None)
+        } else {
+            let (v, stamp) = stats.ewma_raw();
+            (v * queue, Some(stamp))
+        }
+    }
+}
+
+fn decay(dt_ns: u64) -> f64 {
+    (-(dt_ns as f64) / crate::stats::EWMA_DECAY_NS).exp()
+}
+
 impl Load for PeakEwma {
     type Cost = f64;
+    /// The cost decayed to `now_ns` (what an operator would read).
     #[inline]
     fn cost(&self, server: &Server, now_ns: u64) -> f64 {
         let stats = &server.stats;
@@ -190,6 +218,22 @@ impl Load for PeakEwma {
             stats.ewma_nanos(now_ns)
         };
         rtt * (f64::from(stats.in_flight()) + 1.0)
+    }
+    /// Compares without the clock: from any `now` on, both estimates decay by the same factor,
+    /// so only the older one needs decaying to the newer one's stamp (one `exp`, no clock read).
+    /// An unprobed server's default cost is compared with the other's estimate as last updated.
+    #[inline]
+    fn less(&self, a: &Server, b: &Server, _now_ns: u64) -> bool {
+        let (ca, ta) = self.undecayed(a);
+        let (cb, tb) = self.undecayed(b);
+        match (ta, tb) {
+            (Some(ta), Some(tb)) if ta < tb => ca * decay(tb - ta) < cb,
+            (Some(ta), Some(tb)) if tb < ta => ca < cb * decay(ta - tb),
+            _ => ca < cb,
+        }
+    }
+    fn needs_clock(&self) -> bool {
+        false
     }
 }
 
@@ -219,13 +263,7 @@ impl<L: Load> LeastLoaded<L> {
     }
 
     #[inline]
-    fn scan(
-        &self,
-        ctx: &PickContext<'_>,
-        part: &[usize],
-        best: &mut Option<(usize, L::Cost)>,
-        check: bool,
-    ) {
+    fn scan(&self, ctx: &PickContext<'_>, part: &[usize], best: &mut Option<usize>, check: bool) {
         for &i in part {
             if check && !ctx.allowed(i) {
                 continue;
@@ -233,13 +271,15 @@ impl<L: Load> LeastLoaded<L> {
             let Some(server) = ctx.servers.get(i) else {
                 continue;
             };
-            let c = self.load.cost(server, ctx.now_ns);
-            let better = match best {
-                Some((_, b)) => c < *b,
+            let better = match *best {
+                Some(b) => ctx
+                    .servers
+                    .get(b)
+                    .is_some_and(|b| self.load.less(server, b, ctx.now_ns)),
                 None => true,
             };
             if better {
-                *best = Some((i, c));
+                *best = Some(i);
             }
         }
     }
@@ -253,7 +293,7 @@ impl<L: Load> Selector for LeastLoaded<L> {
         let mut best = None;
         self.scan(ctx, head, &mut best, check);
         self.scan(ctx, tail, &mut best, check);
-        best.map(|(i, _)| i)
+        best
     }
     fn needs_clock(&self) -> bool {
         self.load.needs_clock()
@@ -313,9 +353,12 @@ impl<L: Load> Selector for P2c<L> {
             let (a, b) = (*self.candidates.get(pa)?, *self.candidates.get(pb)?);
             match (ctx.allowed(a), ctx.allowed(b)) {
                 (true, true) => {
-                    let ca = self.load.cost(servers.get(a)?, ctx.now_ns);
-                    let cb = self.load.cost(servers.get(b)?, ctx.now_ns);
-                    return Some(if cb < ca { b } else { a });
+                    let (sa, sb) = (servers.get(a)?, servers.get(b)?);
+                    return Some(if self.load.less(sb, sa, ctx.now_ns) {
+                        b
+                    } else {
+                        a
+                    });
                 }
                 (true, false) => return Some(a),
                 (false, true) => return Some(b),
@@ -323,21 +366,20 @@ impl<L: Load> Selector for P2c<L> {
             }
         }
         // Most candidates were tried: scan what is left.
-        let mut best: Option<(usize, L::Cost)> = None;
+        let mut best: Option<usize> = None;
         for &i in &self.candidates {
             if !ctx.allowed(i) {
                 continue;
             }
-            let c = self.load.cost(servers.get(i)?, ctx.now_ns);
             let better = match best {
-                Some((_, b)) => c < b,
+                Some(b) => self.load.less(servers.get(i)?, servers.get(b)?, ctx.now_ns),
                 None => true,
             };
             if better {
-                best = Some((i, c));
+                best = Some(i);
             }
         }
-        best.map(|(i, _)| i)
+        best
     }
     fn needs_clock(&self) -> bool {
         self.load.needs_clock()

@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | [`Algorithm::Wrr`] | [`wrr`] | one atomic add + `⌈log₂ n⌉` steps (O(1) table for small weight sums) | one ticket |
 //! | [`Algorithm::LeastConn`] | [`least_conn`] | full scan up to [`least_conn::SCAN_LIMIT`] candidates, P2C above | none |
-//! | [`Algorithm::Ewma`] | [`ewma`] | power of two choices | a per-thread RNG |
+//! | [`Algorithm::Ewma`] | [`ewma`] | power of two choices, one `exp`, no clock read | a per-thread RNG |
 //! | [`Algorithm::ConsistentHash`] | [`consistent_hash`] | one table lookup (Maglev) | none |
 //! | [`Algorithm::Random`] | [`random`] | one alias-table draw | a per-thread RNG |
 //!
