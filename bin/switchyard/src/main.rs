@@ -81,7 +81,7 @@ fn main() -> ExitCode {
                 upgrade,
                 ..Default::default()
             };
-            match switchyard_proxy::Gateway::build(cfg, Some(opt)) {
+            match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
                 Ok(gw) => {
                     log::info!("switchyard {} starting", env!("CARGO_PKG_VERSION"));
                     gw.run()

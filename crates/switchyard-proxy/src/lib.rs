@@ -8,14 +8,20 @@
 //! gateway.run(); // never returns
 //! ```
 
+pub mod background;
 pub mod gateway;
 pub mod headers;
+pub mod health_observer;
 pub mod metrics_endpoint;
+pub mod proxy_accept;
+pub mod proxy_protocol;
+pub mod reload;
 pub mod responses;
 pub mod rewrite;
 pub mod router;
 pub mod runtime;
 pub mod service;
+pub mod tcp;
 
 pub use gateway::Gateway;
 pub use runtime::{BuildError, Runtime};

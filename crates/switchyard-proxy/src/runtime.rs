@@ -17,6 +17,9 @@ use switchyard_config::{
 };
 use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
 
+use switchyard_health::{initially_healthy, UpstreamHealth};
+
+use crate::health_observer::MetricsObserver;
 use crate::rewrite::Template;
 use crate::router::{RouteSpec, Router};
 
@@ -67,14 +70,38 @@ pub struct RouteRuntime {
 }
 
 /// An upstream's request-path view.
-#[derive(Debug)]
 pub struct UpstreamRuntime {
     /// As configured.
     pub cfg: UpstreamConfig,
     /// Servers, stats and selector.
     pub pool: Arc<Pool>,
+    /// Active and passive health of the pool's servers.
+    pub health: Arc<UpstreamHealth>,
+    /// True if this runtime created `health` (it must be started); false if it was taken over
+    /// from the previous runtime on reload.
+    pub health_is_new: bool,
     /// Per-server metric handles by identity.
     pub server_metrics: HashMap<ServerId, ServerMetrics>,
+}
+
+impl std::fmt::Debug for UpstreamRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRuntime")
+            .field("name", &self.cfg.name)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// True if a reload can keep the upstream's pool and health checkers and only change its
+/// servers: same algorithm, all-down policy, health settings and TLS settings.
+fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
+    a.algorithm == b.algorithm
+        && a.when_all_down == b.when_all_down
+        && a.health == b.health
+        && a.tls == b.tls
+        && a.scheme == b.scheme
+        && a.port == b.port
 }
 
 impl UpstreamRuntime {
@@ -183,26 +210,53 @@ impl Runtime {
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for up in &cfg.upstreams {
             let specs = server_specs(up)?;
-            let store = previous
-                .and_then(|p| p.upstream(&up.name))
-                .map(|u| Arc::clone(u.pool.store()))
-                .unwrap_or_default();
-            let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
-            store.retain(&ids);
-            let opts = PoolOptions::new(balance_algorithm(up.algorithm)).when_all_down(
-                match up.when_all_down {
-                    WhenAllDown::Reject => AllDownPolicy::Reject,
-                    WhenAllDown::All => AllDownPolicy::All,
-                },
-            );
+            let prev = previous.and_then(|p| p.upstream(&up.name));
             let server_metrics = specs
                 .iter()
                 .map(|s| (s.id.clone(), metrics.server(&up.name, s.id.as_str())))
                 .collect();
-            let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
+            let (pool, health, health_is_new) = match prev {
+                Some(prev) if same_shape(&prev.cfg, up) => {
+                    // Same shape: keep pool (selector counters) and checkers, change servers.
+                    let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
+                    prev.pool.update(specs);
+                    prev.pool.store().retain(&ids);
+                    prev.health.sync_servers();
+                    (Arc::clone(&prev.pool), Arc::clone(&prev.health), false)
+                }
+                _ => {
+                    // New upstream or new shape: new pool and checkers, but the stats store
+                    // (health verdicts, in-flight, EWMA by identity) carries over.
+                    let store = prev.map(|u| Arc::clone(u.pool.store())).unwrap_or_default();
+                    let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
+                    store.retain(&ids);
+                    let opts = PoolOptions::new(balance_algorithm(up.algorithm))
+                        .when_all_down(match up.when_all_down {
+                            WhenAllDown::Reject => AllDownPolicy::Reject,
+                            WhenAllDown::All => AllDownPolicy::All,
+                        })
+                        .initially_healthy(initially_healthy(up));
+                    let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
+                    let health = UpstreamHealth::with_observer(
+                        Arc::clone(&pool),
+                        up,
+                        Arc::new(MetricsObserver(metrics)),
+                    )
+                    .map_err(|e| BuildError(format!("upstream {}: health: {e}", up.name)))?;
+                    (pool, Arc::new(health), true)
+                }
+            };
+            for server in pool.snapshot().servers() {
+                metrics
+                    .backend_healthy
+                    .with_label_values(&[&up.name, server.spec.id.as_str()])
+                    .set(i64::from(server.stats.is_healthy()));
+            }
             upstreams.push(Arc::new(UpstreamRuntime {
                 cfg: up.clone(),
                 pool,
+                health,
+                health_is_new,
                 server_metrics,
             }));
         }

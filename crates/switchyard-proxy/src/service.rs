@@ -19,6 +19,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
 use switchyard_config::HashOn;
+use switchyard_health::PassiveEvent;
 use switchyard_metrics::Metrics;
 
 use crate::headers::{loop_detected, request_host, set_forwarding, strip_port};
@@ -35,16 +36,28 @@ pub struct Shared {
     pub instance_id: String,
     /// Metric families.
     pub metrics: &'static Metrics,
+    /// The file reloads read, if the configuration came from one.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The runtime that runs health checkers (set when the background service starts).
+    pub background: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Serialises reloads.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// The outcome of the last reload attempt.
+    pub last_reload: std::sync::Mutex<Option<crate::reload::ReloadReport>>,
 }
 
 impl Shared {
     /// Wraps a first runtime.
-    pub fn new(runtime: Runtime) -> Arc<Shared> {
+    pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> Arc<Shared> {
         let instance_id = runtime.config.server.instance_id.clone();
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             instance_id,
             metrics: Metrics::global(),
+            config_path,
+            background: std::sync::OnceLock::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
+            last_reload: std::sync::Mutex::new(None),
         })
     }
 }
@@ -140,6 +153,11 @@ impl HttpGateway {
                 a.upstream.cfg.name,
                 a.id
             );
+            let event = match kind {
+                FailureKind::Timeout => PassiveEvent::Timeout,
+                FailureKind::Connect | FailureKind::Error => PassiveEvent::ConnectError,
+            };
+            a.upstream.health.report(a.inflight.stats(), event);
             a.inflight.finish(Outcome::Failure, now);
         }
     }
@@ -311,7 +329,7 @@ impl ProxyHttp for HttpGateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let (rt, route_idx) = match (&ctx.rt, ctx.route) {
@@ -362,6 +380,12 @@ impl ProxyHttp for HttpGateway {
         peer.options.read_timeout = Some(ms(route.cfg.timeout_ms));
         peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        crate::proxy_protocol::apply_for_session(
+            &mut peer,
+            session,
+            upstream.cfg.proxy_protocol,
+            ms(route.cfg.connect_timeout_ms),
+        );
         Ok(Box::new(peer))
     }
 
@@ -542,6 +566,9 @@ impl ProxyHttp for HttpGateway {
                     } else {
                         Outcome::Success
                     };
+                    a.upstream
+                        .health
+                        .report(a.inflight.stats(), PassiveEvent::Status(s));
                     a.inflight.finish(outcome, a.header_ns.unwrap_or(now));
                 }
                 (None, Some(_)) => {

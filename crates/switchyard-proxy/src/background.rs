@@ -1,0 +1,62 @@
+//! The gateway's background service: starts health checkers and reloads on SIGHUP.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::service::Shared;
+
+/// Runs for the life of the server on its own Pingora runtime.
+#[derive(Debug)]
+pub struct Background {
+    shared: Arc<Shared>,
+}
+
+impl Background {
+    /// The service for `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Background { shared }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Background {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = self
+            .shared
+            .background
+            .set(tokio::runtime::Handle::current());
+        let rt = self.shared.runtime.load_full();
+        for up in &rt.upstreams {
+            if let Err(e) = up.health.start() {
+                log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
+            }
+        }
+        drop(rt);
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!(
+                    "cannot install the SIGHUP handler, reload only via the admin API: {e}"
+                );
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    log::info!("SIGHUP: reloading the configuration");
+                    let _ = self.shared.reload().await;
+                }
+            }
+        }
+    }
+}
