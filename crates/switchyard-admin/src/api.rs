@@ -1,0 +1,474 @@
+//! Request routing and the API handlers. Transport-independent: [`AdminApp::handle`] takes an
+//! [`AdminRequest`] and returns an [`AdminResponse`]; the Pingora service in `lib.rs` only
+//! translates.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use switchyard_balance::ServerId;
+use switchyard_config::MAX_WEIGHT;
+use switchyard_proxy::Shared;
+
+use crate::auth::Auth;
+use crate::views::{self, Rates};
+
+/// The largest request body the admin API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// One admin request, as read from the connection.
+///
+/// ```
+/// let req = switchyard_admin::AdminRequest::new("GET", "/api/upstreams");
+/// assert_eq!(req.method, "GET");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRequest<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The `Authorization` header's value.
+    pub authorization: Option<&'a [u8]>,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+impl<'a> AdminRequest<'a> {
+    /// A request without query, credentials or body.
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("POST", "/api/reload").bearer(b"Bearer t");
+    /// assert!(req.authorization.is_some() && req.body.is_empty());
+    /// ```
+    pub fn new(method: &'a str, path: &'a str) -> Self {
+        AdminRequest {
+            method,
+            path,
+            query: None,
+            authorization: None,
+            body: &[],
+        }
+    }
+
+    /// With an `Authorization` header value (e.g. `b"Bearer <token>"`).
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").bearer(b"Bearer t");
+    /// assert_eq!(req.authorization, Some(&b"Bearer t"[..]));
+    /// ```
+    pub fn bearer(mut self, authorization: &'a [u8]) -> Self {
+        self.authorization = Some(authorization);
+        self
+    }
+
+    /// With a body.
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("PUT", "/x").body(br#"{"weight":1}"#);
+    /// assert_eq!(req.body.len(), 12);
+    /// ```
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// An admin response.
+///
+/// ```
+/// let r = switchyard_admin::AdminResponse::json(404, &serde_json::json!({"error": "nope"}));
+/// assert_eq!(r.status, 404);
+/// assert_eq!(r.content_type, "application/json");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminResponse {
+    /// The status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Other headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl AdminResponse {
+    /// A JSON response (pretty-printed, newline-terminated).
+    ///
+    /// ```
+    /// let r = switchyard_admin::AdminResponse::json(200, &[1, 2]);
+    /// assert!(r.body.ends_with(b"\n"));
+    /// ```
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> AdminResponse {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
+            format!("{{\"error\": \"serialisation failed: {e}\"}}").into_bytes()
+        });
+        body.push(b'\n');
+        AdminResponse {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// A JSON error: `{"error": message}`.
+    ///
+    /// ```
+    /// let r = switchyard_admin::AdminResponse::error(400, "bad");
+    /// assert!(String::from_utf8(r.body).unwrap().contains("\"error\": \"bad\""));
+    /// ```
+    pub fn error(status: u16, message: &str) -> AdminResponse {
+        AdminResponse::json(status, &json!({ "error": message }))
+    }
+
+    fn html(body: String) -> AdminResponse {
+        AdminResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: vec![("cache-control", "no-store".to_string())],
+            body: body.into_bytes(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: String) -> AdminResponse {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// A run-time change of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Enable,
+    Disable,
+    Drain,
+    Weight(u32),
+}
+
+impl Change {
+    fn describe(self) -> String {
+        match self {
+            Change::Enable => "enabled".to_string(),
+            Change::Disable => "disabled".to_string(),
+            Change::Drain => "drained (weight 0)".to_string(),
+            Change::Weight(w) => format!("weight set to {w}"),
+        }
+    }
+}
+
+/// The admin application: authentication, routing and handlers over the gateway's [`Shared`]
+/// state.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use switchyard_admin::{AdminApp, AdminRequest, Auth};
+///
+/// let cfg = switchyard_config::parse_str(r#"
+/// [[upstreams]]
+/// name = "api"
+///   [[upstreams.groups]]
+///   name = "g"
+///   servers = [{ address = "127.0.0.1", port = 9 }]
+/// "#).unwrap();
+/// let rt = switchyard_proxy::Runtime::build(std::sync::Arc::new(cfg), None).unwrap();
+/// let app = AdminApp::new(switchyard_proxy::Shared::new(rt, None), Auth::with_token("t"));
+///
+/// let denied = app.handle(AdminRequest::new("GET", "/api/upstreams")).await;
+/// assert_eq!(denied.status, 401);
+/// let req = AdminRequest::new("POST", "/api/upstreams/api/servers/127.0.0.1:9/drain");
+/// let drained = app.handle(req.bearer(b"Bearer t")).await;
+/// assert_eq!(drained.status, 200);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct AdminApp {
+    shared: Arc<Shared>,
+    auth: Auth,
+    rates: Rates,
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of `name` in a query string.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// True if server `id` is addressed by the path segment `seg`: its `host:port`, its full identity
+/// (`group/host:port`, percent-encoded), or, for a DNS-named server (`name:port#ip`), its
+/// `name:port` (which addresses every resolved address).
+fn addresses(id: &ServerId, seg: &str) -> bool {
+    let hp = id.host_port();
+    hp == seg || id.as_str() == seg || (!seg.contains('#') && hp.split('#').next() == Some(seg))
+}
+
+impl AdminApp {
+    /// The application over `shared`, requiring `auth`.
+    ///
+    /// See [`AdminApp`] for an example.
+    pub fn new(shared: Arc<Shared>, auth: Auth) -> AdminApp {
+        AdminApp {
+            shared,
+            auth,
+            rates: Rates::default(),
+        }
+    }
+
+    /// The gateway state this application serves.
+    ///
+    /// ```
+    /// # let rt = switchyard_proxy::Runtime::build(Default::default(), None).unwrap();
+    /// let app = switchyard_admin::AdminApp::new(switchyard_proxy::Shared::new(rt, None), switchyard_admin::Auth::open());
+    /// assert_eq!(app.shared().instance_id, "switchyard");
+    /// ```
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Answers one request. See [`AdminApp`] for an example.
+    pub async fn handle(&self, req: AdminRequest<'_>) -> AdminResponse {
+        if req.method == "GET" && req.path == "/" {
+            return AdminResponse {
+                status: 302,
+                content_type: "text/plain; charset=utf-8",
+                headers: vec![("location", "/status".to_string())],
+                body: b"see /status\n".to_vec(),
+            };
+        }
+        if !self.auth.allows(req.authorization) {
+            let challenge = if req.path.starts_with("/api") {
+                "Bearer realm=\"switchyard admin\""
+            } else {
+                "Basic realm=\"switchyard admin\", charset=\"UTF-8\""
+            };
+            return AdminResponse::error(401, "missing or wrong bearer token")
+                .header("www-authenticate", challenge.to_string());
+        }
+        let segs: Vec<String> = req
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        match (req.method, segs.as_slice()) {
+            ("GET" | "HEAD", ["status"]) => {
+                let refresh = query_param(req.query, "refresh")
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(crate::status::DEFAULT_REFRESH_S);
+                AdminResponse::html(crate::status::render(&self.shared, &self.rates, refresh))
+            }
+            ("GET", ["api", "upstreams"]) => {
+                AdminResponse::json(200, &views::upstreams(&self.shared, &self.rates))
+            }
+            ("GET", ["api", "upstreams", name]) => {
+                let rt = self.shared.runtime.load_full();
+                match rt.upstream(name) {
+                    Some(up) => {
+                        AdminResponse::json(200, &views::upstream_view(up, &self.rates, None))
+                    }
+                    None => AdminResponse::error(404, &format!("no upstream named {name}")),
+                }
+            }
+            ("POST", ["api", "upstreams", up, "servers", server, action]) => {
+                let change = match *action {
+                    "enable" => Change::Enable,
+                    "disable" => Change::Disable,
+                    "drain" => Change::Drain,
+                    "weight" => return method_not_allowed("PUT"),
+                    other => {
+                        return AdminResponse::error(
+                            404,
+                            &format!(
+                                "unknown action {other}: use enable, disable, drain or PUT weight"
+                            ),
+                        )
+                    }
+                };
+                self.change(up, server, change).await
+            }
+            ("PUT", ["api", "upstreams", up, "servers", server, "weight"]) => {
+                match parse_weight(req.body) {
+                    Ok(w) => self.change(up, server, Change::Weight(w)).await,
+                    Err(e) => AdminResponse::error(400, &e),
+                }
+            }
+            (_, ["api", "upstreams", _, "servers", _, "weight"]) => method_not_allowed("PUT"),
+            (_, ["api", "upstreams", _, "servers", _, _]) => method_not_allowed("POST"),
+            ("POST", ["api", "reload"]) => {
+                let report = self.shared.reload().await;
+                let status = if report.applied { 200 } else { 400 };
+                AdminResponse::json(status, &report)
+            }
+            ("GET", ["api", "reload"]) => {
+                let last = self
+                    .shared
+                    .last_reload
+                    .lock()
+                    .map(|l| l.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
+                AdminResponse::json(200, &json!({ "last_reload": last }))
+            }
+            ("GET", ["api", "config"]) => {
+                let rt = self.shared.runtime.load_full();
+                let mut value = serde_json::to_value(&*rt.config).unwrap_or_default();
+                redact(&mut value);
+                AdminResponse::json(200, &value)
+            }
+            (_, ["api", "reload"]) => method_not_allowed("GET, POST"),
+            (_, ["api", "config" | "upstreams"] | ["status"]) => method_not_allowed("GET"),
+            _ => AdminResponse::error(
+                404,
+                &format!("no such endpoint: {} {}", req.method, req.path),
+            ),
+        }
+    }
+
+    async fn change(&self, upstream: &str, server: &str, change: Change) -> AdminResponse {
+        // Serialised with reloads, so a change never lands on a pool a reload is replacing.
+        let _guard = self.shared.reload_lock.lock().await;
+        let rt = self.shared.runtime.load_full();
+        let Some(up) = rt.upstream(upstream) else {
+            return AdminResponse::error(404, &format!("no upstream named {upstream}"));
+        };
+        let ids: Vec<ServerId> = up
+            .pool
+            .specs()
+            .into_iter()
+            .map(|s| s.id)
+            .filter(|id| addresses(id, server))
+            .collect();
+        if ids.is_empty() {
+            return AdminResponse::error(
+                404,
+                &format!("upstream {upstream} has no server {server} (use host:port)"),
+            );
+        }
+        for id in &ids {
+            up.pool.modify(id.as_str(), |spec| match change {
+                Change::Enable => spec.enabled = true,
+                Change::Disable => spec.enabled = false,
+                Change::Drain => spec.weight = 0,
+                Change::Weight(w) => spec.weight = w,
+            });
+            log::info!(
+                "admin: upstream {upstream} server {id} {} (until the next reload)",
+                change.describe()
+            );
+        }
+        up.health.sync_servers();
+        AdminResponse::json(200, &views::upstream_view(up, &self.rates, Some(&ids)))
+    }
+}
+
+fn method_not_allowed(allow: &str) -> AdminResponse {
+    AdminResponse::error(405, &format!("method not allowed; use {allow}"))
+        .header("allow", allow.to_string())
+}
+
+/// Parses `{"weight": N}` with `N` in `0..=MAX_WEIGHT`.
+fn parse_weight(body: &[u8]) -> Result<u32, String> {
+    let usage =
+        format!("the body must be {{\"weight\": N}} with N an integer from 0 to {MAX_WEIGHT}");
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("{usage}: {e}"))?;
+    let w = value
+        .get("weight")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| usage.clone())?;
+    match u32::try_from(w) {
+        Ok(w) if w <= MAX_WEIGHT => Ok(w),
+        _ => Err(format!("{usage}, got {w}")),
+    }
+}
+
+/// Replaces the value of any key that looks secret-bearing (`password`, `secret`, `token`,
+/// `key` contents) with `"<redacted>"`. Keys ending in `_env` hold only the *name* of an
+/// environment variable and are kept; TLS `key`/`client_key` hold file paths and are kept.
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let lower = k.to_ascii_lowercase();
+                let secret = !lower.ends_with("_env")
+                    && ["password", "secret", "token"]
+                        .iter()
+                        .any(|s| lower.contains(s));
+                if secret && !v.is_null() {
+                    *v = serde_json::Value::String("<redacted>".to_string());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights() {
+        assert_eq!(parse_weight(br#"{"weight": 0}"#), Ok(0));
+        assert_eq!(parse_weight(br#"{"weight": 10000}"#), Ok(10000));
+        assert!(parse_weight(br#"{"weight": 10001}"#).is_err());
+        assert!(parse_weight(br#"{"weight": -1}"#).is_err());
+        assert!(parse_weight(br#"{"weight": 1.5}"#).is_err());
+        assert!(parse_weight(br#"{"w": 1}"#).is_err());
+        assert!(parse_weight(b"nope").is_err());
+    }
+
+    #[test]
+    fn decoding_and_matching() {
+        assert_eq!(percent_decode("g%2F127.0.0.1%3A80"), "g/127.0.0.1:80");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        let id = ServerId::new("g", "127.0.0.1:80");
+        assert!(addresses(&id, "127.0.0.1:80"));
+        assert!(addresses(&id, "g/127.0.0.1:80"));
+        assert!(!addresses(&id, "127.0.0.1:8"));
+        let named = ServerId::new("g", "api.local:80#10.0.0.1");
+        assert!(addresses(&named, "api.local:80"));
+        assert!(addresses(&named, "api.local:80#10.0.0.1"));
+        assert!(!addresses(&named, "api.local:80#10.0.0.2"));
+        assert_eq!(query_param(Some("a=1&refresh=3"), "refresh"), Some("3"));
+        assert_eq!(query_param(None, "refresh"), None);
+    }
+
+    #[test]
+    fn redaction_keeps_env_names() {
+        let mut v =
+            json!({"admin": {"token_env": "X"}, "a": [{"password": "p", "secret_key": null}]});
+        redact(&mut v);
+        assert_eq!(v["admin"]["token_env"], "X");
+        assert_eq!(v["a"][0]["password"], "<redacted>");
+        assert!(v["a"][0]["secret_key"].is_null());
+    }
+}
