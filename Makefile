@@ -31,3 +31,13 @@ doc: deps
 
 clean:
 	$(CARGO) clean
+
+## Load benchmark: Switchyard beside NGINX, HAProxy and a bare Pingora balancer, in one run
+## (3 interleaved rounds of 10 s per scenario; see bench/run.sh for BENCH_* settings).
+.PHONY: bench bench-quick
+bench:
+	./bench/run.sh
+
+## Smoke test of the load benchmark: 1 round of 3 s.
+bench-quick:
+	BENCH_SECONDS=3 BENCH_ROUNDS=1 ./bench/run.sh
