@@ -9,6 +9,8 @@
 //! ```
 
 pub mod background;
+pub mod cascade;
+pub mod extension;
 pub mod gateway;
 pub mod headers;
 pub mod health_observer;
@@ -21,6 +23,8 @@ pub mod rewrite;
 pub mod router;
 pub mod runtime;
 pub mod service;
+pub mod sticky;
+pub mod upstream_tls;
 pub mod tcp;
 
 pub use gateway::Gateway;

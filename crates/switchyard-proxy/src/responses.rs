@@ -56,3 +56,25 @@ pub async fn respond_with(
     }
     Ok(())
 }
+
+/// Writes an extension's answer.
+pub async fn respond_decision(
+    session: &mut Session,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+    for (k, v) in headers {
+        resp.append_header(k, v)?;
+    }
+    resp.insert_header("content-length", body.len().to_string())?;
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

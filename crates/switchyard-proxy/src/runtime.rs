@@ -12,8 +12,8 @@ use switchyard_balance::{
     StatsStore,
 };
 use switchyard_config::{
-    Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, UpstreamConfig,
-    WhenAllDown,
+    Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, Scheme,
+    UpstreamConfig, WhenAllDown,
 };
 use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
 
@@ -22,6 +22,8 @@ use switchyard_health::{initially_healthy, UpstreamHealth};
 use crate::health_observer::MetricsObserver;
 use crate::rewrite::Template;
 use crate::router::{RouteSpec, Router};
+use crate::sticky::Sticky;
+use crate::upstream_tls::UpstreamTlsRuntime;
 
 /// A listener's request-path view.
 #[derive(Debug)]
@@ -82,6 +84,12 @@ pub struct UpstreamRuntime {
     pub health_is_new: bool,
     /// Per-server metric handles by identity.
     pub server_metrics: HashMap<ServerId, ServerMetrics>,
+    /// Sticky-session tokens, when `[upstreams.sticky]` is set.
+    pub sticky: Option<Sticky>,
+    /// The cascade key, when `cascade = true` (requests to this upstream are signed).
+    pub cascade_key: Option<Vec<u8>>,
+    /// TLS settings, when `scheme = "https"`.
+    pub tls: Option<UpstreamTlsRuntime>,
 }
 
 impl std::fmt::Debug for UpstreamRuntime {
@@ -132,6 +140,40 @@ pub struct Runtime {
     pub routes: Vec<RouteRuntime>,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Arc<UpstreamRuntime>>,
+    /// Verification of `Switchyard-Cascade` headers, when a route requires it.
+    pub cascade: Option<CascadeVerifier>,
+}
+
+/// What a cascaded instance checks signed requests against.
+pub struct CascadeVerifier {
+    /// The shared secret.
+    pub key: Vec<u8>,
+    /// `[cascade].allowed_instances`.
+    pub allowed: Vec<String>,
+}
+
+impl std::fmt::Debug for CascadeVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CascadeVerifier")
+            .field("key", &"<redacted>")
+            .field("allowed", &self.allowed)
+            .finish()
+    }
+}
+
+/// The cascade secret from the environment variable named by `[cascade].key_env`. Missing or
+/// empty is a start-up (or reload) error: signing or verifying with no key would fail open.
+fn cascade_key(cfg: &Config) -> Result<Vec<u8>, BuildError> {
+    let var = cfg
+        .cascade
+        .as_ref()
+        .map_or("SWITCHYARD_CASCADE_KEY", |c| c.key_env.as_str());
+    match std::env::var(var) {
+        Ok(k) if !k.is_empty() => Ok(k.into_bytes()),
+        _ => Err(BuildError(format!(
+            "cascading is configured but the key variable {var} is not set"
+        ))),
+    }
 }
 
 /// Error while building a runtime (e.g. a server name that does not resolve).
@@ -252,12 +294,31 @@ impl Runtime {
                     .with_label_values(&[&up.name, server.spec.id.as_str()])
                     .set(i64::from(server.stats.is_healthy()));
             }
+            let sticky = up.sticky.clone().map(|sc| {
+                let ids = pool.specs().into_iter().map(|s| s.id);
+                Sticky::new(&up.name, sc, ids)
+            });
+            let cascade_key = if up.cascade {
+                Some(cascade_key(&cfg)?)
+            } else {
+                None
+            };
+            let tls = match up.scheme {
+                Scheme::Https => Some(
+                    UpstreamTlsRuntime::load(up.tls.as_ref())
+                        .map_err(|e| BuildError(format!("upstream {}: {e}", up.name)))?,
+                ),
+                Scheme::Http => None,
+            };
             upstreams.push(Arc::new(UpstreamRuntime {
+                tls,
                 cfg: up.clone(),
                 pool,
                 health,
                 health_is_new,
                 server_metrics,
+                sticky,
+                cascade_key,
             }));
         }
         let upstream_index = |name: &str| {
@@ -317,11 +378,24 @@ impl Runtime {
                 }
             })
             .collect();
+        let cascade = if cfg.routes.iter().any(|r| r.require_cascade) {
+            Some(CascadeVerifier {
+                key: cascade_key(&cfg)?,
+                allowed: cfg
+                    .cascade
+                    .as_ref()
+                    .map(|c| c.allowed_instances.clone())
+                    .unwrap_or_default(),
+            })
+        } else {
+            None
+        };
         Ok(Runtime {
             config: cfg,
             listeners,
             routes,
             upstreams,
+            cascade,
         })
     }
 

@@ -22,13 +22,14 @@ use switchyard_config::HashOn;
 use switchyard_health::PassiveEvent;
 use switchyard_metrics::Metrics;
 
+use crate::cascade;
+use crate::extension::{Decision, ExtContext, Extension, RequestInfo};
 use crate::headers::{loop_detected, request_host, set_forwarding, strip_port};
-use crate::responses::{respond, LOOP_DETECTED};
+use crate::responses::{respond, respond_decision, LOOP_DETECTED};
 use crate::router::Params;
 use crate::runtime::{Runtime, UpstreamRuntime};
 
 /// State shared by every listener's service: the current runtime and identity.
-#[derive(Debug)]
 pub struct Shared {
     /// The published runtime; swapped atomically on reload.
     pub runtime: ArcSwap<Runtime>,
@@ -44,11 +45,35 @@ pub struct Shared {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The outcome of the last reload attempt.
     pub last_reload: std::sync::Mutex<Option<crate::reload::ReloadReport>>,
+    /// Embedder extensions, in registration order.
+    pub extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("instance_id", &self.instance_id)
+            .field("config_path", &self.config_path)
+            .field(
+                "extensions",
+                &self.extensions.iter().map(|e| e.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Shared {
     /// Wraps a first runtime.
     pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> Arc<Shared> {
+        Self::with_extensions(runtime, config_path, Vec::new())
+    }
+
+    /// Wraps a first runtime with extensions.
+    pub fn with_extensions(
+        runtime: Runtime,
+        config_path: Option<std::path::PathBuf>,
+        extensions: Vec<Arc<dyn Extension>>,
+    ) -> Arc<Shared> {
         let instance_id = runtime.config.server.instance_id.clone();
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -58,6 +83,7 @@ impl Shared {
             background: std::sync::OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             last_reload: std::sync::Mutex::new(None),
+            extensions,
         })
     }
 }
@@ -98,6 +124,8 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     client_ip: Option<IpAddr>,
     client_host: Option<HeaderValue>,
+    sticky_target: Option<ServerId>,
+    ext: ExtContext,
     start: Instant,
 }
 
@@ -273,6 +301,8 @@ impl ProxyHttp for HttpGateway {
             upstream_status: None,
             client_ip: None,
             client_host: None,
+            sticky_target: None,
+            ext: ExtContext::new(),
             start: Instant::now(),
         }
     }
@@ -298,12 +328,32 @@ impl ProxyHttp for HttpGateway {
                 return Ok(true);
             }
         }
-        let req = session.req_header();
-        if loop_detected(req, &self.shared.instance_id) {
+        if loop_detected(session.req_header(), &self.shared.instance_id) {
             self.reject(&self.listener, "loop");
             respond(session, LOOP_DETECTED).await?;
             return Ok(true);
         }
+        for ext in &self.shared.extensions {
+            let info = RequestInfo {
+                listener: &self.listener,
+                route: None,
+                server: None,
+                client_ip: ctx.client_ip,
+            };
+            let d = ext
+                .before_routing(session.req_header_mut(), &info, &mut ctx.ext)
+                .await;
+            if let Decision::Respond {
+                status,
+                headers,
+                body,
+            } = d
+            {
+                respond_decision(session, status, headers, body).await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
         let host = request_host(req);
         ctx.client_host = HeaderValue::from_str(host).ok();
         let Some((route_idx, params)) =
@@ -318,7 +368,61 @@ impl ProxyHttp for HttpGateway {
         ctx.route = Some(route_idx);
         ctx.params = params;
         let route = &rt.routes[route_idx];
+        if route.cfg.require_cascade {
+            let verdict = match &rt.cascade {
+                Some(v) => cascade::verify(
+                    &v.key,
+                    &v.allowed,
+                    req.headers
+                        .get(cascade::HEADER)
+                        .and_then(|h| h.to_str().ok()),
+                    cascade::unix_now(),
+                    req.method.as_str(),
+                    req.uri.path(),
+                ),
+                None => cascade::Verdict::Unauthorized,
+            };
+            match verdict {
+                cascade::Verdict::Accept => {}
+                cascade::Verdict::Unauthorized => {
+                    self.reject(&self.listener, "cascade");
+                    respond(session, 401).await?;
+                    return Ok(true);
+                }
+                cascade::Verdict::Forbidden => {
+                    self.reject(&self.listener, "cascade");
+                    respond(session, 403).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        for ext in &self.shared.extensions {
+            let info = RequestInfo {
+                listener: &self.listener,
+                route: Some(&route.cfg),
+                server: None,
+                client_ip: ctx.client_ip,
+            };
+            let d = ext
+                .on_request(session.req_header_mut(), &info, &mut ctx.ext)
+                .await;
+            if let Decision::Respond {
+                status,
+                headers,
+                body,
+            } = d
+            {
+                respond_decision(session, status, headers, body).await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
+        if let Some(sticky) = &upstream.sticky {
+            ctx.sticky_target = cookie_value(req, &sticky.cfg.cookie)
+                .and_then(|v| sticky.decode(v))
+                .cloned();
+        }
         if let Some(hash_on) = upstream.hash_on() {
             ctx.key = self.hash_key(session, ctx, &hash_on);
         }
@@ -344,7 +448,12 @@ impl ProxyHttp for HttpGateway {
         let route = &rt.routes[route_idx];
         let upstream = &rt.upstreams[route.upstream];
         let snap = upstream.pool.snapshot();
-        let Some(server) = snap.pick(ctx.key, &ctx.tried) else {
+        let sticky = ctx.sticky_target.as_ref().and_then(|id| {
+            let i = snap.servers().iter().position(|s| &s.spec.id == id)?;
+            let s = &snap.servers()[i];
+            (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some(s)
+        });
+        let Some(server) = sticky.or_else(|| snap.pick(ctx.key, &ctx.tried)) else {
             if ctx.tried.is_empty() {
                 self.shared
                     .metrics
@@ -375,7 +484,10 @@ impl ProxyHttp for HttpGateway {
             inflight: server.stats.begin(snap.now_nanos()),
             header_ns: None,
         });
-        let mut peer = HttpPeer::new(server.spec.addr, false, String::new());
+        let mut peer = HttpPeer::new(server.spec.addr, upstream.tls.is_some(), String::new());
+        if let Some(tls) = &upstream.tls {
+            tls.apply(&mut peer, strip_port(server.spec.id.host_port()));
+        }
         peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
         peer.options.read_timeout = Some(ms(route.cfg.timeout_ms));
         peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
@@ -416,6 +528,18 @@ impl ProxyHttp for HttpGateway {
             if let Some(h) = &route.host_header {
                 upstream_request.insert_header(http::header::HOST, h.clone())?;
             }
+            // Never pass a client's cascade header on; sign anew for cascade upstreams.
+            upstream_request.remove_header(cascade::HEADER);
+            if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
+                let value = cascade::header_value(
+                    key,
+                    &self.shared.instance_id,
+                    cascade::unix_now(),
+                    upstream_request.method.as_str(),
+                    upstream_request.uri.path(),
+                );
+                upstream_request.insert_header(cascade::HEADER, value)?;
+            }
         }
         set_forwarding(
             upstream_request,
@@ -423,7 +547,20 @@ impl ProxyHttp for HttpGateway {
             listener.scheme(),
             ctx.client_host.clone(),
             &self.shared.instance_id,
-        )
+        )?;
+        if !self.shared.extensions.is_empty() {
+            let info = RequestInfo {
+                listener: &self.listener,
+                route: ctx.route.map(|r| &rt.routes[r].cfg),
+                server: ctx.attempt.as_ref().map(|a| &a.id),
+                client_ip: ctx.client_ip,
+            };
+            for ext in &self.shared.extensions {
+                ext.on_upstream_request(upstream_request, &info, &mut ctx.ext)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -435,6 +572,38 @@ impl ProxyHttp for HttpGateway {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         if let Some(a) = ctx.attempt.as_mut() {
             a.header_ns = Some(a.upstream.pool.snapshot().now_nanos());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !self.shared.extensions.is_empty() {
+            let rt = ctx.rt.clone();
+            let info = RequestInfo {
+                listener: &self.listener,
+                route: rt.as_ref().zip(ctx.route).map(|(rt, r)| &rt.routes[r].cfg),
+                server: ctx.attempt.as_ref().map(|a| &a.id),
+                client_ip: ctx.client_ip,
+            };
+            for ext in &self.shared.extensions {
+                ext.on_response(upstream_response, &info, &mut ctx.ext)
+                    .await?;
+            }
+        }
+        let (Some(a), Some(rt)) = (ctx.attempt.as_ref(), ctx.rt.as_ref()) else {
+            return Ok(());
+        };
+        if let Some(sticky) = &a.upstream.sticky {
+            if ctx.sticky_target.as_ref() != Some(&a.id) {
+                let secure = rt.listeners[ctx.listener].scheme() == "https";
+                upstream_response
+                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, secure))?;
+            }
         }
         Ok(())
     }
