@@ -32,6 +32,7 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use switchyard_balance::{Outcome, Tried};
 use switchyard_config::ProxyProtocol;
+use switchyard_health::PassiveEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -208,6 +209,11 @@ impl TcpProxy {
                     if let Some(m) = metrics {
                         m.success.inc();
                     }
+                    // A connect success resets the passive checks' consecutive-failure count
+                    // (the health crate has no L4 success event; 200 is never a failure status).
+                    upstream
+                        .health
+                        .report(&server.stats, PassiveEvent::Status(200));
                     connected = Some((conn, inflight, addr));
                     break;
                 }
@@ -221,6 +227,9 @@ impl TcpProxy {
                     if let Some(m) = metrics {
                         m.connect_error.inc();
                     }
+                    upstream
+                        .health
+                        .report(&server.stats, PassiveEvent::ConnectError);
                     inflight.finish(Outcome::Failure, snap.now_nanos());
                 }
                 Err(_) => {
@@ -233,6 +242,7 @@ impl TcpProxy {
                     if let Some(m) = metrics {
                         m.timeout.inc();
                     }
+                    upstream.health.report(&server.stats, PassiveEvent::Timeout);
                     inflight.finish(Outcome::Failure, snap.now_nanos());
                 }
             }
