@@ -81,8 +81,21 @@ fn main() -> ExitCode {
                 upgrade,
                 ..Default::default()
             };
+            let admin_cfg = cfg.admin.clone();
             match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
-                Ok(gw) => {
+                Ok(mut gw) => {
+                    if let Some(admin) = admin_cfg {
+                        match switchyard_admin::service(&admin, std::sync::Arc::clone(&gw.shared)) {
+                            Ok(svc) => {
+                                gw.server.add_service(svc);
+                            }
+                            Err(e) => {
+                                log::error!("cannot start the admin listener: {e}");
+                                eprintln!("error: {e}");
+                                return ExitCode::from(1);
+                            }
+                        }
+                    }
                     log::info!("switchyard {} starting", env!("CARGO_PKG_VERSION"));
                     gw.run()
                 }

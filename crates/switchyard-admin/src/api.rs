@@ -222,8 +222,9 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 /// (`group/host:port`, percent-encoded), or, for a DNS-named server (`name:port#ip`), its
 /// `name:port` (which addresses every resolved address).
 fn addresses(id: &ServerId, seg: &str) -> bool {
-    let hp = id.host_port();
-    hp == seg || id.as_str() == seg || (!seg.contains('#') && hp.split('#').next() == Some(seg))
+    // `host_port()` drops a DNS-named server's `#ip`; `rest` keeps it.
+    let rest = id.as_str().split_once('/').map_or(id.as_str(), |(_, r)| r);
+    id.host_port() == seg || rest == seg || id.as_str() == seg
 }
 
 impl AdminApp {
