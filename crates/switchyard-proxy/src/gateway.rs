@@ -1,5 +1,7 @@
 //! Builds a Pingora server from a configuration.
 
+pub mod limits;
+
 use std::sync::Arc;
 
 use pingora::server::configuration::{Opt, ServerConf};
@@ -68,29 +70,32 @@ impl Gateway {
         for l in &cfg.listeners {
             match l.protocol {
                 ListenerProtocol::Http if l.accept_proxy_protocol => {
-                    server.add_service(crate::proxy_accept::http_service(
-                        &server_conf,
-                        HttpGateway::new(Arc::clone(&shared), &l.name),
-                        l,
-                    ));
+                    // The PROXY header first (its own time limit), then `[limits]` on HTTP heads.
+                    let app = crate::proxy_accept::AcceptProxy::new(
+                        limits::header_deadline(
+                            &server_conf,
+                            HttpGateway::new(Arc::clone(&shared), &l.name),
+                            l,
+                            &cfg.limits,
+                        ),
+                        &l.name,
+                    );
+                    server.add_service(limits::service(app, l, &cfg.limits));
                 }
                 ListenerProtocol::Tcp => {
                     server.add_service(crate::tcp::service(Arc::clone(&shared), l));
                 }
                 ListenerProtocol::Http => {
-                    let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    let app = limits::header_deadline(
                         &server_conf,
                         HttpGateway::new(Arc::clone(&shared), &l.name),
-                        &format!("listener {}", l.name),
+                        l,
+                        &cfg.limits,
                     );
-                    svc.add_tcp(&l.listen.to_string());
-                    server.add_service(svc);
+                    server.add_service(limits::service(app, l, &cfg.limits));
                 }
                 ListenerProtocol::Https => {
-                    return Err(BuildError(format!(
-                        "listener {}: protocol {:?} is not available in this build yet",
-                        l.name, l.protocol
-                    )));
+                    server.add_service(https_service(&server_conf, &shared, l, &cfg.limits)?);
                 }
             }
         }
@@ -126,3 +131,46 @@ fn initial_health_round(rt: &Runtime) -> Result<(), BuildError> {
     });
     Ok(())
 }
+
+/// An `https` listener: TLS termination (rustls; certificate chain and key from PEM files;
+/// HTTP/2 offered through ALPN) in front of the same HTTP gateway as plain listeners.
+fn https_service(
+    conf: &Arc<ServerConf>,
+    shared: &Arc<Shared>,
+    l: &switchyard_config::ListenerConfig,
+    limits_cfg: &switchyard_config::LimitsConfig,
+) -> Result<
+    pingora::services::listening::Service<
+        limits::ConnLimit<limits::HeaderDeadline<pingora::proxy::HttpProxy<HttpGateway>>>,
+    >,
+    BuildError,
+> {
+    let tls = l
+        .tls
+        .as_ref()
+        .ok_or_else(|| BuildError(format!("listener {}: https needs tls", l.name)))?;
+    let cert = crate::listener_tls::load(&tls.cert, &tls.key)
+        .map_err(|e| BuildError(format!("listener {}: {e}", l.name)))?;
+    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+        .map_err(|e| BuildError(format!("listener {}: TLS settings: {e}", l.name)))?;
+    settings.set_cert_resolver(Arc::new(cert));
+    settings.enable_h2();
+    let app = limits::header_deadline(
+        conf,
+        HttpGateway::new(Arc::clone(shared), &l.name),
+        l,
+        limits_cfg,
+    );
+    let mut svc = pingora::services::listening::Service::new(
+        format!("listener {}", l.name),
+        limits::ConnLimit::new(app, limits_cfg.max_connections, &l.name),
+    );
+    svc.add_tls_with_settings(&l.listen.to_string(), None, settings);
+    Ok(svc)
+}
+
+/// No post-handshake callbacks (Pingora's constructor for resolver-based settings wants some).
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}

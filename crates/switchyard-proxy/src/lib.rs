@@ -14,6 +14,7 @@ pub mod extension;
 pub mod gateway;
 pub mod headers;
 pub mod health_observer;
+pub mod listener_tls;
 pub mod metrics_endpoint;
 pub mod proxy_accept;
 pub mod proxy_protocol;

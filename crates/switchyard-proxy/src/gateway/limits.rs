@@ -1,0 +1,508 @@
+//! Protective limits on the client connections of HTTP listeners (`[limits]`).
+//!
+//! Pingora reads a request head before any [`pingora::proxy::ProxyHttp`] hook runs, and the only
+//! timeout it applies while doing so is a *per read* timeout (60 s by default), so a client that
+//! trickles one byte every few seconds (slowloris) keeps a connection forever. The hooks
+//! (`early_request_filter`, `Session::set_read_timeout`) only see a request once its head is
+//! complete. The limits therefore live below HTTP, as [`ServerApp`] wrappers around the listener's
+//! Pingora HTTP app:
+//!
+//! * [`HeaderDeadline`] wraps each connection's stream in a [`DeadlineStream`]: from the first
+//!   read of a request head, the whole head must arrive within `header_timeout_ms`, else the read
+//!   fails and Pingora closes the connection (without a response, like NGINX's
+//!   `client_header_timeout`). The deadline is armed again after each final response (the idle
+//!   time of a keep-alive connection counts, like HAProxy's `timeout http-keep-alive` defaulting
+//!   to `timeout http-request`). Request bodies and upgraded connections are not affected.
+//! * [`ConnLimit`] counts a listener's open connections and answers the ones over
+//!   `max_connections` with `503` and `Connection: close`, before reading anything.
+//!
+//! Both count in `switchyard_rejected_requests_total{listener, reason}` with the reasons
+//! `header_timeout` and `max_connections`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    UniqueID, UniqueIDType,
+};
+use pingora::server::ShutdownWatch;
+use switchyard_metrics::Metrics;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The most keep-alive rounds [`ConnLimit`] hands one connection to its inner app.
+pub const MAX_REUSES: usize = 1_000_000;
+
+/// The response to a connection over `max_connections`.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 21\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\r\n\
+too many connections\n";
+
+fn count(listener: &str, reason: &str) {
+    Metrics::global()
+        .rejected_requests_total
+        .with_label_values(&[listener, reason])
+        .inc();
+}
+
+/// Finds the end of a request head in bytes read in pieces: two line feeds in a row (CRLF CRLF,
+/// or the bare LF LF that Pingora's parser also accepts), after at least one other byte (empty
+/// lines before a request line do not end a head).
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadScan {
+    seen_content: bool,
+    newlines: u8,
+}
+
+impl HeadScan {
+    /// Feeds `bytes`; true once a head end has been seen.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    self.newlines += 1;
+                    if self.newlines >= 2 && self.seen_content {
+                        return true;
+                    }
+                }
+                b'\r' => {}
+                _ => {
+                    self.seen_content = true;
+                    self.newlines = 0;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// True when `buf` starts a final (non-1xx) HTTP/1 response head.
+fn is_final_response_head(buf: &[u8]) -> bool {
+    buf.len() >= 12 && buf.starts_with(b"HTTP/1.") && buf[8] == b' ' && buf[9] != b'1'
+}
+
+/// A client stream whose request heads must each arrive within a time limit.
+pub struct DeadlineStream {
+    inner: Stream,
+    timeout: Duration,
+    listener: Arc<str>,
+    /// The deadline of the head being read, when one is being read.
+    armed: bool,
+    /// A final response was written since the last head: the next read starts a new head.
+    responded: bool,
+    sleep: Pin<Box<Sleep>>,
+    scan: HeadScan,
+}
+
+impl std::fmt::Debug for DeadlineStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineStream")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .field("armed", &self.armed)
+            .finish()
+    }
+}
+
+impl DeadlineStream {
+    /// Wraps `inner`; the first head's deadline starts now.
+    pub fn new(inner: Stream, timeout: Duration, listener: Arc<str>) -> Self {
+        DeadlineStream {
+            inner,
+            timeout,
+            listener,
+            armed: true,
+            responded: false,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            scan: HeadScan::default(),
+        }
+    }
+
+    fn arm(&mut self) {
+        self.armed = true;
+        self.responded = false;
+        self.scan = HeadScan::default();
+        let deadline = Instant::now() + self.timeout;
+        self.sleep.as_mut().reset(deadline);
+    }
+
+    fn note_write(&mut self, buf: &[u8]) {
+        if !self.armed && is_final_response_head(buf) {
+            self.responded = true;
+        }
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.armed && this.responded {
+            this.arm();
+        }
+        if this.armed && this.sleep.as_mut().poll(cx).is_ready() {
+            count(&this.listener, "header_timeout");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "request head not received within header_timeout_ms ({} ms)",
+                    this.timeout.as_millis()
+                ),
+            )));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.armed {
+            if let Poll::Ready(Ok(())) = res {
+                if this.scan.feed(&buf.filled()[before..]) {
+                    this.armed = false;
+                }
+            }
+        }
+        res
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.note_write(buf);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.note_write(first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for DeadlineStream {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(self.inner.as_mut()).await
+    }
+}
+
+impl UniqueID for DeadlineStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for DeadlineStream {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for DeadlineStream {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for DeadlineStream {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for DeadlineStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for DeadlineStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        // A peek happens before the first head is read (HTTP/2 prior-knowledge detection): it is
+        // bounded by the same deadline.
+        if self.armed {
+            let deadline = self.sleep.deadline();
+            return match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
+                Ok(res) => res,
+                Err(_) => {
+                    count(&self.listener, "header_timeout");
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not received within header_timeout_ms",
+                    ))
+                }
+            };
+        }
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// A [`ServerApp`] wrapper that bounds the time a client may take to send each request head
+/// (see the module documentation).
+#[derive(Debug)]
+pub struct HeaderDeadline<A> {
+    inner: Arc<A>,
+    timeout: Duration,
+    listener: Arc<str>,
+}
+
+impl<A> HeaderDeadline<A> {
+    /// Wraps `inner` for listener `listener` with `timeout` per request head.
+    pub fn new(inner: A, timeout: Duration, listener: &str) -> Self {
+        HeaderDeadline {
+            inner: Arc::new(inner),
+            timeout,
+            listener: Arc::from(listener),
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for HeaderDeadline<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // A reused keep-alive connection comes back already wrapped.
+        let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
+            stream
+        } else {
+            Box::new(DeadlineStream::new(
+                stream,
+                self.timeout,
+                Arc::clone(&self.listener),
+            ))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+/// Decrements a connection count when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A [`ServerApp`] wrapper that serves at most `max` connections at once (0 = unlimited) and
+/// answers the others `503` with `Connection: close`.
+#[derive(Debug)]
+pub struct ConnLimit<A> {
+    inner: Arc<A>,
+    max: usize,
+    active: Arc<AtomicUsize>,
+    listener: String,
+}
+
+impl<A> ConnLimit<A> {
+    /// Wraps `inner` for listener `listener`; `max` = 0 is unlimited.
+    pub fn new(inner: A, max: usize, listener: &str) -> Self {
+        ConnLimit {
+            inner: Arc::new(inner),
+            max,
+            active: Arc::new(AtomicUsize::new(0)),
+            listener: listener.to_string(),
+        }
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for ConnLimit<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if self.max == 0 {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let before = self.active.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(Arc::clone(&self.active));
+        if before >= self.max {
+            drop(slot);
+            count(&self.listener, "max_connections");
+            log::debug!(
+                "listener {}: {} connections open, max_connections {}: answering 503",
+                self.listener,
+                before,
+                self.max
+            );
+            let reply = async {
+                let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+                let _ = stream.flush().await;
+                Shutdown::shutdown(stream.as_mut()).await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), reply).await;
+            return None;
+        }
+        // Serve every keep-alive round here, so that the slot is held for the connection's life.
+        let mut next = Some(stream);
+        for _ in 0..MAX_REUSES {
+            let s = next.take()?;
+            next = self.inner.process_new(s, shutdown).await;
+        }
+        drop(slot);
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+/// The Pingora HTTP app of `gateway` on `listener` behind [`HeaderDeadline`]
+/// (`limits.header_timeout_ms`).
+pub fn header_deadline<SV>(
+    conf: &Arc<pingora::server::configuration::ServerConf>,
+    gateway: SV,
+    listener: &switchyard_config::ListenerConfig,
+    limits: &switchyard_config::LimitsConfig,
+) -> HeaderDeadline<pingora::proxy::HttpProxy<SV>>
+where
+    SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    HeaderDeadline::new(
+        pingora::proxy::http_proxy(conf, gateway),
+        Duration::from_millis(limits.header_timeout_ms),
+        &listener.name,
+    )
+}
+
+/// The listening service of `listener`: `app` behind [`ConnLimit`] (`limits.max_connections`).
+pub fn service<A>(
+    app: A,
+    listener: &switchyard_config::ListenerConfig,
+    limits: &switchyard_config::LimitsConfig,
+) -> pingora::services::listening::Service<ConnLimit<A>>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let mut svc = pingora::services::listening::Service::new(
+        format!("listener {}", listener.name),
+        ConnLimit::new(app, limits.max_connections, &listener.name),
+    );
+    svc.add_tcp(&listener.listen.to_string());
+    svc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_scan_finds_crlf_and_bare_lf_ends_across_pieces() {
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"GET / HTTP/1.1\r\nHost: a\r"));
+        assert!(!s.feed(b"\n\r"));
+        assert!(s.feed(b"\n"));
+        let mut s = HeadScan::default();
+        assert!(s.feed(b"GET / HTTP/1.1\nHost: a\n\n"));
+    }
+
+    #[test]
+    fn head_scan_ignores_leading_empty_lines() {
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"\r\n\r\n\r\n\n\n"));
+        assert!(!s.feed(b"G"));
+        assert!(!s.feed(b"ET / HTTP/1.1\r\n"));
+        assert!(s.feed(b"\r\n"));
+    }
+
+    #[test]
+    fn final_response_heads_only() {
+        assert!(is_final_response_head(b"HTTP/1.1 200 OK\r\n"));
+        assert!(is_final_response_head(
+            b"HTTP/1.0 503 Service Unavailable\r\n"
+        ));
+        assert!(!is_final_response_head(b"HTTP/1.1 100 Continue\r\n"));
+        assert!(!is_final_response_head(
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+        ));
+        assert!(!is_final_response_head(b"hello"));
+    }
+
+    #[test]
+    fn too_many_connections_length_matches() {
+        let text = String::from_utf8_lossy(TOO_MANY_CONNECTIONS);
+        let (_, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert_eq!(body.len(), 21);
+    }
+}

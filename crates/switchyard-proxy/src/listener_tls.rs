@@ -1,0 +1,42 @@
+//! Certificates of `https` listeners, loaded and checked when the configuration is built (Pingora
+//! would otherwise panic at start-up on a bad file).
+
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::runtime::BuildError;
+
+/// Serves one certificate chain for every connection.
+#[derive(Debug)]
+pub struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// Loads a PEM certificate chain (leaf first) and private key.
+pub fn load(cert_path: &str, key_path: &str) -> Result<FixedCert, BuildError> {
+    let cert_pem = std::fs::read(cert_path)
+        .map_err(|e| BuildError(format!("cannot read {cert_path}: {e}")))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| BuildError(format!("{cert_path}: bad PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(BuildError(format!("{cert_path}: no PEM certificate found")));
+    }
+    let key_pem =
+        std::fs::read(key_path).map_err(|e| BuildError(format!("cannot read {key_path}: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| BuildError(format!("{key_path}: bad PEM private key: {e}")))?
+        .ok_or_else(|| BuildError(format!("{key_path}: no PEM private key found")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| BuildError(format!("{key_path}: unsupported private key: {e}")))?;
+    let ck = CertifiedKey::new(certs, signing);
+    ck.keys_match()
+        .map_err(|e| BuildError(format!("{cert_path} and {key_path} do not match: {e}")))?;
+    Ok(FixedCert(Arc::new(ck)))
+}
