@@ -172,3 +172,20 @@ where
     svc.add_tcp(&listener.listen.to_string());
     svc
 }
+
+/// The listening endpoint of an `https` listener: TLS with `settings` on the listener's address
+/// and, with `accept_proxy_protocol`, a [`ProxyHeaderAcceptor`] run before the TLS handshake
+/// (the TLS stream reports the socket digest of the TCP stream under it, so the carried client
+/// address is what the HTTP service sees). Use with
+/// `pingora::services::listening::Service::with_listeners`.
+pub fn tls_listeners(
+    listener: &switchyard_config::ListenerConfig,
+    settings: pingora::listeners::tls::TlsSettings,
+) -> pingora::listeners::Listeners {
+    let mut listeners = pingora::listeners::Listeners::new();
+    listeners.add_tls_with_settings(&listener.listen.to_string(), None, settings);
+    if listener.accept_proxy_protocol {
+        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(&listener.name)));
+    }
+    listeners
+}
