@@ -936,3 +936,22 @@ fn syntax_error_has_a_line() {
     assert_eq!(errs[0].path, "");
     assert_eq!(errs[0].line, Some(2));
 }
+
+#[test]
+fn server_resolvers() {
+    let cfg = parse_str("[server]\nresolvers = [\"127.0.0.1:5353\", \"::1\", \"[::1]:5300\"]\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addrs: Vec<String> = cfg
+        .server
+        .resolver_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:5353", "[::1]:53", "[::1]:5300"]);
+    assert!(Config::default().server.resolvers.is_empty());
+    let text = "[server]\nresolvers = [\n  \"127.0.0.1:5353\",\n  \"dns.example:53\",\n  \"10.0.0.1:0\",\n]\n";
+    let e = assert_error(text, "server.resolvers[1]", "\"dns.example:53\"");
+    assert!(e.message.contains("ip:port"), "{e}");
+    assert_error(text, "server.resolvers[2]", "\"10.0.0.1:0\"");
+    assert!(!errors(text).iter().any(|e| e.path == "server.resolvers[0]"));
+}

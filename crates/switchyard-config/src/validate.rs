@@ -91,6 +91,16 @@ impl Validator {
         }
         self.non_empty("server.pid_file", &s.pid_file);
         self.non_empty("server.upgrade_sock", &s.upgrade_sock);
+        for (i, r) in s.resolvers.iter().enumerate() {
+            match crate::model::parse_resolver(r) {
+                Ok(a) if a.port() == 0 => self.err(
+                    format!("server.resolvers[{i}]"),
+                    format!("`{r}`: port must be between 1 and 65535"),
+                ),
+                Ok(_) => {}
+                Err(msg) => self.err(format!("server.resolvers[{i}]"), msg),
+            }
+        }
     }
 
     fn variables(&mut self, cfg: &Config) {
