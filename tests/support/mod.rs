@@ -551,6 +551,35 @@ pub fn switchyard_bin() -> PathBuf {
     .clone()
 }
 
+/// The path of example `name` of `switchyard-proxy`, built once per test process when missing
+/// or older than its sources.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let profile_dir = profile_dir();
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    BUILT.get_or_init(|| {
+        if is_stale(&bin) {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let out = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "-p", "switchyard-proxy", "--examples"])
+                .arg("--target-dir")
+                .arg(profile_dir.parent().unwrap())
+                .output()
+                .expect("cannot run cargo");
+            assert!(
+                out.status.success(),
+                "building the examples failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    assert!(bin.exists(), "no example binary at {}", bin.display());
+    bin
+}
+
 /// Runs `child` to completion, killing it after `timeout`; returns (exit code, stdout, stderr).
 /// The exit code is -1 if the process was killed or ended by a signal.
 fn wait_output(mut child: Child, timeout: Duration) -> (i32, String, String) {
@@ -732,6 +761,16 @@ impl Gateway {
 
     /// Like [`Gateway::start`] with extra environment variables (tokens, keys).
     pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::spawn(switchyard_bin(), &["run", "-c"], toml, env)
+    }
+
+    /// Starts an example program of `switchyard-proxy` (an embedder's gateway built with
+    /// `Gateway::builder`) as `<example> <config file>`, building it when missing.
+    pub fn start_example(example: &str, toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::spawn(example_bin(example), &[], toml, env)
+    }
+
+    fn spawn(program: PathBuf, args: &[&str], toml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("switchyard.toml");
         let text = isolate_server_paths(toml, dir.path());
@@ -739,9 +778,8 @@ impl Gateway {
         let (listeners, metrics, admin) = listen_addrs(&text);
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut cmd = Command::new(switchyard_bin());
-        cmd.arg("run")
-            .arg("-c")
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .arg(&config_path)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")

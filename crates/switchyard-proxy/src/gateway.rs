@@ -9,6 +9,7 @@ use pingora::server::Server;
 use switchyard_config::{Config, ListenerProtocol};
 
 use crate::background::Background;
+use crate::extension::Extension;
 use crate::runtime::{BuildError, Runtime};
 use crate::service::{HttpGateway, Shared};
 
@@ -26,6 +27,36 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field("shared", &self.shared)
             .finish()
+    }
+}
+
+/// Builds a [`Gateway`] with extensions and options; see [`Gateway::builder`].
+pub struct GatewayBuilder {
+    cfg: Config,
+    path: Option<std::path::PathBuf>,
+    opt: Option<Opt>,
+    extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl GatewayBuilder {
+    /// The file reloads (SIGHUP, admin API) read.
+    pub fn config_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+    /// Pingora's process options (e.g. `upgrade: true` for a graceful hand-off).
+    pub fn options(mut self, opt: Option<Opt>) -> Self {
+        self.opt = opt;
+        self
+    }
+    /// Registers an extension; hooks run in registration order.
+    pub fn extension(mut self, ext: Arc<dyn Extension>) -> Self {
+        self.extensions.push(ext);
+        self
+    }
+    /// Builds the server and its services.
+    pub fn build(self) -> Result<Gateway, BuildError> {
+        Gateway::build_inner(self.cfg, self.path, self.opt, self.extensions)
     }
 }
 
@@ -55,13 +86,48 @@ impl Gateway {
         path: Option<std::path::PathBuf>,
         opt: Option<Opt>,
     ) -> Result<Gateway, BuildError> {
+        let mut b = Gateway::builder(cfg).options(opt);
+        b.path = path;
+        b.build()
+    }
+
+    /// A builder, for embedders that register [`Extension`]s.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # struct MyExt;
+    /// # #[async_trait::async_trait]
+    /// # impl switchyard_proxy::extension::Extension for MyExt { fn name(&self) -> &str { "mine" } }
+    /// let cfg = switchyard_config::load_file("conf/demo.toml").unwrap();
+    /// let gw = switchyard_proxy::Gateway::builder(cfg)
+    ///     .config_path("conf/demo.toml")
+    ///     .extension(Arc::new(MyExt))
+    ///     .build()
+    ///     .unwrap();
+    /// gw.run();
+    /// ```
+    pub fn builder(cfg: Config) -> GatewayBuilder {
+        GatewayBuilder {
+            cfg,
+            path: None,
+            opt: None,
+            extensions: Vec::new(),
+        }
+    }
+
+    fn build_inner(
+        cfg: Config,
+        path: Option<std::path::PathBuf>,
+        opt: Option<Opt>,
+        extensions: Vec<Arc<dyn Extension>>,
+    ) -> Result<Gateway, BuildError> {
         let conf = server_conf(&cfg);
         let mut server = Server::new_with_opt_and_conf(opt, conf);
         server.bootstrap();
         let cfg = Arc::new(cfg);
         let runtime = Runtime::build(Arc::clone(&cfg), None)?;
         initial_health_round(&runtime)?;
-        let shared = Shared::new(runtime, path);
+        let shared = Shared::with_extensions(runtime, path, extensions);
         server.add_service(pingora::services::background::background_service(
             "switchyard background",
             Background::new(Arc::clone(&shared)),
