@@ -556,3 +556,74 @@ async fn accepted_client_goes_upstream_in_a_v2_header() {
         origin.headers()
     );
 }
+
+/// HTTPS listener with `accept_proxy_protocol`: the PROXY header comes before the TLS handshake,
+/// and the carried client address is what the origin is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener_reads_the_proxy_header_before_the_tls_handshake() {
+    let origin = Origin::start("app");
+    let ca = TestCa::new("pp-test-ca");
+    let leaf = ca.issue(&["app.test", "127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf.write(dir.path(), "listener");
+    let listen = free_addr();
+    let toml = format!(
+        "{}[[listeners]]\nname = \"web\"\nprotocol = \"https\"\nlisten = \"{listen}\"\n\
+         accept_proxy_protocol = true\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n\
+         [[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"app\"\n\n\
+         [[upstreams]]\nname = \"app\"\n  [[upstreams.groups]]\n  name = \"g\"\n    \
+         [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
+        server_section("pp-https"),
+        cert.display(),
+        key.display(),
+        origin.port()
+    );
+    let gw = Gateway::start(&toml);
+    let addr = gw.listener("web");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(ring_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let header = format!(
+        "PROXY TCP4 203.0.113.9 {} 40123 {}\r\n",
+        addr.ip(),
+        addr.port()
+    );
+    tcp.write_all(header.as_bytes()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+    let mut stream = timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake after the PROXY header failed");
+    stream
+        .write_all(b"GET /secure-who HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    timeout(Duration::from_secs(5), stream.read_to_end(&mut resp))
+        .await
+        .expect("no response")
+        .ok();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let r = origin.last_request().expect("origin got no request");
+    assert_eq!(r.path(), "/secure-who");
+    assert_eq!(r.header("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    assert_eq!(r.header("x-forwarded-proto").as_deref(), Some("https"));
+
+    // Without a PROXY header the TLS handshake never starts: the connection is closed.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+    let plain = timeout(Duration::from_secs(10), connector.connect(name, tcp)).await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "a TLS handshake without the PROXY header must fail"
+    );
+}

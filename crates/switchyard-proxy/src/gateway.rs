@@ -227,12 +227,12 @@ fn https_service(
         l,
         limits_cfg,
     );
-    let mut svc = pingora::services::listening::Service::new(
+    // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
+    Ok(pingora::services::listening::Service::with_listeners(
         format!("listener {}", l.name),
+        crate::proxy_accept::tls_listeners(l, settings),
         limits::ConnLimit::new(app, limits_cfg.max_connections, &l.name),
-    );
-    svc.add_tls_with_settings(&l.listen.to_string(), None, settings);
-    Ok(svc)
+    ))
 }
 
 /// No post-handshake callbacks (Pingora's constructor for resolver-based settings wants some).
