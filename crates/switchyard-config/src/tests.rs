@@ -760,6 +760,63 @@ name = "api"
 }
 
 #[test]
+fn tcp_listeners_only_hash_on_the_client_address() {
+    let text = r#"
+[[listeners]]
+name = "db"
+protocol = "tcp"
+listen = "127.0.0.1:5432"
+upstream = "by_uri"
+
+[[listeners]]
+name = "db2"
+protocol = "tcp"
+listen = "127.0.0.1:5433"
+upstream = "by_header"
+
+[[listeners]]
+name = "db3"
+protocol = "tcp"
+listen = "127.0.0.1:5434"
+upstream = "by_ip"
+
+[[upstreams]]
+name = "by_uri"
+algorithm = "uri_hash"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "10.0.0.1", port = 5432 }]
+
+[[upstreams]]
+name = "by_header"
+algorithm = "consistent_hash"
+hash_on = "header:X-User"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "10.0.0.1", port = 5432 }]
+
+[[upstreams]]
+name = "by_ip"
+algorithm = "consistent_hash"
+hash_on = "source_ip"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "10.0.0.1", port = 5432 }]
+"#;
+    let e = assert_error(text, "listeners[0].upstream", "upstream = \"by_uri\"");
+    assert!(e.message.contains("source_ip"), "{e}");
+    assert_error(text, "listeners[1].upstream", "upstream = \"by_header\"");
+    let errs = crate::parse_str(text).unwrap_err();
+    assert!(
+        !errs
+            .errors
+            .iter()
+            .any(|e| e.path == "listeners[2].upstream"),
+        "source_ip hashing is fine for tcp: {errs}"
+    );
+}
+
+#[test]
 fn upstream_rules() {
     let text = r#"
 [[upstreams]]

@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::{
-    ActiveHealthConfig, Algorithm, Config, ListenerConfig, ListenerProtocol, PassiveHealthConfig,
-    ProxyProtocol, RouteConfig, UpstreamConfig,
+    ActiveHealthConfig, Algorithm, Config, HashOn, ListenerConfig, ListenerProtocol,
+    PassiveHealthConfig, ProxyProtocol, RouteConfig, UpstreamConfig,
 };
 
 /// Highest weight a group or server may have.
@@ -190,7 +190,28 @@ impl Validator {
                         known(cfg.upstreams.iter().map(|u| &u.name))
                     ),
                 ),
-                Some(_) => {}
+                Some(u) => {
+                    // A TCP connection has no URI, Host, header, cookie or query: only the
+                    // client address can be hashed.
+                    let up = cfg.upstream(u);
+                    let hashes_other = up.is_some_and(|up| match up.algorithm {
+                        Algorithm::UriHash => true,
+                        Algorithm::ConsistentHash => {
+                            up.hash_on.as_ref().is_some_and(|h| *h != HashOn::SourceIp)
+                        }
+                        _ => false,
+                    });
+                    if hashes_other {
+                        self.err(
+                            format!("{p}.upstream"),
+                            format!(
+                                "upstream `{u}` hashes on something a TCP connection does not \
+                                 have; for tcp listeners use source_ip_hash or \
+                                 consistent_hash with hash_on = \"source_ip\""
+                            ),
+                        );
+                    }
+                }
             }
         } else {
             if l.upstream.is_some() {
