@@ -104,3 +104,60 @@ async fn request_counters_histogram_and_upstream_counters() {
         assert!(s.labels.contains_key("outcome"), "outcome label: {s:?}");
     }
 }
+
+/// Per-server gauges are refreshed from the live state at every scrape: in-flight counts while a
+/// slow request is open, and health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_and_health_gauges_follow_live_state() {
+    let a = Origin::start("a");
+    a.set_delay(Duration::from_millis(1500));
+    let cfg = format!(
+        "{}[metrics]\nlisten = \"{}\"\n\n{}\
+         [[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n\n{}",
+        server_section("gauges"),
+        free_addr(),
+        listener_section("web", &free_addr()),
+        upstream_section("u", &[&a]),
+    );
+    let gw = Gateway::start(&cfg);
+    let server = format!("g/127.0.0.1:{}", a.port());
+    let url = gw.url("/slow");
+    let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
+
+    let mut seen_in_flight = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let samples = gw.metrics().await;
+        let v = metric_sum(
+            &samples,
+            "switchyard_backend_in_flight",
+            &[("upstream", "u"), ("server", &server)],
+        );
+        if v >= 1.0 {
+            seen_in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_in_flight, "the slow request never showed as in flight");
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+
+    let samples = gw.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &samples,
+            "switchyard_backend_in_flight",
+            &[("upstream", "u"), ("server", &server)]
+        ),
+        0.0,
+        "in-flight back to 0 once the request ended"
+    );
+    assert_eq!(
+        metric_sum(
+            &samples,
+            "switchyard_backend_healthy",
+            &[("upstream", "u"), ("server", &server)]
+        ),
+        1.0
+    );
+}

@@ -166,7 +166,10 @@ impl Gateway {
             }
         }
         if let Some(m) = &cfg.metrics {
-            server.add_service(crate::metrics_endpoint::service(&m.listen.to_string()));
+            server.add_service(crate::metrics_endpoint::service(
+                &m.listen.to_string(),
+                Arc::clone(&shared),
+            ));
         }
         Ok(Gateway { server, shared })
     }

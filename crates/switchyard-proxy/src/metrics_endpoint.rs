@@ -8,14 +8,43 @@ use pingora::services::listening::Service;
 use pingora_prometheus::PrometheusHttpApp;
 
 /// Serves `/metrics` through `pingora-prometheus` (the default registry, where
-/// [`switchyard_metrics::Metrics`] registers) and answers 404 on other paths.
+/// [`switchyard_metrics::Metrics`] registers) and answers 404 on other paths. Before each scrape
+/// it copies the live per-server state (in-flight count, health) into its gauges, so those cost
+/// nothing on the request path.
 #[derive(Debug, Default)]
-pub struct MetricsApp;
+pub struct MetricsApp {
+    shared: Option<std::sync::Arc<crate::service::Shared>>,
+}
+
+impl MetricsApp {
+    /// The endpoint for a gateway's shared state.
+    pub fn new(shared: std::sync::Arc<crate::service::Shared>) -> Self {
+        MetricsApp {
+            shared: Some(shared),
+        }
+    }
+
+    fn refresh_gauges(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let rt = shared.runtime.load();
+        for up in &rt.upstreams {
+            for server in up.pool.snapshot().servers() {
+                if let Some(m) = up.server_metrics(&server.spec.id) {
+                    m.in_flight.set(i64::from(server.stats.in_flight()));
+                    m.healthy.set(i64::from(server.stats.is_healthy()));
+                }
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         if session.req_header().uri.path() == "/metrics" {
+            self.refresh_gauges();
             return PrometheusHttpApp.response(session).await;
         }
         let body = b"404 Not Found: metrics are at /metrics\n".to_vec();
@@ -33,10 +62,13 @@ impl ServeHttp for MetricsApp {
 }
 
 /// The metrics service listening on `addr`.
-pub fn service(addr: &str) -> Service<pingora::apps::http_app::HttpServer<MetricsApp>> {
+pub fn service(
+    addr: &str,
+    shared: std::sync::Arc<crate::service::Shared>,
+) -> Service<pingora::apps::http_app::HttpServer<MetricsApp>> {
     let mut svc = Service::new(
         "switchyard metrics".to_string(),
-        pingora::apps::http_app::HttpServer::new_app(MetricsApp),
+        pingora::apps::http_app::HttpServer::new_app(MetricsApp::new(shared)),
     );
     svc.add_tcp(addr);
     svc
