@@ -41,3 +41,10 @@ bench:
 ## Smoke test of the load benchmark: 1 round of 3 s.
 bench-quick:
 	BENCH_SECONDS=3 BENCH_ROUNDS=1 ./bench/run.sh
+
+## Fuzz every target for FUZZ_SECONDS (default 60) each, bounded; stable toolchain via
+## RUSTC_BOOTSTRAP=1 (see fuzz/README.md). FUZZ_TARGETS="a b" picks targets.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh

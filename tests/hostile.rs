@@ -615,3 +615,61 @@ async fn connections_over_max_connections_are_refused() {
     );
     assert!(refused >= 3.0, "max_connections rejections: {refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_buffer_bytes_bounds_which_bodies_are_replayed() {
+    // `a` resets every connection after reading the request; `b` answers. Round robin sends
+    // every other request to `a` first.
+    let a = Origin::start("a");
+    a.set_mode(OriginMode::Reset);
+    let b = Origin::start("b");
+    let toml = format!(
+        "{}[limits]\nretry_buffer_bytes = 16\n\n{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n\n{}",
+        server_section("hostile-retrybuf"),
+        listener_section("web", &free_addr()),
+        upstream_section("u", &[&a, &b]),
+    );
+    let gw = Gateway::start(&toml);
+    let c = client();
+    // Small bodies fit the buffer: an idempotent PUT that failed on `a` is replayed on `b`.
+    for i in 0..4 {
+        let r = c
+            .put(gw.url(&format!("/small{i}")))
+            .body("0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "small body {i}");
+    }
+    // Larger bodies are not kept: a failure after sending is final (502), never replayed.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = c
+            .put(gw.url(&format!("/large{i}")))
+            .body("x".repeat(100))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "large bodies: {statuses:?}");
+    let large_at = |o: &Origin| {
+        o.requests()
+            .into_iter()
+            .filter(|r| r.uri.starts_with("/large"))
+            .count()
+    };
+    assert_eq!(
+        large_at(&a) + large_at(&b),
+        4,
+        "a large body was sent twice: a {:?}, b {:?}",
+        a.requests()
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect::<Vec<_>>(),
+        b.requests()
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect::<Vec<_>>()
+    );
+}

@@ -426,7 +426,10 @@ impl ProxyHttp for HttpGateway {
         if let Some(hash_on) = upstream.hash_on() {
             ctx.key = self.hash_key(session, ctx, &hash_on);
         }
-        session.as_mut().enable_retry_buffering();
+        // `[limits] retry_buffer_bytes`: 0 never buffers (Pingora's buffer is a fixed 64 KiB).
+        if rt.config.limits.retry_buffer_bytes > 0 {
+            session.as_mut().enable_retry_buffering();
+        }
         ctx.rt = Some(rt);
         Ok(false)
     }
@@ -647,7 +650,11 @@ impl ProxyHttp for HttpGateway {
         let kind = failure_kind(&e);
         self.fail_attempt(ctx, kind);
         let idempotent = session.req_header().method.is_idempotent();
-        let truncated = session.as_ref().retry_buffer_truncated();
+        // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
+        let truncated = session.as_ref().retry_buffer_truncated()
+            || ctx.rt.as_ref().is_some_and(|rt| {
+                session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
+            });
         if idempotent && !truncated && self.may_retry(ctx, true) {
             ctx.retries += 1;
             ctx.retries_after_send += 1;
