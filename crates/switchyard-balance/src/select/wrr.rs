@@ -10,10 +10,9 @@
 //! `a a a b a a`, as NGINX does; 100:1:1 gives runs of at most 51 `a`s with `b` and `c`
 //! alternating.
 //!
-//! Cost: one atomic add and one `u64` remainder for the ticket. When the period `Σw` is at most
-//! [`SEQUENCE_LIMIT`] (65,536; after dividing the weights by their GCD), the whole period is
-//! precomputed at build time and a pick is one read from it: O(1). Longer periods descend the
-//! tree, `⌈log₂ n⌉` levels. Each level
+//! Cost: one atomic add and one `u64` remainder for the ticket, then `⌈log₂ n⌉` levels of the
+//! tree: O(log n), with memory O(n) whatever the weights (no table expanded by weight, as
+//! Pingora's and APISIX's are). Each level
 //! needs a quotient and remainder by the node's `2T`; instead of a hardware division it
 //! multiplies by a reciprocal precomputed in `f64` and corrects the estimate by one step (exact:
 //! weights are normalised so that every numerator stays below 2⁶³ and the estimate within ±1).
@@ -90,13 +89,7 @@ pub(crate) struct WrrTree {
     root: u32,
     total: u64,
     ticket: AtomicU64,
-    /// The whole period, precomputed when it is short (`total ≤ SEQUENCE_LIMIT`); then `nodes`
-    /// is dropped.
-    seq: Vec<u32>,
 }
-
-/// Longest period stored as a flat sequence (256 KiB of positions).
-pub const SEQUENCE_LIMIT: u64 = 1 << 16;
 
 impl WrrTree {
     /// `weights` must all be positive and sum to at most [`super::MAX_TOTAL_WEIGHT`]; `None`
@@ -109,38 +102,25 @@ impl WrrTree {
             .collect();
         let mut nodes = Vec::with_capacity(items.len());
         let root = build(&items, &mut nodes)?;
-        let mut tree = WrrTree {
+        Some(WrrTree {
             nodes,
             root,
             total: weights.iter().sum(),
             ticket: AtomicU64::new(0),
-            seq: Vec::new(),
-        };
-        if tree.total <= SEQUENCE_LIMIT {
-            tree.seq = (0..tree.total).map(|k| tree.descend(k) as u32).collect();
-            tree.nodes = Vec::new();
-        }
-        Some(tree)
+        })
     }
 
     /// The position for the next ticket.
     #[inline]
     pub(crate) fn next(&self) -> usize {
         let k = self.ticket.fetch_add(1, Ordering::Relaxed) % self.total;
-        match self.seq.get(k as usize) {
-            Some(&p) => p as usize,
-            None => self.descend(k),
-        }
+        self.descend(k)
     }
 
     /// The position for visit `k` (reduced modulo the period).
     #[inline]
     pub(crate) fn at(&self, k: u64) -> usize {
-        let k = k % self.total;
-        match self.seq.get(k as usize) {
-            Some(&p) => p as usize,
-            None => self.descend(k),
-        }
+        self.descend(k % self.total)
     }
 
     /// The period: the sum of the weights.
@@ -260,27 +240,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_and_tree_agree() {
-        let w: Vec<u64> = (0..300).map(|i| 1 + (i * 7) % 13).collect();
-        let t = WrrTree::new(&w).unwrap();
-        assert!(!t.seq.is_empty());
-        let mut nodes = Vec::new();
-        let items: Vec<(u32, u64)> = w.iter().enumerate().map(|(p, &w)| (p as u32, w)).collect();
-        let root = build(&items, &mut nodes).unwrap();
-        let tree = WrrTree {
-            nodes,
-            root,
-            total: t.total,
-            ticket: AtomicU64::new(0),
-            seq: Vec::new(),
-        };
-        for k in 0..t.total {
-            assert_eq!(t.seq[k as usize] as usize, tree.descend(k));
-        }
-        // Long periods use the tree.
-        let big = WrrTree::new(&[SEQUENCE_LIMIT, 1]).unwrap();
-        assert!(big.seq.is_empty());
-        assert_eq!(big.next(), 0);
+    fn memory_does_not_grow_with_weights() {
+        // Weights summing to millions still use one node per server pair.
+        let t = WrrTree::new(&[5_000_000, 1_000_000, 3]).unwrap();
+        assert_eq!(t.nodes.len(), 2);
+        let picks: Vec<usize> = (0..12).map(|_| t.next()).collect();
+        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 10);
     }
 
     fn seq(weights: &[u64], n: usize) -> Vec<usize> {
