@@ -409,6 +409,27 @@ async fn malformed_heads_are_rejected_before_the_origin() {
         "malformed heads reached the origin: {:?}",
         origin.requests()
     );
+
+    // Pingora percent-encodes bytes that are illegal in a request target (NUL, space, DEL)
+    // rather than rejecting them: the origin gets an unambiguous, encoded path or nothing.
+    let out = send_raw(
+        addr,
+        b"GET /nul\0target HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.statuses() == vec![200] || out.refused(),
+        "NUL in the target: {}",
+        out.text()
+    );
+    for r in origin.requests() {
+        assert!(
+            !r.uri.contains('\0') && !r.uri.contains(' '),
+            "raw NUL forwarded: {:?}",
+            r.uri
+        );
+        assert_eq!(r.uri, "/nul%00target");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
