@@ -25,8 +25,8 @@ pub mod router;
 pub mod runtime;
 pub mod service;
 pub mod sticky;
-pub mod upstream_tls;
 pub mod tcp;
+pub mod upstream_tls;
 
 pub use gateway::Gateway;
 pub use runtime::{BuildError, Runtime};
