@@ -42,6 +42,13 @@ bench:
 bench-quick:
 	BENCH_SECONDS=3 BENCH_ROUNDS=1 ./bench/run.sh
 
+## Failure scenarios beside NGINX and HAProxy (issue 8): (a) an origin killed and restarted under
+## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections.
+## SCENARIO=a|b|c runs one; see bench/scenarios/run.sh for SCEN_* settings.
+.PHONY: bench-scenarios
+bench-scenarios:
+	./bench/scenarios/run.sh
+
 ## Fuzz every target for FUZZ_SECONDS (default 60) each, bounded; stable toolchain via
 ## RUSTC_BOOTSTRAP=1 (see fuzz/README.md). FUZZ_TARGETS="a b" picks targets.
 FUZZ_SECONDS ?= 60
