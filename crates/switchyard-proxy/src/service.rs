@@ -18,7 +18,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
-use switchyard_config::HashOn;
+use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
 use switchyard_metrics::Metrics;
 
@@ -204,6 +204,39 @@ impl HttpGateway {
         }
     }
 
+    /// Runs the extensions' request hooks: `before_routing` when `route` is `None`, else
+    /// `on_request`. True if one of them answered the client (the request goes no further).
+    async fn request_hooks(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: Option<&RouteConfig>,
+    ) -> Result<bool> {
+        for ext in &self.shared.extensions {
+            let info = RequestInfo {
+                listener: &self.listener,
+                route,
+                server: None,
+                client_ip: ctx.client_ip,
+            };
+            let req = session.req_header_mut();
+            let decision = match route {
+                None => ext.before_routing(req, &info, &mut ctx.ext).await,
+                Some(_) => ext.on_request(req, &info, &mut ctx.ext).await,
+            };
+            if let Decision::Respond {
+                status,
+                headers,
+                body,
+            } = decision
+            {
+                respond_decision(session, status, headers, body).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn hash_key(&self, session: &Session, ctx: &RequestCtx, hash_on: &HashOn) -> Option<u64> {
         let req = session.req_header();
         match hash_on {
@@ -333,25 +366,8 @@ impl ProxyHttp for HttpGateway {
             respond(session, LOOP_DETECTED).await?;
             return Ok(true);
         }
-        for ext in &self.shared.extensions {
-            let info = RequestInfo {
-                listener: &self.listener,
-                route: None,
-                server: None,
-                client_ip: ctx.client_ip,
-            };
-            let d = ext
-                .before_routing(session.req_header_mut(), &info, &mut ctx.ext)
-                .await;
-            if let Decision::Respond {
-                status,
-                headers,
-                body,
-            } = d
-            {
-                respond_decision(session, status, headers, body).await?;
-                return Ok(true);
-            }
+        if self.request_hooks(session, ctx, None).await? {
+            return Ok(true);
         }
         let req = session.req_header();
         let host = request_host(req);
@@ -396,25 +412,8 @@ impl ProxyHttp for HttpGateway {
                 }
             }
         }
-        for ext in &self.shared.extensions {
-            let info = RequestInfo {
-                listener: &self.listener,
-                route: Some(&route.cfg),
-                server: None,
-                client_ip: ctx.client_ip,
-            };
-            let d = ext
-                .on_request(session.req_header_mut(), &info, &mut ctx.ext)
-                .await;
-            if let Decision::Respond {
-                status,
-                headers,
-                body,
-            } = d
-            {
-                respond_decision(session, status, headers, body).await?;
-                return Ok(true);
-            }
+        if self.request_hooks(session, ctx, Some(&route.cfg)).await? {
+            return Ok(true);
         }
         let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
