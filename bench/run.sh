@@ -15,12 +15,16 @@
 #   BENCH_ROUNDS=3         interleaved rounds per scenario
 #   BENCH_CONNS=32         wrk connections (one wrk thread)
 #   BENCH_SCENARIOS="small 4k tls overhead"
+#                          (also `levers`: Switchyard with work_stealing = true, with mimalloc or
+#                          jemalloc preloaded, SWITCHYARD_BIN_B if set, beside default Switchyard)
+#   SWITCHYARD_BIN_B, BENCH_B_LABEL   a second Switchyard build for the `levers` scenario
 #   BENCH_PORT_BASE=18000  ports BASE+1 .. BASE+99 on 127.0.0.1 (checked free first)
 #   BENCH_SKIP_BUILD=1     use the binaries already built
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN   binaries to measure (default: $CARGO_TARGET_DIR/release/…)
 #   BARE_PINGORA_ARGS      extra arguments for bare-pingora (e.g. "--work-stealing true")
 #   BENCH_REV              the source revision to print (default: git HEAD of this checkout)
 #   BENCH_LABEL            a note printed in the results header (e.g. a profile variant)
+#   BENCH_NICE=-10         run everything measured at nice -10 (root; shields it from other jobs)
 #   BENCH_WAIT_QUIET=1     first wait (up to BENCH_WAIT_MAX=1200 s) for 1-min load < 0.7
 #   BENCH_OUT              output directory (default target/bench)
 #
@@ -43,6 +47,10 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 CLK_TCK="$(getconf CLK_TCK)"
+# BENCH_NICE=-10 runs origins, proxies and wrk at a higher priority than the machine's other work
+# (root only): on a shared, busy machine this keeps other jobs off the measured CPUs.
+NICE=()
+if [ -n "${BENCH_NICE:-}" ] && [ "${BENCH_NICE}" != 0 ]; then NICE=(nice -n "$BENCH_NICE"); fi
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -59,6 +67,12 @@ ensure_tools() {
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+  case " $SCENARIOS " in
+    *" levers "*)
+      [ -n "$(preload_lib mimalloc)" ] || need+=(libmimalloc2.0)
+      [ -n "$(preload_lib jemalloc)" ] || need+=(libjemalloc2)
+      ;;
+  esac
   if [ ${#need[@]} -gt 0 ]; then
     local sudo=
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -153,7 +167,7 @@ wait_port() {
 start() {
   local name="$1" cpu="$2" port="$3"
   shift 3
-  taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+  "${NICE[@]}" taskset -c "$cpu" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
   if ! wait_port "$port" "$STARTED_PID"; then
@@ -195,8 +209,11 @@ P_SY_PLAIN=$((PORT_BASE + 33))
 P_SY_METRICS=$((PORT_BASE + 37)); P_SY_TLS_METRICS=$((PORT_BASE + 38))
 P_SY_FULL_METRICS=$((PORT_BASE + 39))
 P_BARE=$((PORT_BASE + 40)); P_BARE_TLS=$((PORT_BASE + 41))
+P_SY_WS=$((PORT_BASE + 34)); P_SY_MI=$((PORT_BASE + 35)); P_SY_JE=$((PORT_BASE + 36)); P_SY_B=$((PORT_BASE + 50))
+P_SY_WS_M=$((PORT_BASE + 44)); P_SY_MI_M=$((PORT_BASE + 45)); P_SY_JE_M=$((PORT_BASE + 46)); P_SY_B_M=$((PORT_BASE + 51))
 ALL_PORTS="$P_O1 $P_O2 $P_NGINX $P_NGINX_TLS $P_HAPROXY $P_HAPROXY_TLS $P_SY $P_SY_TLS $P_SY_FULL
-  $P_SY_PLAIN $P_SY_METRICS $P_SY_TLS_METRICS $P_SY_FULL_METRICS $P_BARE $P_BARE_TLS"
+  $P_SY_PLAIN $P_SY_METRICS $P_SY_TLS_METRICS $P_SY_FULL_METRICS $P_BARE $P_BARE_TLS
+  $P_SY_WS $P_SY_MI $P_SY_JE $P_SY_B $P_SY_WS_M $P_SY_MI_M $P_SY_JE_M $P_SY_B_M"
 
 write_configs() {
   mkdir -p "$TMP/www" "$TMP/nginx"
@@ -318,10 +335,12 @@ EOF
   done
 
   # Switchyard: threads = 1, wrr over both origins; variants below.
-  switchyard_conf() { # NAME PROTOCOL PORT METRICS_PORT ALGORITHM HEALTH(0|1)
-    local name="$1" proto="$2" port="$3" mport="$4" algo="$5" health="$6"
+  switchyard_conf() { # NAME PROTOCOL PORT METRICS_PORT ALGORITHM HEALTH(0|1) [WORK_STEALING]
+    local name="$1" proto="$2" port="$3" mport="$4" algo="$5" health="$6" ws="${7:-}"
     {
-      printf '[server]\ninstance_id = "bench"\nthreads = 1\ngrace_period_s = 1\n\n'
+      printf '[server]\ninstance_id = "bench"\nthreads = 1\ngrace_period_s = 1\n'
+      [ -n "$ws" ] && printf 'work_stealing = %s\n' "$ws"
+      printf '\n'
       [ -n "$mport" ] && printf '[metrics]\nlisten = "127.0.0.1:%s"\n\n' "$mport"
       printf '[[listeners]]\nname = "web"\nprotocol = "%s"\nlisten = "127.0.0.1:%s"\n' "$proto" "$port"
       [ "$proto" = https ] && printf 'tls = { cert = "%s", key = "%s" }\n' "$TMP/cert.pem" "$TMP/key.pem"
@@ -339,6 +358,11 @@ EOF
   switchyard_conf switchyard-tls https "$P_SY_TLS" "$P_SY_TLS_METRICS" wrr 0
   switchyard_conf switchyard-full http "$P_SY_FULL" "$P_SY_FULL_METRICS" ewma 1
   switchyard_conf switchyard-plain http "$P_SY_PLAIN" "" wrr 0
+  # Levers: the same configuration as `switchyard`, one setting or process environment changed.
+  switchyard_conf switchyard-ws http "$P_SY_WS" "$P_SY_WS_M" wrr 0 true
+  switchyard_conf switchyard-mi http "$P_SY_MI" "$P_SY_MI_M" wrr 0
+  switchyard_conf switchyard-je http "$P_SY_JE" "$P_SY_JE_M" wrr 0
+  switchyard_conf switchyard-b http "$P_SY_B" "$P_SY_B_M" wrr 0
 }
 
 # Peers: KEY|label|port|scheme|start command (run from $TMP).
@@ -348,7 +372,20 @@ peer_label() {
     switchyard) echo "Switchyard" ;; bare) echo "bare Pingora" ;;
     sy-full) echo "Switchyard full (ewma + active checks + metrics)" ;;
     sy-plain) echo "Switchyard plain (wrr, no metrics, no checks)" ;;
+    sy-ws) echo "Switchyard, work_stealing = true" ;;
+    sy-mi) echo "Switchyard, LD_PRELOAD mimalloc" ;;
+    sy-je) echo "Switchyard, LD_PRELOAD jemalloc" ;;
+    sy-b) echo "Switchyard B: ${BENCH_B_LABEL:-$SWITCHYARD_BIN_B}" ;;
   esac
+}
+
+# preload_lib mimalloc|jemalloc: the path of the allocator's shared library (empty if absent).
+preload_lib() {
+  local f
+  for f in /usr/lib/*-linux-gnu/lib$1.so.2 /usr/lib/lib$1.so.2 /usr/lib64/lib$1.so.2; do
+    [ -e "$f" ] && { echo "$f"; return 0; }
+  done
+  return 0
 }
 
 # start_peer KEY TLS(0|1): starts the peer; sets PEER_PID and PEER_URL_BASE, or returns 1.
@@ -366,17 +403,25 @@ start_peer() {
       [ "$tls" = 1 ] && { name=haproxy-tls; port=$P_HAPROXY_TLS; }
       start "$name" 1 "$port" haproxy -db -f "$TMP/$name.cfg" || return 1
       ;;
-    switchyard | sy-full | sy-plain)
-      local name=switchyard; port=$P_SY
+    switchyard | sy-full | sy-plain | sy-ws | sy-mi | sy-je | sy-b)
+      local name=switchyard bin="$SWITCHYARD_BIN"
+      local -a pre=()
+      port=$P_SY
+      [ "$key" = sy-ws ] && { name=switchyard-ws; port=$P_SY_WS; }
+      [ "$key" = sy-mi ] && { name=switchyard-mi; port=$P_SY_MI; pre=(env "LD_PRELOAD=$(preload_lib mimalloc)"); }
+      [ "$key" = sy-je ] && { name=switchyard-je; port=$P_SY_JE; pre=(env "LD_PRELOAD=$(preload_lib jemalloc)"); }
+      [ "$key" = sy-b ] && { name=switchyard-b; port=$P_SY_B; bin="${SWITCHYARD_BIN_B:-}"; }
+      [ -x "$bin" ] || { log "$key: no binary ($bin)"; return 1; }
+      [ ${#pre[@]} -eq 0 ] || [ "${pre[1]}" != LD_PRELOAD= ] || { log "$key: allocator library not installed"; return 1; }
       [ "$key" = sy-full ] && { name=switchyard-full; port=$P_SY_FULL; }
       [ "$key" = sy-plain ] && { name=switchyard-plain; port=$P_SY_PLAIN; }
       [ "$tls" = 1 ] && { name=switchyard-tls; port=$P_SY_TLS; }
-      if ! "$SWITCHYARD_BIN" check -c "$TMP/$name.toml" >"$TMP/$name.check" 2>&1; then
+      if ! "$bin" check -c "$TMP/$name.toml" >"$TMP/$name.check" 2>&1; then
         log "switchyard check rejects $name.toml:"
         tail -3 "$TMP/$name.check" >&2
         return 1
       fi
-      RUST_LOG=warn start "$name" 1 "$port" "$SWITCHYARD_BIN" run -c "$TMP/$name.toml" || return 1
+      RUST_LOG=warn start "$name" 1 "$port" "${pre[@]}" "$bin" run -c "$TMP/$name.toml" || return 1
       ;;
     bare)
       port=$P_BARE
@@ -405,7 +450,7 @@ run_wrk() {
   local scen="$1" key="$2" round="$3" url="$4" pid="$5" out c0 c1 reqs rps p50 p99 errs
   out="$TMP/wrk-$scen-$key-$round.txt"
   c0="$(cpu_ticks "$pid")"
-  timeout $((SECONDS_PER_RUN + 20)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$out" 2>&1 || true
+  timeout $((SECONDS_PER_RUN + 20)) "${NICE[@]}" taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$out" 2>&1 || true
   c1="$(cpu_ticks "$pid")"
   reqs="$(awk '/requests in/ { print $1 }' "$out")"
   rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
@@ -520,6 +565,7 @@ report() {
   for s in $SCENARIOS; do
     local keys="nginx haproxy switchyard bare"
     [ "$s" = overhead ] && keys="sy-plain sy-full"
+    [ "$s" = levers ] && keys="nginx switchyard sy-ws sy-mi sy-je sy-b bare"
     for k in $keys; do
       if is_na "$s" "$k"; then
         echo "| $s | $(peer_label "$k") | n/a (not yet implemented) | | | | | | |"
@@ -528,22 +574,25 @@ report() {
       fi
     done
   done
-  echo
-  echo "### Ratios (Switchyard and bare Pingora over each peer; targets: req per CPU-s ≥ 1.05× the better peer, p99 ≤ 1.00×, RSS ≤ 1.00× NGINX)"
-  echo
-  echo "| scenario | proxy | req/s ÷ NGINX | req/s ÷ HAProxy | req/CPU-s ÷ NGINX | req/CPU-s ÷ HAProxy | p99 ÷ NGINX | p99 ÷ HAProxy | RSS ÷ NGINX |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-  for s in $SCENARIOS; do
-    [ "$s" = overhead ] && continue
-    for k in switchyard bare; do
-      if is_na "$s" "$k"; then
-        echo "| $s | $(peer_label "$k") | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"
-        continue
-      fi
-      [ -n "$(get "$s" "$k" 3)" ] || continue
-      echo "| $s | $(peer_label "$k") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" nginx 3)") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" haproxy 3)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" nginx 7)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" haproxy 7)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" nginx 5)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" haproxy 5)") | $(ratio "$(get "$s" "$k" 9)" "$(get "$s" nginx 9)") |"
+  case " $SCENARIOS " in *" small "*|*" 4k "*|*" tls "*) ;; *) SKIP_RATIOS=1 ;; esac
+  if [ -z "${SKIP_RATIOS:-}" ]; then
+    echo
+    echo "### Ratios (Switchyard and bare Pingora over each peer; targets: req per CPU-s ≥ 1.05× the better peer, p99 ≤ 1.00×, RSS ≤ 1.00× NGINX)"
+    echo
+    echo "| scenario | proxy | req/s ÷ NGINX | req/s ÷ HAProxy | req/CPU-s ÷ NGINX | req/CPU-s ÷ HAProxy | p99 ÷ NGINX | p99 ÷ HAProxy | RSS ÷ NGINX |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for s in $SCENARIOS; do
+      [ "$s" = overhead ] || [ "$s" = levers ] && continue
+      for k in switchyard bare; do
+        if is_na "$s" "$k"; then
+          echo "| $s | $(peer_label "$k") | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"
+          continue
+        fi
+        [ -n "$(get "$s" "$k" 3)" ] || continue
+        echo "| $s | $(peer_label "$k") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" nginx 3)") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" haproxy 3)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" nginx 7)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" haproxy 7)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" nginx 5)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" haproxy 5)") | $(ratio "$(get "$s" "$k" 9)" "$(get "$s" nginx 9)") |"
+      done
     done
-  done
+  fi
   case " $SCENARIOS " in
     *" overhead "*)
       echo
@@ -552,6 +601,19 @@ report() {
       else
         echo "**Framework overhead** (full ÷ plain): req/s $(ratio "$(get overhead sy-full 3)" "$(get overhead sy-plain 3)"), req per CPU-s $(ratio "$(get overhead sy-full 7)" "$(get overhead sy-plain 7)"), p99 $(ratio "$(get overhead sy-full 5)" "$(get overhead sy-plain 5)"), peak RSS $(ratio "$(get overhead sy-full 9)" "$(get overhead sy-plain 9)"). Active health checks counted by the full variant (\`switchyard_health_checks_total\`): ${HEALTH_CHECKS:-none} (0 or none means the binary accepts the keys but does not run the checks yet)."
       fi
+      ;;
+  esac
+  case " $SCENARIOS " in
+    *" levers "*)
+      echo
+      echo "### Levers (plain HTTP, small body; each variant over default Switchyard in the same rounds)"
+      echo
+      echo "| variant | req/s ÷ default | req per CPU-s ÷ default | p99 ÷ default | req per CPU-s ÷ NGINX |"
+      echo "|---|---:|---:|---:|---:|"
+      for k in switchyard sy-ws sy-mi sy-je sy-b bare; do
+        [ -n "$(get levers "$k" 3)" ] || continue
+        echo "| $(peer_label "$k") | $(ratio "$(get levers "$k" 3)" "$(get levers switchyard 3)") | $(ratio "$(get levers "$k" 7)" "$(get levers switchyard 7)") | $(ratio "$(get levers "$k" 5)" "$(get levers switchyard 5)") | $(ratio "$(get levers "$k" 7)" "$(get levers nginx 7)") |"
+      done
       ;;
   esac
   echo
@@ -588,7 +650,12 @@ main() {
       4k) run_scenario 4k 0 /4k.bin nginx haproxy switchyard bare ;;
       tls) run_scenario tls 1 / nginx haproxy switchyard bare ;;
       overhead) run_scenario overhead 0 / sy-plain sy-full ;;
-      *) die "unknown scenario $s (small 4k tls overhead)" ;;
+      levers)
+        local extra=()
+        [ -n "${SWITCHYARD_BIN_B:-}" ] && extra=(sy-b)
+        run_scenario levers 0 / nginx switchyard sy-ws sy-mi sy-je "${extra[@]}" bare
+        ;;
+      *) die "unknown scenario $s (small 4k tls overhead levers)" ;;
     esac
   done
 
@@ -600,9 +667,9 @@ main() {
   {
     echo "# Switchyard beside NGINX and HAProxy — $date${LABEL:+ ($LABEL)}"
     echo
-    echo "- Command: \`BENCH_SECONDS=$SECONDS_PER_RUN BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS make bench\`${LABEL:+ (label: $LABEL)}"
+    echo "- Command: \`$(env | grep -E '^(BENCH_[A-Z_]+|SWITCHYARD_BIN(_B)?|BARE_PINGORA_(BIN|ARGS)|CARGO_PROFILE_[A-Z_]+)=' | sort | tr '\n' ' ')bench/run.sh\` (\`make bench\` = \`bench/run.sh\` with the defaults: $ROUNDS × ${SECONDS_PER_RUN} s here)"
     echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r); 1/5/15-min load at start: $load_start${QUIET_NOTE:+ — **$QUIET_NOTE**}"
-    echo "- Pinning: origins (2 × NGINX, 1 worker each) and wrk on CPU 0; the proxy under test alone on CPU 1"
+    echo "- Pinning: origins (2 × NGINX, 1 worker each) and wrk on CPU 0; the proxy under test alone on CPU 1${NICE[0]:+; measured processes at nice $BENCH_NICE}"
     echo "- Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>&1 | head -1 | awk '{ print "HAProxy " $3 }'), $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }'), $("$SWITCHYARD_BIN" --version 2>&1 | head -1) (${BENCH_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates bin 2>/dev/null || echo ', dirty tree')}), $(rustc -V | awk '{ print $1 " " $2 }')"
     echo
     report
@@ -612,4 +679,7 @@ main() {
   log "saved $out"
 }
 
-main "$@"
+# `source bench/run.sh` (as bench/profile.sh does) defines the functions without running.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi
