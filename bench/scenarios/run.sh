@@ -669,6 +669,8 @@ scenario_c() {
   wait "$cpid" || true
   sleep 2
   released="$(rss_kib "$PROXY_PID")"
+  local left
+  left="$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)"
   stop_proxy "$p"
   stop_origins
   local line ok bad failed open closed
@@ -678,7 +680,7 @@ scenario_c() {
   failed="$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$line")"
   open="$(sed -n 's/.* open=\([0-9]*\).*/\1/p' <<<"$line")"
   closed="$(awk '/^CLOSED_BY_PEER/ { print $2 }' "$out")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$before" "$after" "$released" "$ok" "$bad" "$failed" "$open" "$est" "${closed:-?}" "$conns" >>"$TMP/c.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$before" "$after" "$released" "$ok" "$bad" "$failed" "$open" "$est" "${closed:-?}" "$conns" "$left" >>"$TMP/c.tsv"
   log "c/$p: RSS $before → $after KiB with $open open ($est established at the proxy), $released KiB after closing; ok $ok bad $bad failed $failed; closed by the proxy while idle: ${closed:-?}"
 }
 
@@ -687,15 +689,15 @@ report_c() {
   echo
   echo "$IDLE_CONNS client connections (source addresses 127.0.0.1–127.0.0.8), each sends one \`GET /\`, reads the 200 and stays open and idle; RSS = \`VmRSS\` summed over the proxy's processes (NGINX and HAProxy: master + worker), read before opening, ${IDLE_HOLD} s after the last connection got its response, and 2 s after all were closed."
   echo
-  echo "| proxy | RSS before | RSS with connections | growth | KiB per connection | MiB per 10,000 | RSS after closing | connections held (client / at proxy) | errors | closed by proxy while idle |"
+  echo "| proxy | RSS before | RSS with connections | growth | KiB per connection | MiB per 10,000 | RSS after closing (connections left) | connections held (client / at proxy) | errors | closed by proxy while idle |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  local p before after released ok bad failed open est closed n
-  while IFS=$'\t' read -r p before after released ok bad failed open est closed n; do
-    echo "| $(proxy_label "$p") | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $open / $est | $((bad + failed)) | $closed |"
+  local p before after released ok bad failed open est closed n left
+  while IFS=$'\t' read -r p before after released ok bad failed open est closed n left; do
+    echo "| $(proxy_label "$p") | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') ($left left) | $open / $est | $((bad + failed)) | $closed |"
   done <"$TMP/c.tsv"
   echo
   echo "KiB per connection = (RSS with connections − RSS before) ÷ connections held; MiB per 10,000 = that × 10,000. This is user-space memory of the proxy only; the kernel's socket buffers are not in RSS."
-  if [ "$HAPROXY_MAXCONN" -lt $((IDLE_CONNS + 50)) ]; then
+  if [ "$HAPROXY_MAXCONN" -lt $((IDLE_CONNS + 50)) ] && grep -q '^haproxy' "$TMP/c.tsv"; then
     echo "HAProxy refuses to start unless the open-file limit covers 2 × \`maxconn\`; the limit here is $NOFILE (the hard limit cannot be raised in this container), so HAProxy ran with \`maxconn $HAPROXY_MAXCONN\` and held fewer connections (see the table)."
   fi
 }
