@@ -1,4 +1,5 @@
-//! The gateway's background service: starts health checkers and reloads on SIGHUP.
+//! The gateway's background service: starts health checkers and DNS re-resolution, and reloads
+//! on SIGHUP.
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ impl BackgroundService for Background {
                 log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
             }
         }
+        crate::dns::start(&rt);
         drop(rt);
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -58,5 +60,6 @@ impl BackgroundService for Background {
                 }
             }
         }
+        self.shared.runtime.load().dns.stop();
     }
 }

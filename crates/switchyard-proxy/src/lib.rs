@@ -10,6 +10,7 @@
 
 pub mod background;
 pub mod cascade;
+pub mod dns;
 pub mod extension;
 pub mod gateway;
 pub mod headers;

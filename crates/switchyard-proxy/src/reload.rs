@@ -93,7 +93,14 @@ impl Shared {
             // Keep serving on the listeners the process has; everything else is applied.
             cfg.listeners = current.config.listeners.clone();
         }
-        match Runtime::build(Arc::new(cfg), Some(&current)) {
+        // The running runtime's DNS tasks must not apply answers to pools the build changes.
+        let dns_pause = current.dns.pause();
+        let built = Runtime::build(Arc::new(cfg), Some(&current));
+        if built.is_ok() {
+            current.dns.stop();
+        }
+        drop(dns_pause);
+        match built {
             Ok(next) => {
                 self.start_health(&next);
                 self.runtime.store(Arc::new(next));
@@ -108,7 +115,8 @@ impl Shared {
         }
     }
 
-    /// Starts the checkers this runtime created (on the background runtime).
+    /// Starts the checkers this runtime created and its DNS re-resolution tasks (on the
+    /// background runtime).
     pub fn start_health(&self, rt: &Runtime) {
         let Some(handle) = self.background.get() else {
             // Not started yet: the background service starts every checker when it starts.
@@ -120,6 +128,7 @@ impl Shared {
                 log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
             }
         }
+        crate::dns::start(rt);
     }
 
     fn record(&self, report: &ReloadReport) {

@@ -3,9 +3,11 @@
 //! request holds the one it started with until it ends, so a reload never changes a request
 //! midway.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use switchyard_balance::{
     Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, ServerId, ServerSpec,
@@ -19,6 +21,7 @@ use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
 
 use switchyard_health::{initially_healthy, UpstreamHealth};
 
+use crate::dns::{self, DnsControl, Resolved};
 use crate::health_observer::MetricsObserver;
 use crate::rewrite::Template;
 use crate::router::{RouteSpec, Router};
@@ -82,8 +85,8 @@ pub struct UpstreamRuntime {
     /// True if this runtime created `health` (it must be started); false if it was taken over
     /// from the previous runtime on reload.
     pub health_is_new: bool,
-    /// Per-server metric handles by identity.
-    pub server_metrics: HashMap<ServerId, ServerMetrics>,
+    /// Per-server metric handles by identity (replaced when DNS answers change the servers).
+    pub server_metrics: ArcSwap<HashMap<ServerId, Arc<ServerMetrics>>>,
     /// Sticky-session tokens, when `[upstreams.sticky]` is set.
     pub sticky: Option<Sticky>,
     /// The cascade key, when `cascade = true` (requests to this upstream are signed).
@@ -114,8 +117,47 @@ fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
 
 impl UpstreamRuntime {
     /// The metric handles of one server.
-    pub fn server_metrics(&self, id: &ServerId) -> Option<&ServerMetrics> {
-        self.server_metrics.get(id)
+    pub fn server_metrics(&self, id: &ServerId) -> Option<Arc<ServerMetrics>> {
+        self.server_metrics.load().get(id).cloned()
+    }
+
+    /// Replaces the servers at run time (a changed DNS answer): the pool (stats kept for every
+    /// identity that stays, dropped for the others), health checkers, metric handles and sticky
+    /// tokens follow.
+    pub fn replace_servers(&self, specs: Vec<ServerSpec>) {
+        let metrics = Metrics::global();
+        let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
+        self.pool.update(specs);
+        self.pool.store().retain(&ids);
+        self.health.sync_servers();
+        let old = self.server_metrics.load_full();
+        let mut next = HashMap::with_capacity(ids.len());
+        for id in &ids {
+            let m = old
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(metrics.server(&self.cfg.name, id.as_str())));
+            next.insert(id.clone(), m);
+        }
+        for id in old.keys().filter(|id| !next.contains_key(*id)) {
+            // Gauges of a server that is gone would report it forever; counters stay.
+            let _ = metrics
+                .backend_healthy
+                .remove_label_values(&[&self.cfg.name, id.as_str()]);
+            let _ = metrics
+                .backend_in_flight
+                .remove_label_values(&[&self.cfg.name, id.as_str()]);
+        }
+        self.server_metrics.store(Arc::new(next));
+        for server in self.pool.snapshot().servers() {
+            metrics
+                .backend_healthy
+                .with_label_values(&[&self.cfg.name, server.spec.id.as_str()])
+                .set(i64::from(server.stats.is_healthy()));
+        }
+        if let Some(sticky) = &self.sticky {
+            sticky.set_servers(ids);
+        }
     }
 
     /// What the request key is hashed on, if the algorithm hashes.
@@ -142,6 +184,8 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<UpstreamRuntime>>,
     /// Verification of `Switchyard-Cascade` headers, when a route requires it.
     pub cascade: Option<CascadeVerifier>,
+    /// This runtime's DNS re-resolution tasks (see [`crate::dns`]).
+    pub dns: Arc<DnsControl>,
 }
 
 /// What a cascaded instance checks signed requests against.
@@ -201,44 +245,57 @@ pub fn balance_algorithm(a: Algorithm) -> BalanceAlgorithm {
     }
 }
 
-/// The server specs of an upstream: one per configured server, or one per resolved address of a
-/// DNS-named server (identity `group/name:port#ip`).
-pub fn server_specs(up: &UpstreamConfig) -> Result<Vec<ServerSpec>, BuildError> {
-    let mut specs = Vec::new();
-    for group in &up.groups {
-        for s in &group.servers {
-            let port = s.effective_port(up.port);
-            let weight = s.effective_weight(group.weight);
-            let addrs: Vec<SocketAddr> = match s.address.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => (s.address.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| {
-                        BuildError(format!(
-                            "upstream {}: cannot resolve {}: {e}",
-                            up.name, s.address
-                        ))
-                    })?
-                    .collect(),
-            };
-            let named = s.address.parse::<IpAddr>().is_err();
-            for addr in addrs {
-                let id = if named {
-                    ServerId::new(&group.name, &format!("{}:{port}#{}", s.address, addr.ip()))
-                } else {
-                    ServerId::new(&group.name, &addr.to_string())
-                };
-                specs.push(ServerSpec {
-                    id,
-                    addr,
-                    weight,
-                    standby: s.standby,
-                    enabled: s.enabled,
-                });
+/// The server specs of an upstream from the file: one per IP server, one per address in
+/// `resolved` of a DNS-named server (identity `group/name:port#ip`). See [`dns::build_specs`].
+pub fn server_specs(up: &UpstreamConfig, resolved: &Resolved) -> Vec<ServerSpec> {
+    dns::build_specs(up, resolved, &[])
+}
+
+/// Resolves the named servers of every upstream of `cfg` (see [`crate::dns`]): a name that does
+/// not resolve keeps the addresses `previous` had for it, and is an error naming it if it had none.
+fn resolve_names(cfg: &Config, previous: Option<&Runtime>) -> Result<Vec<Resolved>, BuildError> {
+    let metrics = Metrics::global();
+    let names: BTreeSet<String> = cfg
+        .upstreams
+        .iter()
+        .flat_map(dns::named_servers)
+        .map(|n| n.name)
+        .collect();
+    let answers = dns::resolve_blocking(&cfg.server.resolver_addrs(), &names)
+        .map_err(|e| BuildError(format!("server names: {e}")))?;
+    let mut out = Vec::with_capacity(cfg.upstreams.len());
+    for up in &cfg.upstreams {
+        let current = previous
+            .and_then(|p| p.upstream(&up.name))
+            .map(|u| u.pool.specs())
+            .unwrap_or_default();
+        let mut resolved = dns::last_good(up, &current);
+        for n in dns::named_servers(up) {
+            let answer = answers
+                .get(&n.name)
+                .cloned()
+                .unwrap_or_else(|| Err("no answer".to_string()));
+            dns::count(metrics, &up.name, answer.is_ok());
+            match answer {
+                Ok(ips) => {
+                    resolved.insert(n, ips);
+                }
+                Err(e) if resolved.contains_key(&n) => log::warn!(
+                    "upstream {}: cannot resolve {}: {e}; keeping its last good addresses",
+                    up.name,
+                    n.name
+                ),
+                Err(e) => {
+                    return Err(BuildError(format!(
+                        "upstream {}: cannot resolve server {}: {e}",
+                        up.name, n.name
+                    )))
+                }
             }
         }
+        out.push(resolved);
     }
-    Ok(specs)
+    Ok(out)
 }
 
 impl Runtime {
@@ -250,12 +307,16 @@ impl Runtime {
     pub fn build(cfg: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
         let metrics = Metrics::global();
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
-        for up in &cfg.upstreams {
-            let specs = server_specs(up)?;
+        let resolved = resolve_names(&cfg, previous)?;
+        for (up, resolved) in cfg.upstreams.iter().zip(&resolved) {
+            let specs = server_specs(up, resolved);
             let prev = previous.and_then(|p| p.upstream(&up.name));
             let server_metrics = specs
                 .iter()
-                .map(|s| (s.id.clone(), metrics.server(&up.name, s.id.as_str())))
+                .map(|s| {
+                    let m = metrics.server(&up.name, s.id.as_str());
+                    (s.id.clone(), Arc::new(m))
+                })
                 .collect();
             let (pool, health, health_is_new) = match prev {
                 Some(prev) if same_shape(&prev.cfg, up) => {
@@ -316,7 +377,7 @@ impl Runtime {
                 pool,
                 health,
                 health_is_new,
-                server_metrics,
+                server_metrics: ArcSwap::from_pointee(server_metrics),
                 sticky,
                 cascade_key,
             }));
@@ -396,6 +457,7 @@ impl Runtime {
             routes,
             upstreams,
             cascade,
+            dns: Arc::new(DnsControl::default()),
         })
     }
 

@@ -9,7 +9,9 @@
 //! warning at start-up. Set the variable in production.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use switchyard_balance::ServerId;
@@ -20,13 +22,14 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length of a token in hex digits.
 pub const TOKEN_LEN: usize = 16;
 
-/// The sticky-session state of one upstream: its key and the token of every server.
-#[derive(Debug, Clone)]
+/// The sticky-session state of one upstream: its key and the token of every server (replaced
+/// when the servers change at run time, e.g. a DNS answer).
+#[derive(Debug)]
 pub struct Sticky {
     /// As configured.
     pub cfg: StickyConfig,
     key: Vec<u8>,
-    by_token: HashMap<String, ServerId>,
+    by_token: ArcSwap<HashMap<String, ServerId>>,
 }
 
 impl Sticky {
@@ -41,7 +44,7 @@ impl Sticky {
     /// let token = s.token(&id);
     /// assert_eq!(token.len(), 16);
     /// assert!(!token.contains("10.0.0.1"));
-    /// assert_eq!(s.decode(&token), Some(&id));
+    /// assert_eq!(s.decode(&token), Some(id.clone()));
     /// assert_eq!(s.decode("0000000000000000"), None);
     /// ```
     pub fn new(
@@ -59,16 +62,33 @@ impl Sticky {
                 Sha256::digest(format!("switchyard-sticky:{upstream}").as_bytes()).to_vec()
             }
         };
-        let mut s = Sticky {
+        let s = Sticky {
             cfg,
             key,
-            by_token: HashMap::new(),
+            by_token: ArcSwap::from_pointee(HashMap::new()),
         };
-        for id in servers {
-            let t = s.token(&id);
-            s.by_token.insert(t, id);
-        }
+        s.set_servers(servers);
         s
+    }
+
+    /// Replaces the servers whose tokens decode.
+    ///
+    /// ```
+    /// # use switchyard_balance::ServerId;
+    /// # use switchyard_proxy::sticky::Sticky;
+    /// # let cfg: switchyard_config::StickyConfig = toml::from_str("").unwrap();
+    /// let (a, b) = (ServerId::new("g", "a.test:80#10.0.0.1"), ServerId::new("g", "a.test:80#10.0.0.2"));
+    /// let s = Sticky::new("api", cfg, [a.clone()]);
+    /// s.set_servers([b.clone()]);
+    /// assert_eq!(s.decode(&s.token(&a)), None);
+    /// assert_eq!(s.decode(&s.token(&b)), Some(b));
+    /// ```
+    pub fn set_servers(&self, servers: impl IntoIterator<Item = ServerId>) {
+        let table = servers
+            .into_iter()
+            .map(|id| (self.token(&id), id))
+            .collect();
+        self.by_token.store(Arc::new(table));
     }
 
     /// The token naming `id`.
@@ -77,11 +97,11 @@ impl Sticky {
     }
 
     /// The server a cookie value names, if any server of the upstream has that token.
-    pub fn decode(&self, value: &str) -> Option<&ServerId> {
+    pub fn decode(&self, value: &str) -> Option<ServerId> {
         if value.len() != TOKEN_LEN || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        self.by_token.get(value)
+        self.by_token.load().get(value).cloned()
     }
 
     /// The `Set-Cookie` value that pins the client to `id`.
