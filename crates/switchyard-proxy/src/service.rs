@@ -371,7 +371,10 @@ impl ProxyHttp for HttpGateway {
         }
         let req = session.req_header();
         let host = request_host(req);
-        ctx.client_host = HeaderValue::from_str(host).ok();
+        ctx.client_host = match req.headers.get(http::header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => HeaderValue::from_str(host).ok(),
+        };
         let Some((route_idx, params)) =
             listener
                 .router
@@ -418,8 +421,9 @@ impl ProxyHttp for HttpGateway {
         let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
         if let Some(sticky) = &upstream.sticky {
-            ctx.sticky_target =
-                cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
+            ctx.sticky_target = cookie_value(req, &sticky.cfg.cookie)
+                .and_then(|v| sticky.decode(v))
+                .cloned();
         }
         if let Some(hash_on) = upstream.hash_on() {
             ctx.key = self.hash_key(session, ctx, &hash_on);
