@@ -483,8 +483,12 @@ async fn drained_and_disabled_servers_get_nothing() {
 /// Sends `GET path` twice on one raw keep-alive connection. The first answer must have status
 /// `want`; if it does not say `Connection: close`, the connection must serve the second request
 /// (a keep-alive client such as reqwest or a browser reuses it). Returns the first answer's head
-/// and body, lower-cased.
-fn first_answer_keeps_connection_usable(gw: &Gateway, path: &str, want: u16) -> String {
+/// and body, lower-cased, or what went wrong.
+fn first_answer_keeps_connection_usable(
+    gw: &Gateway,
+    path: &str,
+    want: u16,
+) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&gw.addr(), Duration::from_secs(3)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -529,14 +533,27 @@ fn first_answer_keeps_connection_usable(gw: &Gateway, path: &str, want: u16) -> 
             .write_all(req.as_bytes())
             .ok()
             .and_then(|_| read_one(&mut s));
-        assert!(
-            second.is_some(),
-            "the {want} answer advertised a keep-alive connection but the gateway closed it: \
-             the next request on it got no answer, so a keep-alive client fails \
-             (IncompleteMessage / ECONNRESET). First answer: {first:?}"
-        );
+        if second.is_none() {
+            return Err(format!(
+                "GET {path}: the {want} answer advertised a keep-alive connection but the gateway \
+                 closed it: the next request on it got no answer, so a keep-alive client fails \
+                 (IncompleteMessage / ECONNRESET). First answer: {first:?}"
+            ));
+        }
     }
-    first
+    Ok(first)
+}
+
+/// A client that opens a new connection for every request (no keep-alive reuse).
+fn one_shot_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,20 +570,15 @@ async fn when_all_down_reject_answers_503_without_trying_a_server() {
         &format!("{}{}", server(&a, ""), server(&b, "")),
         &fast_active_checks("/health", probe.port()),
     ));
-    let first = first_answer_keeps_connection_usable(&gw, "/down/raw", 503);
-    assert!(
-        first.contains("\r\n\r\n503"),
-        "a short body naming the status: {first:?}"
-    );
-    // A keep-alive client sees the same answers, request after request.
-    let c = client();
+    // A new connection per request first (see the keep-alive check below).
+    let c = one_shot_client();
     for i in 0..10 {
         let r = get(&c, &gw.url(&format!("/down/{i}"))).await;
         assert_eq!(r.status, 503, "request {i}: {:?}", r.body);
         assert_eq!(r.origin(), None, "a server answered: {:?}", r.body);
         assert!(
-            !r.body.trim().is_empty() && r.body.len() <= 512,
-            "503 should carry a short body, got {} bytes: {:?}",
+            r.body.contains("503") && r.body.len() <= 512,
+            "503 should carry a short body naming the status, got {} bytes: {:?}",
             r.body.len(),
             r.body
         );
@@ -574,6 +586,15 @@ async fn when_all_down_reject_answers_503_without_trying_a_server() {
     assert_eq!(a.request_count() + b.request_count(), 0);
     assert!(probe.request_count() >= 2, "the probe port was checked");
     assert!(gw.wait_for_log("unhealthy", Duration::from_secs(5)));
+    assert_eq!(a.request_count() + b.request_count(), 0);
+
+    // A keep-alive client sends its next request on the connection of the 503.
+    first_answer_keeps_connection_usable(&gw, "/down/raw", 503).unwrap_or_else(|e| panic!("{e}"));
+    let c = client();
+    for i in 0..5 {
+        let r = get(&c, &gw.url(&format!("/down/ka/{i}"))).await;
+        assert_eq!(r.status, 503, "keep-alive request {i}: {:?}", r.body);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,7 +634,9 @@ async fn one_server_or_zero_weight_never_crashes_the_gateway() {
     let only = Origin::start("only");
     let zero1 = Origin::start("zero1");
     let zero2 = Origin::start("zero2");
-    let c = client();
+    // A new connection per request (see the keep-alive check at the end).
+    let c = one_shot_client();
+    let mut keep_alive_errors = Vec::new();
     for algo in [
         "wrr",
         "least_conn",
@@ -643,7 +666,6 @@ async fn one_server_or_zero_weight_never_crashes_the_gateway() {
             server(&zero2, ""),
         );
         let mut gw = Gateway::start(&cfg);
-        first_answer_keeps_connection_usable(&gw, "/zero/raw", 503);
         for i in 0..5 {
             let r = send(
                 &c,
@@ -681,7 +703,15 @@ async fn one_server_or_zero_weight_never_crashes_the_gateway() {
             None,
             "{algo}: the gateway exited"
         );
+        if let Err(e) = first_answer_keeps_connection_usable(&gw, "/zero/raw", 503) {
+            keep_alive_errors.push(format!("{algo}: {e}"));
+        }
     }
     assert_eq!(only.request_count(), 80);
     assert_eq!(zero1.request_count() + zero2.request_count(), 0);
+    assert!(
+        keep_alive_errors.is_empty(),
+        "{}",
+        keep_alive_errors.join("\n")
+    );
 }
