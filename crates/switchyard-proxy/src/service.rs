@@ -700,6 +700,10 @@ impl ProxyHttp for HttpGateway {
             },
         };
         if code > 0 && session.response_written().is_none() {
+            // Pingora closes the client connection after a failed request: say so in the answer
+            // (`Connection: close`), or a keep-alive client would send its next request into a
+            // closed socket.
+            session.set_keepalive(None);
             if let Err(err) = respond(session, code).await {
                 log::debug!("could not send {code} to the client: {err}");
             }
