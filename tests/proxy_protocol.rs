@@ -551,7 +551,7 @@ async fn accepted_client_goes_upstream_in_a_v2_header() {
     want.extend_from_slice(&40127u16.to_be_bytes());
     want.extend_from_slice(&listen.port().to_be_bytes());
     assert!(
-        origin.headers().iter().any(|h| *h == want),
+        origin.headers().contains(&want),
         "origin saw {:?}",
         origin.headers()
     );
