@@ -106,9 +106,12 @@ async fn origin_counts_connections() {
         assert_eq!(get(&c, &a.url("/")).await.status, 200);
     }
     assert_eq!(a.request_count(), 10);
-    assert_eq!(a.connections(), 1, "one keep-alive connection");
+    // Keep-alive: the client reuses its connection. Under load its pool may not have taken the
+    // connection back before the next request starts, so allow one extra, never one per request.
+    let kept = a.connections();
+    assert!((1..=2).contains(&kept), "10 requests over {kept} connections");
     assert_eq!(get(&client(), &a.url("/")).await.status, 200);
-    assert_eq!(a.connections(), 2);
+    assert_eq!(a.connections(), kept + 1, "a new client opens a new connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
