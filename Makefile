@@ -16,7 +16,7 @@ run: deps
 
 ## Every test: unit, doc and black-box (the real binary over loopback sockets).
 test: build
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 
 lint: deps
