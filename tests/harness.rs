@@ -109,9 +109,16 @@ async fn origin_counts_connections() {
     // Keep-alive: the client reuses its connection. Under load its pool may not have taken the
     // connection back before the next request starts, so allow one extra, never one per request.
     let kept = a.connections();
-    assert!((1..=2).contains(&kept), "10 requests over {kept} connections");
+    assert!(
+        (1..=2).contains(&kept),
+        "10 requests over {kept} connections"
+    );
     assert_eq!(get(&client(), &a.url("/")).await.status, 200);
-    assert_eq!(a.connections(), kept + 1, "a new client opens a new connection");
+    assert_eq!(
+        a.connections(),
+        kept + 1,
+        "a new client opens a new connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -421,9 +421,8 @@ impl ProxyHttp for HttpGateway {
         let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
         if let Some(sticky) = &upstream.sticky {
-            ctx.sticky_target = cookie_value(req, &sticky.cfg.cookie)
-                .and_then(|v| sticky.decode(v))
-                .cloned();
+            ctx.sticky_target =
+                cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
         }
         if let Some(hash_on) = upstream.hash_on() {
             ctx.key = self.hash_key(session, ctx, &hash_on);
