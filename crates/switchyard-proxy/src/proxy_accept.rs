@@ -32,9 +32,6 @@ use switchyard_metrics::Metrics;
 
 use crate::proxy_protocol::{read_header, Carried, HeaderError};
 
-/// The most HTTP keep-alive rounds [`AcceptProxy`] hands one connection to its inner app.
-pub const MAX_REUSES: usize = 1_000_000;
-
 /// Reads the PROXY header of one connection and records its addresses in the stream's digest.
 #[derive(Debug, Clone)]
 pub struct ProxyHeaderAcceptor {
@@ -140,37 +137,13 @@ where
         if self.acceptor.accept(&mut l4).await.is_err() {
             return None;
         }
-        let mut next: Option<Stream> = Some(l4);
-        for _ in 0..MAX_REUSES {
-            let s = next.take()?;
-            next = self.inner.process_new(s, shutdown).await;
-        }
+        crate::gateway::limits::serve_all_rounds(&self.inner, l4, shutdown).await;
         None
     }
 
     async fn cleanup(&self) {
         self.inner.cleanup().await;
     }
-}
-
-/// The Pingora service of an `http` listener with `accept_proxy_protocol = true`: the HTTP
-/// proxy of `gateway` behind [`AcceptProxy`], listening on the listener's address.
-pub fn http_service<SV>(
-    conf: &Arc<pingora::server::configuration::ServerConf>,
-    gateway: SV,
-    listener: &switchyard_config::ListenerConfig,
-) -> pingora::services::listening::Service<AcceptProxy<pingora::proxy::HttpProxy<SV>>>
-where
-    SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
-    SV::CTX: Send + Sync,
-{
-    let proxy = pingora::proxy::http_proxy(conf, gateway);
-    let mut svc = pingora::services::listening::Service::new(
-        format!("listener {}", listener.name),
-        AcceptProxy::new(proxy, &listener.name),
-    );
-    svc.add_tcp(&listener.listen.to_string());
-    svc
 }
 
 /// The listening endpoint of an `https` listener: TLS with `settings` on the listener's address

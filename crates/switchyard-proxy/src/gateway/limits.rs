@@ -38,8 +38,25 @@ use switchyard_metrics::Metrics;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// The most keep-alive rounds [`ConnLimit`] hands one connection to its inner app.
+/// The most keep-alive rounds a wrapper hands one connection to its inner app.
 pub const MAX_REUSES: usize = 1_000_000;
+
+/// Hands `stream` to `inner` for every keep-alive round of the connection (an app returns the
+/// stream when it may be reused), up to [`MAX_REUSES`]. Wrappers that must see the whole life of a
+/// connection (a connection slot, a PROXY header read once) serve it through this.
+pub async fn serve_all_rounds<A: ServerApp + Send + Sync + 'static>(
+    inner: &Arc<A>,
+    stream: Stream,
+    shutdown: &ShutdownWatch,
+) {
+    let mut next = Some(stream);
+    for _ in 0..MAX_REUSES {
+        let Some(s) = next.take() else {
+            return;
+        };
+        next = inner.process_new(s, shutdown).await;
+    }
+}
 
 /// The response to a connection over `max_connections`.
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -413,11 +430,7 @@ where
             return None;
         }
         // Serve every keep-alive round here, so that the slot is held for the connection's life.
-        let mut next = Some(stream);
-        for _ in 0..MAX_REUSES {
-            let s = next.take()?;
-            next = self.inner.process_new(s, shutdown).await;
-        }
+        serve_all_rounds(&self.inner, stream, shutdown).await;
         drop(slot);
         None
     }
