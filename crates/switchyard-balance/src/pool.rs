@@ -252,6 +252,12 @@ impl Pool {
     pub fn store(&self) -> &Arc<StatsStore> {
         &self.store
     }
+    /// The pool's clock reading now (for [`crate::InFlight`] start and finish times), without
+    /// loading a snapshot.
+    pub fn now_nanos(&self) -> u64 {
+        self.opts.clock.now_nanos()
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()

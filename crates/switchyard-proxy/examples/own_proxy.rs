@@ -62,7 +62,7 @@ impl ProxyHttp for LeastConnProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(g) = ctx.inflight.take() {
-            g.finish(Outcome::Failure, self.pool.snapshot().now_nanos());
+            g.finish(Outcome::Failure, self.pool.now_nanos());
         }
         e.set_retry(true);
         e
@@ -76,7 +76,7 @@ impl ProxyHttp for LeastConnProxy {
             } else {
                 Outcome::Success
             };
-            g.finish(outcome, self.pool.snapshot().now_nanos());
+            g.finish(outcome, self.pool.now_nanos());
         }
     }
 }

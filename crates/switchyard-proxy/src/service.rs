@@ -175,7 +175,7 @@ impl HttpGateway {
                     FailureKind::Error => m.error.inc(),
                 }
             }
-            let now = a.upstream.pool.snapshot().now_nanos();
+            let now = a.upstream.pool.now_nanos();
             log::warn!(
                 "upstream {} server {} failed: {kind:?}",
                 a.upstream.cfg.name,
@@ -575,7 +575,7 @@ impl ProxyHttp for HttpGateway {
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         if let Some(a) = ctx.attempt.as_mut() {
-            a.header_ns = Some(a.upstream.pool.snapshot().now_nanos());
+            a.header_ns = Some(a.upstream.pool.now_nanos());
         }
         Ok(())
     }
@@ -732,7 +732,7 @@ impl ProxyHttp for HttpGateway {
                     })
             });
             let m = a.upstream.server_metrics(&a.id);
-            let now = a.upstream.pool.snapshot().now_nanos();
+            let now = a.upstream.pool.now_nanos();
             match (status, e) {
                 (Some(s), _) => {
                     if let Some(m) = m {
