@@ -142,6 +142,30 @@ pub struct Origin {
     rt: Option<Runtime>,
 }
 
+/// Reads a whole request (body included) into what an origin records.
+async fn record(req: Request<hyper::body::Incoming>, peer: SocketAddr) -> RecordedRequest {
+    let at = Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| parts.uri.to_string());
+    RecordedRequest {
+        method: parts.method.to_string(),
+        uri,
+        headers: parts.headers,
+        body,
+        peer,
+        at,
+    }
+}
+
 impl Origin {
     /// Starts an origin named `name` on `127.0.0.1:0` (a fresh port).
     pub fn start(name: &str) -> Origin {
@@ -385,26 +409,8 @@ async fn serve_connection(stream: TokioTcpStream, peer: SocketAddr, state: Arc<O
             let abort_kind = abort_kind.clone();
             let abort = abort.clone();
             async move {
-                let at = Instant::now();
-                let (parts, body) = req.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
-                let uri = parts
-                    .uri
-                    .path_and_query()
-                    .map(|pq| pq.as_str().to_string())
-                    .unwrap_or_else(|| parts.uri.to_string());
-                state.requests.lock().unwrap().push(RecordedRequest {
-                    method: parts.method.to_string(),
-                    uri,
-                    headers: parts.headers,
-                    body,
-                    peer,
-                    at,
-                });
+                let recorded = record(req, peer).await;
+                state.requests.lock().unwrap().push(recorded);
                 let mode = OriginMode::from_u8(state.mode.load(Ordering::SeqCst));
                 match mode {
                     OriginMode::Normal => {}
@@ -1483,26 +1489,8 @@ impl TlsOrigin {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let st = svc_state.clone();
                         async move {
-                            let at = Instant::now();
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            let uri = parts
-                                .uri
-                                .path_and_query()
-                                .map(|pq| pq.as_str().to_string())
-                                .unwrap_or_else(|| parts.uri.to_string());
-                            st.requests.lock().unwrap().push(RecordedRequest {
-                                method: parts.method.to_string(),
-                                uri,
-                                headers: parts.headers,
-                                body,
-                                peer,
-                                at,
-                            });
+                            let recorded = record(req, peer).await;
+                            st.requests.lock().unwrap().push(recorded);
                             let mut resp = Response::new(Full::new(Bytes::from(st.name.clone())));
                             resp.headers_mut()
                                 .insert("x-origin", HeaderValue::from_str(&st.name).unwrap());
