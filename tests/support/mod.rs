@@ -1003,13 +1003,25 @@ pub fn server_section(prefix: &str) -> String {
 // Client helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A free TCP port on 127.0.0.1 (bound, read and released; a tiny race is accepted).
+/// A free TCP port on 127.0.0.1 (bound, read and released), never the same one twice in a test
+/// process; another process may still take it in between (a tiny race is accepted).
 pub fn free_port() -> u16 {
-    StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    // closed; a test that asks for two ports (a listener and [metrics]) must get two.
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let port = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut seen = HANDED_OUT.lock().unwrap();
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
+    panic!("no unused loopback port after 1000 tries");
 }
 
 /// `127.0.0.1:<free_port()>` as a string, for `listen = "..."`.
