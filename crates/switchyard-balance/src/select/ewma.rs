@@ -17,9 +17,10 @@
 //! ([`PeakEwma`]'s [`crate::select::Load::less`]). Time still drives the decay: every estimate is
 //! stamped with the pool's clock when a request finishes.
 //!
-//! A server with no estimate yet costs [`PeakEwma::default_rtt_ns`] (10 ms) per request in
-//! flight: new servers are tried but not flooded before their first answer. Use
-//! [`Ewma::with_load`] (through [`crate::PoolOptions::with_selector`]) to change it.
+//! A server with no estimate yet is compared with its rival by requests in flight alone: new
+//! servers are tried as soon as they are less busy, but never take more than an even share before
+//! their first answer. Use [`Ewma::with_load`] (through [`crate::PoolOptions::with_selector`]) to
+//! change the measure.
 //!
 //! ```
 //! use std::sync::Arc;

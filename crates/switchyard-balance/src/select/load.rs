@@ -149,10 +149,11 @@ impl Load for InFlightPerWeight {
 ///
 /// Failures are penalised by [`crate::ServerStats`], which charges a failed request at least
 /// [`crate::stats::FAILURE_PENALTY_NS`] (1 s): a server answering fast 503s looks slow and loses.
-/// A server that has never finished a request (no estimate yet) costs
-/// [`PeakEwma::default_rtt_ns`] per request in flight: it wins against slower servers while idle
-/// (so a new server is tried) but stops winning once a few requests wait on it (so it is not
-/// flooded before its first answer).
+/// A server that has never finished a request (no estimate yet) is compared with another server
+/// by requests in flight alone (least-connections between the two): it is tried as soon as it is
+/// less busy than its rival, but never assumed faster than a measured server, so it cannot take
+/// more than an even share before its first answer. Its [`Load::cost`] (what an operator reads)
+/// is [`PeakEwma::default_rtt_ns`] per request in flight.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -221,7 +222,7 @@ impl Load for PeakEwma {
     }
     /// Compares without the clock: from any `now` on, both estimates decay by the same factor,
     /// so only the older one needs decaying to the newer one's stamp (one `exp`, no clock read).
-    /// An unprobed server's default cost is compared with the other's estimate as last updated.
+    /// When either server has no estimate yet, the two are compared by requests in flight.
     #[inline]
     fn less(&self, a: &Server, b: &Server, _now_ns: u64) -> bool {
         let (ca, ta) = self.undecayed(a);
@@ -229,7 +230,8 @@ impl Load for PeakEwma {
         match (ta, tb) {
             (Some(ta), Some(tb)) if ta < tb => ca * decay(tb - ta) < cb,
             (Some(ta), Some(tb)) if tb < ta => ca < cb * decay(ta - tb),
-            _ => ca < cb,
+            (Some(_), Some(_)) => ca < cb,
+            _ => a.stats.in_flight() < b.stats.in_flight(),
         }
     }
     fn needs_clock(&self) -> bool {
