@@ -12,10 +12,12 @@
 //!
 //! Cost: one atomic add and one `u64` remainder for the ticket, then `⌈log₂ n⌉` levels of the
 //! tree: O(log n), with memory O(n) whatever the weights (no table expanded by weight, as
-//! Pingora's and APISIX's are). Each level
-//! needs a quotient and remainder by the node's `2T`; instead of a hardware division it
-//! multiplies by a reciprocal precomputed in `f64` and corrects the estimate by one step (exact:
-//! weights are normalised so that every numerator stays below 2⁶³ and the estimate within ±1).
+//! Pingora's and APISIX's are). Each level is branch-free: one 64×64→128-bit multiply by the
+//! node's share `L/T` held in 64-bit fixed point (rounded up), whose high word is the number of
+//! earlier visits that went left and whose carry into the high word, when the share is added
+//! once more, says where this visit goes. Exact as long as `2T² < 2⁶⁴`, which the weight cap
+//! [`super::MAX_TOTAL_WEIGHT`] (`2³¹`) guarantees: the rounding error, below `k / 2⁶⁴`, never
+//! reaches the distance `1 / 2T` from a multiple of `1/2T` to the next integer.
 //!
 //! Weights are divided by their greatest common divisor first, so 500:100 has the period and
 //! sequence of 5:1.
@@ -46,39 +48,26 @@ use crate::pool::Server;
 
 const LEAF: u32 = 1 << 31;
 
+/// An inner node: 16 bytes, four to a cache line.
 #[derive(Debug, Clone, Copy)]
 struct Split {
-    left_weight: u64,
-    /// `2T`.
-    two_total: u64,
-    /// `1 / 2T`, for the division-free quotient.
-    inv: f64,
+    /// `⌈L · 2⁶⁴ / T⌉`: the left side's share of the node's weight `T`, in fixed point.
+    share: u64,
     left: u32,
     right: u32,
 }
 
-/// `(num / d, num % d)` from a reciprocal estimate, corrected; exact for any input (falls back
-/// to a hardware division if the estimate is off by more than one).
-#[inline(always)]
-fn divmod(num: u64, d: u64, inv: f64) -> (u64, u64) {
-    let q = (num as f64 * inv) as u64;
-    let Some(p) = q.checked_mul(d) else {
-        return (num / d, num % d);
-    };
-    if p > num {
-        let p1 = p - d; // q ≥ 1 here because p > num ≥ 0
-        if p1 <= num {
-            return (q - 1, num - p1);
-        }
-        return (num / d, num % d);
-    }
-    let r = num - p;
-    if r < d {
-        (q, r)
-    } else if r - d < d {
-        (q + 1, r - d)
-    } else {
-        (num / d, num % d)
+impl Split {
+    /// Where visit `k` of this node goes (`true` = left), and the child's own visit number.
+    #[inline(always)]
+    fn route(&self, k: u64) -> (bool, u64) {
+        // k·L/T + ½ in 64.64 fixed point: the high word is a_k = ⌊kL/T + ½⌋, the visits
+        // before k that went left.
+        let x = u128::from(k) * u128::from(self.share) + (1u128 << 63);
+        let before = (x >> 64) as u64;
+        // a_{k+1} − a_k is the carry out of the fraction when the share is added once more.
+        let (_, left) = (x as u64).overflowing_add(self.share);
+        (left, if left { before } else { k - before })
     }
 }
 
@@ -88,6 +77,8 @@ pub(crate) struct WrrTree {
     nodes: Vec<Split>,
     root: u32,
     total: u64,
+    /// `⌊2⁶⁴ / total⌋` (saturated), for a division-free `ticket mod total`.
+    recip: u64,
     ticket: AtomicU64,
 }
 
@@ -95,6 +86,10 @@ impl WrrTree {
     /// `weights` must all be positive and sum to at most [`super::MAX_TOTAL_WEIGHT`]; `None`
     /// when empty.
     pub(crate) fn new(weights: &[u64]) -> Option<WrrTree> {
+        let total: u64 = weights.iter().sum();
+        if total > super::MAX_TOTAL_WEIGHT || weights.contains(&0) {
+            return None;
+        }
         let items: Vec<(u32, u64)> = weights
             .iter()
             .enumerate()
@@ -105,7 +100,8 @@ impl WrrTree {
         Some(WrrTree {
             nodes,
             root,
-            total: weights.iter().sum(),
+            total,
+            recip: u64::try_from((1u128 << 64) / u128::from(total.max(1))).unwrap_or(u64::MAX),
             ticket: AtomicU64::new(0),
         })
     }
@@ -113,14 +109,27 @@ impl WrrTree {
     /// The position for the next ticket.
     #[inline]
     pub(crate) fn next(&self) -> usize {
-        let k = self.ticket.fetch_add(1, Ordering::Relaxed) % self.total;
-        self.descend(k)
+        let t = self.ticket.fetch_add(1, Ordering::Relaxed);
+        self.descend(self.reduce(t))
     }
 
     /// The position for visit `k` (reduced modulo the period).
     #[inline]
     pub(crate) fn at(&self, k: u64) -> usize {
         self.descend(k % self.total)
+    }
+
+    /// `t mod total` without a hardware division: the quotient estimated from the reciprocal is
+    /// short by at most one (its error is below `t / 2⁶⁴ < 1`), so one correction is exact.
+    #[inline(always)]
+    fn reduce(&self, t: u64) -> u64 {
+        let q = ((u128::from(t) * u128::from(self.recip)) >> 64) as u64;
+        let r = t.wrapping_sub(q.wrapping_mul(self.total));
+        if r >= self.total {
+            r - self.total
+        } else {
+            r
+        }
     }
 
     /// The period: the sum of the weights.
@@ -136,16 +145,9 @@ impl WrrTree {
             let Some(n) = self.nodes.get(child as usize) else {
                 return 0;
             };
-            // a_k = ⌊(2kL + T) / 2T⌋ visits went left before visit k.
-            let num = 2 * k * n.left_weight + n.two_total / 2;
-            let (before, rem) = divmod(num, n.two_total, n.inv);
-            if rem + 2 * n.left_weight >= n.two_total {
-                child = n.left;
-                k = before;
-            } else {
-                child = n.right;
-                k -= before;
-            }
+            let (left, next) = n.route(k);
+            child = if left { n.left } else { n.right };
+            k = next;
         }
         (child & !LEAF) as usize
     }
@@ -160,10 +162,10 @@ fn build(items: &[(u32, u64)], nodes: &mut Vec<Split>) -> Option<u32> {
             let left_weight: u64 = items[..mid].iter().map(|&(_, w)| w).sum();
             let total: u64 = items.iter().map(|&(_, w)| w).sum();
             let me = nodes.len();
+            // ⌈L · 2⁶⁴ / T⌉ < 2⁶⁴ because 0 < L < T.
+            let share = ((u128::from(left_weight) << 64).div_ceil(u128::from(total))) as u64;
             nodes.push(Split {
-                left_weight,
-                two_total: 2 * total,
-                inv: 1.0 / (2 * total) as f64,
+                share,
                 left: 0,
                 right: 0,
             });
@@ -268,22 +270,91 @@ mod tests {
         }
     }
 
+    /// The exact rule: visit `k` goes left iff `⌊(2(k+1)L + T) / 2T⌋ − ⌊(2kL + T) / 2T⌋ = 1`.
+    fn exact(k: u64, l: u64, t: u64) -> (bool, u64) {
+        let a = |k: u64| {
+            ((2 * u128::from(k) * u128::from(l) + u128::from(t)) / (2 * u128::from(t))) as u64
+        };
+        let (before, after) = (a(k), a(k + 1));
+        if after > before {
+            (true, before)
+        } else {
+            (false, k - before)
+        }
+    }
+
     #[test]
-    fn divmod_is_exact() {
-        for d in [2u64, 3, 12, 1 << 20, (1 << 32) - 2, (1 << 32) + 6] {
-            let inv = 1.0 / d as f64;
-            for num in [
-                0u64,
-                1,
-                d - 1,
-                d,
-                d + 1,
-                12_345_678_901,
-                (1 << 62) + 17,
-                u64::MAX,
-            ] {
-                assert_eq!(divmod(num, d, inv), (num / d, num % d), "{num} / {d}");
+    fn fixed_point_route_is_exact() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let totals = [2u64, 3, 6, 7, 1000, 65_537, (1 << 31) - 1, 1 << 31];
+        for &t in &totals {
+            let mut lefts = vec![1, t / 2, t - 1, (t / 3).max(1)];
+            lefts.extend((0..8).map(|_| 1 + next() % (t - 1)));
+            for &l in &lefts {
+                let share = ((u128::from(l) << 64).div_ceil(u128::from(t))) as u64;
+                let node = Split {
+                    share,
+                    left: 0,
+                    right: 0,
+                };
+                let mut ks = vec![0, 1, t - 1, t / 2, t / 2 + 1];
+                ks.extend((0..200).map(|_| next() % t));
+                if t <= 1000 {
+                    ks.extend(0..t);
+                }
+                for &k in &ks {
+                    assert_eq!(node.route(k), exact(k, l, t), "k={k} L={l} T={t}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn reduce_is_exact() {
+        for w in [
+            vec![1u64],
+            vec![1, 1],
+            vec![5, 1],
+            vec![7, 3, 11],
+            vec![1 << 30, (1 << 30) - 1],
+        ] {
+            let tree = WrrTree::new(&w).unwrap();
+            let mut t = 0x2545_f491_4f6c_dd1du64;
+            for probe in [
+                0u64,
+                1,
+                tree.total - 1,
+                tree.total,
+                u64::MAX,
+                u64::MAX - 1,
+                1 << 63,
+            ] {
+                assert_eq!(
+                    tree.reduce(probe),
+                    probe % tree.total,
+                    "{probe} mod {}",
+                    tree.total
+                );
+            }
+            for _ in 0..100_000 {
+                t = t
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                assert_eq!(tree.reduce(t), t % tree.total, "{t} mod {}", tree.total);
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_or_zero_weights() {
+        assert!(WrrTree::new(&[1 << 31, 1]).is_none());
+        assert!(WrrTree::new(&[3, 0]).is_none());
+        assert!(WrrTree::new(&[1 << 30, 1 << 30]).is_some());
     }
 }
