@@ -1,9 +1,11 @@
 //! Forwarding headers and loop detection.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
+use pingora::{Error, ErrorType};
 
 /// The request's host without port, lower-cased by the router when compared.
 ///
@@ -54,38 +56,207 @@ pub fn loop_detected(req: &RequestHeader, instance_id: &str) -> bool {
     })
 }
 
+/// Lookup names of the headers [`set_forwarding`] reads (no name parsing per request).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// Room for the text of any [`IpAddr`]: at most 39 bytes (eight groups of four hex digits).
+const IP_TEXT_MAX: usize = 48;
+
+/// `ip` as a header value, formatted on the stack (one copy into the value, no `String`).
+fn ip_value(ip: IpAddr) -> pingora::Result<HeaderValue> {
+    let mut buf = [0u8; IP_TEXT_MAX];
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{ip}").is_ok();
+    let len = IP_TEXT_MAX - rest.len();
+    let value = if written {
+        HeaderValue::from_bytes(&buf[..len])
+    } else {
+        HeaderValue::try_from(ip.to_string())
+    };
+    value.map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid client address", e))
+}
+
+/// `X-Forwarded-Proto` for `scheme`, without copying the usual two.
+fn proto_value(scheme: &'static str) -> pingora::Result<HeaderValue> {
+    match scheme {
+        "http" => Ok(HeaderValue::from_static("http")),
+        "https" => Ok(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid scheme", e)),
+    }
+}
+
+/// `prior, last` (each item of `prior` followed by `, `) in one exactly sized buffer, so the
+/// value takes it without another copy. `prior` is called twice: to size, then to fill.
+fn joined_value<'a, I: Iterator<Item = &'a str>>(
+    prior: impl Fn() -> I,
+    last: &[u8],
+) -> pingora::Result<HeaderValue> {
+    let len = prior().map(|p| p.len() + 2).sum::<usize>() + last.len();
+    let mut out = Vec::with_capacity(len);
+    for p in prior() {
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(last);
+    HeaderValue::try_from(out)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid forwarding value", e))
+}
+
+/// `instance_id` as the value [`set_forwarding`] appends to `CDN-Loop`; build it once.
+pub fn instance_id_value(instance_id: &str) -> Option<HeaderValue> {
+    HeaderValue::try_from(instance_id.to_string()).ok()
+}
+
 /// Sets `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Real-IP` and
-/// appends `instance_id` to `CDN-Loop`.
+/// appends `instance_id` (see [`instance_id_value`]) to `CDN-Loop`.
+///
+/// Header names are passed as lower-case `&'static str`: Pingora keeps the case it is given on
+/// the wire, so these are what the origin sees.
 pub fn set_forwarding(
     req: &mut RequestHeader,
     client_ip: Option<IpAddr>,
     scheme: &'static str,
     client_host: Option<HeaderValue>,
-    instance_id: &str,
+    instance_id: &HeaderValue,
 ) -> pingora::Result<()> {
     if let Some(ip) = client_ip {
-        let ip_s = ip.to_string();
-        let xff = match req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-        {
-            prior if prior.is_empty() => ip_s.clone(),
-            prior => format!("{}, {ip_s}", prior.join(", ")),
+        let ip_v = ip_value(ip)?;
+        let prior_xff = req.headers.get_all(&X_FORWARDED_FOR);
+        let prior = || prior_xff.iter().filter_map(|v| v.to_str().ok());
+        let xff = if prior().next().is_none() {
+            ip_v.clone()
+        } else {
+            joined_value(prior, ip_v.as_bytes())?
         };
         req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-real-ip", ip_s)?;
+        req.insert_header("x-real-ip", ip_v)?;
     }
-    req.insert_header("x-forwarded-proto", scheme)?;
+    req.insert_header("x-forwarded-proto", proto_value(scheme)?)?;
     if let Some(h) = client_host {
         req.insert_header("x-forwarded-host", h)?;
     }
-    let cdn_loop = match req.headers.get("cdn-loop").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {instance_id}"),
-        _ => instance_id.to_string(),
+    let cdn_loop = match req.headers.get(&CDN_LOOP).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => {
+            joined_value(|| std::iter::once(prior), instance_id.as_bytes())?
+        }
+        _ => instance_id.clone(),
     };
     req.insert_header("cdn-loop", cdn_loop)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(headers: &[(&'static str, &[u8])]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in headers {
+            req.append_header(*n, HeaderValue::from_bytes(v).unwrap())
+                .unwrap();
+        }
+        req
+    }
+
+    fn wire(req: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Applies [`set_forwarding`] (instance id `gw-1`) and checks the headers on the wire.
+    fn check(
+        headers: &[(&'static str, &[u8])],
+        ip: Option<&str>,
+        scheme: &'static str,
+        host: Option<&'static str>,
+        want: &str,
+    ) {
+        let mut req = build(headers);
+        let id = instance_id_value("gw-1").unwrap();
+        let ip = ip.map(|ip| ip.parse().unwrap());
+        let host = host.map(HeaderValue::from_static);
+        set_forwarding(&mut req, ip, scheme, host, &id).unwrap();
+        assert_eq!(wire(&req), want);
+    }
+
+    /// The expected bytes are those of the first implementation (which formatted `String`s).
+    #[test]
+    fn forwarding_headers_are_byte_identical() {
+        check(
+            &[("Host", b"example.com")],
+            Some("127.0.0.1"),
+            "http",
+            Some("example.com"),
+            "Host: example.com\r\nx-forwarded-for: 127.0.0.1\r\nx-real-ip: 127.0.0.1\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: example.com\r\ncdn-loop: gw-1\r\n",
+        );
+        check(
+            &[
+                ("X-Forwarded-For", b"198.51.100.7"),
+                ("Accept", b"*/*"),
+                ("x-forwarded-for", b"10.0.0.1, 10.0.0.2"),
+                ("X-Real-IP", b"1.2.3.4"),
+                ("X-Forwarded-Proto", b"http"),
+                ("CDN-Loop", b"other-cdn"),
+                ("cdn-loop", b"third"),
+            ],
+            Some("2001:db8::1"),
+            "https",
+            None,
+            "x-forwarded-for: 198.51.100.7, 10.0.0.1, 10.0.0.2, 2001:db8::1\r\nAccept: */*\r\n\
+             x-real-ip: 2001:db8::1\r\nx-forwarded-proto: https\r\ncdn-loop: other-cdn, gw-1\r\n",
+        );
+        check(
+            &[("cdn-loop", b""), ("X-Forwarded-Host", b"spoof")],
+            None,
+            "http",
+            Some("h.example:8080"),
+            "cdn-loop: gw-1\r\nx-forwarded-host: h.example:8080\r\nx-forwarded-proto: http\r\n",
+        );
+        check(
+            &[("X-Forwarded-For", b"\xff\xfe"), ("CDN-Loop", b"caf\xe9")],
+            Some("::ffff:10.0.0.1"),
+            "http",
+            None,
+            "x-forwarded-for: ::ffff:10.0.0.1\r\ncdn-loop: gw-1\r\nx-real-ip: ::ffff:10.0.0.1\r\n\
+             x-forwarded-proto: http\r\n",
+        );
+        check(
+            &[
+                ("X-Forwarded-For", b""),
+                ("x-forwarded-for", b"\xff"),
+                ("x-forwarded-for", b"9.9.9.9"),
+            ],
+            Some("255.255.255.255"),
+            "https",
+            None,
+            "x-forwarded-for: , 9.9.9.9, 255.255.255.255\r\nx-real-ip: 255.255.255.255\r\n\
+             x-forwarded-proto: https\r\ncdn-loop: gw-1\r\n",
+        );
+        check(
+            &[],
+            Some("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"),
+            "http",
+            None,
+            "x-forwarded-for: ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\r\n\
+             x-real-ip: ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\r\nx-forwarded-proto: http\r\n\
+             cdn-loop: gw-1\r\n",
+        );
+    }
+
+    #[test]
+    fn every_ip_fits_the_stack_buffer() {
+        for ip in [
+            "::ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "255.255.255.255",
+            "::",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).unwrap().as_bytes(), ip.to_string().as_bytes());
+        }
+    }
 }

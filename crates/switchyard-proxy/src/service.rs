@@ -24,7 +24,7 @@ use switchyard_metrics::Metrics;
 
 use crate::cascade;
 use crate::extension::{Decision, ExtContext, Extension, RequestInfo};
-use crate::headers::{loop_detected, request_host, set_forwarding, strip_port};
+use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
 use crate::responses::{respond, respond_decision, LOOP_DETECTED};
 use crate::router::Params;
 use crate::runtime::{Runtime, UpstreamRuntime};
@@ -145,12 +145,15 @@ impl RequestCtx {
 pub struct HttpGateway {
     shared: Arc<Shared>,
     listener: String,
+    /// `instance_id` as the `CDN-Loop` entry (`None` if it is not a valid header value).
+    cdn_loop_id: Option<HeaderValue>,
 }
 
 impl HttpGateway {
     /// The service for listener `listener` (by name).
     pub fn new(shared: Arc<Shared>, listener: &str) -> Self {
         HttpGateway {
+            cdn_loop_id: instance_id_value(&shared.instance_id),
             shared,
             listener: listener.to_string(),
         }
@@ -545,12 +548,19 @@ impl ProxyHttp for HttpGateway {
                 upstream_request.insert_header(cascade::HEADER, value)?;
             }
         }
+        let Some(cdn_loop_id) = &self.cdn_loop_id else {
+            // Unreachable with a validated configuration (an instance id is an HTTP token).
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "invalid value while insert",
+            ));
+        };
         set_forwarding(
             upstream_request,
             ctx.client_ip,
             listener.scheme(),
             ctx.client_host.clone(),
-            &self.shared.instance_id,
+            cdn_loop_id,
         )?;
         if !self.shared.extensions.is_empty() {
             let info = RequestInfo {
