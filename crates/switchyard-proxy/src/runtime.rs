@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use switchyard_balance::{
-    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, ServerId, ServerSpec,
-    StatsStore,
+    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, Server, ServerId, ServerSpec,
+    Snapshot, StatsStore,
 };
 use switchyard_config::{
     Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, Scheme,
@@ -85,8 +85,8 @@ pub struct UpstreamRuntime {
     /// True if this runtime created `health` (it must be started); false if it was taken over
     /// from the previous runtime on reload.
     pub health_is_new: bool,
-    /// Per-server metric handles by identity (replaced when DNS answers change the servers).
-    pub server_metrics: ArcSwap<HashMap<ServerId, Arc<ServerMetrics>>>,
+    /// Per-server metric handles (replaced when DNS answers change the servers).
+    pub server_metrics: ArcSwap<ServerMetricsTable>,
     /// Sticky-session tokens, when `[upstreams.sticky]` is set.
     pub sticky: Option<Sticky>,
     /// The cascade key, when `cascade = true` (requests to this upstream are signed).
@@ -102,6 +102,51 @@ impl std::fmt::Debug for UpstreamRuntime {
             .field("pool", &self.pool)
             .finish()
     }
+}
+
+/// The metric handles of an upstream's servers: in the order the servers were given to the pool
+/// (the order of its snapshots' servers, so the request path finds a picked server's handles by
+/// position), and by identity.
+#[derive(Debug, Default)]
+pub struct ServerMetricsTable {
+    in_order: Vec<(ServerId, Arc<ServerMetrics>)>,
+    by_id: HashMap<ServerId, Arc<ServerMetrics>>,
+}
+
+impl ServerMetricsTable {
+    /// A table over `in_order` (the servers in pool order with their handles).
+    pub fn new(in_order: Vec<(ServerId, Arc<ServerMetrics>)>) -> Self {
+        let by_id = in_order.iter().cloned().collect();
+        ServerMetricsTable { in_order, by_id }
+    }
+    /// The handles of server `id`.
+    pub fn get(&self, id: &ServerId) -> Option<&Arc<ServerMetrics>> {
+        self.by_id.get(id)
+    }
+    /// The handles of server `id`, expected at position `index`; looked up by identity if the
+    /// servers changed order since the table was built.
+    pub fn at(&self, index: usize, id: &ServerId) -> Option<&Arc<ServerMetrics>> {
+        match self.in_order.get(index) {
+            Some((i, m)) if i == id => Some(m),
+            _ => self.get(id),
+        }
+    }
+    /// Every identity in the table.
+    pub fn ids(&self) -> impl Iterator<Item = &ServerId> {
+        self.in_order.iter().map(|(id, _)| id)
+    }
+}
+
+/// The position of `server` in `servers`, of which it must be an element, found from its address
+/// instead of by a scan (checked: `None` if it is not an element).
+fn position_in(servers: &[Server], server: &Server) -> Option<usize> {
+    let size = std::mem::size_of::<Server>().max(1);
+    let offset = (server as *const Server as usize).checked_sub(servers.as_ptr() as usize)?;
+    let i = offset / size;
+    servers
+        .get(i)
+        .is_some_and(|s| std::ptr::eq(s, server))
+        .then_some(i)
 }
 
 /// True if a reload can keep the upstream's pool and health checkers and only change its
@@ -121,6 +166,17 @@ impl UpstreamRuntime {
         self.server_metrics.load().get(id).cloned()
     }
 
+    /// The metric handles of `server`, a server of `snap` (a snapshot of this upstream's pool),
+    /// found by its position rather than by hashing its identity.
+    pub fn metrics_of(&self, snap: &Snapshot, server: &Server) -> Option<Arc<ServerMetrics>> {
+        let table = self.server_metrics.load();
+        match position_in(snap.servers(), server) {
+            Some(i) => table.at(i, &server.spec.id),
+            None => table.get(&server.spec.id),
+        }
+        .cloned()
+    }
+
     /// Replaces the servers at run time (a changed DNS answer): the pool (stats kept for every
     /// identity that stays, dropped for the others), health checkers, metric handles and sticky
     /// tokens follow.
@@ -131,15 +187,18 @@ impl UpstreamRuntime {
         self.pool.store().retain(&ids);
         self.health.sync_servers();
         let old = self.server_metrics.load_full();
-        let mut next = HashMap::with_capacity(ids.len());
-        for id in &ids {
-            let m = old
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(metrics.server(&self.cfg.name, id.as_str())));
-            next.insert(id.clone(), m);
-        }
-        for id in old.keys().filter(|id| !next.contains_key(*id)) {
+        let next = ServerMetricsTable::new(
+            ids.iter()
+                .map(|id| {
+                    let m = old
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(metrics.server(&self.cfg.name, id.as_str())));
+                    (id.clone(), m)
+                })
+                .collect(),
+        );
+        for id in old.ids().filter(|id| next.get(id).is_none()) {
             // Gauges of a server that is gone would report it forever; counters stay.
             let _ = metrics
                 .backend_healthy
@@ -311,13 +370,15 @@ impl Runtime {
         for (up, resolved) in cfg.upstreams.iter().zip(&resolved) {
             let specs = server_specs(up, resolved);
             let prev = previous.and_then(|p| p.upstream(&up.name));
-            let server_metrics = specs
-                .iter()
-                .map(|s| {
-                    let m = metrics.server(&up.name, s.id.as_str());
-                    (s.id.clone(), Arc::new(m))
-                })
-                .collect();
+            let server_metrics = ServerMetricsTable::new(
+                specs
+                    .iter()
+                    .map(|s| {
+                        let m = metrics.server(&up.name, s.id.as_str());
+                        (s.id.clone(), Arc::new(m))
+                    })
+                    .collect(),
+            );
             let (pool, health, health_is_new) = match prev {
                 Some(prev) if same_shape(&prev.cfg, up) => {
                     // Same shape: keep pool (selector counters) and checkers, change servers.
@@ -474,3 +535,45 @@ impl Runtime {
 
 /// A shared stats store handle, for embedders building pools themselves.
 pub type SharedStore = Arc<StatsStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_in_finds_elements_only() {
+        let specs: Vec<ServerSpec> = (1..=3)
+            .map(|i| ServerSpec::new("g", format!("127.0.0.1:{i}").parse().unwrap(), 1))
+            .collect();
+        let pool = Pool::new(
+            "u",
+            PoolOptions::new(BalanceAlgorithm::Wrr),
+            specs,
+            Arc::default(),
+        );
+        let snap = pool.snapshot();
+        for (i, s) in snap.servers().iter().enumerate() {
+            assert_eq!(position_in(snap.servers(), s), Some(i));
+        }
+        let copy = snap.servers()[1].clone();
+        assert_eq!(position_in(snap.servers(), &copy), None);
+        assert_eq!(position_in(&snap.servers()[2..], &snap.servers()[1]), None);
+    }
+
+    #[test]
+    fn metrics_table_falls_back_to_identity() {
+        let m = Metrics::global();
+        let a = ServerId::new("t", "a:1");
+        let b = ServerId::new("t", "b:1");
+        let table = ServerMetricsTable::new(vec![
+            (a.clone(), Arc::new(m.server("t", a.as_str()))),
+            (b.clone(), Arc::new(m.server("t", b.as_str()))),
+        ]);
+        let by_id = |id: &ServerId| table.get(id).map(Arc::as_ptr);
+        assert_eq!(table.at(1, &b).map(Arc::as_ptr), by_id(&b));
+        // Order changed since the table was built: found by identity.
+        assert_eq!(table.at(0, &b).map(Arc::as_ptr), by_id(&b));
+        assert_eq!(table.at(7, &a).map(Arc::as_ptr), by_id(&a));
+        assert!(table.at(0, &ServerId::new("t", "c:1")).is_none());
+    }
+}

@@ -20,7 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
 use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
-use switchyard_metrics::Metrics;
+use switchyard_metrics::{Metrics, ServerMetrics};
 
 use crate::cascade;
 use crate::extension::{Decision, ExtContext, Extension, RequestInfo};
@@ -104,6 +104,8 @@ pub enum FailureKind {
 struct Attempt {
     upstream: Arc<UpstreamRuntime>,
     id: ServerId,
+    /// The server's metric handles, resolved when it was picked.
+    metrics: Option<Arc<ServerMetrics>>,
     inflight: InFlight,
     header_ns: Option<u64>,
 }
@@ -171,7 +173,7 @@ impl HttpGateway {
     fn fail_attempt(&self, ctx: &mut RequestCtx, kind: FailureKind) {
         ctx.last_failure = Some(kind);
         if let Some(a) = ctx.attempt.take() {
-            if let Some(m) = a.upstream.server_metrics(&a.id) {
+            if let Some(m) = &a.metrics {
                 match kind {
                     FailureKind::Connect => m.connect_error.inc(),
                     FailureKind::Timeout => m.timeout.inc(),
@@ -444,7 +446,7 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let (rt, route_idx) = match (&ctx.rt, ctx.route) {
-            (Some(rt), Some(r)) => (Arc::clone(rt), r),
+            (Some(rt), Some(r)) => (rt, r),
             _ => {
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(500),
@@ -488,6 +490,7 @@ impl ProxyHttp for HttpGateway {
         ctx.attempt = Some(Attempt {
             upstream: Arc::clone(upstream),
             id: server.spec.id.clone(),
+            metrics: upstream.metrics_of(&snap, server),
             inflight: server.stats.begin(snap.now_nanos()),
             header_ns: None,
         });
@@ -741,7 +744,7 @@ impl ProxyHttp for HttpGateway {
                         p.unhealthy_statuses.contains(&s)
                     })
             });
-            let m = a.upstream.server_metrics(&a.id);
+            let m = a.metrics.as_deref();
             let now = a.upstream.pool.now_nanos();
             match (status, e) {
                 (Some(s), _) => {
