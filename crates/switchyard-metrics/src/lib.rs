@@ -61,6 +61,8 @@ pub struct Metrics {
     pub proxy_protocol_errors_total: IntCounterVec,
     /// `switchyard_dns_resolutions_total{upstream,result}`: server-name resolutions.
     pub dns_resolutions_total: IntCounterVec,
+    /// `switchyard_requests_total{route="",upstream="",code}` series, resolved once per code.
+    unrouted: CodeCounters,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -146,6 +148,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Resolutions of server domain names, by result.",
             &["upstream", "result"]
         )?,
+        unrouted: CodeCounters::new("", ""),
     })
 }
 
@@ -166,13 +169,23 @@ impl Metrics {
     /// Handles for one route and its upstream.
     pub fn route(&'static self, route: &str, upstream: &str) -> RouteMetrics {
         RouteMetrics {
-            route: route.to_string(),
-            upstream: upstream.to_string(),
             duration: self.request_duration_seconds.with_label_values(&[route]),
             retries: self.retries_total.with_label_values(&[route]),
-            codes: (0..CODE_SLOTS).map(|_| OnceLock::new()).collect(),
+            codes: CodeCounters::new(route, upstream),
             metrics: self,
         }
+    }
+
+    /// Counts one response to a request that was not routed (`route` and `upstream` empty in
+    /// `switchyard_requests_total`), without looking its series up each time.
+    ///
+    /// ```
+    /// let m = switchyard_metrics::Metrics::global();
+    /// m.count_unrouted(404);
+    /// assert_eq!(m.requests_total.with_label_values(&["", "", "404"]).get(), 1);
+    /// ```
+    pub fn count_unrouted(&self, code: u16) {
+        self.unrouted.inc(&self.requests_total, code);
     }
 
     /// Handles for one server of an upstream.
@@ -241,20 +254,57 @@ fn unregistered() -> Metrics {
         tcp_bytes_total: cv("switchyard_tcp_bytes_total", &["listener", "direction"]),
         proxy_protocol_errors_total: cv("switchyard_proxy_protocol_errors_total", &["listener"]),
         dns_resolutions_total: cv("switchyard_dns_resolutions_total", &["upstream", "result"]),
+        unrouted: CodeCounters::new("", ""),
     }
 }
 
-const CODE_SLOTS: usize = 500;
+/// Cached status-code series: 100..=599, then 0 (no response was sent).
+const CODE_SLOTS: usize = 501;
 
-/// Per-route handles: the duration histogram, the retry counter and one lazily resolved counter
-/// per status code (100..=599), so a request costs no label hashing.
+/// The cache slot of `code`; codes outside 100..=599 other than 0 are not cached.
+fn code_slot(code: u16) -> Option<usize> {
+    match code {
+        100..=599 => Some(usize::from(code - 100)),
+        0 => Some(CODE_SLOTS - 1),
+        _ => None,
+    }
+}
+
+/// The `switchyard_requests_total` series of one route/upstream pair, one lazily resolved
+/// counter per status code, so a response costs no label hashing.
 #[derive(Debug)]
-pub struct RouteMetrics {
+struct CodeCounters {
     route: String,
     upstream: String,
+    slots: Box<[OnceLock<IntCounter>]>,
+}
+
+impl CodeCounters {
+    fn new(route: &str, upstream: &str) -> Self {
+        CodeCounters {
+            route: route.to_string(),
+            upstream: upstream.to_string(),
+            slots: (0..CODE_SLOTS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn inc(&self, family: &IntCounterVec, code: u16) {
+        let resolve =
+            || family.with_label_values(&[&self.route, &self.upstream, &code.to_string()]);
+        match code_slot(code).and_then(|i| self.slots.get(i)) {
+            Some(slot) => slot.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
+}
+
+/// Per-route handles: the duration histogram, the retry counter and one lazily resolved counter
+/// per status code, so a request costs no label hashing.
+#[derive(Debug)]
+pub struct RouteMetrics {
     duration: Histogram,
     retries: IntCounter,
-    codes: Box<[OnceLock<IntCounter>]>,
+    codes: CodeCounters,
     metrics: &'static Metrics,
 }
 
@@ -262,23 +312,12 @@ impl RouteMetrics {
     /// Records one response with `code` that took `seconds`.
     pub fn observe(&self, code: u16, seconds: f64) {
         self.duration.observe(seconds);
-        self.code(code).inc();
+        self.codes.inc(&self.metrics.requests_total, code);
     }
 
     /// Counts one retry.
     pub fn retried(&self) {
         self.retries.inc();
-    }
-
-    fn code(&self, code: u16) -> &IntCounter {
-        let slot = usize::from(code.clamp(100, 599) - 100);
-        self.codes[slot].get_or_init(|| {
-            self.metrics.requests_total.with_label_values(&[
-                &self.route,
-                &self.upstream,
-                &code.to_string(),
-            ])
-        })
     }
 }
 
@@ -299,4 +338,27 @@ pub struct ServerMetrics {
     pub healthy: IntGauge,
     /// The in-flight gauge.
     pub in_flight: IntGauge,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_outside_the_usual_range_keep_their_own_series() {
+        let m = Metrics::global();
+        let r = m.route("codes-test", "up");
+        for code in [0, 100, 0, 599, 600, 999, 100] {
+            r.observe(code, 0.001);
+        }
+        let get = |c: &str| {
+            m.requests_total
+                .with_label_values(&["codes-test", "up", c])
+                .get()
+        };
+        assert_eq!(
+            [get("0"), get("100"), get("599"), get("600"), get("999")],
+            [2, 2, 1, 1, 1]
+        );
+    }
 }

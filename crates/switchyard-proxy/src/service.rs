@@ -776,13 +776,7 @@ impl ProxyHttp for HttpGateway {
         }
         match (ctx.rt.as_ref(), ctx.route) {
             (Some(rt), Some(r)) => rt.routes[r].metrics.observe(code, elapsed),
-            _ => {
-                self.shared
-                    .metrics
-                    .requests_total
-                    .with_label_values(&["", "", &code.to_string()])
-                    .inc();
-            }
+            _ => self.shared.metrics.count_unrouted(code),
         }
     }
 }
