@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -17,6 +17,7 @@ use switchyard_config::{
     Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, Scheme,
     UpstreamConfig, WhenAllDown,
 };
+use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
 
 use switchyard_health::{initially_healthy, UpstreamHealth};
@@ -93,6 +94,8 @@ pub struct UpstreamRuntime {
     pub cascade_key: Option<Vec<u8>>,
     /// TLS settings, when `scheme = "https"`.
     pub tls: Option<UpstreamTlsRuntime>,
+    /// `switchyard_no_server_total{upstream}`, resolved on first use.
+    no_server: OnceLock<IntCounter>,
 }
 
 impl std::fmt::Debug for UpstreamRuntime {
@@ -161,6 +164,17 @@ fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
 }
 
 impl UpstreamRuntime {
+    /// Counts a request answered 503 because no server was available.
+    pub fn count_no_server(&self) {
+        self.no_server
+            .get_or_init(|| {
+                Metrics::global()
+                    .no_server_total
+                    .with_label_values(&[&self.cfg.name])
+            })
+            .inc();
+    }
+
     /// The metric handles of one server.
     pub fn server_metrics(&self, id: &ServerId) -> Option<Arc<ServerMetrics>> {
         self.server_metrics.load().get(id).cloned()
@@ -441,6 +455,7 @@ impl Runtime {
                 server_metrics: ArcSwap::from_pointee(server_metrics),
                 sticky,
                 cascade_key,
+                no_server: OnceLock::new(),
             }));
         }
         let upstream_index = |name: &str| {

@@ -7,7 +7,7 @@
 //! `fail_to_connect` / `error_while_proxy`, which decide whether to retry on another server.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
 use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
+use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, ServerMetrics};
 
 use crate::cascade;
@@ -142,11 +143,37 @@ impl RequestCtx {
     }
 }
 
+/// Why a request was refused before routing: the `reason` label of
+/// `switchyard_rejected_requests_total`.
+#[derive(Debug, Clone, Copy)]
+enum Reject {
+    Acl,
+    Loop,
+    NoRoute,
+    Cascade,
+}
+
+impl Reject {
+    fn label(self) -> &'static str {
+        match self {
+            Reject::Acl => "acl",
+            Reject::Loop => "loop",
+            Reject::NoRoute => "no_route",
+            Reject::Cascade => "cascade",
+        }
+    }
+}
+
 /// The HTTP gateway service of one listener.
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
     shared: Arc<Shared>,
     listener: String,
+    /// The listener's position in the runtime it was built with: checked by name on use, so a
+    /// reload that moves it only costs the lookup by name.
+    listener_hint: Option<usize>,
+    /// `switchyard_rejected_requests_total{listener}` by [`Reject`], resolved on first use.
+    rejected: Arc<[OnceLock<IntCounter>; 4]>,
     /// `instance_id` as the `CDN-Loop` entry (`None` if it is not a valid header value).
     cdn_loop_id: Option<HeaderValue>,
 }
@@ -156,16 +183,36 @@ impl HttpGateway {
     pub fn new(shared: Arc<Shared>, listener: &str) -> Self {
         HttpGateway {
             cdn_loop_id: instance_id_value(&shared.instance_id),
+            listener_hint: shared.runtime.load().listener_index(listener),
+            rejected: Arc::default(),
             shared,
             listener: listener.to_string(),
         }
     }
 
-    fn reject(&self, listener: &str, reason: &str) {
-        self.shared
-            .metrics
-            .rejected_requests_total
-            .with_label_values(&[listener, reason])
+    /// This listener's index in `rt`, if `rt` still has it.
+    fn listener_index(&self, rt: &Runtime) -> Option<usize> {
+        match self.listener_hint {
+            Some(i)
+                if rt
+                    .listeners
+                    .get(i)
+                    .is_some_and(|l| l.cfg.name == self.listener) =>
+            {
+                Some(i)
+            }
+            _ => rt.listener_index(&self.listener),
+        }
+    }
+
+    fn reject(&self, reason: Reject) {
+        self.rejected[reason as usize]
+            .get_or_init(|| {
+                self.shared
+                    .metrics
+                    .rejected_requests_total
+                    .with_label_values(&[&self.listener, reason.label()])
+            })
             .inc();
     }
 
@@ -347,7 +394,7 @@ impl ProxyHttp for HttpGateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let rt = self.shared.runtime.load_full();
-        let Some(li) = rt.listener_index(&self.listener) else {
+        let Some(li) = self.listener_index(&rt) else {
             // The listener was removed by a reload: it keeps serving until the process is
             // upgraded, but has no routes any more.
             respond(session, 404).await?;
@@ -361,13 +408,13 @@ impl ProxyHttp for HttpGateway {
             .map(|a| a.ip());
         if let Some(ip) = ctx.client_ip {
             if !listener.admits(ip) {
-                self.reject(&self.listener, "acl");
+                self.reject(Reject::Acl);
                 respond(session, 403).await?;
                 return Ok(true);
             }
         }
         if loop_detected(session.req_header(), &self.shared.instance_id) {
-            self.reject(&self.listener, "loop");
+            self.reject(Reject::Loop);
             respond(session, LOOP_DETECTED).await?;
             return Ok(true);
         }
@@ -385,7 +432,7 @@ impl ProxyHttp for HttpGateway {
                 .router
                 .find(strip_port(host), req.uri.path(), req.method.as_str())
         else {
-            self.reject(&self.listener, "no_route");
+            self.reject(Reject::NoRoute);
             respond(session, 404).await?;
             return Ok(true);
         };
@@ -409,12 +456,12 @@ impl ProxyHttp for HttpGateway {
             match verdict {
                 cascade::Verdict::Accept => {}
                 cascade::Verdict::Unauthorized => {
-                    self.reject(&self.listener, "cascade");
+                    self.reject(Reject::Cascade);
                     respond(session, 401).await?;
                     return Ok(true);
                 }
                 cascade::Verdict::Forbidden => {
-                    self.reject(&self.listener, "cascade");
+                    self.reject(Reject::Cascade);
                     respond(session, 403).await?;
                     return Ok(true);
                 }
@@ -464,11 +511,7 @@ impl ProxyHttp for HttpGateway {
         });
         let Some(server) = sticky.or_else(|| snap.pick(ctx.key, &ctx.tried)) else {
             if ctx.tried.is_empty() {
-                self.shared
-                    .metrics
-                    .no_server_total
-                    .with_label_values(&[&upstream.cfg.name])
-                    .inc();
+                upstream.count_no_server();
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no server available",
