@@ -96,6 +96,8 @@ pub struct UpstreamRuntime {
     pub tls: Option<UpstreamTlsRuntime>,
     /// `switchyard_no_server_total{upstream}`, resolved on first use.
     no_server: OnceLock<IntCounter>,
+    /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
+    hash_on: Option<HashOn>,
 }
 
 impl std::fmt::Debug for UpstreamRuntime {
@@ -150,6 +152,16 @@ fn position_in(servers: &[Server], server: &Server) -> Option<usize> {
         .get(i)
         .is_some_and(|s| std::ptr::eq(s, server))
         .then_some(i)
+}
+
+/// What `up`'s request keys are hashed on, if its algorithm hashes.
+fn hash_on(up: &UpstreamConfig) -> Option<HashOn> {
+    match up.algorithm {
+        Algorithm::ConsistentHash => Some(up.hash_on.clone().unwrap_or(HashOn::SourceIp)),
+        Algorithm::SourceIpHash => Some(HashOn::SourceIp),
+        Algorithm::UriHash => Some(HashOn::Uri),
+        _ => None,
+    }
 }
 
 /// True if a reload can keep the upstream's pool and health checkers and only change its
@@ -234,13 +246,8 @@ impl UpstreamRuntime {
     }
 
     /// What the request key is hashed on, if the algorithm hashes.
-    pub fn hash_on(&self) -> Option<HashOn> {
-        match self.cfg.algorithm {
-            Algorithm::ConsistentHash => Some(self.cfg.hash_on.clone().unwrap_or(HashOn::SourceIp)),
-            Algorithm::SourceIpHash => Some(HashOn::SourceIp),
-            Algorithm::UriHash => Some(HashOn::Uri),
-            _ => None,
-        }
+    pub fn hash_on(&self) -> Option<&HashOn> {
+        self.hash_on.as_ref()
     }
 }
 
@@ -456,6 +463,7 @@ impl Runtime {
                 sticky,
                 cascade_key,
                 no_server: OnceLock::new(),
+                hash_on: hash_on(up),
             }));
         }
         let upstream_index = |name: &str| {

@@ -300,11 +300,7 @@ impl HttpGateway {
                 },
             }),
             HashOn::Uri => Some(hash_bytes(req.uri.path().as_bytes())),
-            HashOn::Host => Some(hash_bytes(
-                strip_port(request_host(req))
-                    .to_ascii_lowercase()
-                    .as_bytes(),
-            )),
+            HashOn::Host => Some(hash_lowercase(strip_port(request_host(req)))),
             HashOn::Header(name) => req
                 .headers
                 .get(name.as_str())
@@ -322,6 +318,20 @@ impl HttpGateway {
 /// The stable hash used for hashing selectors (same on every instance of a fleet).
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
     switchyard_balance::hash_key(bytes)
+}
+
+/// [`hash_bytes`] of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
+/// (host names are at most 253 bytes).
+fn hash_lowercase(s: &str) -> u64 {
+    let mut buf = [0u8; 256];
+    match buf.get_mut(..s.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(s.as_bytes());
+            lower.make_ascii_lowercase();
+            hash_bytes(lower)
+        }
+        None => hash_bytes(s.to_ascii_lowercase().as_bytes()),
+    }
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -477,7 +487,7 @@ impl ProxyHttp for HttpGateway {
                 cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
         }
         if let Some(hash_on) = upstream.hash_on() {
-            ctx.key = self.hash_key(session, ctx, &hash_on);
+            ctx.key = self.hash_key(session, ctx, hash_on);
         }
         // `[limits] retry_buffer_bytes`: 0 never buffers (Pingora's buffer is a fixed 64 KiB).
         if rt.config.limits.retry_buffer_bytes > 0 {
@@ -820,6 +830,22 @@ impl ProxyHttp for HttpGateway {
         match (ctx.rt.as_ref(), ctx.route) {
             (Some(rt), Some(r)) => rt.routes[r].metrics.observe(code, elapsed),
             _ => self.shared.metrics.count_unrouted(code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_hash_is_that_of_the_lowercased_name() {
+        let long = "A".repeat(300);
+        for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
+            assert_eq!(
+                hash_lowercase(host),
+                hash_bytes(host.to_ascii_lowercase().as_bytes())
+            );
         }
     }
 }
