@@ -22,6 +22,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The header name.
 pub const HEADER: &str = "switchyard-cascade";
+/// [`HEADER`] ready for lookups and removal (inserting takes [`HEADER`], whose case is kept).
+pub static HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 /// Largest accepted clock difference, in seconds.
 pub const MAX_SKEW_S: u64 = 300;
 

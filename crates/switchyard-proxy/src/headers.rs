@@ -34,6 +34,10 @@ pub fn request_host(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
+/// Lookup names of the headers read per request (no name parsing per request).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
 /// True if a `CDN-Loop` header (RFC 8586) already lists `instance_id`.
 ///
 /// ```
@@ -44,7 +48,7 @@ pub fn request_host(req: &RequestHeader) -> &str {
 /// assert!(!loop_detected(&req, "gw-3"));
 /// ```
 pub fn loop_detected(req: &RequestHeader, instance_id: &str) -> bool {
-    req.headers.get_all("cdn-loop").iter().any(|v| {
+    req.headers.get_all(&CDN_LOOP).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|entry| {
                 entry
@@ -55,10 +59,6 @@ pub fn loop_detected(req: &RequestHeader, instance_id: &str) -> bool {
         })
     })
 }
-
-/// Lookup names of the headers [`set_forwarding`] reads (no name parsing per request).
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 
 /// Room for the text of any [`IpAddr`]: at most 39 bytes (eight groups of four hex digits).
 const IP_TEXT_MAX: usize = 48;

@@ -455,7 +455,7 @@ impl ProxyHttp for HttpGateway {
                     &v.key,
                     &v.allowed,
                     req.headers
-                        .get(cascade::HEADER)
+                        .get(&cascade::HEADER_NAME)
                         .and_then(|h| h.to_str().ok()),
                     cascade::unix_now(),
                     req.method.as_str(),
@@ -592,7 +592,7 @@ impl ProxyHttp for HttpGateway {
                 upstream_request.insert_header(http::header::HOST, h.clone())?;
             }
             // Never pass a client's cascade header on; sign anew for cascade upstreams.
-            upstream_request.remove_header(cascade::HEADER);
+            upstream_request.remove_header(&cascade::HEADER_NAME);
             if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
                 let value = cascade::header_value(
                     key,
