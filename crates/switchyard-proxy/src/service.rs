@@ -653,10 +653,13 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if !self.shared.extensions.is_empty() {
-            let rt = ctx.rt.clone();
             let info = RequestInfo {
                 listener: &self.listener,
-                route: rt.as_ref().zip(ctx.route).map(|(rt, r)| &rt.routes[r].cfg),
+                route: ctx
+                    .rt
+                    .as_ref()
+                    .zip(ctx.route)
+                    .map(|(rt, r)| &rt.routes[r].cfg),
                 server: ctx.attempt.as_ref().map(|a| &a.id),
                 client_ip: ctx.client_ip,
             };
