@@ -234,6 +234,36 @@ pub struct LimitsConfig {
     pub retry_buffer_bytes: usize,
     /// `max_connections`: concurrent downstream connections per listener; 0 = unlimited. Default 0.
     pub max_connections: usize,
+    /// `read_buffer_bytes`: the read buffer each client connection of an `http` or `https`
+    /// listener keeps for its whole life; 0 = none. Default (unset): 4096 for `http`, 65536 for
+    /// `https` (TLS reads records of up to 16 KiB in small pieces, which a large buffer batches).
+    pub read_buffer_bytes: Option<usize>,
+}
+
+/// Default `read_buffer_bytes` of `http` listeners.
+pub const DEFAULT_HTTP_READ_BUFFER_BYTES: usize = 4096;
+/// Default `read_buffer_bytes` of `https` listeners.
+pub const DEFAULT_HTTPS_READ_BUFFER_BYTES: usize = 65_536;
+/// Largest `read_buffer_bytes`.
+pub const MAX_READ_BUFFER_BYTES: usize = 1 << 20;
+
+impl LimitsConfig {
+    /// The read buffer size for client connections of a listener speaking `protocol`.
+    ///
+    /// ```
+    /// use switchyard_config::{LimitsConfig, ListenerProtocol};
+    /// let mut limits = LimitsConfig::default();
+    /// assert_eq!(limits.read_buffer_for(ListenerProtocol::Http), 4096);
+    /// assert_eq!(limits.read_buffer_for(ListenerProtocol::Https), 65_536);
+    /// limits.read_buffer_bytes = Some(0);
+    /// assert_eq!(limits.read_buffer_for(ListenerProtocol::Https), 0);
+    /// ```
+    pub fn read_buffer_for(&self, protocol: ListenerProtocol) -> usize {
+        self.read_buffer_bytes.unwrap_or(match protocol {
+            ListenerProtocol::Https => DEFAULT_HTTPS_READ_BUFFER_BYTES,
+            _ => DEFAULT_HTTP_READ_BUFFER_BYTES,
+        })
+    }
 }
 
 impl Default for LimitsConfig {
@@ -242,6 +272,7 @@ impl Default for LimitsConfig {
             header_timeout_ms: 10_000,
             retry_buffer_bytes: 64 * 1024,
             max_connections: 0,
+            read_buffer_bytes: None,
         }
     }
 }

@@ -275,6 +275,7 @@ name = "api"
     assert_eq!(cfg.server.grace_period_s, 30);
     assert_eq!(cfg.limits.header_timeout_ms, 10_000);
     assert_eq!(cfg.limits.retry_buffer_bytes, 65_536);
+    assert_eq!(cfg.limits.read_buffer_bytes, None);
     assert!(cfg.metrics.is_none());
     let admin = cfg.admin.as_ref().unwrap();
     assert_eq!(admin.listen.to_string(), "127.0.0.1:9000");
@@ -925,6 +926,11 @@ fn server_and_limits_rules() {
     let text = "[server]\nthreads = 1\ninstance_id = \"a,b\"\n[limits]\nheader_timeout_ms = 0\n";
     assert_error(text, "server.instance_id", "instance_id");
     assert_error(text, "limits.header_timeout_ms", "header_timeout_ms");
+    let text = "[limits]\nheader_timeout_ms = 5\nread_buffer_bytes = 2000000\n";
+    let e = assert_error(text, "limits.read_buffer_bytes", "read_buffer_bytes");
+    assert!(e.message.contains("1 MiB"), "{e}");
+    let ok = parse_str("[limits]\nread_buffer_bytes = 0\n").unwrap();
+    assert_eq!(ok.limits.read_buffer_bytes, Some(0));
 }
 
 #[test]

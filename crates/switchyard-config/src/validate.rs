@@ -122,6 +122,17 @@ impl Validator {
 
     fn limits(&mut self, cfg: &Config) {
         self.positive("limits.header_timeout_ms", cfg.limits.header_timeout_ms);
+        if let Some(n) = cfg.limits.read_buffer_bytes {
+            if n > crate::model::MAX_READ_BUFFER_BYTES {
+                self.err(
+                    "limits.read_buffer_bytes",
+                    format!(
+                        "must be at most {} (1 MiB)",
+                        crate::model::MAX_READ_BUFFER_BYTES
+                    ),
+                );
+            }
+        }
     }
 
     fn listeners(&mut self, cfg: &Config) {

@@ -233,7 +233,7 @@ fn https_service(
     // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
     Ok(pingora::services::listening::Service::with_listeners(
         format!("listener {}", l.name),
-        crate::proxy_accept::tls_listeners(l, settings),
+        crate::proxy_accept::tls_listeners(l, limits_cfg, settings),
         limits::ConnLimit::new(app, limits_cfg.max_connections, &l.name),
     ))
 }

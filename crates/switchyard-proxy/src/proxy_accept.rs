@@ -153,10 +153,15 @@ where
 /// `pingora::services::listening::Service::with_listeners`.
 pub fn tls_listeners(
     listener: &switchyard_config::ListenerConfig,
+    limits: &switchyard_config::LimitsConfig,
     settings: pingora::listeners::tls::TlsSettings,
 ) -> pingora::listeners::Listeners {
     let mut listeners = pingora::listeners::Listeners::new();
-    listeners.add_tls_with_settings(&listener.listen.to_string(), None, settings);
+    listeners.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
+            .tls(settings)
+            .l4_buffer(crate::gateway::limits::read_buffer(listener, limits)),
+    );
     if listener.accept_proxy_protocol {
         listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(&listener.name)));
     }

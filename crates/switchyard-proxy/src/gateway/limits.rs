@@ -28,7 +28,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     UniqueID, UniqueIDType,
@@ -294,8 +295,12 @@ impl GetSocketDigest for DeadlineStream {
 #[async_trait]
 impl Peek for DeadlineStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        // A peek happens before the first head is read (HTTP/2 prior-knowledge detection): it is
-        // bounded by the same deadline.
+        // A peek happens before the first head is read (HTTP/2 prior-knowledge detection) or
+        // while a keep-alive connection waits for its next request: it is bounded by the same
+        // deadline, armed again after a response as a read would.
+        if !self.armed && self.responded {
+            self.arm();
+        }
         if self.armed {
             let deadline = self.sleep.deadline();
             return match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
@@ -333,10 +338,38 @@ impl<A> HeaderDeadline<A> {
     }
 }
 
+/// The longest a keep-alive connection may sit idle between two requests (Pingora's own default,
+/// which the HTTP/1 session applies to the next read as well); `header_timeout_ms` usually ends it
+/// sooner.
+pub const KEEPALIVE_IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// Waits, outside of any request, until the client sends the first byte of its next request.
+/// False when the connection should close instead: the peer closed or failed, the wait hit the
+/// head deadline or [`KEEPALIVE_IDLE_MAX`], or the server is shutting down (idle keep-alive
+/// connections are closed at once on a graceful shutdown, as NGINX does).
+async fn next_request_arrives(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    let mut watch = shutdown.clone();
+    let mut first = [0u8; 1];
+    let peek = tokio::time::timeout(KEEPALIVE_IDLE_MAX, stream.try_peek(&mut first));
+    tokio::select! {
+        res = peek => matches!(res, Ok(Ok(_))),
+        _ = watch.wait_for(|down| *down) => false,
+    }
+}
+
+/// HTTP/1 keep-alive is served here rather than by Pingora's generic loop, for memory: Pingora
+/// waits for the next request *inside* the proxy's request future (tens of KiB, all of it touched
+/// by the previous request), so every idle keep-alive connection holds one. Here the request
+/// future ends with its response; the idle wait is a one-byte peek in this small future, and the
+/// next request future is only created once a byte has arrived. HTTP/2 and TLS streams (which
+/// cannot peek) keep Pingora's loop.
 #[async_trait]
 impl<A> ServerApp for HeaderDeadline<A>
 where
-    A: ServerApp + Send + Sync + 'static,
+    A: HttpServerApp + Send + Sync + 'static,
 {
     async fn process_new(
         self: &Arc<Self>,
@@ -353,11 +386,33 @@ where
                 Arc::clone(&self.listener),
             ))
         };
-        self.inner.process_new(stream, shutdown).await
+        let options = self.inner.server_options();
+        let generic =
+            options.is_some_and(|o| o.h2c || o.force_custom) || stream.get_ssl_digest().is_some();
+        if generic {
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        let mut session = ServerSession::new_http1(stream);
+        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        let mut result = self.inner.process_new_http(session, shutdown).await;
+        while let Some(reused) = result {
+            let (mut stream, settings) = reused.consume();
+            if !next_request_arrives(&mut stream, shutdown).await {
+                return None;
+            }
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            result = self.inner.process_new_http(session, shutdown).await;
+        }
+        None
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await;
+        self.inner.http_cleanup().await;
     }
 }
 
@@ -472,8 +527,24 @@ where
         format!("listener {}", listener.name),
         ConnLimit::new(app, limits.max_connections, &listener.name),
     );
-    svc.add_tcp(&listener.listen.to_string());
+    svc.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
+            .l4_buffer(read_buffer(listener, limits)),
+    );
     svc
+}
+
+/// The L4 buffers of `listener`'s client connections: `limits.read_buffer_bytes` for reading
+/// (by default 4 KiB for `http`, 64 KiB for `https`), Pingora's default for writing.
+///
+/// Pingora keeps a 64 KiB read buffer for the life of every client connection; for plain HTTP a
+/// small one costs nothing (a request head fits, and body reads larger than the buffer bypass
+/// it) and saves tens of KiB per idle keep-alive connection.
+pub fn read_buffer(
+    listener: &switchyard_config::ListenerConfig,
+    limits: &switchyard_config::LimitsConfig,
+) -> pingora::listeners::L4BufferSettings {
+    pingora::listeners::L4BufferSettings::default().read(limits.read_buffer_for(listener.protocol))
 }
 
 #[cfg(test)]
