@@ -130,7 +130,7 @@ impl Maglev {
         let weighted = weighted(servers, candidates);
         let weights: Vec<u64> = weighted.iter().map(|&(_, w)| w).collect();
         let candidates: Vec<usize> = weighted.iter().map(|&(i, _)| i).collect();
-        let wrr = WrrTree::new(&weights);
+        let wrr = super::wrr::labelled_tree(&weighted);
         if candidates.is_empty() {
             return Maglev {
                 table: Slots::Narrow(Vec::new()),
@@ -221,7 +221,7 @@ impl Selector for Maglev {
             // No key: smooth WRR.
             let wrr = self.wrr.as_ref()?;
             for _ in 0..self.candidates.len().min(8) {
-                let i = *self.candidates.get(wrr.next())?;
+                let i = wrr.next();
                 if ctx.allowed(i) {
                     return Some(i);
                 }

@@ -86,17 +86,25 @@ impl WrrTree {
     /// `weights` must all be positive and sum to at most [`super::MAX_TOTAL_WEIGHT`]; `None`
     /// when empty.
     pub(crate) fn new(weights: &[u64]) -> Option<WrrTree> {
-        let total: u64 = weights.iter().sum();
-        if total > super::MAX_TOTAL_WEIGHT || weights.contains(&0) {
-            return None;
-        }
         let items: Vec<(u32, u64)> = weights
             .iter()
             .enumerate()
             .map(|(p, &w)| (p as u32, w))
             .collect();
+        WrrTree::labelled(&items)
+    }
+
+    /// Like [`WrrTree::new`] over `(label, weight)` pairs: picks return the labels (below 2³¹)
+    /// instead of positions, which saves a lookup per pick when the labels are server indices.
+    pub(crate) fn labelled(items: &[(u32, u64)]) -> Option<WrrTree> {
+        let total: u64 = items.iter().map(|&(_, w)| w).sum();
+        if total > super::MAX_TOTAL_WEIGHT
+            || items.iter().any(|&(label, w)| w == 0 || label & LEAF != 0)
+        {
+            return None;
+        }
         let mut nodes = Vec::with_capacity(items.len());
-        let root = build(&items, &mut nodes)?;
+        let root = build(items, &mut nodes)?;
         Some(WrrTree {
             nodes,
             root,
@@ -106,7 +114,7 @@ impl WrrTree {
         })
     }
 
-    /// The position for the next ticket.
+    /// The position (or label) for the next ticket.
     #[inline]
     pub(crate) fn next(&self) -> usize {
         let t = self.ticket.fetch_add(1, Ordering::Relaxed);
@@ -205,15 +213,23 @@ pub struct SmoothWrr {
 }
 
 impl SmoothWrr {
-    /// Builds the tree over the candidates with a positive weight.
+    /// Builds the tree over the candidates with a positive weight; its leaves hold server indices.
     pub fn new(servers: &[Server], candidates: &[usize]) -> Self {
         let weighted = weighted(servers, candidates);
-        let weights: Vec<u64> = weighted.iter().map(|&(_, w)| w).collect();
         SmoothWrr {
-            tree: WrrTree::new(&weights),
+            tree: labelled_tree(&weighted),
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
         }
     }
+}
+
+/// A tree over `(server index, weight)` whose picks are server indices.
+pub(crate) fn labelled_tree(weighted: &[(usize, u64)]) -> Option<WrrTree> {
+    let items: Option<Vec<(u32, u64)>> = weighted
+        .iter()
+        .map(|&(i, w)| u32::try_from(i).ok().map(|i| (i, w)))
+        .collect();
+    WrrTree::labelled(&items?)
 }
 
 impl Selector for SmoothWrr {
@@ -223,7 +239,7 @@ impl Selector for SmoothWrr {
         // A retry may land on tried servers; a few more tickets usually find another, then fall
         // back to a scan.
         for _ in 0..self.candidates.len().min(8) {
-            let i = *self.candidates.get(tree.next())?;
+            let i = tree.next();
             if ctx.allowed(i) {
                 return Some(i);
             }
