@@ -6,10 +6,10 @@
 //!
 //! | Algorithm | Module | Pick cost | State per pick |
 //! |---|---|---|---|
-//! | [`Algorithm::Wrr`] | [`wrr`] | one atomic add + `⌈log₂ n⌉` steps (O(1) table for small weight sums) | one ticket |
+//! | [`Algorithm::Wrr`] | [`wrr`] | one atomic add + `⌈log₂ n⌉` steps of one multiply each | one ticket |
 //! | [`Algorithm::LeastConn`] | [`least_conn`] | full scan up to [`least_conn::SCAN_LIMIT`] candidates, P2C above | none |
-//! | [`Algorithm::Ewma`] | [`ewma`] | power of two choices, one `exp`, no clock read | a per-thread RNG |
-//! | [`Algorithm::ConsistentHash`] | [`consistent_hash`] | one table lookup (Maglev) | none |
+//! | [`Algorithm::Ewma`] | [`ewma`] | power of two choices, at most one `exp`, no clock read | a per-thread RNG |
+//! | [`Algorithm::ConsistentHash`] | [`consistent_hash`] | one table lookup (Maglev, 2-byte slots up to 65,536 servers) | none |
 //! | [`Algorithm::Random`] | [`random`] | one alias-table draw | a per-thread RNG |
 //!
 //! The load-aware algorithms are split the way tower splits `Load` from its balancers: a
