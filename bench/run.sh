@@ -17,7 +17,9 @@
 #   BENCH_SCENARIOS="small 4k tls overhead"
 #                          (also `levers`: Switchyard with work_stealing = true, with mimalloc or
 #                          jemalloc preloaded, SWITCHYARD_BIN_B if set, beside default Switchyard)
-#   SWITCHYARD_BIN_B, BENCH_B_LABEL   a second Switchyard build for the `levers` scenario
+#   SWITCHYARD_BIN_B, BENCH_B_LABEL   a second Switchyard build for the `levers` scenario (also
+#                          _C and _D: up to three builds or wrapper scripts beside the default)
+#   BENCH_LEVERS="sy-ws sy-mi sy-je"  the built-in lever variants to run (empty: only B, C, D)
 #   BENCH_PORT_BASE=18000  ports BASE+1 .. BASE+99 on 127.0.0.1 (checked free first)
 #   BENCH_SKIP_BUILD=1     use the binaries already built
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN   binaries to measure (default: $CARGO_TARGET_DIR/release/…)
@@ -211,9 +213,11 @@ P_SY_FULL_METRICS=$((PORT_BASE + 39))
 P_BARE=$((PORT_BASE + 40)); P_BARE_TLS=$((PORT_BASE + 41))
 P_SY_WS=$((PORT_BASE + 34)); P_SY_MI=$((PORT_BASE + 35)); P_SY_JE=$((PORT_BASE + 36)); P_SY_B=$((PORT_BASE + 50))
 P_SY_WS_M=$((PORT_BASE + 44)); P_SY_MI_M=$((PORT_BASE + 45)); P_SY_JE_M=$((PORT_BASE + 46)); P_SY_B_M=$((PORT_BASE + 51))
+P_SY_C=$((PORT_BASE + 52)); P_SY_C_M=$((PORT_BASE + 53)); P_SY_D=$((PORT_BASE + 54)); P_SY_D_M=$((PORT_BASE + 55))
 ALL_PORTS="$P_O1 $P_O2 $P_NGINX $P_NGINX_TLS $P_HAPROXY $P_HAPROXY_TLS $P_SY $P_SY_TLS $P_SY_FULL
   $P_SY_PLAIN $P_SY_METRICS $P_SY_TLS_METRICS $P_SY_FULL_METRICS $P_BARE $P_BARE_TLS
-  $P_SY_WS $P_SY_MI $P_SY_JE $P_SY_B $P_SY_WS_M $P_SY_MI_M $P_SY_JE_M $P_SY_B_M"
+  $P_SY_WS $P_SY_MI $P_SY_JE $P_SY_B $P_SY_WS_M $P_SY_MI_M $P_SY_JE_M $P_SY_B_M
+  $P_SY_C $P_SY_C_M $P_SY_D $P_SY_D_M"
 
 write_configs() {
   mkdir -p "$TMP/www" "$TMP/nginx"
@@ -363,6 +367,8 @@ EOF
   switchyard_conf switchyard-mi http "$P_SY_MI" "$P_SY_MI_M" wrr 0
   switchyard_conf switchyard-je http "$P_SY_JE" "$P_SY_JE_M" wrr 0
   switchyard_conf switchyard-b http "$P_SY_B" "$P_SY_B_M" wrr 0
+  switchyard_conf switchyard-c http "$P_SY_C" "$P_SY_C_M" wrr 0
+  switchyard_conf switchyard-d http "$P_SY_D" "$P_SY_D_M" wrr 0
 }
 
 # Peers: KEY|label|port|scheme|start command (run from $TMP).
@@ -376,6 +382,8 @@ peer_label() {
     sy-mi) echo "Switchyard, LD_PRELOAD mimalloc" ;;
     sy-je) echo "Switchyard, LD_PRELOAD jemalloc" ;;
     sy-b) echo "Switchyard B: ${BENCH_B_LABEL:-$SWITCHYARD_BIN_B}" ;;
+    sy-c) echo "Switchyard C: ${BENCH_C_LABEL:-$SWITCHYARD_BIN_C}" ;;
+    sy-d) echo "Switchyard D: ${BENCH_D_LABEL:-$SWITCHYARD_BIN_D}" ;;
   esac
 }
 
@@ -403,7 +411,7 @@ start_peer() {
       [ "$tls" = 1 ] && { name=haproxy-tls; port=$P_HAPROXY_TLS; }
       start "$name" 1 "$port" haproxy -db -f "$TMP/$name.cfg" || return 1
       ;;
-    switchyard | sy-full | sy-plain | sy-ws | sy-mi | sy-je | sy-b)
+    switchyard | sy-full | sy-plain | sy-ws | sy-mi | sy-je | sy-b | sy-c | sy-d)
       local name=switchyard bin="$SWITCHYARD_BIN"
       local -a pre=()
       port=$P_SY
@@ -411,6 +419,8 @@ start_peer() {
       [ "$key" = sy-mi ] && { name=switchyard-mi; port=$P_SY_MI; pre=(env "LD_PRELOAD=$(preload_lib mimalloc)"); }
       [ "$key" = sy-je ] && { name=switchyard-je; port=$P_SY_JE; pre=(env "LD_PRELOAD=$(preload_lib jemalloc)"); }
       [ "$key" = sy-b ] && { name=switchyard-b; port=$P_SY_B; bin="${SWITCHYARD_BIN_B:-}"; }
+      [ "$key" = sy-c ] && { name=switchyard-c; port=$P_SY_C; bin="${SWITCHYARD_BIN_C:-}"; }
+      [ "$key" = sy-d ] && { name=switchyard-d; port=$P_SY_D; bin="${SWITCHYARD_BIN_D:-}"; }
       [ -x "$bin" ] || { log "$key: no binary ($bin)"; return 1; }
       [ ${#pre[@]} -eq 0 ] || [ "${pre[1]}" != LD_PRELOAD= ] || { log "$key: allocator library not installed"; return 1; }
       [ "$key" = sy-full ] && { name=switchyard-full; port=$P_SY_FULL; }
@@ -565,7 +575,7 @@ report() {
   for s in $SCENARIOS; do
     local keys="nginx haproxy switchyard bare"
     [ "$s" = overhead ] && keys="sy-plain sy-full"
-    [ "$s" = levers ] && keys="nginx switchyard sy-ws sy-mi sy-je sy-b bare"
+    [ "$s" = levers ] && keys="nginx switchyard sy-ws sy-mi sy-je sy-b sy-c sy-d bare"
     for k in $keys; do
       if is_na "$s" "$k"; then
         echo "| $s | $(peer_label "$k") | n/a (not yet implemented) | | | | | | |"
@@ -610,7 +620,7 @@ report() {
       echo
       echo "| variant | req/s ÷ default | req per CPU-s ÷ default | p99 ÷ default | req per CPU-s ÷ NGINX |"
       echo "|---|---:|---:|---:|---:|"
-      for k in switchyard sy-ws sy-mi sy-je sy-b bare; do
+      for k in switchyard sy-ws sy-mi sy-je sy-b sy-c sy-d bare; do
         [ -n "$(get levers "$k" 3)" ] || continue
         echo "| $(peer_label "$k") | $(ratio "$(get levers "$k" 3)" "$(get levers switchyard 3)") | $(ratio "$(get levers "$k" 7)" "$(get levers switchyard 7)") | $(ratio "$(get levers "$k" 5)" "$(get levers switchyard 5)") | $(ratio "$(get levers "$k" 7)" "$(get levers nginx 7)") |"
       done
@@ -652,8 +662,11 @@ main() {
       overhead) run_scenario overhead 0 / sy-plain sy-full ;;
       levers)
         local extra=()
-        [ -n "${SWITCHYARD_BIN_B:-}" ] && extra=(sy-b)
-        run_scenario levers 0 / nginx switchyard sy-ws sy-mi sy-je "${extra[@]}" bare
+        [ -n "${SWITCHYARD_BIN_B:-}" ] && extra+=(sy-b)
+        [ -n "${SWITCHYARD_BIN_C:-}" ] && extra+=(sy-c)
+        [ -n "${SWITCHYARD_BIN_D:-}" ] && extra+=(sy-d)
+        # shellcheck disable=SC2086
+        run_scenario levers 0 / nginx switchyard ${BENCH_LEVERS-sy-ws sy-mi sy-je} "${extra[@]}" bare
         ;;
       *) die "unknown scenario $s (small 4k tls overhead levers)" ;;
     esac
