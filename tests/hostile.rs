@@ -576,6 +576,56 @@ async fn keep_alive_second_head_is_bounded_too() {
     assert_eq!(uris, vec!["/first"]);
 }
 
+/// The head deadline is re-armed after every response without re-registering its timer (the
+/// timer keeps an older deadline and is moved when it fires early): a keep-alive connection that
+/// stays busy for several deadlines is never cut, and is closed about one deadline after it goes
+/// idle — not at the first, stale timer expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_keep_alive_outlives_many_deadlines_then_idles_out() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(&config(
+        "hostile-busy",
+        &origin,
+        "[limits]\nheader_timeout_ms = 600\n",
+    ));
+    let mut conn = TcpStream::connect(gw.addr()).await.unwrap();
+    let started = Instant::now();
+    let mut served = 0;
+    // 2.4 s of requests (four deadlines), one every 150 ms, each head sent whole.
+    while started.elapsed() < Duration::from_millis(2400) {
+        let req = format!("GET /busy/{served} HTTP/1.1\r\nHost: a\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "request {served} after {:?}: {text:?}",
+            started.elapsed()
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(served >= 10, "only {served} requests in 2.4 s");
+    // Now idle: closed after about one deadline (600 ms) from the last response.
+    let idle_from = Instant::now();
+    let mut buf = [0u8; 64];
+    let res = timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
+    let idle_for = idle_from.elapsed();
+    assert!(
+        matches!(res, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was not closed: {res:?}"
+    );
+    assert!(
+        idle_for >= Duration::from_millis(300) && idle_for < Duration::from_millis(3000),
+        "closed {idle_for:?} after going idle (deadline 600 ms, less the 150 ms pause)"
+    );
+    assert_eq!(origin.request_count(), served);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_are_refused() {
     let origin = Origin::start("o");

@@ -119,8 +119,30 @@ pub struct DeadlineStream {
     armed: bool,
     /// A final response was written since the last head: the next read starts a new head.
     responded: bool,
+    /// When the head being read must be complete.
+    deadline: Instant,
+    /// The timer behind `deadline`, registered lazily: it may be set for an earlier deadline
+    /// than the current one (see [`deadline_passed`]).
     sleep: Pin<Box<Sleep>>,
     scan: HeadScan,
+}
+
+/// True once `deadline` has passed; otherwise `cx` is woken no later than at `deadline`.
+///
+/// Arming a deadline (once per request on a keep-alive connection) only moves `deadline`: it does
+/// not touch the timer wheel. The timer still holds an earlier deadline; when that one fires
+/// early, the timer is moved to the current deadline here. So a busy connection re-registers its
+/// timer at most once per `header_timeout_ms` instead of once per request.
+fn deadline_passed(sleep: &mut Pin<Box<Sleep>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
+    loop {
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        sleep.as_mut().reset(deadline);
+    }
 }
 
 impl std::fmt::Debug for DeadlineStream {
@@ -136,23 +158,40 @@ impl std::fmt::Debug for DeadlineStream {
 impl DeadlineStream {
     /// Wraps `inner`; the first head's deadline starts now.
     pub fn new(inner: Stream, timeout: Duration, listener: Arc<str>) -> Self {
+        let deadline = Instant::now() + timeout;
         DeadlineStream {
             inner,
             timeout,
             listener,
             armed: true,
             responded: false,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
             scan: HeadScan::default(),
         }
+    }
+
+    /// The time a client may take to send a request head.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn arm(&mut self) {
         self.armed = true;
         self.responded = false;
         self.scan = HeadScan::default();
-        let deadline = Instant::now() + self.timeout;
-        self.sleep.as_mut().reset(deadline);
+        self.deadline = Instant::now() + self.timeout;
+    }
+
+    fn timed_out(&self) -> io::Error {
+        count(&self.listener, "header_timeout");
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "request head not received within header_timeout_ms ({} ms)",
+                self.timeout.as_millis()
+            ),
+        )
     }
 
     fn note_write(&mut self, buf: &[u8]) {
@@ -172,15 +211,8 @@ impl AsyncRead for DeadlineStream {
         if !this.armed && this.responded {
             this.arm();
         }
-        if this.armed && this.sleep.as_mut().poll(cx).is_ready() {
-            count(&this.listener, "header_timeout");
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "request head not received within header_timeout_ms ({} ms)",
-                    this.timeout.as_millis()
-                ),
-            )));
+        if this.armed && deadline_passed(&mut this.sleep, this.deadline, cx) {
+            return Poll::Ready(Err(this.timed_out()));
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -301,20 +333,36 @@ impl Peek for DeadlineStream {
         if !self.armed && self.responded {
             self.arm();
         }
-        if self.armed {
-            let deadline = self.sleep.deadline();
-            return match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
-                Ok(res) => res,
-                Err(_) => {
-                    count(&self.listener, "header_timeout");
-                    Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request head not received within header_timeout_ms",
-                    ))
-                }
-            };
+        if !self.armed {
+            return self.inner.try_peek(buf).await;
         }
-        self.inner.try_peek(buf).await
+        let passed = {
+            // The stream's own timer bounds the peek (no timer of its own per request).
+            let DeadlineStream {
+                inner,
+                sleep,
+                deadline,
+                ..
+            } = self;
+            let deadline = *deadline;
+            let mut peek = inner.try_peek(buf);
+            let res = std::future::poll_fn(|cx| {
+                if let Poll::Ready(res) = peek.as_mut().poll(cx) {
+                    return Poll::Ready(Some(res));
+                }
+                if deadline_passed(sleep, deadline, cx) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match res {
+                Some(res) => return res,
+                None => true,
+            }
+        };
+        debug_assert!(passed);
+        Err(self.timed_out())
     }
 }
 
@@ -347,16 +395,29 @@ pub const KEEPALIVE_IDLE_MAX: Duration = Duration::from_secs(60);
 /// False when the connection should close instead: the peer closed or failed, the wait hit the
 /// head deadline or [`KEEPALIVE_IDLE_MAX`], or the server is shutting down (idle keep-alive
 /// connections are closed at once on a graceful shutdown, as NGINX does).
-async fn next_request_arrives(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
+///
+/// `idle_cap` adds a timer for [`KEEPALIVE_IDLE_MAX`]; without it, the stream's own head deadline
+/// (a [`DeadlineStream`] of at most that long) bounds the wait, with no timer per request.
+async fn next_request_arrives(
+    stream: &mut Stream,
+    shutdown: &mut ShutdownWatch,
+    idle_cap: bool,
+) -> bool {
     if *shutdown.borrow() {
         return false;
     }
-    let mut watch = shutdown.clone();
     let mut first = [0u8; 1];
-    let peek = tokio::time::timeout(KEEPALIVE_IDLE_MAX, stream.try_peek(&mut first));
-    tokio::select! {
-        res = peek => matches!(res, Ok(Ok(_))),
-        _ = watch.wait_for(|down| *down) => false,
+    let peek = stream.try_peek(&mut first);
+    if idle_cap {
+        tokio::select! {
+            res = tokio::time::timeout(KEEPALIVE_IDLE_MAX, peek) => matches!(res, Ok(Ok(_))),
+            _ = shutdown.wait_for(|down| *down) => false,
+        }
+    } else {
+        tokio::select! {
+            res = peek => res.is_ok(),
+            _ = shutdown.wait_for(|down| *down) => false,
+        }
     }
 }
 
@@ -397,9 +458,12 @@ where
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
         let mut result = self.inner.process_new_http(session, shutdown).await;
+        // One receiver for the connection's life, not one per request.
+        let mut watch = shutdown.clone();
+        let idle_cap = self.timeout > KEEPALIVE_IDLE_MAX;
         while let Some(reused) = result {
             let (mut stream, settings) = reused.consume();
-            if !next_request_arrives(&mut stream, shutdown).await {
+            if !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
