@@ -16,12 +16,26 @@ use switchyard_balance::{
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 
+/// Ten distinct weights (1–10) mixed across the servers: no algorithm gets the equal-weight
+/// shortcut (`wrr` groups servers of equal weight, so it descends a 10-leaf tree).
+fn mixed_weight(i: usize) -> u32 {
+    1 + (i as u32 * 7) % 10
+}
+
+/// Every server a weight of its own: `wrr`'s worst case (a tree of `⌈log₂ n⌉` levels).
+fn distinct_weight(i: usize) -> u32 {
+    1 + i as u32
+}
+
 fn pool(algorithm: Algorithm, n: usize) -> (Pool, Vec<InFlight>) {
+    pool_with(algorithm, n, mixed_weight)
+}
+
+fn pool_with(algorithm: Algorithm, n: usize, weight: fn(usize) -> u32) -> (Pool, Vec<InFlight>) {
     let specs: Vec<ServerSpec> = (0..n)
         .map(|i| {
             let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 0xff, i & 0xff);
-            // Varied weights, so no algorithm gets the equal-weight shortcut.
-            ServerSpec::new("bench", addr.parse().unwrap(), 1 + (i as u32 * 7) % 10)
+            ServerSpec::new("bench", addr.parse().unwrap(), weight(i))
         })
         .collect();
     let pool = Pool::new(
@@ -68,6 +82,17 @@ fn picks(c: &mut Criterion) {
         }
         group.finish();
     }
+    // `wrr` when every server has a weight of its own.
+    let mut group = c.benchmark_group("pick/wrr_distinct_weights");
+    for n in SIZES {
+        let (pool, _held) = pool_with(Algorithm::Wrr, n, distinct_weight);
+        let snap = pool.snapshot();
+        let tried = Tried::default();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(snap.pick(None, &tried).map(|s| s.spec.weight)))
+        });
+    }
+    group.finish();
 }
 
 fn builds(c: &mut Criterion) {

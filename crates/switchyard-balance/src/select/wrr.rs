@@ -41,6 +41,7 @@
 //! assert_eq!(seq, "aaabaa");
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{fallback, weighted, PickContext, Selector};
@@ -117,6 +118,13 @@ impl WrrTree {
     /// The position (or label) for the next ticket.
     #[inline]
     pub(crate) fn next(&self) -> usize {
+        self.next_visit().0
+    }
+
+    /// The position (or label) for the next ticket, and how many times that leaf was reached
+    /// before in the current period (`0..weight`).
+    #[inline]
+    pub(crate) fn next_visit(&self) -> (usize, u64) {
         let t = self.ticket.fetch_add(1, Ordering::Relaxed);
         self.descend(self.reduce(t))
     }
@@ -124,7 +132,7 @@ impl WrrTree {
     /// The position for visit `k` (reduced modulo the period).
     #[inline]
     pub(crate) fn at(&self, k: u64) -> usize {
-        self.descend(k % self.total)
+        self.descend(k % self.total).0
     }
 
     /// `t mod total` without a hardware division: the quotient estimated from the reciprocal is
@@ -145,19 +153,20 @@ impl WrrTree {
         self.total
     }
 
-    /// The position for visit `k` (`k < total`), by descending the tree.
+    /// The position for visit `k` (`k < total`), by descending the tree, and the leaf's own
+    /// visit number.
     #[inline]
-    fn descend(&self, mut k: u64) -> usize {
+    fn descend(&self, mut k: u64) -> (usize, u64) {
         let mut child = self.root;
         while child & LEAF == 0 {
             let Some(n) = self.nodes.get(child as usize) else {
-                return 0;
+                return (0, 0);
             };
             let (left, next) = n.route(k);
             child = if left { n.left } else { n.right };
             k = next;
         }
-        (child & !LEAF) as usize
+        ((child & !LEAF) as usize, k)
     }
 }
 
@@ -186,7 +195,23 @@ fn build(items: &[(u32, u64)], nodes: &mut Vec<Split>) -> Option<u32> {
     }
 }
 
+/// Servers of one weight, in candidate order.
+#[derive(Debug, Clone, Copy)]
+struct Class {
+    /// Where the class's servers start in `SmoothWrr::members`.
+    start: u32,
+    /// How many servers share the weight.
+    len: u32,
+}
+
 /// Smooth weighted round robin over a fixed candidate set.
+///
+/// Servers of equal weight form one class: the tree's leaves are the classes (weighted by weight ×
+/// servers), and the `j`-th visit of a class within a period goes to its server `j mod len`. Each
+/// server still gets exactly its weight per period, and consecutive visits of a class rotate
+/// through its servers, so the sequence stays smooth; a pool of many servers with a few distinct
+/// weights (the usual case) descends a tree of a few levels instead of `log₂ n`. With all
+/// weights distinct, every class holds one server and the sequence is the plain tree's.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -208,18 +233,73 @@ fn build(items: &[(u32, u64)], nodes: &mut Vec<Split>) -> Option<u32> {
 /// ```
 #[derive(Debug)]
 pub struct SmoothWrr {
+    /// Over the classes: leaf labels are indices into `classes`.
     tree: Option<WrrTree>,
+    classes: Vec<Class>,
+    /// Server indices, grouped by class.
+    members: Vec<u32>,
     candidates: Vec<usize>,
 }
 
 impl SmoothWrr {
-    /// Builds the tree over the candidates with a positive weight; its leaves hold server indices.
+    /// Builds the tree over the weight classes of the candidates with a positive weight.
     pub fn new(servers: &[Server], candidates: &[usize]) -> Self {
         let weighted = weighted(servers, candidates);
+        // Classes in order of their weight's first appearance, so that with distinct weights the
+        // tree (and the sequence) is exactly the per-server one.
+        let mut order: Vec<u64> = Vec::new();
+        let mut groups: Vec<Vec<u32>> = Vec::new();
+        let mut class_of: HashMap<u64, usize> = HashMap::new();
+        for &(i, w) in &weighted {
+            let Ok(i) = u32::try_from(i) else {
+                continue;
+            };
+            let c = *class_of.entry(w).or_insert_with(|| {
+                order.push(w);
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            if let Some(g) = groups.get_mut(c) {
+                g.push(i);
+            }
+        }
+        let mut classes = Vec::with_capacity(groups.len());
+        let mut members = Vec::with_capacity(weighted.len());
+        let mut items = Vec::with_capacity(groups.len());
+        for (c, (group, &w)) in groups.iter().zip(&order).enumerate() {
+            let (Ok(start), Ok(len), Ok(label)) = (
+                u32::try_from(members.len()),
+                u32::try_from(group.len()),
+                u32::try_from(c),
+            ) else {
+                continue;
+            };
+            classes.push(Class { start, len });
+            members.extend_from_slice(group);
+            items.push((label, w.saturating_mul(u64::from(len))));
+        }
         SmoothWrr {
-            tree: labelled_tree(&weighted),
+            tree: WrrTree::labelled(&items),
+            classes,
+            members,
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
         }
+    }
+
+    /// The server for the next ticket.
+    #[inline]
+    fn next(&self, tree: &WrrTree) -> Option<usize> {
+        let (c, j) = tree.next_visit();
+        let class = self.classes.get(c)?;
+        // j < weight × len ≤ 2³¹, so the remainder fits a 32-bit division.
+        let offset = if class.len == 1 {
+            0
+        } else {
+            (j as u32) % class.len
+        };
+        self.members
+            .get((class.start + offset) as usize)
+            .map(|&i| i as usize)
     }
 }
 
@@ -239,7 +319,7 @@ impl Selector for SmoothWrr {
         // A retry may land on tried servers; a few more tickets usually find another, then fall
         // back to a scan.
         for _ in 0..self.candidates.len().min(8) {
-            let i = tree.next();
+            let i = self.next(tree)?;
             if ctx.allowed(i) {
                 return Some(i);
             }
@@ -256,6 +336,70 @@ impl Selector for SmoothWrr {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::{ServerSpec, ServerStats, Tried};
+    use std::sync::Arc;
+
+    fn servers(weights: &[u32]) -> Vec<Server> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Server {
+                spec: ServerSpec::new("g", format!("127.0.0.1:{}", 10_000 + i).parse().unwrap(), w),
+                stats: Arc::new(ServerStats::default()),
+            })
+            .collect()
+    }
+
+    fn smooth_seq(weights: &[u32], n: usize) -> Vec<usize> {
+        let servers = servers(weights);
+        let all: Vec<usize> = (0..servers.len()).collect();
+        let wrr = SmoothWrr::new(&servers, &all);
+        let tried = Tried::default();
+        let ctx = PickContext {
+            servers: &servers,
+            key: None,
+            tried: &tried,
+            now_ns: 0,
+        };
+        (0..n).map(|_| wrr.pick(&ctx).unwrap()).collect()
+    }
+
+    #[test]
+    fn distinct_weights_give_the_per_server_tree_sequence() {
+        let w = [7u32, 3, 11, 1, 5];
+        let total: u64 = w.iter().map(|&x| u64::from(x)).sum();
+        let plain = seq(&w.map(u64::from), total as usize * 2);
+        assert_eq!(smooth_seq(&w, total as usize * 2), plain);
+    }
+
+    #[test]
+    fn equal_weights_rotate_through_the_class() {
+        assert_eq!(smooth_seq(&[4, 4, 4], 6), [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn grouped_weights_keep_exact_shares_and_spacing() {
+        // Three classes: weight 3 (servers 0, 2, 5), weight 1 (1, 4), weight 6 (3).
+        let w = [3u32, 1, 3, 6, 1, 3];
+        let total = w.iter().sum::<u32>() as usize;
+        let s = smooth_seq(&w, total * 4);
+        for (p, &wp) in w.iter().enumerate() {
+            assert_eq!(
+                s.iter().filter(|&&x| x == p).count(),
+                wp as usize * 4,
+                "server {p}"
+            );
+            // Never twice in a row, except the heaviest server (6 of 17 picks).
+            if p != 3 {
+                assert!(
+                    !s.windows(2).any(|x| x[0] == p && x[1] == p),
+                    "server {p} picked twice in a row: {s:?}"
+                );
+            }
+        }
+        // The heaviest server's picks are spread: at most 2 in a row.
+        assert!(!s.windows(3).any(|x| x.iter().all(|&i| i == 3)), "{s:?}");
+    }
 
     #[test]
     fn memory_does_not_grow_with_weights() {
