@@ -42,6 +42,12 @@ bench:
 bench-quick:
 	BENCH_SECONDS=3 BENCH_ROUNDS=1 ./bench/run.sh
 
+## User-space instructions per proxied request under valgrind's callgrind, for Switchyard, bare
+## Pingora, NGINX and HAProxy: repeatable on a noisy machine (see bench/callgrind.sh for CG_*).
+.PHONY: bench-instructions
+bench-instructions:
+	./bench/callgrind.sh
+
 ## Failure scenarios beside NGINX and HAProxy (issue 8): (a) an origin killed and restarted under
 ## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections.
 ## SCENARIO=a|b|c runs one; see bench/scenarios/run.sh for SCEN_* settings.

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# `make bench-instructions`: user-space instructions per proxied request, counted by
+# `valgrind --tool=callgrind`, for Switchyard, bare Pingora, NGINX and HAProxy.
+#
+# Why: on this shared VM, req/s and even requests per CPU-second move by ±20% from one 10-second
+# round to the next (bench/run.sh interleaves rounds to cope). Instruction counts do not: they are
+# the same for the same binary and load whatever else the machine does, so they resolve levers of
+# a few percent that wall-clock rounds cannot. They leave out the kernel (the same syscalls per
+# request for every peer here) and cache and branch effects, so they complement `make bench`,
+# never replace it.
+#
+# For each peer: two demo origins (Rust, `bin/demo-origin`) on 127.0.0.1; the proxy under
+# callgrind, round robin over both with keep-alive upstreams, one worker thread; `wrk -t1 -cN`
+# warms it up for CG_WARMUP seconds, instrumentation starts (`callgrind_control -i on`), wrk runs
+# CG_SECONDS more, the counters are dumped (`callgrind_control -d`) and divided by the requests
+# wrk completed in that window.
+#
+# Environment:
+#   CG_PEERS="switchyard bare nginx haproxy"   peers to count (also any label of CG_EXTRA, and
+#                                               `switchyard-full`: ewma + active checks + metrics)
+#   CG_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds or wrapper scripts
+#   CG_SECONDS=8 CG_WARMUP=2 CG_CONNS=4        measured seconds, warm-up seconds, wrk connections
+#   CG_PORT_BASE=18500                          ports BASE+1 .. BASE+9 on 127.0.0.1
+#   CG_SKIP_BUILD=1                             use the binaries already built
+#   SWITCHYARD_BIN, BARE_PINGORA_BIN, DEMO_ORIGIN_BIN   (default: $CARGO_TARGET_DIR/release/…)
+#   CG_TOP=15                                   also print the top functions of each Pingora-based peer
+#   CG_OUT=target/bench                         where the dumps are kept (callgrind-<peer>.out)
+#
+# Only 127.0.0.1 is used; every process started here is stopped on exit; every run is bounded.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PEERS="${CG_PEERS:-switchyard bare nginx haproxy}"
+SECS="${CG_SECONDS:-8}"
+WARMUP="${CG_WARMUP:-2}"
+CONNS="${CG_CONNS:-4}"
+BASE="${CG_PORT_BASE:-18500}"
+TOP="${CG_TOP:-15}"
+OUT_DIR="${CG_OUT:-$ROOT/target/bench}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
+BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
+DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
+P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
+
+log() { printf '[callgrind] %s\n' "$*" >&2; }
+die() { printf '[callgrind] error: %s\n' "$*" >&2; exit 1; }
+case "$SECS$WARMUP$CONNS$BASE" in *[!0-9]*) die "CG_SECONDS/WARMUP/CONNS/PORT_BASE must be integers" ;; esac
+
+need=()
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+case " $PEERS " in *" nginx "*) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx) ;; esac
+case " $PEERS " in *" haproxy "*) command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy) ;; esac
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  log "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+if [ "${CG_SKIP_BUILD:-0}" != 1 ]; then
+  ./scripts/ensure-build-deps.sh
+  log "building release binaries"
+  cargo build --release -p switchyard -p bare-pingora -p demo-origin >&2
+fi
+for b in "$SWITCHYARD_BIN" "$BARE_PINGORA_BIN" "$DEMO_ORIGIN_BIN"; do
+  [ -x "$b" ] || die "missing binary $b"
+done
+
+TMP="$(mktemp -d /tmp/switchyard-callgrind.XXXXXX)"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # PORT SECONDS
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  return 1
+}
+for p in $P_O1 $P_O2 $P_PROXY $((BASE + 4)); do
+  port_open "$p" && die "port 127.0.0.1:$p is in use (set CG_PORT_BASE)"
+done
+
+"$DEMO_ORIGIN_BIN" --listen "127.0.0.1:$P_O1" --name o1 >"$TMP/o1.log" 2>&1 &
+PIDS+=($!)
+"$DEMO_ORIGIN_BIN" --listen "127.0.0.1:$P_O2" --name o2 >"$TMP/o2.log" 2>&1 &
+PIDS+=($!)
+wait_port "$P_O1" 10 && wait_port "$P_O2" 10 || die "origins did not start"
+
+cat >"$TMP/switchyard.toml" <<EOF
+[server]
+instance_id = "callgrind"
+threads = 1
+grace_period_s = 1
+
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:$P_PROXY"
+
+[[routes]]
+name = "all"
+path_prefix = "/"
+upstream = "origins"
+
+[[upstreams]]
+name = "origins"
+algorithm = "wrr"
+
+  [[upstreams.groups]]
+  name = "local"
+
+    [[upstreams.groups.servers]]
+    address = "127.0.0.1"
+    port = $P_O1
+
+    [[upstreams.groups.servers]]
+    address = "127.0.0.1"
+    port = $P_O2
+EOF
+# The framework-overhead variant: ewma, active HTTP checks every second, metrics on.
+P_METRICS=$((BASE + 4))
+sed -e 's/algorithm = "wrr"/algorithm = "ewma"/' "$TMP/switchyard.toml" >"$TMP/switchyard-full.toml"
+cat >>"$TMP/switchyard-full.toml" <<EOF
+
+  [upstreams.health.active]
+  protocol = "http"
+  path = "/health"
+  interval_ms = 1000
+
+[metrics]
+listen = "127.0.0.1:$P_METRICS"
+EOF
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  upstream origins { server 127.0.0.1:$P_O1; server 127.0.0.1:$P_O2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$P_PROXY;
+    location / { proxy_pass http://origins; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 1024
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:$P_PROXY
+  default_backend origins
+backend origins
+  balance roundrobin
+  server o1 127.0.0.1:$P_O1
+  server o2 127.0.0.1:$P_O2
+EOF
+
+# command_of PEER: the proxy's command line.
+command_of() {
+  local extra label path
+  case "$1" in
+    switchyard) echo "$SWITCHYARD_BIN run -c $TMP/switchyard.toml" ;;
+    switchyard-full) echo "$SWITCHYARD_BIN run -c $TMP/switchyard-full.toml" ;;
+    bare) echo "$BARE_PINGORA_BIN --listen 127.0.0.1:$P_PROXY --upstream 127.0.0.1:$P_O1 --upstream 127.0.0.1:$P_O2" ;;
+    nginx) echo "nginx -p $TMP/nginx/ -c $TMP/nginx.conf" ;;
+    haproxy) echo "haproxy -db -f $TMP/haproxy.cfg" ;;
+    *)
+      for extra in ${CG_EXTRA:-}; do
+        label="${extra%%=*}"; path="${extra#*=}"
+        [ "$label" = "$1" ] && { echo "$path run -c $TMP/switchyard.toml"; return 0; }
+      done
+      return 1
+      ;;
+  esac
+}
+
+RESULTS=()
+measure() { # PEER
+  local peer="$1" cmd pid out reqs ir dump
+  cmd="$(command_of "$peer")" || { log "unknown peer $peer"; return 0; }
+  out="$TMP/cg-$peer.out"
+  # shellcheck disable=SC2086
+  RUST_LOG=warn timeout $((SECS + WARMUP + 120)) valgrind --tool=callgrind --trace-children=no --instr-atstart=no \
+    --callgrind-out-file="$out" $cmd >"$TMP/$peer.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! wait_port "$P_PROXY" 60; then
+    log "$peer did not start under valgrind:"; tail -5 "$TMP/$peer.log" >&2
+    kill "$pid" 2>/dev/null || true
+    return 0
+  fi
+  # callgrind_control needs valgrind's own pid: the child of `timeout`.
+  local vg
+  vg="$(pgrep -P "$pid" | head -1)"
+  [ -n "$vg" ] || vg="$pid"
+  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
+  # Instrumentation starts only now (start-up and warm-up run uninstrumented and uncounted).
+  callgrind_control -i on "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -i on failed"; }
+  timeout $((SECS + 20)) wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$P_PROXY/" >"$TMP/wrk-$peer.txt" 2>&1 || true
+  callgrind_control -d "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -d failed"; }
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  reqs="$(awk '/requests in/ { print $1 }' "$TMP/wrk-$peer.txt")"
+  dump="$(ls "$out".*.1 "$out".1 2>/dev/null | head -1 || true)"
+  [ -n "$dump" ] || dump="$(ls "$out"* 2>/dev/null | grep -v '\.out$' | head -1 || true)"
+  if [ -z "$reqs" ] || [ -z "$dump" ]; then
+    log "$peer: no result (requests: ${reqs:-none}, dump: ${dump:-none}; files: $(ls "$TMP" | tr "\n" " "))"
+    return 0
+  fi
+  ir="$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")"
+  mkdir -p "$OUT_DIR" && cp "$dump" "$OUT_DIR/callgrind-$peer.out"
+  RESULTS+=("$peer $reqs $ir")
+  log "$(printf '%-12s %8s requests  %14s instructions  %8.0f per request' "$peer" "$reqs" "$ir" "$(awk -v i="$ir" -v r="$reqs" 'BEGIN { print i / r }')")"
+  if [ "$TOP" -gt 0 ] && [ "$peer" != nginx ] && [ "$peer" != haproxy ] && command -v callgrind_annotate >/dev/null; then
+    {
+      echo "#### $peer: top functions by their own instructions (over the counted window)"
+      echo
+      echo '```'
+      callgrind_annotate --inclusive=no "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \( *[0-9.]+%\) ' | grep -v 'PROGRAM TOTALS' | head -"$TOP" | cut -c1-170 || true
+      echo '```'
+      echo
+    } >>"$TMP/top.md"
+  fi
+}
+
+for peer in $PEERS; do measure "$peer"; done
+
+echo "## Instructions per request (callgrind)"
+echo
+echo "- Date: $(date -u '+%F %H:%M UTC'); revision $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates bin 2>/dev/null || echo ', dirty tree')"
+echo "- Command: \`$(env | grep -E '^(CG_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN)=' | sort | tr '\n' ' ')bench/callgrind.sh\`"
+echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; GET / through round robin over two demo origins; user-space instructions of the proxy process only"
+echo
+echo "| proxy | requests counted | instructions | per request | ÷ NGINX |"
+echo "|---|---:|---:|---:|---:|"
+nginx_per=
+for r in "${RESULTS[@]}"; do
+  set -- $r
+  [ "$1" = nginx ] && nginx_per="$(awk -v i="$3" -v n="$2" 'BEGIN { print i / n }')"
+done
+for r in "${RESULTS[@]}"; do
+  set -- $r
+  per="$(awk -v i="$3" -v n="$2" 'BEGIN { printf "%.0f", i / n }')"
+  ratio="n/a"
+  [ -n "$nginx_per" ] && ratio="$(awk -v p="$per" -v n="$nginx_per" 'BEGIN { printf "%.2f×", p / n }')"
+  echo "| $1 | $2 | $3 | $per | $ratio |"
+done
+if [ -s "$TMP/top.md" ]; then
+  echo
+  cat "$TMP/top.md"
+fi
