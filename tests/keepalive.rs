@@ -177,3 +177,47 @@ async fn graceful_shutdown_closes_idle_keep_alive_connections_at_once() {
     );
     assert!(gw.wait_exit(Duration::from_secs(40)).is_some(), "no exit");
 }
+
+/// HTTP/1.1 pipelining (requests sent before the previous response was read) follows Pingora's
+/// default, which RFC 9112 §9.3.2 allows: the first request is answered, then the connection is
+/// closed at once and the requests sent after it are dropped unread — never half-parsed, never
+/// forwarded out of order — so the client retries them on a new connection
+/// (`docs/configuration.md`, "How hostile HTTP/1 input is handled").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_get_the_first_answer_then_a_close() {
+    let origin = Origin::start("o");
+    for (label, limits) in [
+        ("default", ""),
+        ("unbuffered", "[limits]\nread_buffer_bytes = 0\n"),
+        ("16 bytes", "[limits]\nread_buffer_bytes = 16\n"),
+    ] {
+        origin.clear();
+        let gw = Gateway::start(&config("keepalive-pipe", &origin, limits));
+        let mut conn = TcpStream::connect(gw.addr()).await.expect("connect");
+        let batch: String = (0..3)
+            .map(|i| format!("GET /pipe/{i} HTTP/1.1\r\nHost: a\r\n\r\n"))
+            .collect();
+        conn.write_all(batch.as_bytes()).await.expect("write");
+        let (status, _) = read_response(&mut conn).await;
+        assert_eq!(status, 200, "{label}: first response");
+        let started = Instant::now();
+        assert!(
+            closed_within(&mut conn, Duration::from_secs(5)).await,
+            "{label}: the connection stayed open after a pipelined batch"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{label}: closed only after {:?}",
+            started.elapsed()
+        );
+        let uris: Vec<String> = origin.requests().into_iter().map(|r| r.uri).collect();
+        assert_eq!(uris, ["/pipe/0"], "{label}");
+        // The gateway still serves new connections.
+        let mut fresh = TcpStream::connect(gw.addr()).await.expect("connect");
+        fresh
+            .write_all(b"GET /pipe/again HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_response(&mut fresh).await.0, 200, "{label}");
+    }
+}

@@ -125,6 +125,8 @@ pub struct DeadlineStream {
     /// than the current one (see [`deadline_passed`]).
     sleep: Pin<Box<Sleep>>,
     scan: HeadScan,
+    /// A byte read by a one-byte peek, served first by the next read.
+    held: Option<u8>,
 }
 
 /// True once `deadline` has passed; otherwise `cx` is woken no later than at `deadline`.
@@ -168,6 +170,7 @@ impl DeadlineStream {
             deadline,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             scan: HeadScan::default(),
+            held: None,
         }
     }
 
@@ -208,6 +211,25 @@ impl AsyncRead for DeadlineStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(b) = this.held {
+            // The byte of a one-byte peek (already fed to the head scan), then whatever else
+            // is ready, so that the request head arrives in one read as it would without the
+            // peek. Pending or an error is left for the next read.
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            this.held = None;
+            buf.put_slice(&[b]);
+            let before = buf.filled().len();
+            if buf.remaining() > 0 {
+                if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+                    if this.armed && this.scan.feed(&buf.filled()[before..]) {
+                        this.armed = false;
+                    }
+                }
+            }
+            return Poll::Ready(Ok(()));
+        }
         if !this.armed && this.responded {
             this.arm();
         }
@@ -330,6 +352,26 @@ impl Peek for DeadlineStream {
         // A peek happens before the first head is read (HTTP/2 prior-knowledge detection) or
         // while a keep-alive connection waits for its next request: it is bounded by the same
         // deadline, armed again after a response as a read would.
+        if let ([first], Some(b)) = (&mut *buf, self.held) {
+            *first = b;
+            return Ok(true);
+        }
+        if buf.len() == 1 {
+            // The keep-alive wait: read the byte and hold it for the next read (bounded by the
+            // head deadline, as any read). Pingora's own peek reads it and pushes it back in a
+            // fresh allocation, after which the request head arrives in two reads.
+            let mut one = [0u8; 1];
+            let n = tokio::io::AsyncReadExt::read(self, &mut one).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed while waiting for a request",
+                ));
+            }
+            self.held = Some(one[0]);
+            buf[0] = one[0];
+            return Ok(true);
+        }
         if !self.armed && self.responded {
             self.arm();
         }
