@@ -16,7 +16,9 @@
 #   BENCH_CONNS=32         wrk connections (one wrk thread)
 #   BENCH_SCENARIOS="small 4k tls overhead"
 #                          (also `levers`: Switchyard with work_stealing = true, with mimalloc or
-#                          jemalloc preloaded, SWITCHYARD_BIN_B if set, beside default Switchyard)
+#                          jemalloc preloaded, SWITCHYARD_BIN_B if set, beside default Switchyard;
+#                          the preloads only matter for a build with the system allocator,
+#                          `cargo build --release -p switchyard --no-default-features`)
 #   SWITCHYARD_BIN_B, BENCH_B_LABEL   a second Switchyard build for the `levers` scenario (also
 #                          _C and _D: up to three builds or wrapper scripts beside the default)
 #   BENCH_LEVERS="sy-ws sy-mi sy-je"  the built-in lever variants to run (empty: only B, C, D)
