@@ -174,11 +174,6 @@ impl DeadlineStream {
         }
     }
 
-    /// The time a client may take to send a request head.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     fn arm(&mut self) {
         self.armed = true;
         self.responded = false;
@@ -378,17 +373,17 @@ impl Peek for DeadlineStream {
         if !self.armed {
             return self.inner.try_peek(buf).await;
         }
-        let passed = {
-            // The stream's own timer bounds the peek (no timer of its own per request).
+        // The stream's own timer bounds the peek (no timer of its own per peek).
+        let peeked = {
             let DeadlineStream {
                 inner,
                 sleep,
                 deadline,
                 ..
-            } = self;
+            } = &mut *self;
             let deadline = *deadline;
             let mut peek = inner.try_peek(buf);
-            let res = std::future::poll_fn(|cx| {
+            std::future::poll_fn(|cx| {
                 if let Poll::Ready(res) = peek.as_mut().poll(cx) {
                     return Poll::Ready(Some(res));
                 }
@@ -397,14 +392,9 @@ impl Peek for DeadlineStream {
                 }
                 Poll::Pending
             })
-            .await;
-            match res {
-                Some(res) => return res,
-                None => true,
-            }
+            .await
         };
-        debug_assert!(passed);
-        Err(self.timed_out())
+        peeked.unwrap_or_else(|| Err(self.timed_out()))
     }
 }
 
