@@ -811,7 +811,8 @@ impl Gateway {
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let mut addrs: Vec<SocketAddr> = self.listeners.iter().map(|(_, a)| *a).collect();
         addrs.extend(self.metrics);
         addrs.extend(self.admin);
@@ -834,6 +835,15 @@ impl Gateway {
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
+        }
+        // Readiness normally takes well under a second; say so when it did not, to find the
+        // occasional slow test run.
+        if started.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "note: switchyard ({}) took {:?} to accept connections",
+                self.config_path.display(),
+                started.elapsed()
+            );
         }
     }
 
