@@ -247,30 +247,29 @@ impl SmoothWrr {
         let weighted = weighted(servers, candidates);
         // Classes in order of their weight's first appearance, so that with distinct weights the
         // tree (and the sequence) is exactly the per-server one.
-        let mut order: Vec<u64> = Vec::new();
-        let mut groups: Vec<Vec<u32>> = Vec::new();
+        let mut groups: Vec<(u64, Vec<u32>)> = Vec::new();
         let mut class_of: HashMap<u64, usize> = HashMap::new();
         for &(i, w) in &weighted {
             let Ok(i) = u32::try_from(i) else {
                 continue;
             };
             let c = *class_of.entry(w).or_insert_with(|| {
-                order.push(w);
-                groups.push(Vec::new());
+                groups.push((w, Vec::new()));
                 groups.len() - 1
             });
-            if let Some(g) = groups.get_mut(c) {
+            if let Some((_, g)) = groups.get_mut(c) {
                 g.push(i);
             }
         }
         let mut classes = Vec::with_capacity(groups.len());
         let mut members = Vec::with_capacity(weighted.len());
         let mut items = Vec::with_capacity(groups.len());
-        for (c, (group, &w)) in groups.iter().zip(&order).enumerate() {
+        for (w, group) in &groups {
+            // A leaf's label is its class's index in `classes`, whatever is skipped.
             let (Ok(start), Ok(len), Ok(label)) = (
                 u32::try_from(members.len()),
                 u32::try_from(group.len()),
-                u32::try_from(c),
+                u32::try_from(classes.len()),
             ) else {
                 continue;
             };
