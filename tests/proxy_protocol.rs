@@ -75,7 +75,8 @@ impl Drop for Recorder {
 
 /// A raw HTTP/1.1 origin on 127.0.0.1 that expects a PROXY header before each connection's first
 /// request: records the bytes before the request line and answers `200 ok` with
-/// `Connection: close`.
+/// `Connection: close` (a strict one answers `400` when nothing came before the request line, as
+/// NGINX's `listen ... proxy_protocol` does).
 struct ProxyHttpOrigin {
     addr: SocketAddr,
     headers: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -84,6 +85,10 @@ struct ProxyHttpOrigin {
 
 impl ProxyHttpOrigin {
     async fn start() -> ProxyHttpOrigin {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(strict: bool) -> ProxyHttpOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let headers = Arc::new(Mutex::new(Vec::new()));
@@ -115,11 +120,12 @@ impl ProxyHttpOrigin {
                         .position(|w| w == b"GET ")
                         .unwrap_or(got.len());
                     rec.lock().unwrap().push(got[..start].to_vec());
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
+                    let answer: &[u8] = if strict && start == 0 {
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 5\r\nConnection: close\r\n\r\nno pp"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    };
+                    let _ = s.write_all(answer).await;
                     let _ = s.shutdown().await;
                 });
             }
@@ -625,5 +631,117 @@ async fn https_listener_reads_the_proxy_header_before_the_tls_handshake() {
     assert!(
         !matches!(plain, Ok(Ok(_))),
         "a TLS handshake without the PROXY header must fail"
+    );
+}
+
+/// `[upstreams.health.active]` lines for fast checks of `/health`, healthy after one pass.
+const FAST_CHECKS: &str = "\n  [upstreams.health.active]\n  path = \"/health\"\n  \
+                           interval_ms = 200\n  timeout_ms = 1000\n  healthy_threshold = 1\n  \
+                           unhealthy_threshold = 1\n";
+
+/// Waits (≤ 10 s) until the origin has recorded a connection that began with `want`.
+async fn wait_for_header(origin: &ProxyHttpOrigin, want: &[u8]) -> Vec<Vec<u8>> {
+    for _ in 0..100 {
+        let seen = origin.headers();
+        if seen.iter().any(|h| h == want) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "origin never saw {:?}; it saw {:?}",
+        String::from_utf8_lossy(want),
+        origin
+            .headers()
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Sends one `GET /a` through `listen` and returns the whole answer.
+async fn one_request(listen: SocketAddr) -> String {
+    let mut s = connect_from("127.0.0.1:0", listen).await;
+    let resp = http_exchange(
+        &mut s,
+        b"GET /a HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_checks_send_proxy_unknown_to_servers_that_expect_a_header() {
+    // The origin refuses a connection without a PROXY header, as NGINX's `listen ...
+    // proxy_protocol` does: it is only healthy, and so only gets traffic, if the checks send one.
+    let origin = ProxyHttpOrigin::start_with(true).await;
+    let gw = Gateway::start(&http_config(
+        "pp-check-v1",
+        "",
+        &format!("proxy_protocol = \"v1\"{FAST_CHECKS}"),
+        origin.addr,
+    ));
+    wait_for_header(&origin, b"PROXY UNKNOWN\r\n").await;
+    let resp = one_request(gw.listener("web")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("ok"), "{resp}");
+    // Checks carry no client; proxied requests carry theirs.
+    let seen = origin.headers();
+    assert!(
+        seen.iter()
+            .any(|h| h.starts_with(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|h| h.starts_with(b"PROXY ")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_of_a_tcp_listeners_upstream_send_a_v2_local_header() {
+    let origin = ProxyHttpOrigin::start_with(true).await;
+    let config = tcp_config(
+        "pp-check-v2",
+        &free_addr(),
+        "proxy_protocol = \"v2\"",
+        origin.addr,
+    ) + FAST_CHECKS;
+    let gw = Gateway::start(&config);
+    let mut local = V2_SIG.to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    wait_for_header(&origin, &local).await;
+    // Healthy, so the tcp listener carries an HTTP exchange to it (with its own v2 PROXY header).
+    let resp = one_request(gw.listener("db")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let seen = origin.headers();
+    assert!(
+        seen.iter()
+            .any(|h| h.starts_with(V2_SIG) && h.get(12) == Some(&0x21)),
+        "no proxied connection with a v2 PROXY header: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_told_proxy_protocol_off_send_none() {
+    // Same upstream as the v1 test, checks told to send no header: the strict origin refuses
+    // them, so its one server is unhealthy and clients get 503 (this is what the header
+    // prevents).
+    let origin = ProxyHttpOrigin::start_with(true).await;
+    let checks = FAST_CHECKS.to_string() + "  proxy_protocol = \"off\"\n";
+    let gw = Gateway::start(&http_config(
+        "pp-check-off",
+        "",
+        &format!("proxy_protocol = \"v1\"{checks}"),
+        origin.addr,
+    ));
+    wait_for_header(&origin, b"").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = one_request(gw.listener("web")).await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(
+        !origin
+            .headers()
+            .iter()
+            .any(|h| h.starts_with(b"PROXY UNKNOWN")),
+        "{:?}",
+        origin.headers()
     );
 }

@@ -691,6 +691,57 @@ impl UpstreamConfig {
         self.servers().filter(|(_, s, _, _)| s.enabled).count()
     }
 
+    /// The PROXY header this upstream's active checks send before anything else (HAProxy's
+    /// default with `send-proxy`, `check-send-proxy` to force it): `health.active.proxy_protocol`
+    /// when set; otherwise none when the checks go to their own `port`; otherwise the version the
+    /// traffic to these servers carries — the upstream's `proxy_protocol`, else that of a `tcp`
+    /// listener in `listeners` that proxies to this upstream. Off without active checks.
+    ///
+    /// ```
+    /// use switchyard_config::{parse_str, ProxyProtocol};
+    /// let cfg = parse_str(r#"
+    /// [[listeners]]
+    /// name = "db"
+    /// protocol = "tcp"
+    /// listen = "127.0.0.1:5432"
+    /// upstream = "pg"
+    /// proxy_protocol = "v2"
+    ///
+    /// [[upstreams]]
+    /// name = "pg"
+    ///   [upstreams.health.active]
+    ///   protocol = "tcp"
+    ///   [[upstreams.groups]]
+    ///   name = "g"
+    ///   servers = [{ address = "10.0.0.1", port = 5432 }]
+    /// "#).unwrap();
+    /// let pg = cfg.upstream("pg").unwrap();
+    /// assert_eq!(pg.check_proxy_protocol(&cfg.listeners), ProxyProtocol::V2);
+    /// // Checked without knowing the listeners: only the upstream's own setting counts.
+    /// assert_eq!(pg.check_proxy_protocol(&[]), ProxyProtocol::Off);
+    /// ```
+    pub fn check_proxy_protocol(&self, listeners: &[ListenerConfig]) -> ProxyProtocol {
+        let Some(active) = &self.health.active else {
+            return ProxyProtocol::Off;
+        };
+        if let Some(explicit) = active.proxy_protocol {
+            return explicit;
+        }
+        if active.port != 0 {
+            return ProxyProtocol::Off;
+        }
+        if self.proxy_protocol != ProxyProtocol::Off {
+            return self.proxy_protocol;
+        }
+        listeners
+            .iter()
+            .filter(|l| l.protocol == ListenerProtocol::Tcp)
+            .filter(|l| l.upstream.as_deref() == Some(self.name.as_str()))
+            .map(|l| l.proxy_protocol)
+            .find(|p| *p != ProxyProtocol::Off)
+            .unwrap_or(ProxyProtocol::Off)
+    }
+
     /// The key a `consistent_hash` upstream hashes on: `hash_on`, or `source_ip` when unset.
     /// `None` for the other algorithms (`source_ip_hash` and `uri_hash` have fixed keys).
     ///
@@ -930,6 +981,11 @@ pub struct ActiveHealthConfig {
     /// `status_codes`: healthy statuses: integers or `"200-399"` ranges. Default `["200-399"]`.
     #[serde(default = "default_status_codes")]
     pub status_codes: Vec<StatusRange>,
+    /// `proxy_protocol`: PROXY header each check sends first: `off` | `v1` (`PROXY UNKNOWN`) |
+    /// `v2` (`LOCAL`). Absent: the version the upstream's traffic carries, unless `port` sends the
+    /// checks elsewhere (see [`UpstreamConfig::check_proxy_protocol`]).
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 fn default_health_path() -> String {

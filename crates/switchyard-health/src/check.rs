@@ -1,5 +1,6 @@
 //! One active check: TCP connect, or an HTTP/1.1 request over TCP or TLS (hyper 1 client
-//! connection), bounded as a whole by `timeout_ms`.
+//! connection), bounded as a whole by `timeout_ms`, after a PROXY header when the servers expect
+//! one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use switchyard_balance::ServerId;
 use switchyard_config::{
-    ActiveHealthConfig, CheckMethod, CheckProtocol, StatusRange, UpstreamConfig,
+    ActiveHealthConfig, CheckMethod, CheckProtocol, ProxyProtocol, StatusRange, UpstreamConfig,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -26,6 +27,16 @@ use crate::{tls, HealthError};
 
 /// The most body bytes a GET check reads before closing the connection.
 const BODY_LIMIT: usize = 64 * 1024;
+
+/// The version 1 header of a connection the proxy opened for itself (a health check), which
+/// carries no client: receivers use the connection's own addresses (PROXY protocol spec, 2.1).
+pub(crate) const PROXY_V1_UNKNOWN: &[u8] = b"PROXY UNKNOWN\r\n";
+
+/// The version 2 header of the same: signature, `0x20` (version 2, command LOCAL), `0x00`
+/// (unspecified family and transport) and a zero-length payload (spec, 2.2).
+pub(crate) const PROXY_V2_LOCAL: &[u8] = &[
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00,
+];
 
 /// The prepared check of one upstream: settings parsed once, shared by every server's task.
 #[derive(Debug)]
@@ -40,6 +51,8 @@ pub(crate) struct Probe {
     pub(crate) timeout: Duration,
     pub(crate) interval: Duration,
     tls: Option<(Arc<ClientConfig>, Option<String>)>,
+    /// Sent first on every check connection (empty: none).
+    proxy_header: &'static [u8],
 }
 
 /// Where one server is checked.
@@ -51,9 +64,11 @@ pub(crate) struct Target {
 }
 
 impl Probe {
+    /// `proxy`: the PROXY header version every check sends first.
     pub(crate) fn new(
         active: &ActiveHealthConfig,
         upstream: &UpstreamConfig,
+        proxy: ProxyProtocol,
     ) -> Result<Probe, HealthError> {
         let path = if active.path.starts_with('/') {
             active.path.clone()
@@ -84,6 +99,11 @@ impl Probe {
             timeout: Duration::from_millis(active.timeout_ms.max(1)),
             interval: Duration::from_millis(active.interval_ms.max(1)),
             tls,
+            proxy_header: match proxy {
+                ProxyProtocol::Off => &[],
+                ProxyProtocol::V1 => PROXY_V1_UNKNOWN,
+                ProxyProtocol::V2 => PROXY_V2_LOCAL,
+            },
         })
     }
 
@@ -120,11 +140,16 @@ impl Probe {
     }
 
     async fn run(&self, target: &Target) -> CheckResult {
-        let tcp = match TcpStream::connect(target.addr).await {
+        let mut tcp = match TcpStream::connect(target.addr).await {
             Ok(s) => s,
             Err(e) => return CheckResult::Connect(describe_io(&e)),
         };
         let _ = tcp.set_nodelay(true);
+        if !self.proxy_header.is_empty() {
+            if let Err(e) = tcp.write_all(self.proxy_header).await {
+                return CheckResult::Connect(format!("sending the PROXY header: {e}"));
+            }
+        }
         match (&self.protocol, &self.tls) {
             (CheckProtocol::Tcp, _) => CheckResult::Pass { status: None },
             (CheckProtocol::Https, Some((config, _))) => {

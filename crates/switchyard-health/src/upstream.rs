@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use switchyard_balance::{Clock, Pool, Server, ServerId, ServerStats};
-use switchyard_config::UpstreamConfig;
+use switchyard_config::{ListenerConfig, UpstreamConfig};
 use tokio::runtime::Handle;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -260,8 +260,49 @@ impl UpstreamHealth {
         cfg: &UpstreamConfig,
         observer: Arc<dyn HealthObserver>,
     ) -> Result<Self, HealthError> {
+        Self::with_listeners(pool, cfg, &[], observer)
+    }
+
+    /// Like [`UpstreamHealth::with_observer`], for an upstream of a whole configuration: active
+    /// checks send the PROXY header that `tcp` listeners in `listeners` send to this upstream's
+    /// servers (see [`UpstreamConfig::check_proxy_protocol`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
+    /// use switchyard_health::{NoopObserver, UpstreamHealth};
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[listeners]]
+    /// name = "db"
+    /// protocol = "tcp"
+    /// listen = "127.0.0.1:5432"
+    /// upstream = "pg"
+    /// proxy_protocol = "v1"
+    /// [[upstreams]]
+    /// name = "pg"
+    ///   [upstreams.health.active]
+    ///   protocol = "tcp"
+    ///   [[upstreams.groups]]
+    ///   name = "g"
+    ///   servers = [{ address = "127.0.0.1", port = 5432 }]
+    /// "#).unwrap();
+    /// let pool = Arc::new(Pool::new("pg", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
+    /// let up = cfg.upstream("pg").unwrap();
+    /// let h = UpstreamHealth::with_listeners(pool, up, &cfg.listeners, Arc::new(NoopObserver)).unwrap();
+    /// assert_eq!(h.name(), "pg");
+    /// ```
+    pub fn with_listeners(
+        pool: Arc<Pool>,
+        cfg: &UpstreamConfig,
+        listeners: &[ListenerConfig],
+        observer: Arc<dyn HealthObserver>,
+    ) -> Result<Self, HealthError> {
         let probe = match &cfg.health.active {
-            Some(active) => Some(Arc::new(Probe::new(active, cfg)?)),
+            Some(active) => Some(Arc::new(Probe::new(
+                active,
+                cfg,
+                cfg.check_proxy_protocol(listeners),
+            )?)),
             None => None,
         };
         let thresholds = cfg

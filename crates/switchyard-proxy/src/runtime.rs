@@ -165,7 +165,7 @@ fn hash_on(up: &UpstreamConfig) -> Option<HashOn> {
 }
 
 /// True if a reload can keep the upstream's pool and health checkers and only change its
-/// servers: same algorithm, all-down policy, health settings and TLS settings.
+/// servers: same algorithm, all-down policy, health settings, TLS settings, port and PROXY header.
 fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
     a.algorithm == b.algorithm
         && a.when_all_down == b.when_all_down
@@ -173,6 +173,7 @@ fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
         && a.tls == b.tls
         && a.scheme == b.scheme
         && a.port == b.port
+        && a.proxy_protocol == b.proxy_protocol
 }
 
 impl UpstreamRuntime {
@@ -422,9 +423,10 @@ impl Runtime {
                         })
                         .initially_healthy(initially_healthy(up));
                     let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
-                    let health = UpstreamHealth::with_observer(
+                    let health = UpstreamHealth::with_listeners(
                         Arc::clone(&pool),
                         up,
+                        &cfg.listeners,
                         Arc::new(MetricsObserver(metrics)),
                     )
                     .map_err(|e| BuildError(format!("upstream {}: health: {e}", up.name)))?;
