@@ -395,3 +395,63 @@ fn the_example_conf_tcp_toml_is_valid() {
         .iter()
         .any(|l| l.get("protocol").and_then(|p| p.as_str()) == Some("tcp")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_max_connections_are_closed_unserved() {
+    let srv = TcpServer::start("srv", Mode::GreetEcho).await;
+    let toml = "[limits]\nmax_connections = 2\n\n".to_string()
+        + &config("tcp-maxconn", "", "", &[srv.addr]);
+    let gw = Gateway::start(&toml);
+    let addr = gw.listener("db");
+    // Two connections, each proxied (the server greets) and held open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(addr).await;
+        assert_eq!(greeting_of(&mut s).await, "srv");
+        held.push(s);
+    }
+    // Further connections are closed without a byte and never reach a backend (the count
+    // includes the harness's readiness probe, so compare with the count now).
+    let backend_conns = srv.conns();
+    for i in 0..3 {
+        let mut s = connect(addr).await;
+        let _ = s.write_all(b"hello").await;
+        let mut buf = [0u8; 64];
+        let res = timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("a connection over the limit must be closed");
+        assert!(
+            matches!(res, Ok(0) | Err(_)),
+            "connection {i} over the limit got data: {res:?}"
+        );
+    }
+    assert_eq!(
+        srv.conns(),
+        backend_conns,
+        "a connection over the limit reached the backend"
+    );
+    let refused = wait_metric(
+        &gw,
+        "switchyard_rejected_requests_total",
+        &[("listener", "db"), ("reason", "max_connections")],
+        3.0,
+    )
+    .await;
+    assert!(refused >= 3.0, "max_connections rejections: {refused}");
+    // Closing one frees its slot.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..50 {
+        let mut s = connect(addr).await;
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(n)) = timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            if buf[..n].starts_with(b"srv") {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a slot was not released after a connection closed");
+    assert_eq!(held.len(), 1);
+}

@@ -149,7 +149,7 @@ impl Gateway {
                     server.add_service(limits::service(app, l, &cfg.limits));
                 }
                 ListenerProtocol::Tcp => {
-                    server.add_service(crate::tcp::service(Arc::clone(&shared), l));
+                    server.add_service(crate::tcp::service(Arc::clone(&shared), l, &cfg.limits));
                 }
                 ListenerProtocol::Http => {
                     let app = limits::header_deadline(

@@ -14,7 +14,8 @@
 //!   time of a keep-alive connection counts, like HAProxy's `timeout http-keep-alive` defaulting
 //!   to `timeout http-request`). Request bodies and upgraded connections are not affected.
 //! * [`ConnLimit`] counts a listener's open connections and answers the ones over
-//!   `max_connections` with `503` and `Connection: close`, before reading anything.
+//!   `max_connections` with `503` and `Connection: close`, before reading anything (a `tcp`
+//!   listener's are closed without a byte: [`ConnLimit::closing`]).
 //!
 //! Both count in `switchyard_rejected_requests_total{listener, reason}` with the reasons
 //! `header_timeout` and `max_connections`.
@@ -522,23 +523,37 @@ impl Drop for Slot {
 }
 
 /// A [`ServerApp`] wrapper that serves at most `max` connections at once (0 = unlimited) and
-/// answers the others `503` with `Connection: close`.
+/// answers the others `503` with `Connection: close` (HTTP) or closes them at once (TCP).
 #[derive(Debug)]
 pub struct ConnLimit<A> {
     inner: Arc<A>,
     max: usize,
     active: Arc<AtomicUsize>,
     listener: String,
+    /// Written to a connection over the limit before it is closed (empty: nothing).
+    refusal: &'static [u8],
 }
 
 impl<A> ConnLimit<A> {
-    /// Wraps `inner` for listener `listener`; `max` = 0 is unlimited.
+    /// Wraps the HTTP app `inner` for listener `listener`; `max` = 0 is unlimited. Connections
+    /// over the limit are answered [`TOO_MANY_CONNECTIONS`].
     pub fn new(inner: A, max: usize, listener: &str) -> Self {
         ConnLimit {
             inner: Arc::new(inner),
             max,
             active: Arc::new(AtomicUsize::new(0)),
             listener: listener.to_string(),
+            refusal: TOO_MANY_CONNECTIONS,
+        }
+    }
+
+    /// Like [`ConnLimit::new`] for a byte-stream app (a `tcp` listener), which has no protocol to
+    /// answer in: a connection over the limit is closed before a byte is read or written (NGINX
+    /// `stream` `limit_conn`).
+    pub fn closing(inner: A, max: usize, listener: &str) -> Self {
+        ConnLimit {
+            refusal: &[],
+            ..ConnLimit::new(inner, max, listener)
         }
     }
 
@@ -567,13 +582,15 @@ where
             drop(slot);
             count(&self.listener, "max_connections");
             log::debug!(
-                "listener {}: {} connections open, max_connections {}: answering 503",
+                "listener {}: {} connections open, max_connections {}: refusing one",
                 self.listener,
                 before,
                 self.max
             );
             let reply = async {
-                let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+                if !self.refusal.is_empty() {
+                    let _ = stream.write_all(self.refusal).await;
+                }
                 let _ = stream.flush().await;
                 Shutdown::shutdown(stream.as_mut()).await;
             };
