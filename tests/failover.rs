@@ -127,3 +127,57 @@ async fn a_response_timeout_answers_504() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_early_is_not_blamed_on_the_server() {
+    use tokio::io::AsyncWriteExt;
+    // One slow server, ejected by passive checks after a single failure: a client that gives up
+    // waiting must neither eject it nor count as a server error, and the gateway logs the
+    // client's departure at info, not Pingora's "Fail to proxy" error.
+    let o = Origin::start("slow");
+    o.set_delay(Duration::from_millis(1500));
+    let toml = format!(
+        "{}[metrics]\nlisten = \"{}\"\n\n{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\n\
+         upstream = \"u\"\n\n{}  [upstreams.health.passive]\n  unhealthy_threshold = 1\n  \
+         ejection_ms = 60000\n",
+        server_section("client-leaves"),
+        free_addr(),
+        listener_section("web", &free_addr()),
+        upstream_section("u", &[&o]),
+    );
+    let gw = Gateway::start(&toml);
+    for i in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(format!("GET /leave{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(s);
+    }
+    assert!(
+        gw.wait_for_log(
+            "client closed the connection before the response was complete: GET /leave",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        gw.log()
+    );
+    assert!(!gw.log().contains("Fail to proxy"), "{}", gw.log());
+    // Still in service: the next request is answered by the slow server, not a 503.
+    o.set_delay(Duration::ZERO);
+    let r = get(&client(), &gw.url("/after")).await;
+    assert_eq!(r.status, 200, "{}", gw.log());
+    let metrics = gw.metrics().await;
+    for outcome in ["error", "timeout", "connect_error"] {
+        let n = metric_sum(
+            &metrics,
+            "switchyard_upstream_requests_total",
+            &[("upstream", "u"), ("outcome", outcome)],
+        );
+        assert_eq!(n, 0.0, "outcome {outcome} counted for a client that left");
+    }
+    assert_eq!(
+        metric_sum(&metrics, "switchyard_backend_ejections_total", &[]),
+        0.0
+    );
+}

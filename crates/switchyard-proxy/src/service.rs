@@ -782,6 +782,26 @@ impl ProxyHttp for HttpGateway {
         }
     }
 
+    /// A client that went away (closed, reset, or failed a read or write) is not a proxy error:
+    /// Pingora's `error!("Fail to proxy: …")` is replaced by an `info` line, as NGINX logs
+    /// "client prematurely closed connection" at `info`. Everything else keeps Pingora's log.
+    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let client_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_gone {
+            log::info!(
+                "client closed the connection before the response was complete: {} {} ({:?})",
+                session.req_header().method,
+                session.req_header().uri,
+                e.etype()
+            );
+        }
+        client_gone
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let code = session
             .response_written()
