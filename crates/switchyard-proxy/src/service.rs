@@ -381,6 +381,11 @@ fn failure_kind(e: &Error) -> FailureKind {
 impl ProxyHttp for HttpGateway {
     type CTX = RequestCtx;
 
+    /// No downstream modules. Pingora's default installs a disabled response-compression module
+    /// (for `session.downstream_compression` to switch on per request), which Switchyard never
+    /// uses; it would still cost every request a module context and its filter calls.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             rt: None,
