@@ -126,8 +126,58 @@ pub struct DeadlineStream {
     /// than the current one (see [`deadline_passed`]).
     sleep: Pin<Box<Sleep>>,
     scan: HeadScan,
-    /// A byte read by a one-byte peek, served first by the next read.
-    held: Option<u8>,
+    /// Bytes read by a peek (the keep-alive wait's one byte, or the start of a connection while
+    /// looking for the HTTP/2 preface), served first by the next reads.
+    held: Held,
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4), sent first by a prior-knowledge
+/// (h2c) client.
+pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Up to [`H2_PREFACE`]'s length of peeked bytes, inline (no allocation per connection).
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    buf: [u8; H2_PREFACE.len()],
+    start: u8,
+    end: u8,
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..usize::from(self.end)]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn set(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&bytes[..n]);
+        self.start = 0;
+        // n ≤ 24.
+        self.end = u8::try_from(n).unwrap_or(0);
+    }
+
+    /// Moves as many held bytes as fit into `buf`.
+    fn drain_into(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.bytes().len().min(buf.remaining());
+        buf.put_slice(&self.bytes()[..n]);
+        // n ≤ 24.
+        self.start += u8::try_from(n).unwrap_or(0);
+    }
+}
+
+/// What a connection's first bytes say about its protocol (see [`DeadlineStream::h2_preface`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preface {
+    /// The HTTP/2 connection preface: an h2c client.
+    H2,
+    /// Anything else: HTTP/1.
+    H1,
+    /// The client closed, failed, or sent nothing before the head deadline.
+    Gone,
 }
 
 /// True once `deadline` has passed; otherwise `cx` is woken no later than at `deadline`.
@@ -171,8 +221,32 @@ impl DeadlineStream {
             deadline,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             scan: HeadScan::default(),
-            held: None,
+            held: Held::default(),
         }
+    }
+
+    /// Reads the first bytes of a new connection until they either are the HTTP/2 connection
+    /// preface or cannot be (an HTTP/1 request's first byte or two tell), within the head
+    /// deadline, and holds them for the next reads.
+    ///
+    /// Pingora's own h2c check waits for 24 bytes, so an HTTP/1 request shorter than that (a
+    /// bare `GET / HTTP/1.0` is 18 bytes) would wait until the deadline; this never waits for
+    /// bytes an HTTP/1 client might not send.
+    pub async fn h2_preface(&mut self) -> Preface {
+        let mut got = [0u8; H2_PREFACE.len()];
+        let mut len = 0;
+        while len < got.len() {
+            match tokio::io::AsyncReadExt::read(self, &mut got[len..]).await {
+                Ok(0) | Err(_) => return Preface::Gone,
+                Ok(n) => len += n,
+            }
+            if got[..len] != H2_PREFACE[..len] {
+                self.held.set(&got[..len]);
+                return Preface::H1;
+            }
+        }
+        self.held.set(&got);
+        Preface::H2
     }
 
     fn arm(&mut self) {
@@ -207,15 +281,17 @@ impl AsyncRead for DeadlineStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(b) = this.held {
-            // The byte of a one-byte peek (already fed to the head scan), then whatever else
-            // is ready, so that the request head arrives in one read as it would without the
-            // peek. Pending or an error is left for the next read.
+        if !this.held.is_empty() {
+            // The bytes of a peek (already fed to the head scan), then whatever else is ready,
+            // so that the request head arrives in one read as it would without the peek.
+            // Pending or an error is left for the next read.
             if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            this.held = None;
-            buf.put_slice(&[b]);
+            this.held.drain_into(buf);
+            if !this.held.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
             let before = buf.filled().len();
             if buf.remaining() > 0 {
                 if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -348,9 +424,15 @@ impl Peek for DeadlineStream {
         // A peek happens before the first head is read (HTTP/2 prior-knowledge detection) or
         // while a keep-alive connection waits for its next request: it is bounded by the same
         // deadline, armed again after a response as a read would.
-        if let ([first], Some(b)) = (&mut *buf, self.held) {
-            *first = b;
-            return Ok(true);
+        if !self.held.is_empty() {
+            let held = self.held.bytes();
+            if held.len() >= buf.len() {
+                buf.copy_from_slice(&held[..buf.len()]);
+                return Ok(true);
+            }
+            // Not reached: the only peeks are the keep-alive wait's one byte and Pingora's
+            // h2c preface check, which `h2_preface` has already answered with held bytes.
+            return Err(io::Error::other("peek longer than the bytes already held"));
         }
         if buf.len() == 1 {
             // The keep-alive wait: read the byte and hold it for the next read (bounded by the
@@ -364,7 +446,7 @@ impl Peek for DeadlineStream {
                     "connection closed while waiting for a request",
                 ));
             }
-            self.held = Some(one[0]);
+            self.held.set(&one);
             buf[0] = one[0];
             return Ok(true);
         }
@@ -470,19 +552,28 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let options = self.inner.server_options();
+        let tls = stream.get_ssl_digest().is_some();
         // A reused keep-alive connection comes back already wrapped.
         let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
             stream
         } else {
-            Box::new(DeadlineStream::new(
-                stream,
-                self.timeout,
-                Arc::clone(&self.listener),
-            ))
+            let mut wrapped = DeadlineStream::new(stream, self.timeout, Arc::clone(&self.listener));
+            // Prior-knowledge HTTP/2 on a plain listener: told apart here, at the first bytes,
+            // rather than by Pingora's check (see `DeadlineStream::h2_preface`).
+            if !tls && options.is_some_and(|o| o.h2c) {
+                match wrapped.h2_preface().await {
+                    Preface::H2 => {
+                        return ServerApp::process_new(&self.inner, Box::new(wrapped), shutdown)
+                            .await;
+                    }
+                    Preface::Gone => return None,
+                    Preface::H1 => {}
+                }
+            }
+            Box::new(wrapped)
         };
-        let options = self.inner.server_options();
-        let generic =
-            options.is_some_and(|o| o.h2c || o.force_custom) || stream.get_ssl_digest().is_some();
+        let generic = options.is_some_and(|o| o.force_custom) || tls;
         if generic {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
@@ -620,11 +711,24 @@ where
     SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
-    HeaderDeadline::new(
-        pingora::proxy::http_proxy(conf, gateway),
-        Duration::from_millis(limits.header_timeout_ms),
-        &listener.name,
-    )
+    let timeout = Duration::from_millis(limits.header_timeout_ms);
+    let mut proxy = pingora::proxy::http_proxy(conf, gateway);
+    proxy.server_options = Some(server_options(listener, timeout));
+    HeaderDeadline::new(proxy, timeout, &listener.name)
+}
+
+/// Pingora's HTTP server options for `listener`: HTTP/2 with prior knowledge (h2c) on plain
+/// `http` listeners (`https` ones offer HTTP/2 through ALPN), and an HTTP/2 connection with no
+/// stream in flight for `idle` is closed, as an idle HTTP/1 keep-alive connection is after the
+/// head deadline.
+pub fn server_options(
+    listener: &switchyard_config::ListenerConfig,
+    idle: Duration,
+) -> pingora::apps::HttpServerOptions {
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = listener.protocol == switchyard_config::ListenerProtocol::Http;
+    options.h2_idle_timeout = Some(idle);
+    options
 }
 
 /// The listening service of `listener`: `app` behind [`ConnLimit`] (`limits.max_connections`).
