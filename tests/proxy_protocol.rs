@@ -745,3 +745,87 @@ async fn checks_told_proxy_protocol_off_send_none() {
         origin.headers()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_peers_are_believed_on_an_http_listener() {
+    let origin = Origin::start("app");
+    let gw = Gateway::start(&http_config(
+        "pp-from-http",
+        "accept_proxy_protocol = true\naccept_proxy_protocol_from = [\"127.0.0.2/32\"]",
+        "",
+        origin.addr(),
+    ));
+    let listen = gw.listener("web");
+    let header = format!(
+        "PROXY TCP4 203.0.113.9 {} 40123 {}\r\n",
+        listen.ip(),
+        listen.port()
+    );
+    let request = "GET /who HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+    // The load balancer (127.0.0.2) sends the header: its client is believed.
+    let mut lb = connect_from("127.0.0.2:0", listen).await;
+    let resp = http_exchange(&mut lb, format!("{header}{request}").as_bytes()).await;
+    assert!(String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 200"));
+    let r = origin.last_request().expect("origin got no request");
+    assert_eq!(r.header("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    // Another peer is a direct client: served without a header, under its own address.
+    let mut direct = connect_from("127.0.0.3:0", listen).await;
+    let resp = http_exchange(&mut direct, request.as_bytes()).await;
+    assert!(String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 200"));
+    let r = origin.last_request().expect("origin got no request");
+    assert_eq!(r.header("x-forwarded-for").as_deref(), Some("127.0.0.3"));
+    // A header from that peer is not believed: it is not HTTP, so the request is refused.
+    let before = origin.request_count();
+    let mut spoof = connect_from("127.0.0.3:0", listen).await;
+    let resp = http_exchange(&mut spoof, format!("{header}{request}").as_bytes()).await;
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 400"),
+        "{resp}"
+    );
+    assert_eq!(
+        origin.request_count(),
+        before,
+        "a spoofed header reached the origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_peers_are_believed_on_a_tcp_listener() {
+    let rec = Recorder::start().await;
+    let gw = Gateway::start(&tcp_config(
+        "pp-from-tcp",
+        &free_addr(),
+        "accept_proxy_protocol = true\naccept_proxy_protocol_from = [\"127.0.0.2/32\"]\n\
+         proxy_protocol = \"v1\"",
+        rec.addr,
+    ));
+    let listen = gw.listener("db");
+    // Listed peer: its header is read and its client passed on.
+    let mut lb = connect_from("127.0.0.2:0", listen).await;
+    let mut payload = format!(
+        "PROXY TCP4 203.0.113.9 127.0.0.1 40126 {}\r\n",
+        listen.port()
+    )
+    .into_bytes();
+    payload.extend_from_slice(b"from-lb");
+    assert_eq!(exchange(&mut lb, &payload).await, b"ok");
+    let got = rec.connection_ending_with(b"from-lb").await;
+    assert!(
+        got.starts_with(b"PROXY TCP4 203.0.113.9 127.0.0.1 40126 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Any other peer: no header expected, its own address goes upstream.
+    let mut direct = connect_from("127.0.0.3:0", listen).await;
+    let sport = direct.local_addr().unwrap().port();
+    assert_eq!(exchange(&mut direct, b"direct").await, b"ok");
+    let got = rec.connection_ending_with(b"direct").await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        format!(
+            "PROXY TCP4 127.0.0.3 127.0.0.1 {sport} {}\r\ndirect",
+            listen.port()
+        )
+    );
+}

@@ -326,6 +326,11 @@ pub struct ListenerConfig {
     /// `accept_proxy_protocol`: expect a PROXY header (v1 or v2) from a load balancer in front.
     #[serde(default)]
     pub accept_proxy_protocol: bool,
+    /// `accept_proxy_protocol_from`: with `accept_proxy_protocol`, the peers (load balancers)
+    /// expected to send the header; other peers are served as direct clients, and a PROXY header
+    /// from them is not believed. Empty = every peer must send one. Default empty.
+    #[serde(default)]
+    pub accept_proxy_protocol_from: Vec<Cidr>,
     /// `allow`: client CIDRs allowed; empty = all.
     #[serde(default)]
     pub allow: Vec<Cidr>,
@@ -339,6 +344,35 @@ pub struct ListenerConfig {
     /// Default 600000 (10 minutes).
     #[serde(default = "default_tcp_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+}
+
+impl ListenerConfig {
+    /// True if a connection from `peer` must start with a PROXY header: `accept_proxy_protocol`
+    /// is on and `peer` is in `accept_proxy_protocol_from` (or that list is empty). A peer whose
+    /// address is unknown is expected to send one only when the list is empty.
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[listeners]]
+    /// name = "web"
+    /// listen = "0.0.0.0:8080"
+    /// accept_proxy_protocol = true
+    /// accept_proxy_protocol_from = ["10.0.0.0/8"]
+    /// "#).unwrap();
+    /// let web = &cfg.listeners[0];
+    /// assert!(web.expects_proxy_header_from(Some("10.1.2.3".parse().unwrap())));
+    /// assert!(!web.expects_proxy_header_from(Some("192.0.2.7".parse().unwrap())));
+    /// assert!(!web.expects_proxy_header_from(None));
+    /// ```
+    pub fn expects_proxy_header_from(&self, peer: Option<IpAddr>) -> bool {
+        self.accept_proxy_protocol
+            && (self.accept_proxy_protocol_from.is_empty()
+                || peer.is_some_and(|ip| {
+                    self.accept_proxy_protocol_from
+                        .iter()
+                        .any(|c| c.contains(ip))
+                }))
+    }
 }
 
 fn default_tcp_idle_timeout_ms() -> u64 {

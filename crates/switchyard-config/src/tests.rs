@@ -1018,3 +1018,27 @@ fn server_resolvers() {
     assert_error(text, "server.resolvers[2]", "\"10.0.0.1:0\"");
     assert!(!errors(text).iter().any(|e| e.path == "server.resolvers[0]"));
 }
+
+#[test]
+fn accept_proxy_protocol_from_needs_accept_proxy_protocol() {
+    let text = r#"
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:8080"
+accept_proxy_protocol_from = ["10.0.0.0/8"]
+"#;
+    let e = assert_error(
+        text,
+        "listeners[0].accept_proxy_protocol_from",
+        "accept_proxy_protocol_from",
+    );
+    assert!(e.message.contains("accept_proxy_protocol = true"), "{e}");
+    let bad_cidr = r#"
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:8080"
+accept_proxy_protocol = true
+accept_proxy_protocol_from = ["10.0.0.0/33"]
+"#;
+    assert!(!errors(bad_cidr).is_empty());
+}

@@ -239,6 +239,13 @@ impl Validator {
                 );
             }
         }
+        if !l.accept_proxy_protocol_from.is_empty() && !l.accept_proxy_protocol {
+            self.err(
+                format!("{p}.accept_proxy_protocol_from"),
+                "`accept_proxy_protocol_from` lists the peers expected to send a PROXY header; \
+                 it needs `accept_proxy_protocol = true`",
+            );
+        }
         self.positive(format!("{p}.connect_timeout_ms"), l.connect_timeout_ms);
         self.positive(format!("{p}.idle_timeout_ms"), l.idle_timeout_ms);
     }

@@ -144,7 +144,7 @@ impl Gateway {
                             l,
                             &cfg.limits,
                         ),
-                        &l.name,
+                        l,
                     );
                     server.add_service(limits::service(app, l, &cfg.limits));
                 }

@@ -15,6 +15,11 @@
 //!
 //! A missing, malformed, oversized or late header closes the connection and counts in
 //! `switchyard_proxy_protocol_errors_total{listener}`.
+//!
+//! With `accept_proxy_protocol_from`, only peers in those blocks (the load balancers) are expected
+//! to send the header; any other peer is served as a direct client with its own address, and a
+//! PROXY header it sends is not believed (it reaches the HTTP parser as a malformed request, or a
+//! `tcp` backend as data) — HAProxy's `tcp-request connection expect-proxy layer4 if { src … }`.
 
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
@@ -28,6 +33,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result as PResult};
+use switchyard_config::ListenerConfig;
 use switchyard_metrics::Metrics;
 
 use crate::proxy_protocol::{read_header, Carried, HeaderError};
@@ -35,37 +41,51 @@ use crate::proxy_protocol::{read_header, Carried, HeaderError};
 /// Reads the PROXY header of one connection and records its addresses in the stream's digest.
 #[derive(Debug, Clone)]
 pub struct ProxyHeaderAcceptor {
-    listener: String,
+    listener: ListenerConfig,
     metrics: &'static Metrics,
 }
 
 impl ProxyHeaderAcceptor {
-    /// An acceptor for listener `listener` (the metric label).
-    pub fn new(listener: &str) -> Self {
+    /// An acceptor for `listener` (its name is the metric label; its
+    /// `accept_proxy_protocol_from` says which peers must send a header).
+    pub fn new(listener: &ListenerConfig) -> Self {
         ProxyHeaderAcceptor {
-            listener: listener.to_string(),
+            listener: listener.clone(),
             metrics: Metrics::global(),
         }
     }
 
+    /// True if the peer of `stream` must send a PROXY header (see
+    /// [`ListenerConfig::expects_proxy_header_from`]).
+    pub fn expects_header(&self, stream: &L4Stream) -> bool {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        self.listener.expects_proxy_header_from(peer)
+    }
+
     /// Counts one connection closed for a bad or missing header.
     pub fn count_error(&self, err: &HeaderError) {
-        log::info!("listener {}: closing connection: {err}", self.listener);
+        log::info!("listener {}: closing connection: {err}", self.listener.name);
         self.metrics
             .proxy_protocol_errors_total
-            .with_label_values(&[&self.listener])
+            .with_label_values(&[&self.listener.name])
             .inc();
     }
 
     /// Reads the header from `stream` and makes the carried addresses the stream's peer and local
-    /// addresses. Errors are counted.
-    pub async fn accept(&self, stream: &mut L4Stream) -> Result<Carried, HeaderError> {
+    /// addresses. Errors are counted. `None`: the peer is not one that sends a header (see
+    /// [`Self::expects_header`]), nothing was read.
+    pub async fn accept(&self, stream: &mut L4Stream) -> Result<Option<Carried>, HeaderError> {
+        if !self.expects_header(stream) {
+            return Ok(None);
+        }
         match read_header(stream).await {
             Ok(carried) => {
                 if let Some((src, dst)) = carried.addrs {
                     set_addrs(stream, src, dst);
                 }
-                Ok(carried)
+                Ok(Some(carried))
             }
             Err(e) => {
                 self.count_error(&e);
@@ -104,8 +124,8 @@ pub struct AcceptProxy<A> {
 }
 
 impl<A> AcceptProxy<A> {
-    /// Wraps `inner` for listener `listener`.
-    pub fn new(inner: A, listener: &str) -> Self {
+    /// Wraps `inner` for `listener`.
+    pub fn new(inner: A, listener: &ListenerConfig) -> Self {
         AcceptProxy {
             inner: Arc::new(inner),
             acceptor: ProxyHeaderAcceptor::new(listener),
@@ -126,7 +146,7 @@ where
         if !stream.as_any().is::<L4Stream>() {
             log::error!(
                 "listener {}: accept_proxy_protocol on a non-TCP stream; closing",
-                self.acceptor.listener
+                self.acceptor.listener.name
             );
             return None;
         }
@@ -163,7 +183,7 @@ pub fn tls_listeners(
             .l4_buffer(crate::gateway::limits::read_buffer(listener, limits)),
     );
     if listener.accept_proxy_protocol {
-        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(&listener.name)));
+        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(listener)));
     }
     listeners
 }

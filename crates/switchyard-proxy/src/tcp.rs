@@ -146,7 +146,7 @@ impl TcpProxy {
             .and_then(|d| d.local_addr())
             .and_then(|a| a.as_inet())
             .copied();
-        if lcfg.accept_proxy_protocol {
+        if lcfg.expects_proxy_header_from(peer.map(|p| p.ip())) {
             match read_header(&mut client).await {
                 Ok(carried) => {
                     if let Some((src, dst)) = carried.addrs {
