@@ -276,6 +276,41 @@ impl Pool {
             .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
     }
 
+    /// Replaces the server list with `next(current)`, computed under the same lock as
+    /// [`Pool::modify`], so that a concurrent single-server change (an admin API call) is either
+    /// seen by `next` or applied after it, never overwritten. Returns the old and the new list
+    /// when they differ (the snapshot is rebuilt only then).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr),
+    ///     vec![ServerSpec::new("g", "10.0.0.1:80".parse().unwrap(), 1)],
+    ///     Arc::new(StatsStore::default()));
+    /// let changed = pool.update_from(|current| {
+    ///     let mut next = current.to_vec();
+    ///     next.push(ServerSpec::new("g", "10.0.0.2:80".parse().unwrap(), 1));
+    ///     next
+    /// });
+    /// assert!(changed.is_some());
+    /// assert_eq!(pool.specs().len(), 2);
+    /// assert!(pool.update_from(|current| current.to_vec()).is_none());
+    /// ```
+    pub fn update_from(
+        &self,
+        next: impl FnOnce(&[ServerSpec]) -> Vec<ServerSpec>,
+    ) -> Option<(Vec<ServerSpec>, Vec<ServerSpec>)> {
+        let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        let new = next(&guard);
+        if new == *guard {
+            return None;
+        }
+        let old = std::mem::replace(&mut *guard, new);
+        self.snapshot
+            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        Some((old, guard.clone()))
+    }
+
     /// Changes one server's spec in place; returns false if no server has that identity.
     pub fn modify(&self, id: &str, change: impl FnOnce(&mut ServerSpec)) -> bool {
         let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());

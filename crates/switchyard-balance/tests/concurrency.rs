@@ -68,3 +68,39 @@ fn four_threads_every_algorithm_smoke() {
         assert!(snap.servers().iter().all(|s| s.stats.in_flight() == 0));
     }
 }
+
+#[test]
+fn a_change_during_a_list_rebuild_is_applied_after_it_not_lost() {
+    // Thread A rebuilds the list from what it read (as a DNS refresh does); thread B changes one
+    // server meanwhile (as the admin API does). B's change must survive: B waits for A's lock
+    // and applies on top of A's list.
+    let p = Arc::new(pool(Algorithm::Wrr, &[1, 1]));
+    let target = p.specs()[0].id.clone();
+    let entered = Arc::new(std::sync::Barrier::new(2));
+    let a = {
+        let (p, entered) = (Arc::clone(&p), Arc::clone(&entered));
+        std::thread::spawn(move || {
+            p.update_from(|current| {
+                entered.wait();
+                // B is now blocked on the lock (or about to be): take long enough to let it try.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let mut next = current.to_vec();
+                next.push(spec(2, 1));
+                next
+            })
+        })
+    };
+    entered.wait();
+    let b = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.modify(target.as_str(), |s| s.weight = 7))
+    };
+    let changed = a.join().unwrap();
+    assert!(b.join().unwrap());
+    let (old, new) = changed.expect("the rebuild changed the list");
+    assert_eq!((old.len(), new.len()), (2, 3));
+    let specs = p.specs();
+    assert_eq!(specs.len(), 3, "the rebuild's added server is kept");
+    assert_eq!(specs[0].weight, 7, "the concurrent change was lost");
+    assert_eq!(p.snapshot().servers()[0].spec.weight, 7);
+}

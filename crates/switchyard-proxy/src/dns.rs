@@ -428,17 +428,19 @@ async fn run(up: Arc<UpstreamRuntime>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsC
         if ctl.is_stopped() {
             return;
         }
-        let current = up.pool.specs();
-        let mut resolved = last_good(&up.cfg, &current);
-        for (n, res) in answers {
-            if let Ok(ips) = res {
-                resolved.insert(n, ips);
+        // Read, rebuild and write the server list under the pool's lock: an admin change to a
+        // server meanwhile waits and applies on top, rather than being overwritten.
+        let changed = up.replace_servers(|current| {
+            let mut resolved = last_good(&up.cfg, current);
+            for (n, res) in answers {
+                if let Ok(ips) = res {
+                    resolved.insert(n, ips);
+                }
             }
-        }
-        let next = build_specs(&up.cfg, &resolved, &current);
-        if next != current {
+            build_specs(&up.cfg, &resolved, current)
+        });
+        if let Some((current, next)) = changed {
             log_change(&name, &current, &next);
-            up.replace_servers(next);
         }
     }
 }

@@ -204,13 +204,25 @@ impl UpstreamRuntime {
         .cloned()
     }
 
-    /// Replaces the servers at run time (a changed DNS answer): the pool (stats kept for every
-    /// identity that stays, dropped for the others), health checkers, metric handles and sticky
-    /// tokens follow.
-    pub fn replace_servers(&self, specs: Vec<ServerSpec>) {
+    /// Replaces the servers at run time (a changed DNS answer) with `next(current)`, computed
+    /// under the pool's lock so that an admin change to one server meanwhile is not overwritten
+    /// (see [`Pool::update_from`]): the pool (stats kept for every identity that stays, dropped
+    /// for the others), health checkers, metric handles and sticky tokens follow. Returns the old
+    /// and the new servers when they differ.
+    pub fn replace_servers(
+        &self,
+        next: impl FnOnce(&[ServerSpec]) -> Vec<ServerSpec>,
+    ) -> Option<(Vec<ServerSpec>, Vec<ServerSpec>)> {
+        let changed = self.pool.update_from(next)?;
+        self.servers_replaced(&changed.1);
+        Some(changed)
+    }
+
+    /// Brings the pool's stats, health checkers, metric handles and sticky tokens in line with
+    /// `specs`, the pool's new servers.
+    fn servers_replaced(&self, specs: &[ServerSpec]) {
         let metrics = Metrics::global();
         let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
-        self.pool.update(specs);
         self.pool.store().retain(&ids);
         self.health.sync_servers();
         let old = self.server_metrics.load_full();
