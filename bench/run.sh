@@ -182,15 +182,16 @@ start() {
   fi
 }
 
-# Sum of utime+stime (clock ticks) of a process and its direct children (NGINX master + worker).
+# "utime stime" (clock ticks) of a process and its direct children (NGINX master + worker).
 cpu_ticks() {
-  local pid="$1" total=0 p t
+  local pid="$1" user=0 sys=0 p u s
   for p in "$pid" $(children_of "$pid"); do
     # Fields after the ")" of comm: state is $1, utime is $12, stime is $13.
-    t="$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')" || t=0
-    total=$((total + ${t:-0}))
+    u=0; s=0
+    read -r u s < <(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12, $13 }') || true
+    user=$((user + ${u:-0})); sys=$((sys + ${s:-0}))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 
 # Peak RSS (VmHWM, KiB) of the process doing the work: the NGINX worker (not the idle master),
@@ -459,11 +460,11 @@ to_ms() { # wrk latency ("441.00us", "1.79ms", "1.02s") to milliseconds
 
 # run_wrk SCENARIO KEY ROUND URL PID: one measured run; appends a row to $RAW.
 run_wrk() {
-  local scen="$1" key="$2" round="$3" url="$4" pid="$5" out c0 c1 reqs rps p50 p99 errs
+  local scen="$1" key="$2" round="$3" url="$4" pid="$5" out u0 s0 u1 s1 reqs rps p50 p99 errs
   out="$TMP/wrk-$scen-$key-$round.txt"
-  c0="$(cpu_ticks "$pid")"
+  read -r u0 s0 < <(cpu_ticks "$pid")
   timeout $((SECONDS_PER_RUN + 20)) "${NICE[@]}" taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$out" 2>&1 || true
-  c1="$(cpu_ticks "$pid")"
+  read -r u1 s1 < <(cpu_ticks "$pid")
   reqs="$(awk '/requests in/ { print $1 }' "$out")"
   rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
   p50="$(awk '$1 == "50%" { print $2 }' "$out")"
@@ -474,10 +475,13 @@ run_wrk() {
     tail -3 "$out" >&2
     return 0
   fi
-  local cpu
-  cpu="$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$key" "$round" "$rps" "$(to_ms "$p50")" \
-    "$(to_ms "$p99")" "$cpu" "$reqs" "$errs" >>"$RAW"
+  local cpu user_us sys_us
+  cpu="$(awk -v a="$((u0 + s0))" -v b="$((u1 + s1))" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')"
+  # CPU per request, split into user space and kernel (µs).
+  user_us="$(awk -v d="$((u1 - u0))" -v t="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / t * 1e6 / n }')"
+  sys_us="$(awk -v d="$((s1 - s0))" -v t="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / t * 1e6 / n }')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$key" "$round" "$rps" "$(to_ms "$p50")" \
+    "$(to_ms "$p99")" "$cpu" "$reqs" "$errs" "$user_us" "$sys_us" >>"$RAW"
   log "$(printf '%-9s %-10s round %s: %9s req/s  p50 %s  p99 %s  cpu %ss  errors %s' \
     "$scen" "$key" "$round" "$rps" "$p50" "$p99" "$cpu" "$errs")"
 }
@@ -541,12 +545,14 @@ summarise() {
       cpu[id] = cpu[id] " " $7
       eff[id] = eff[id] " " ($7 > 0 ? $8 / $7 : 0)
       errs[id] += $9
+      usr[id] = usr[id] " " $10; krn[id] = krn[id] " " $11
     }
     END {
       for (i = 1; i <= n; i++) {
         id = order[i]; split(id, k, SUBSEP)
-        printf "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t%.1f\n", k[1], k[2], median(rps[id]),
-          median(p50[id]), median(p99[id]), median(cpu[id]), median(eff[id]), errs[id], rss[id] / 1024
+        printf "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\n", k[1], k[2], median(rps[id]),
+          median(p50[id]), median(p99[id]), median(cpu[id]), median(eff[id]), errs[id], rss[id] / 1024,
+          median(usr[id]), median(krn[id])
       }
     }' "$RAW"
 }
@@ -602,6 +608,18 @@ report() {
         fi
         [ -n "$(get "$s" "$k" 3)" ] || continue
         echo "| $s | $(peer_label "$k") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" nginx 3)") | $(ratio "$(get "$s" "$k" 3)" "$(get "$s" haproxy 3)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" nginx 7)") | $(ratio "$(get "$s" "$k" 7)" "$(get "$s" haproxy 7)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" nginx 5)") | $(ratio "$(get "$s" "$k" 5)" "$(get "$s" haproxy 5)") | $(ratio "$(get "$s" "$k" 9)" "$(get "$s" nginx 9)") |"
+      done
+    done
+    echo
+    echo "### CPU per request: user space and kernel (µs, medians; from utime and stime)"
+    echo
+    echo "| scenario | proxy | user µs / req | kernel µs / req | total | user ÷ NGINX's | kernel ÷ NGINX's |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for s in $SCENARIOS; do
+      [ "$s" = overhead ] || [ "$s" = levers ] && continue
+      for k in nginx haproxy switchyard bare; do
+        [ -n "$(get "$s" "$k" 10)" ] || continue
+        echo "| $s | $(peer_label "$k") | $(get "$s" "$k" 10) | $(get "$s" "$k" 11) | $(awk -v u="$(get "$s" "$k" 10)" -v k="$(get "$s" "$k" 11)" 'BEGIN { printf "%.1f", u + k }') | $(ratio "$(get "$s" "$k" 10)" "$(get "$s" nginx 10)") | $(ratio "$(get "$s" "$k" 11)" "$(get "$s" nginx 11)") |"
       done
     done
   fi
