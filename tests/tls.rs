@@ -446,3 +446,50 @@ async fn the_example_conf_https_toml_checks_and_runs() {
         assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("https"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_over_tls_are_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("pipelining CA");
+    let (cert, key) = ca.issue(&["localhost"]).write(dir.path(), "pipe");
+    let o = Origin::start("o");
+    let gw = Gateway::start(&https_listener_config(
+        "tls-pipe",
+        &cert,
+        &key,
+        &upstream_section("u", &[&o]),
+    ));
+    // An HTTP/1.1-only TLS client (no ALPN h2), trusting only the test CA.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(ring_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let batch: String = (0..3)
+        .map(|i| format!("GET /tls-pipe/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+        .collect();
+    tls.write_all(batch.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    // Read until three complete responses ("o" bodies) arrived.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count() < 3 || !got.ends_with(b"o") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("answers within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let uris: Vec<String> = o.requests().into_iter().map(|r| r.uri).collect();
+    assert_eq!(uris, ["/tls-pipe/0", "/tls-pipe/1", "/tls-pipe/2"]);
+}

@@ -386,6 +386,18 @@ impl ProxyHttp for HttpGateway {
     /// uses; it would still cost every request a module context and its filter calls.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
+    /// HTTP/1.1 pipelining: requests a client sends before reading earlier answers are served
+    /// in order on the same connection (NGINX and HAProxy do; Pingora's default closes the
+    /// connection after the first answer). Carried by Pingora to every later request of the
+    /// connection; a no-op for HTTP/2.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        session.downstream_session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             rt: None,

@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -85,14 +85,14 @@ struct HeadScan {
 }
 
 impl HeadScan {
-    /// Feeds `bytes`; true once a head end has been seen.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
+    /// Feeds `bytes`; once a head end has been seen, the index in `bytes` of its last byte.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
             match b {
                 b'\n' => {
                     self.newlines += 1;
                     if self.newlines >= 2 && self.seen_content {
-                        return true;
+                        return Some(i);
                     }
                 }
                 b'\r' => {}
@@ -102,7 +102,7 @@ impl HeadScan {
                 }
             }
         }
-        false
+        None
     }
 }
 
@@ -129,6 +129,13 @@ pub struct DeadlineStream {
     /// Bytes read by a peek (the keep-alive wait's one byte, or the start of a connection while
     /// looking for the HTTP/2 preface), served first by the next reads.
     held: Held,
+    /// Bytes were handed to Pingora beyond the end of a request head, or after a response: they
+    /// may be (the start of) a pipelined request that Pingora keeps for the next session (see
+    /// [`DeadlineStream::take_maybe_pipelined`]). Request bodies set it too (erring on the side
+    /// of "maybe").
+    maybe_pipelined: AtomicBool,
+    /// Bytes were read from the socket (see [`DeadlineStream::take_read_any`]).
+    read_any: AtomicBool,
 }
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4), sent first by a prior-knowledge
@@ -222,6 +229,41 @@ impl DeadlineStream {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             scan: HeadScan::default(),
             held: Held::default(),
+            maybe_pipelined: AtomicBool::new(false),
+            read_any: AtomicBool::new(false),
+        }
+    }
+
+    /// True if, since the last call, any bytes were read from the socket. A session that read
+    /// nothing was served from bytes Pingora already held, which may hold still more.
+    pub fn take_read_any(&self) -> bool {
+        self.read_any.swap(false, Ordering::Relaxed)
+    }
+
+    /// True if, since the last call, bytes were read that may be a pipelined request now held
+    /// by Pingora (a request parsed from them needs no read from the socket, so waiting for one
+    /// would stall the connection). False means Pingora holds nothing beyond what it answered.
+    pub fn take_maybe_pipelined(&self) -> bool {
+        self.maybe_pipelined.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes `bytes`, just handed to Pingora (or held for it): ends the head deadline at a head's
+    /// end, and notes bytes past it.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.read_any.store(true, Ordering::Relaxed);
+        if !self.armed {
+            // A body, an early next request, or Pingora's idle probe while it answers.
+            self.maybe_pipelined.store(true, Ordering::Relaxed);
+            return;
+        }
+        if let Some(end) = self.scan.feed(bytes) {
+            self.armed = false;
+            if end + 1 < bytes.len() {
+                self.maybe_pipelined.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -295,14 +337,13 @@ impl AsyncRead for DeadlineStream {
             let before = buf.filled().len();
             if buf.remaining() > 0 {
                 if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, buf) {
-                    if this.armed && this.scan.feed(&buf.filled()[before..]) {
-                        this.armed = false;
-                    }
+                    this.saw(&buf.filled()[before..]);
                 }
             }
             return Poll::Ready(Ok(()));
         }
-        if !this.armed && this.responded {
+        let after_response = !this.armed && this.responded;
+        if after_response {
             this.arm();
         }
         if this.armed && deadline_passed(&mut this.sleep, this.deadline, cx) {
@@ -310,12 +351,14 @@ impl AsyncRead for DeadlineStream {
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.armed {
-            if let Poll::Ready(Ok(())) = res {
-                if this.scan.feed(&buf.filled()[before..]) {
-                    this.armed = false;
-                }
+        if let Poll::Ready(Ok(())) = res {
+            let filled = buf.filled();
+            if after_response && filled.len() > before {
+                // Read while the session that answered may still own the stream (Pingora's idle
+                // probe): these bytes may stay with Pingora for the next session.
+                this.maybe_pipelined.store(true, Ordering::Relaxed);
             }
+            this.saw(&filled[before..]);
         }
         res
     }
@@ -439,7 +482,10 @@ impl Peek for DeadlineStream {
             // head deadline, as any read). Pingora's own peek reads it and pushes it back in a
             // fresh allocation, after which the request head arrives in two reads.
             let mut one = [0u8; 1];
+            // This byte starts the next request, read by the next session: not a pipelined one.
+            let hint = self.maybe_pipelined.load(Ordering::Relaxed);
             let n = tokio::io::AsyncReadExt::read(self, &mut one).await?;
+            self.maybe_pipelined.store(hint, Ordering::Relaxed);
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -542,6 +588,11 @@ async fn next_request_arrives(
 /// future ends with its response; the idle wait is a one-byte peek in this small future, and the
 /// next request future is only created once a byte has arrived. HTTP/2 and TLS streams (which
 /// cannot peek) keep Pingora's loop.
+///
+/// With HTTP/1.1 pipelining enabled on the sessions (the app's choice; Switchyard's gateway
+/// enables it), a session can end with the next request already read and held by Pingora; the
+/// stream's [`DeadlineStream::take_maybe_pipelined`] and [`DeadlineStream::take_read_any`] tell
+/// when that may be so, and then the next session starts at once instead of waiting for a byte.
 #[async_trait]
 impl<A> ServerApp for HeaderDeadline<A>
 where
@@ -585,9 +636,21 @@ where
         // One receiver for the connection's life, not one per request.
         let mut watch = shutdown.clone();
         let idle_cap = self.timeout > KEEPALIVE_IDLE_MAX;
+        let mut held_by_pingora = false;
         while let Some(reused) = result {
             let (mut stream, settings) = reused.consume();
-            if !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
+            // Pingora may already hold the next request (pipelined): then it must be served
+            // without waiting for more bytes, which may never come. It may when bytes went past
+            // a head or came after a response, or when the last session came from such bytes
+            // and read nothing more (what it was served from may hold more requests).
+            held_by_pingora = match stream.as_any().downcast_ref::<DeadlineStream>() {
+                Some(d) => {
+                    let read_any = d.take_read_any();
+                    d.take_maybe_pipelined() || (held_by_pingora && !read_any)
+                }
+                None => true,
+            };
+            if !held_by_pingora && !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
@@ -771,20 +834,29 @@ mod tests {
     #[test]
     fn head_scan_finds_crlf_and_bare_lf_ends_across_pieces() {
         let mut s = HeadScan::default();
-        assert!(!s.feed(b"GET / HTTP/1.1\r\nHost: a\r"));
-        assert!(!s.feed(b"\n\r"));
-        assert!(s.feed(b"\n"));
+        assert_eq!(s.feed(b"GET / HTTP/1.1\r\nHost: a\r"), None);
+        assert_eq!(s.feed(b"\n\r"), None);
+        assert_eq!(s.feed(b"\n"), Some(0));
         let mut s = HeadScan::default();
-        assert!(s.feed(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert_eq!(s.feed(b"GET / HTTP/1.1\nHost: a\n\n"), Some(23));
     }
 
     #[test]
     fn head_scan_ignores_leading_empty_lines() {
         let mut s = HeadScan::default();
-        assert!(!s.feed(b"\r\n\r\n\r\n\n\n"));
-        assert!(!s.feed(b"G"));
-        assert!(!s.feed(b"ET / HTTP/1.1\r\n"));
-        assert!(s.feed(b"\r\n"));
+        assert_eq!(s.feed(b"\r\n\r\n\r\n\n\n"), None);
+        assert_eq!(s.feed(b"G"), None);
+        assert_eq!(s.feed(b"ET / HTTP/1.1\r\n"), None);
+        assert_eq!(s.feed(b"\r\n"), Some(1));
+    }
+
+    #[test]
+    fn head_scan_says_where_a_head_ends_in_a_pipelined_read() {
+        let mut s = HeadScan::default();
+        let two = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n";
+        let end = s.feed(two).expect("first head ends");
+        assert_eq!(&two[..=end], b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(end + 1 < two.len(), "bytes of the next request follow");
     }
 
     #[test]
