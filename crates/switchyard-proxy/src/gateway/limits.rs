@@ -77,11 +77,33 @@ fn count(listener: &str, reason: &str) {
 
 /// Finds the end of a request head in bytes read in pieces: two line feeds in a row (CRLF CRLF,
 /// or the bare LF LF that Pingora's parser also accepts), after at least one other byte (empty
-/// lines before a request line do not end a head).
+/// lines before a request line do not end a head). On the way it notes how the head frames its
+/// body, so that bytes after the head can be told apart from a pipelined next request.
 #[derive(Debug, Default, Clone, Copy)]
 struct HeadScan {
     seen_content: bool,
     newlines: u8,
+    /// The start of the current line: enough for `content-length: ` and a 16-digit value.
+    line: [u8; LINE_PREFIX],
+    line_len: u8,
+    /// The current line is longer than [`LINE_PREFIX`].
+    line_cut: bool,
+    framing: Framing,
+}
+
+/// How much of each head line [`HeadScan`] keeps to recognise the framing fields.
+const LINE_PREFIX: usize = 32;
+
+/// A request head's body framing, as far as [`HeadScan`] can tell.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No `Content-Length` and no `Transfer-Encoding`: no body.
+    #[default]
+    None,
+    /// One `Content-Length` with this value.
+    Length(u64),
+    /// `Transfer-Encoding`, several or unreadable `Content-Length` fields: not known here.
+    Unknown,
 }
 
 impl HeadScan {
@@ -90,6 +112,7 @@ impl HeadScan {
         for (i, &b) in bytes.iter().enumerate() {
             match b {
                 b'\n' => {
+                    self.end_line();
                     self.newlines += 1;
                     if self.newlines >= 2 && self.seen_content {
                         return Some(i);
@@ -99,10 +122,41 @@ impl HeadScan {
                 _ => {
                     self.seen_content = true;
                     self.newlines = 0;
+                    match self.line.get_mut(usize::from(self.line_len)) {
+                        Some(slot) => {
+                            *slot = b;
+                            self.line_len += 1;
+                        }
+                        None => self.line_cut = true,
+                    }
                 }
             }
         }
         None
+    }
+
+    /// Notes a framing field in the line just ended.
+    fn end_line(&mut self) {
+        let line = &self.line[..usize::from(self.line_len)];
+        let cut = std::mem::take(&mut self.line_cut);
+        self.line_len = 0;
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.framing = Framing::Unknown;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let length = std::str::from_utf8(value.trim_ascii())
+                .ok()
+                .filter(|_| !cut)
+                .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok());
+            self.framing = match (self.framing, length) {
+                (Framing::None, Some(n)) => Framing::Length(n),
+                _ => Framing::Unknown,
+            };
+        }
     }
 }
 
@@ -129,11 +183,14 @@ pub struct DeadlineStream {
     /// Bytes read by a peek (the keep-alive wait's one byte, or the start of a connection while
     /// looking for the HTTP/2 preface), served first by the next reads.
     held: Held,
-    /// Bytes were handed to Pingora beyond the end of a request head, or after a response: they
-    /// may be (the start of) a pipelined request that Pingora keeps for the next session (see
-    /// [`DeadlineStream::take_maybe_pipelined`]). Request bodies set it too (erring on the side
-    /// of "maybe").
+    /// Bytes were handed to Pingora beyond the end of a request (its head and its
+    /// `Content-Length` body), or after a response: they may be (the start of) a pipelined request
+    /// that Pingora keeps for the next session (see [`DeadlineStream::take_maybe_pipelined`]).
+    /// Bytes after a head whose body length it does not give (chunked) set it too, erring on the
+    /// side of "maybe".
     maybe_pipelined: AtomicBool,
+    /// Body bytes still to come after the current head (`None`: not known from the head).
+    body_left: Option<u64>,
     /// Bytes were read from the socket (see [`DeadlineStream::take_read_any`]).
     read_any: AtomicBool,
 }
@@ -230,6 +287,7 @@ impl DeadlineStream {
             scan: HeadScan::default(),
             held: Held::default(),
             maybe_pipelined: AtomicBool::new(false),
+            body_left: Some(0),
             read_any: AtomicBool::new(false),
         }
     }
@@ -255,13 +313,32 @@ impl DeadlineStream {
         }
         self.read_any.store(true, Ordering::Relaxed);
         if !self.armed {
-            // A body, an early next request, or Pingora's idle probe while it answers.
-            self.maybe_pipelined.store(true, Ordering::Relaxed);
+            // The body, or else the next request (early, or read by Pingora's idle probe).
+            self.past_head(bytes.len());
             return;
         }
         if let Some(end) = self.scan.feed(bytes) {
             self.armed = false;
-            if end + 1 < bytes.len() {
+            self.body_left = match self.scan.framing {
+                Framing::None => Some(0),
+                Framing::Length(n) => Some(n),
+                Framing::Unknown => None,
+            };
+            self.past_head(bytes.len() - end - 1);
+        }
+    }
+
+    /// Accounts for `n` bytes after the current head: the body's first, then any beyond it may
+    /// be a pipelined request (as may any when the body's length is not known).
+    fn past_head(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        match self.body_left {
+            Some(left) if left >= n => self.body_left = Some(left - n),
+            _ => {
+                self.body_left = Some(0);
                 self.maybe_pipelined.store(true, Ordering::Relaxed);
             }
         }
@@ -295,6 +372,7 @@ impl DeadlineStream {
         self.armed = true;
         self.responded = false;
         self.scan = HeadScan::default();
+        self.body_left = Some(0);
         self.deadline = Instant::now() + self.timeout;
     }
 
@@ -848,6 +926,86 @@ mod tests {
         assert_eq!(s.feed(b"G"), None);
         assert_eq!(s.feed(b"ET / HTTP/1.1\r\n"), None);
         assert_eq!(s.feed(b"\r\n"), Some(1));
+    }
+
+    #[test]
+    fn head_scan_reads_the_body_framing() {
+        let framing = |head: &[u8]| {
+            let mut s = HeadScan::default();
+            assert!(s.feed(head).is_some());
+            s.framing
+        };
+        assert_eq!(framing(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Framing::None);
+        assert_eq!(
+            framing(b"POST / HTTP/1.1\r\nContent-Length:  12 \r\n\r\n"),
+            Framing::Length(12)
+        );
+        assert_eq!(
+            framing(b"POST / HTTP/1.1\r\ncontent-LENGTH: 0\r\n\r\n"),
+            Framing::Length(0)
+        );
+        for head in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 123456789012345678901234\r\n\r\n",
+        ] {
+            assert_eq!(
+                framing(head),
+                Framing::Unknown,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    /// Feeds `writes` through a [`DeadlineStream`] over a loopback TCP connection, reading
+    /// everything as Pingora would, and says whether it saw bytes that may be a pipelined request.
+    async fn maybe_pipelined_after(writes: &[&[u8]]) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let mut stream = DeadlineStream::new(inner, Duration::from_secs(5), Arc::from("t"));
+        let total: usize = writes.iter().map(|w| w.len()).sum();
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        for w in writes {
+            client.write_all(w).await.unwrap();
+            client.flush().await.unwrap();
+            // Read what this write sent before the next one goes out.
+            let want = got + w.len();
+            while got < want {
+                got += stream.read(&mut buf).await.unwrap();
+            }
+        }
+        assert_eq!(got, total);
+        stream.take_maybe_pipelined()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_not_taken_for_pipelined_requests() {
+        let get = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let post = b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        // One request, its body in the same read or in a later one: nothing beyond it.
+        assert!(!maybe_pipelined_after(&[get]).await);
+        assert!(!maybe_pipelined_after(&[post]).await);
+        assert!(!maybe_pipelined_after(&[&post[..post.len() - 5], b"hel", b"lo"]).await);
+        // Anything after the head (no body) or after the body is a next request.
+        let mut two = get.to_vec();
+        two.extend_from_slice(b"G");
+        assert!(maybe_pipelined_after(&[&two]).await);
+        let mut post_then = post.to_vec();
+        post_then.extend_from_slice(get);
+        assert!(maybe_pipelined_after(&[&post_then]).await);
+        assert!(maybe_pipelined_after(&[post, b"GET"]).await);
+        // A body whose length the head does not give: any byte after the head may be one.
+        let chunked = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(maybe_pipelined_after(&[chunked, b"0\r\n\r\n"]).await);
     }
 
     #[test]
