@@ -375,6 +375,10 @@ impl ListenerConfig {
     }
 }
 
+fn default_tunnel_timeout_ms() -> u64 {
+    3_600_000
+}
+
 fn default_tcp_idle_timeout_ms() -> u64 {
     600_000
 }
@@ -424,6 +428,11 @@ pub struct RouteConfig {
     /// `connect_timeout_ms`: backend connect timeout. Default 1000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// `tunnel_timeout_ms`: an upgraded connection (WebSocket) is closed after this long with no
+    /// bytes from the side being read; replaces `timeout_ms` once a request asks for an upgrade.
+    /// Default 3600000 (1 hour).
+    #[serde(default = "default_tunnel_timeout_ms")]
+    pub tunnel_timeout_ms: u64,
     /// `retries`: -1 = idempotent methods retried once; 0..=10 = that many. Default -1.
     #[serde(default = "default_retries")]
     pub retries: i32,

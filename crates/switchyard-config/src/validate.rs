@@ -366,6 +366,7 @@ impl Validator {
         }
         self.positive(format!("{p}.timeout_ms"), r.timeout_ms);
         self.positive(format!("{p}.connect_timeout_ms"), r.connect_timeout_ms);
+        self.positive(format!("{p}.tunnel_timeout_ms"), r.tunnel_timeout_ms);
 
         if let Some(bp) = &r.backend_path {
             for msg in check_backend_path(bp, &cfg.variables, &captures, r.path.is_some()) {

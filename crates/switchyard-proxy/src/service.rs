@@ -569,7 +569,17 @@ impl ProxyHttp for HttpGateway {
             tls.apply(&mut peer, strip_port(server.spec.id.host_port()));
         }
         peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
-        peer.options.read_timeout = Some(ms(route.cfg.timeout_ms));
+        // An upgrade (WebSocket) becomes a tunnel that may idle for long in either direction
+        // (HAProxy's `timeout tunnel`): both sides get `tunnel_timeout_ms` per read instead of the
+        // response timeout, and the client side instead of Pingora's fixed 60 s.
+        let per_read = if session.is_upgrade_req() {
+            let tunnel = ms(route.cfg.tunnel_timeout_ms);
+            session.set_read_timeout(Some(tunnel));
+            tunnel
+        } else {
+            ms(route.cfg.timeout_ms)
+        };
+        peer.options.read_timeout = Some(per_read);
         peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         crate::proxy_protocol::apply_for_session(
