@@ -23,6 +23,17 @@ fn config_with_server(server: &str, origin: &Origin, extra: &str) -> String {
     )
 }
 
+/// The `content-length` of a response head (panics without one).
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("content-length")
+}
+
 /// Reads one HTTP/1.1 response with a `content-length` from `conn`; returns (status, body).
 async fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
     let mut buf = Vec::new();
@@ -44,14 +55,7 @@ async fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let status: u16 = head[9..12].parse().expect("status");
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("content-length");
+    let len = content_length(&head);
     while buf.len() < head_end + len {
         let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk))
             .await
@@ -73,14 +77,7 @@ async fn read_responses(conn: &mut TcpStream, n: usize) -> Vec<u16> {
         // A whole response at the front of `buf`: take it off.
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..i + 4]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .expect("content-length");
+            let len = content_length(&head);
             if buf.len() >= i + 4 + len {
                 statuses.push(head[9..12].parse().expect("status"));
                 buf.drain(..i + 4 + len);

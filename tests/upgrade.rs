@@ -80,6 +80,18 @@ impl Drop for UpgradeOrigin {
     }
 }
 
+/// A gateway config: listener `web`, one route (extra lines `route_extra`) to `origin`.
+fn config(prefix: &str, route_extra: &str, origin: &UpgradeOrigin) -> String {
+    format!(
+        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n{route_extra}\n\n\
+         [[upstreams]]\nname = \"u\"\n  [[upstreams.groups]]\n  name = \"g\"\n    \
+         [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
+        server_section(prefix),
+        listener_section("web", &free_addr()),
+        origin.addr.port()
+    )
+}
+
 const UPGRADE: &[u8] =
     b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -108,15 +120,7 @@ async fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrades_carry_bytes_both_ways() {
     let origin = UpgradeOrigin::start().await;
-    let toml = format!(
-        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n\n\
-         [[upstreams]]\nname = \"u\"\n  [[upstreams.groups]]\n  name = \"g\"\n    \
-         [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
-        server_section("upgrade"),
-        listener_section("web", &free_addr()),
-        origin.addr.port()
-    );
-    let gw = Gateway::start(&toml);
+    let gw = Gateway::start(&config("upgrade", "", &origin));
 
     // The usual order: upgrade, wait for 101, then talk.
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
@@ -151,15 +155,7 @@ async fn websocket_upgrades_carry_bytes_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_upgraded_connection_outlives_the_response_timeout() {
     let origin = UpgradeOrigin::start().await;
-    let toml = format!(
-        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\ntimeout_ms = 500\n\n\
-         [[upstreams]]\nname = \"u\"\n  [[upstreams.groups]]\n  name = \"g\"\n    \
-         [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
-        server_section("upgrade-idle"),
-        listener_section("web", &free_addr()),
-        origin.addr.port()
-    );
-    let gw = Gateway::start(&toml);
+    let gw = Gateway::start(&config("upgrade-idle", "timeout_ms = 500", &origin));
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
     s.write_all(UPGRADE).await.unwrap();
     read_until(&mut s, b"\r\n\r\n").await;
@@ -171,16 +167,11 @@ async fn an_idle_upgraded_connection_outlives_the_response_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_idle_past_tunnel_timeout_ms_is_closed() {
     let origin = UpgradeOrigin::start().await;
-    let toml = format!(
-        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n\
-         tunnel_timeout_ms = 700\n\n\
-         [[upstreams]]\nname = \"u\"\n  [[upstreams.groups]]\n  name = \"g\"\n    \
-         [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
-        server_section("upgrade-tunnel"),
-        listener_section("web", &free_addr()),
-        origin.addr.port()
-    );
-    let gw = Gateway::start(&toml);
+    let gw = Gateway::start(&config(
+        "upgrade-tunnel",
+        "tunnel_timeout_ms = 700",
+        &origin,
+    ));
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
     s.write_all(UPGRADE).await.unwrap();
     read_until(&mut s, b"\r\n\r\n").await;
