@@ -66,7 +66,10 @@ pub fn server_conf(cfg: &Config) -> ServerConf {
         threads: cfg.server.threads.max(1),
         work_stealing: cfg.server.work_stealing,
         grace_period_seconds: Some(cfg.server.grace_period_s),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.grace_period_s.max(1)),
+        // After the grace period, the runtimes get one more second to stop (tokio cancels
+        // their tasks at once; this only bounds blocking work): a SIGTERM stop ends within
+        // `grace_period_s + 1`.
+        graceful_shutdown_timeout_seconds: Some(1),
         pid_file: cfg.server.pid_file.clone(),
         upgrade_sock: cfg.server.upgrade_sock.clone(),
         ..ServerConf::default()
@@ -174,9 +177,13 @@ impl Gateway {
         Ok(Gateway { server, shared })
     }
 
-    /// Runs the server until it is told to stop; exits the process.
+    /// Runs the server until it is told to stop (see [`crate::shutdown`] for the signals);
+    /// exits the process.
     pub fn run(self) -> ! {
-        self.server.run_forever()
+        self.server.run(pingora::server::RunArgs {
+            shutdown_signal: Box::new(crate::shutdown::Signals),
+        });
+        std::process::exit(0)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod rewrite;
 pub mod router;
 pub mod runtime;
 pub mod service;
+pub mod shutdown;
 pub mod sticky;
 pub mod tcp;
 pub mod upstream_tls;
