@@ -273,6 +273,28 @@ async fn a_stopped_server_s_connections_go_to_the_live_one() {
     assert!(failures >= 1.0, "connect errors counted: {failures}");
 }
 
+/// Issue 14: the first connection after the only primary died used to be closed without a
+/// byte (the retry had no primary left and never looked at the standby tier). Every connection
+/// now reaches the standby server, the very first one included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_after_the_primary_died_reach_the_standby_server() {
+    let primary = TcpServer::start("primary", Mode::GreetEcho).await;
+    let standby = TcpServer::start("standby", Mode::GreetEcho).await;
+    let mut text = config("tcp-standby", "", "", &[primary.addr, standby.addr]);
+    text.push_str("    standby = true\n");
+    let gw = Gateway::start(&text);
+    for _ in 0..3 {
+        let mut s = connect(gw.listener("db")).await;
+        assert_eq!(greeting_of(&mut s).await, "primary");
+    }
+    primary.stop().await;
+    for i in 0..10 {
+        let mut s = connect(gw.listener("db")).await;
+        assert_eq!(greeting_of(&mut s).await, "standby", "connection {i}");
+    }
+    assert_eq!(standby.conns(), 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_client_is_refused_before_any_backend_connection() {
     let srv = TcpServer::start("srv", Mode::GreetEcho).await;

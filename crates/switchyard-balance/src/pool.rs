@@ -1,6 +1,6 @@
 //! An upstream at run time: its servers, their tiers, and the published snapshot.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -103,6 +103,12 @@ impl Server {
 }
 
 /// An immutable view of an upstream: servers, candidates and the selector built over them.
+///
+/// Servers are in tiers: available primaries, then available standby servers, then (with
+/// [`AllDownPolicy::All`]) every enabled server whatever its health. Picks come from the first
+/// tier that has a server; a retry whose tried servers cover that whole tier falls through to
+/// the next ones (as NGINX's `backup` servers and APISIX's priorities take a request whose
+/// primaries failed), never to a tried server.
 #[derive(Debug)]
 pub struct Snapshot {
     servers: Vec<Server>,
@@ -110,7 +116,43 @@ pub struct Snapshot {
     panic: bool,
     selector: Box<dyn Selector>,
     needs_clock: bool,
+    /// The tiers after the serving one, in order; their selectors are built on first use (only
+    /// retries reach them).
+    fallbacks: Vec<Fallback>,
+    build: SelectorBuild,
     clock: Arc<dyn Clock>,
+}
+
+/// A tier a retry falls through to.
+#[derive(Debug)]
+struct Fallback {
+    candidates: Vec<usize>,
+    selector: OnceLock<Box<dyn Selector>>,
+}
+
+/// How a snapshot builds a selector over a tier.
+#[derive(Clone)]
+enum SelectorBuild {
+    Builtin(Algorithm),
+    Custom(SelectorFactory),
+}
+
+impl std::fmt::Debug for SelectorBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelectorBuild::Builtin(a) => write!(f, "Builtin({a})"),
+            SelectorBuild::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+impl SelectorBuild {
+    fn build(&self, servers: &[Server], candidates: &[usize]) -> Box<dyn Selector> {
+        match self {
+            SelectorBuild::Builtin(a) => select::build(*a, servers, candidates),
+            SelectorBuild::Custom(factory) => factory(servers, candidates),
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -133,34 +175,47 @@ impl Snapshot {
                 .filter(|&i| servers[i].spec.standby == standby && servers[i].is_available())
                 .collect()
         };
-        let mut candidates = tier(false);
-        if candidates.is_empty() {
-            candidates = tier(true);
-        }
-        let mut panic = false;
-        if candidates.is_empty() && opts.when_all_down == AllDownPolicy::All {
-            candidates = (0..servers.len())
+        let (primary, standby) = (tier(false), tier(true));
+        // Panic mode: nothing is available, so every enabled server is a candidate.
+        let panic_tier: Vec<usize> = match opts.when_all_down {
+            AllDownPolicy::All => (0..servers.len())
                 .filter(|&i| servers[i].spec.enabled && servers[i].spec.weight > 0)
-                .collect();
-            panic = !candidates.is_empty();
-        }
-        let selector = match &opts.custom {
-            Some(factory) => factory(&servers, &candidates),
-            None => select::build(opts.algorithm, &servers, &candidates),
+                .collect(),
+            AllDownPolicy::Reject => Vec::new(),
         };
+        let panic = primary.is_empty() && standby.is_empty() && !panic_tier.is_empty();
+        let mut tiers = [primary, standby, panic_tier]
+            .into_iter()
+            .filter(|t| !t.is_empty());
+        let candidates = tiers.next().unwrap_or_default();
+        let fallbacks = tiers
+            .map(|candidates| Fallback {
+                candidates,
+                selector: OnceLock::new(),
+            })
+            .collect();
+        let build = match &opts.custom {
+            Some(factory) => SelectorBuild::Custom(Arc::clone(factory)),
+            None => SelectorBuild::Builtin(opts.algorithm),
+        };
+        let selector = build.build(&servers, &candidates);
         Snapshot {
             servers,
             candidates,
             panic,
             needs_clock: selector.needs_clock(),
             selector,
+            fallbacks,
+            build,
             clock: Arc::clone(&opts.clock),
         }
     }
 
     /// Picks a server for a request with hashed key `key` (see [`crate::hash_key`]), never one
-    /// in `tried`. `None`: nothing is available, or every candidate was tried (the caller
-    /// applies the all-down or retries-exhausted answer).
+    /// in `tried`: from the serving tier, or, once every server of it was tried, from the next
+    /// tier (standby, then panic mode's every enabled server). `None`: nothing is available, or
+    /// every server of every tier was tried (the caller applies the all-down or
+    /// retries-exhausted answer).
     ///
     /// Synchronous, lock-free and allocation-free for every built-in algorithm.
     ///
@@ -175,6 +230,19 @@ impl Snapshot {
     /// let mut tried = Tried::default();
     /// tried.insert(&server.stats);
     /// assert!(snap.pick(None, &tried).is_none());
+    ///
+    /// // A retry falls through to a standby server once every primary was tried.
+    /// let specs = vec![
+    ///     ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1),
+    ///     ServerSpec::new("g", "127.0.0.1:8082".parse().unwrap(), 1).standby(true),
+    /// ];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// let primary = snap.pick(None, &Tried::default()).unwrap();
+    /// assert_eq!(primary.spec.addr.port(), 8081);
+    /// let mut tried = Tried::default();
+    /// tried.insert(&primary.stats);
+    /// assert_eq!(snap.pick(None, &tried).unwrap().spec.addr.port(), 8082);
     /// ```
     pub fn pick(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
         if self.candidates.is_empty() {
@@ -190,7 +258,33 @@ impl Snapshot {
                 0
             },
         };
-        self.selector.pick(&ctx).map(|i| &self.servers[i])
+        match self.selector.pick(&ctx) {
+            Some(i) => Some(&self.servers[i]),
+            None if tried.is_empty() || self.fallbacks.is_empty() => None,
+            None => self.pick_fallback(key, tried),
+        }
+    }
+
+    /// A retry's pick from the tiers after the serving one (builds their selectors on first
+    /// use: the first fall-through of a snapshot allocates, later ones do not).
+    #[cold]
+    fn pick_fallback(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
+        self.fallbacks.iter().find_map(|tier| {
+            let selector = tier
+                .selector
+                .get_or_init(|| self.build.build(&self.servers, &tier.candidates));
+            let ctx = PickContext {
+                servers: &self.servers,
+                key,
+                tried,
+                now_ns: if selector.needs_clock() {
+                    self.clock.now_nanos()
+                } else {
+                    0
+                },
+            };
+            selector.pick(&ctx).map(|i| &self.servers[i])
+        })
     }
 
     /// Every server of the upstream, available or not.

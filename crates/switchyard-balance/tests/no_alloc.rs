@@ -98,8 +98,10 @@ fn picks_do_not_allocate() {
                 .collect();
             let mut tried = Tried::default();
             tried.insert(&snap.servers()[0].stats);
-            // Warm up per-thread state (the RNG seed) before counting.
+            // Warm up per-thread state (the RNG seed) and the fall-through tier's selector
+            // (built on a snapshot's first fall-through) before counting.
             let _ = snap.pick(Some(1), &Tried::default());
+            let _ = snap.pick(Some(1), &tried);
 
             let (found, allocations) = counted(|| {
                 let mut found = 0usize;

@@ -234,3 +234,51 @@ fn custom_selector_through_with_selector() {
     let p = pool_with(opts, &[1, 1]);
     assert!(pick(&p.snapshot(), None).is_some());
 }
+
+/// Issue 14: a retry whose tried servers cover every primary falls through to the standby
+/// servers, then (panic mode) to every enabled server, never to a tried one.
+#[test]
+fn retries_fall_through_tiers_to_standby_then_panic_mode() {
+    for algorithm in ALL {
+        for policy in [AllDownPolicy::Reject, AllDownPolicy::All] {
+            // Two healthy primaries, one healthy standby, one unhealthy primary.
+            let specs = vec![spec(0, 1), spec(1, 1), spec(2, 1).standby(true), spec(3, 1)];
+            let p = Pool::new(
+                "t",
+                PoolOptions::new(algorithm).when_all_down(policy),
+                specs,
+                Arc::new(StatsStore::default()),
+            );
+            p.snapshot().servers()[3].stats.set_healthy(false);
+            p.refresh();
+            let snap = p.snapshot();
+            assert!(!snap.is_panic(), "{algorithm}");
+            let key = key_for(algorithm, 7);
+            let mut tried = Tried::default();
+            let mut order = Vec::new();
+            while let Some(s) = snap.pick(key, &tried) {
+                let i = snap
+                    .servers()
+                    .iter()
+                    .position(|x| Arc::ptr_eq(&x.stats, &s.stats))
+                    .unwrap();
+                assert!(!order.contains(&i), "{algorithm}: server {i} picked twice");
+                order.push(i);
+                tried.insert(&s.stats);
+                assert!(order.len() <= 4, "{algorithm}: {order:?}");
+            }
+            let mut primaries = order[..2].to_vec();
+            primaries.sort_unstable();
+            assert_eq!(primaries, [0, 1], "{algorithm} {policy:?}: {order:?}");
+            assert_eq!(
+                order[2], 2,
+                "{algorithm} {policy:?}: standby third: {order:?}"
+            );
+            match policy {
+                // Panic mode's tier adds the unhealthy server last.
+                AllDownPolicy::All => assert_eq!(order.len(), 4, "{algorithm}: {order:?}"),
+                AllDownPolicy::Reject => assert_eq!(order.len(), 3, "{algorithm}: {order:?}"),
+            }
+        }
+    }
+}
