@@ -29,7 +29,9 @@ pub struct Metrics {
     /// `switchyard_request_duration_seconds{route}`: time from request to the end of the response.
     pub request_duration_seconds: HistogramVec,
     /// `switchyard_upstream_requests_total{upstream,server,outcome}`: attempts sent to each server;
-    /// outcome is `success`, `http_5xx`, `connect_error`, `timeout` or `error`.
+    /// outcome is `success`, `http_5xx`, `connect_error`, `timeout`, `error` or
+    /// `stale_connection` (a reused keep-alive connection the server had closed; retried on a
+    /// fresh connection and not counted against the server's health).
     pub upstream_requests_total: IntCounterVec,
     /// `switchyard_retries_total{route}`: attempts beyond the first.
     pub retries_total: IntCounterVec,
@@ -200,6 +202,7 @@ impl Metrics {
             connect_error: outcome("connect_error"),
             timeout: outcome("timeout"),
             error: outcome("error"),
+            stale_connection: outcome("stale_connection"),
             healthy: self.backend_healthy.with_label_values(&[upstream, server]),
             in_flight: self
                 .backend_in_flight
@@ -334,6 +337,8 @@ pub struct ServerMetrics {
     pub timeout: IntCounter,
     /// Attempts that failed otherwise (reset, protocol error).
     pub error: IntCounter,
+    /// Attempts that failed on a reused keep-alive connection the server had already closed.
+    pub stale_connection: IntCounter,
     /// The health gauge.
     pub healthy: IntGauge,
     /// The in-flight gauge.

@@ -16,7 +16,7 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
 use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
 use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
@@ -123,6 +123,9 @@ pub struct RequestCtx {
     attempt: Option<Attempt>,
     retries: u32,
     retries_after_send: u32,
+    /// A reused keep-alive connection failed before any response byte: the next attempt goes
+    /// to this server again, on a fresh connection (once per request).
+    reconnect: Reconnect,
     last_failure: Option<FailureKind>,
     upstream_status: Option<u16>,
     client_ip: Option<IpAddr>,
@@ -141,6 +144,62 @@ impl RequestCtx {
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.client_ip
     }
+}
+
+/// The one retry on a fresh connection that a stale keep-alive connection earns a request.
+#[derive(Debug, Default)]
+enum Reconnect {
+    /// Not used.
+    #[default]
+    Unused,
+    /// The next attempt reconnects to this server.
+    Pending(ServerId),
+    /// Used: a second stale connection is an ordinary failure.
+    Used,
+}
+
+impl Reconnect {
+    /// The server of a pending reconnect, which is then used up.
+    fn take(&mut self) -> Option<ServerId> {
+        match std::mem::take(self) {
+            Reconnect::Pending(id) => {
+                *self = Reconnect::Used;
+                Some(id)
+            }
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+/// A pool key (`HttpPeer::group_key`) of its own for a reconnect's connection: no pooled
+/// connection is ever found under it, so the attempt gets a fresh one. (One shared key would
+/// hand the next reconnect the previous one's connection, pooled for the few milliseconds
+/// before its zero idle timeout closes it.)
+fn fresh_connection_group() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    u64::MAX - NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// True if `e`, on a reused connection, means the server had closed that connection before it
+/// answered anything: Pingora reads no response byte (end of stream, or a socket error, which
+/// it marks [`RetryType::ReusedOnly`]) or cannot write the request head at all.
+fn stale_connection(e: &Error) -> bool {
+    matches!(e.retry, RetryType::ReusedOnly) || request_not_written(e)
+}
+
+/// True if `e` is a failure to write the request head: the server cannot have applied the
+/// request (RFC 9110 §9.2.2), whatever its method. Pingora 0.9.1 says so only in the error's
+/// context (`v1/client.rs`, `write_request_header`).
+fn request_not_written(e: &Error) -> bool {
+    e.etype == ErrorType::WriteError
+        && e.context.as_ref().is_some_and(|c| {
+            let c = c.as_str();
+            c.starts_with("while writing request headers")
+                || c.starts_with("flushing request header")
+        })
 }
 
 /// Why a request was refused before routing: the `reason` label of
@@ -409,6 +468,7 @@ impl ProxyHttp for HttpGateway {
             attempt: None,
             retries: 0,
             retries_after_send: 0,
+            reconnect: Reconnect::Unused,
             last_failure: None,
             upstream_status: None,
             client_ip: None,
@@ -531,12 +591,21 @@ impl ProxyHttp for HttpGateway {
         let route = &rt.routes[route_idx];
         let upstream = &rt.upstreams[route.upstream];
         let snap = upstream.pool.snapshot();
+        // After a stale keep-alive connection: the same server again, on a fresh connection
+        // (unless a reload removed it meanwhile).
+        let reconnect = ctx
+            .reconnect
+            .take()
+            .and_then(|id| snap.servers().iter().find(|s| s.spec.id == id));
         let sticky = ctx.sticky_target.as_ref().and_then(|id| {
             let i = snap.servers().iter().position(|s| &s.spec.id == id)?;
             let s = &snap.servers()[i];
             (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some(s)
         });
-        let Some(server) = sticky.or_else(|| snap.pick(ctx.key, &ctx.tried)) else {
+        let Some(server) = reconnect
+            .or(sticky)
+            .or_else(|| snap.pick(ctx.key, &ctx.tried))
+        else {
             if ctx.tried.is_empty() {
                 upstream.count_no_server();
                 return Err(Error::explain(
@@ -553,7 +622,7 @@ impl ProxyHttp for HttpGateway {
                 "retries exhausted: no untried server left",
             ));
         };
-        if !ctx.tried.is_empty() {
+        if !ctx.tried.is_empty() || reconnect.is_some() {
             route.metrics.retried();
         }
         ctx.tried.insert(&server.stats);
@@ -582,6 +651,10 @@ impl ProxyHttp for HttpGateway {
         peer.options.read_timeout = Some(per_read);
         peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if reconnect.is_some() {
+            peer.group_key = fresh_connection_group();
+            peer.options.idle_timeout = Some(Duration::ZERO);
+        }
         crate::proxy_protocol::apply_for_session(
             &mut peer,
             session,
@@ -744,22 +817,45 @@ impl ProxyHttp for HttpGateway {
             e.set_retry(false);
             return e;
         }
-        let kind = failure_kind(&e);
-        self.fail_attempt(ctx, kind);
         let idempotent = session.req_header().method.is_idempotent();
         // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
         let truncated = session.as_ref().retry_buffer_truncated()
             || ctx.rt.as_ref().is_some_and(|rt| {
                 session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
             });
+        // A pooled keep-alive connection the server had closed (NGINX retries these too, and
+        // so do browsers): once per request, the same server again on a fresh connection,
+        // whatever `retries` says — for idempotent requests, and for any request whose head
+        // was never written. Not the server's fault: no failure is counted against it.
+        if client_reused
+            && matches!(ctx.reconnect, Reconnect::Unused)
+            && !truncated
+            && stale_connection(&e)
+            && (idempotent || request_not_written(&e))
+        {
+            if let Some(a) = ctx.attempt.take() {
+                log::info!(
+                    "upstream {} server {}: reused connection closed by the server ({}); \
+                     retrying on a fresh connection",
+                    a.upstream.cfg.name,
+                    a.id,
+                    e.etype().as_str()
+                );
+                if let Some(m) = &a.metrics {
+                    m.stale_connection.inc();
+                }
+                drop(a.inflight);
+                ctx.reconnect = Reconnect::Pending(a.id);
+                e.set_retry(true);
+                return e;
+            }
+        }
+        let kind = failure_kind(&e);
+        self.fail_attempt(ctx, kind);
         if idempotent && !truncated && self.may_retry(ctx, true) {
             ctx.retries += 1;
             ctx.retries_after_send += 1;
             e.set_retry(true);
-        } else if idempotent && !truncated && client_reused && ctx.retries == 0 {
-            // A pooled keep-alive connection the server had already closed: nothing reached
-            // the server, so one more attempt is safe even when the policy allows none.
-            e.retry.decide_reuse(client_reused);
         } else {
             e.set_retry(false);
         }
@@ -887,6 +983,42 @@ impl ProxyHttp for HttpGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_connections_are_told_by_pingora_s_errors() {
+        // What Pingora 0.9.1's HTTP/1 client returns (`protocols/http/v1/client.rs`).
+        let mut eof = Error::explain(
+            ErrorType::ConnectionClosed,
+            "while reading response headers, bytes already read: 0",
+        );
+        eof.retry = RetryType::ReusedOnly;
+        assert!(stale_connection(&eof));
+        assert!(!request_not_written(&eof), "the head may have been applied");
+
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let head = Error::because(ErrorType::WriteError, "while writing request headers", io);
+        assert!(stale_connection(&head) && request_not_written(&head));
+        let flush = Error::explain(ErrorType::WriteError, "flushing request header");
+        assert!(request_not_written(&flush));
+
+        // A body write, a timeout or a read error without an OS cause are not stale connections.
+        let body = Error::explain(ErrorType::WriteError, "while writing request body");
+        assert!(!stale_connection(&body));
+        let timeout = Error::explain(ErrorType::ReadTimedout, "while reading response headers");
+        assert!(!stale_connection(&timeout));
+    }
+
+    #[test]
+    fn a_reconnect_is_used_once() {
+        let id = ServerId::new("g", "127.0.0.1:80");
+        let mut r = Reconnect::Unused;
+        assert_eq!(r.take(), None);
+        assert!(matches!(r, Reconnect::Unused));
+        r = Reconnect::Pending(id.clone());
+        assert_eq!(r.take(), Some(id));
+        assert!(matches!(r, Reconnect::Used));
+        assert_eq!(r.take(), None);
+    }
 
     #[test]
     fn host_hash_is_that_of_the_lowercased_name() {
