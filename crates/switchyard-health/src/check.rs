@@ -14,15 +14,13 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use switchyard_balance::ServerId;
-use switchyard_config::{
-    ActiveHealthConfig, CheckMethod, CheckProtocol, ProxyProtocol, StatusRange, UpstreamConfig,
-};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use crate::observer::CheckResult;
+use crate::spec::{ProbeKind, ProbeSpec, ProxyHeader};
 use crate::{tls, HealthError};
 
 /// The most body bytes a GET check reads before closing the connection.
@@ -41,18 +39,24 @@ pub(crate) const PROXY_V2_LOCAL: &[u8] = &[
 /// The prepared check of one upstream: settings parsed once, shared by every server's task.
 #[derive(Debug)]
 pub(crate) struct Probe {
-    protocol: CheckProtocol,
+    /// `None`: a TCP check.
+    http: Option<HttpCheck>,
+    port: u16,
+    pub(crate) timeout: Duration,
+    pub(crate) interval: Duration,
+    /// Sent first on every check connection (empty: none).
+    proxy_header: &'static [u8],
+}
+
+/// The HTTP part of a check.
+#[derive(Debug)]
+struct HttpCheck {
     method: Method,
     uri: Uri,
     path: String,
-    port: u16,
     host: Option<String>,
-    status_codes: Vec<StatusRange>,
-    pub(crate) timeout: Duration,
-    pub(crate) interval: Duration,
+    status_codes: Vec<std::ops::RangeInclusive<u16>>,
     tls: Option<(Arc<ClientConfig>, Option<String>)>,
-    /// Sent first on every check connection (empty: none).
-    proxy_header: &'static [u8],
 }
 
 /// Where one server is checked.
@@ -64,52 +68,48 @@ pub(crate) struct Target {
 }
 
 impl Probe {
-    /// `proxy`: the PROXY header version every check sends first.
-    pub(crate) fn new(
-        active: &ActiveHealthConfig,
-        upstream: &UpstreamConfig,
-        proxy: ProxyProtocol,
-    ) -> Result<Probe, HealthError> {
-        let path = if active.path.starts_with('/') {
-            active.path.clone()
-        } else {
-            format!("/{}", active.path)
-        };
-        let uri: Uri = path
-            .parse()
-            .map_err(|e| HealthError::Path(format!("`{}`: {e}", active.path)))?;
-        let tls = match active.protocol {
-            CheckProtocol::Https => Some((
-                tls::client_config(upstream.tls.as_ref())?,
-                upstream.tls.as_ref().and_then(|t| t.sni.clone()),
-            )),
-            _ => None,
+    /// Prepares `spec`; fails on a `path` that is not a request target.
+    pub(crate) fn new(spec: &ProbeSpec) -> Result<Probe, HealthError> {
+        let http = match &spec.kind {
+            ProbeKind::Tcp => None,
+            ProbeKind::Http(h) => {
+                let path = if h.path.starts_with('/') {
+                    h.path.clone()
+                } else {
+                    format!("/{}", h.path)
+                };
+                let uri: Uri = path
+                    .parse()
+                    .map_err(|e| HealthError::Path(format!("`{}`: {e}", h.path)))?;
+                Some(HttpCheck {
+                    method: h.method.clone(),
+                    uri,
+                    path,
+                    host: h.host.clone(),
+                    status_codes: h.status_codes.clone(),
+                    tls: h
+                        .tls
+                        .as_ref()
+                        .map(|t| (Arc::clone(&t.config), t.sni.clone())),
+                })
+            }
         };
         Ok(Probe {
-            protocol: active.protocol,
-            method: match active.method {
-                CheckMethod::Get => Method::GET,
-                CheckMethod::Head => Method::HEAD,
-            },
-            uri,
-            path,
-            port: active.port,
-            host: active.host.clone(),
-            status_codes: active.status_codes.clone(),
-            timeout: Duration::from_millis(active.timeout_ms.max(1)),
-            interval: Duration::from_millis(active.interval_ms.max(1)),
-            tls,
-            proxy_header: match proxy {
-                ProxyProtocol::Off => &[],
-                ProxyProtocol::V1 => PROXY_V1_UNKNOWN,
-                ProxyProtocol::V2 => PROXY_V2_LOCAL,
+            http,
+            port: spec.port,
+            timeout: spec.timeout.max(Duration::from_millis(1)),
+            interval: spec.interval.max(Duration::from_millis(1)),
+            proxy_header: match spec.proxy_header {
+                ProxyHeader::None => &[],
+                ProxyHeader::V1 => PROXY_V1_UNKNOWN,
+                ProxyHeader::V2 => PROXY_V2_LOCAL,
             },
         })
     }
 
-    /// The request path, for log messages.
-    pub(crate) fn path(&self) -> &str {
-        &self.path
+    /// The request path of an HTTP check, for log messages.
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.http.as_ref().map(|h| h.path.as_str())
     }
 
     pub(crate) fn target(&self, id: &ServerId, addr: SocketAddr) -> Target {
@@ -118,10 +118,15 @@ impl Probe {
             addr.set_port(self.port);
         }
         let host = self
-            .host
-            .clone()
+            .http
+            .as_ref()
+            .and_then(|h| h.host.clone())
             .unwrap_or_else(|| id.host_port().to_string());
-        let sni = self.tls.as_ref().and_then(|(_, sni)| sni.as_deref());
+        let sni = self
+            .http
+            .as_ref()
+            .and_then(|h| h.tls.as_ref())
+            .and_then(|(_, sni)| sni.as_deref());
         Target {
             addr,
             host,
@@ -150,9 +155,11 @@ impl Probe {
                 return CheckResult::Connect(format!("sending the PROXY header: {e}"));
             }
         }
-        match (&self.protocol, &self.tls) {
-            (CheckProtocol::Tcp, _) => CheckResult::Pass { status: None },
-            (CheckProtocol::Https, Some((config, _))) => {
+        let Some(http) = &self.http else {
+            return CheckResult::Pass { status: None };
+        };
+        match &http.tls {
+            Some((config, _)) => {
                 let name = match &target.server_name {
                     Ok(n) => n.clone(),
                     Err(e) => return CheckResult::Tls(e.clone()),
@@ -161,15 +168,18 @@ impl Probe {
                     .connect(name, tcp)
                     .await
                 {
-                    Ok(stream) => self.http(stream, target).await,
+                    Ok(stream) => http.exchange(stream, target).await,
                     Err(e) => CheckResult::Tls(e.to_string()),
                 }
             }
-            _ => self.http(tcp, target).await,
+            None => http.exchange(tcp, target).await,
         }
     }
+}
 
-    async fn http<S>(&self, io: S, target: &Target) -> CheckResult
+impl HttpCheck {
+    /// Sends the request on `io` and judges the response.
+    async fn exchange<S>(&self, io: S, target: &Target) -> CheckResult
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -207,7 +217,7 @@ impl Probe {
                 .collect()
                 .await;
         }
-        if self.status_codes.iter().any(|r| r.contains(status)) {
+        if self.status_codes.iter().any(|r| r.contains(&status)) {
             CheckResult::Pass {
                 status: Some(status),
             }

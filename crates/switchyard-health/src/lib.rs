@@ -14,20 +14,19 @@
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::time::Duration;
 //! use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
-//! use switchyard_health::{initially_healthy, UpstreamHealth};
+//! use switchyard_health::{HealthSpec, ProbeSpec, UpstreamHealth};
 //!
-//! let cfg: switchyard_config::UpstreamConfig = toml::from_str(r#"
-//!     name = "api"
-//!     [health.active]
-//!     protocol = "tcp"
-//!     timeout_ms = 200
-//! "#).unwrap();
+//! let checks = HealthSpec {
+//!     active: Some(ProbeSpec::tcp().timeout(Duration::from_millis(200))),
+//!     passive: None,
+//! };
 //! // Nothing listens on port 9 here: the start-up round keeps the server out.
 //! let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
-//! let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(initially_healthy(&cfg));
+//! let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(checks.initially_healthy());
 //! let pool = Arc::new(Pool::new("api", opts, vec![spec], Arc::new(StatsStore::default())));
-//! let health = UpstreamHealth::new(Arc::clone(&pool), &cfg).unwrap();
+//! let health = UpstreamHealth::new(Arc::clone(&pool), &checks).unwrap();
 //! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! rt.block_on(health.initial_round());
 //! assert!(pool.snapshot().candidates().is_empty());
@@ -36,29 +35,16 @@
 mod check;
 pub mod machine;
 mod observer;
+pub mod spec;
 mod tls;
 mod upstream;
 
 use std::fmt;
 
-pub use machine::{PassiveEvent, StatusSet};
+pub use machine::{PassiveEvent, StatusSet, Thresholds};
 pub use observer::{CheckResult, HealthObserver, NoopObserver};
+pub use spec::{HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient};
 pub use upstream::{ServerHealthView, ServerState, UpstreamHealth};
-
-use switchyard_config::UpstreamConfig;
-
-/// The health a server seen for the first time should start with: `false` when active checks
-/// are configured (out of rotation until a check passes), `true` otherwise. Pass it to
-/// `PoolOptions::initially_healthy`.
-///
-/// ```
-/// let cfg: switchyard_config::UpstreamConfig =
-///     toml::from_str("name = \"api\"\n[health.active]\n").unwrap();
-/// assert!(!switchyard_health::initially_healthy(&cfg));
-/// ```
-pub fn initially_healthy(cfg: &UpstreamConfig) -> bool {
-    cfg.health.active.is_none()
-}
 
 /// Why an [`UpstreamHealth`] could not be built or started.
 ///
@@ -70,15 +56,6 @@ pub fn initially_healthy(cfg: &UpstreamConfig) -> bool {
 pub enum HealthError {
     /// [`UpstreamHealth::start`] was called outside a tokio runtime.
     NoRuntime,
-    /// The TLS settings are inconsistent or rejected by rustls.
-    Tls(String),
-    /// A PEM file (`ca`, `client_cert`, `client_key`) could not be read or parsed.
-    Pem {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
     /// The check `path` is not a valid request target.
     Path(String),
 }
@@ -87,8 +64,6 @@ impl fmt::Display for HealthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HealthError::NoRuntime => f.write_str("health checks need a tokio runtime"),
-            HealthError::Tls(m) => write!(f, "health check TLS: {m}"),
-            HealthError::Pem { path, message } => write!(f, "{path}: {message}"),
             HealthError::Path(m) => write!(f, "invalid health check path {m}"),
         }
     }

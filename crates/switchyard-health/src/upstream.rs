@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use switchyard_balance::{Clock, Pool, Server, ServerId, ServerStats};
-use switchyard_config::{ListenerConfig, UpstreamConfig};
 use tokio::runtime::Handle;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -18,6 +17,7 @@ use crate::machine::{
     EjectionBudget, Machine, PassiveCounter, PassiveEvent, StatusSet, Thresholds,
 };
 use crate::observer::{CheckResult, HealthObserver, NoopObserver};
+use crate::spec::HealthSpec;
 use crate::HealthError;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,12 +136,12 @@ impl ServerState {
 /// ```
 /// # use std::sync::Arc;
 /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
-/// let cfg: switchyard_config::UpstreamConfig =
-///     toml::from_str("name = \"api\"\n[health.active]\n").unwrap();
+/// use switchyard_health::{HealthSpec, ProbeSpec};
+/// let checks = HealthSpec { active: Some(ProbeSpec::tcp()), passive: None };
 /// let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
 /// let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(false);
 /// let pool = Arc::new(Pool::new("api", opts, vec![spec], Arc::new(StatsStore::default())));
-/// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
+/// let health = switchyard_health::UpstreamHealth::new(pool, &checks).unwrap();
 /// let view = &health.servers()[0];
 /// assert_eq!(view.id.as_str(), "blue/127.0.0.1:9");
 /// assert_eq!(view.state.as_str(), "pending"); // not checked yet: out of rotation
@@ -179,7 +179,7 @@ pub struct ServerHealthView {
 ///
 /// Life cycle, as a gateway uses it:
 ///
-/// 1. build the pool with `PoolOptions::initially_healthy(switchyard_health::initially_healthy(&cfg))`
+/// 1. build the pool with `PoolOptions::initially_healthy(spec.initially_healthy())`
 ///    so that, with active checks, servers start out of rotation;
 /// 2. [`UpstreamHealth::new`];
 /// 3. `initial_round().await` before routing traffic (one check of every server; a single pass
@@ -193,17 +193,16 @@ pub struct ServerHealthView {
 /// ```
 /// use std::sync::Arc;
 /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
-/// use switchyard_health::{initially_healthy, PassiveEvent, UpstreamHealth};
+/// use switchyard_health::{HealthSpec, PassiveEvent, PassiveSpec, UpstreamHealth};
 ///
-/// let cfg: switchyard_config::UpstreamConfig = toml::from_str(r#"
-///     name = "api"
-///     [health.passive]
-///     unhealthy_threshold = 2
-/// "#).unwrap();
+/// let checks = HealthSpec {
+///     active: None,
+///     passive: Some(PassiveSpec { unhealthy_threshold: 2, ..PassiveSpec::default() }),
+/// };
 /// let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
-/// let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(initially_healthy(&cfg));
+/// let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(checks.initially_healthy());
 /// let pool = Arc::new(Pool::new("api", opts, vec![spec], Arc::new(StatsStore::default())));
-/// let health = UpstreamHealth::new(Arc::clone(&pool), &cfg).unwrap();
+/// let health = UpstreamHealth::new(Arc::clone(&pool), &checks).unwrap();
 ///
 /// let stats = Arc::clone(&pool.snapshot().servers()[0].stats);
 /// health.report(&stats, PassiveEvent::Status(502));
@@ -226,22 +225,22 @@ impl std::fmt::Debug for UpstreamHealth {
 }
 
 impl UpstreamHealth {
-    /// Builds the health of `pool` from its upstream's config, with no observer.
+    /// Builds the health of `pool` from `spec`, with no observer.
     ///
     /// Nothing is probed yet. Servers without active checks are marked healthy; with active checks
     /// each server keeps the verdict its stats already carry (false for a pool built with
     /// `initially_healthy(false)`, or the verdict of an earlier instance when the health table was
-    /// rebuilt on reload). Fails on a bad `path` or bad TLS files.
+    /// rebuilt on reload). Fails on a bad check `path`.
     ///
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// use switchyard_health::{HealthSpec, UpstreamHealth};
     /// let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
-    /// assert!(switchyard_health::UpstreamHealth::new(pool, &cfg).is_ok());
+    /// assert!(UpstreamHealth::new(pool, &HealthSpec::default()).is_ok());
     /// ```
-    pub fn new(pool: Arc<Pool>, cfg: &UpstreamConfig) -> Result<Self, HealthError> {
-        Self::with_observer(pool, cfg, Arc::new(NoopObserver))
+    pub fn new(pool: Arc<Pool>, spec: &HealthSpec) -> Result<Self, HealthError> {
+        Self::with_observer(pool, spec, Arc::new(NoopObserver))
     }
 
     /// Like [`UpstreamHealth::new`], reporting to `observer`.
@@ -249,71 +248,25 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// use switchyard_health::{NoopObserver, UpstreamHealth};
-    /// let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// use switchyard_health::{HealthSpec, NoopObserver, UpstreamHealth};
     /// let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
-    /// let h = UpstreamHealth::with_observer(pool, &cfg, Arc::new(NoopObserver)).unwrap();
+    /// let h = UpstreamHealth::with_observer(pool, &HealthSpec::default(), Arc::new(NoopObserver)).unwrap();
     /// assert_eq!(h.name(), "api");
     /// ```
     pub fn with_observer(
         pool: Arc<Pool>,
-        cfg: &UpstreamConfig,
+        spec: &HealthSpec,
         observer: Arc<dyn HealthObserver>,
     ) -> Result<Self, HealthError> {
-        Self::with_listeners(pool, cfg, &[], observer)
-    }
-
-    /// Like [`UpstreamHealth::with_observer`], for an upstream of a whole configuration: active
-    /// checks send the PROXY header that `tcp` listeners in `listeners` send to this upstream's
-    /// servers (see [`UpstreamConfig::check_proxy_protocol`]).
-    ///
-    /// ```
-    /// # use std::sync::Arc;
-    /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// use switchyard_health::{NoopObserver, UpstreamHealth};
-    /// let cfg = switchyard_config::parse_str(r#"
-    /// [[listeners]]
-    /// name = "db"
-    /// protocol = "tcp"
-    /// listen = "127.0.0.1:5432"
-    /// upstream = "pg"
-    /// proxy_protocol = "v1"
-    /// [[upstreams]]
-    /// name = "pg"
-    ///   [upstreams.health.active]
-    ///   protocol = "tcp"
-    ///   [[upstreams.groups]]
-    ///   name = "g"
-    ///   servers = [{ address = "127.0.0.1", port = 5432 }]
-    /// "#).unwrap();
-    /// let pool = Arc::new(Pool::new("pg", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
-    /// let up = cfg.upstream("pg").unwrap();
-    /// let h = UpstreamHealth::with_listeners(pool, up, &cfg.listeners, Arc::new(NoopObserver)).unwrap();
-    /// assert_eq!(h.name(), "pg");
-    /// ```
-    pub fn with_listeners(
-        pool: Arc<Pool>,
-        cfg: &UpstreamConfig,
-        listeners: &[ListenerConfig],
-        observer: Arc<dyn HealthObserver>,
-    ) -> Result<Self, HealthError> {
-        let probe = match &cfg.health.active {
-            Some(active) => Some(Arc::new(Probe::new(
-                active,
-                cfg,
-                cfg.check_proxy_protocol(listeners),
-            )?)),
+        let probe = match &spec.active {
+            Some(active) => Some(Arc::new(Probe::new(active)?)),
             None => None,
         };
-        let thresholds = cfg
-            .health
-            .active
-            .as_ref()
-            .map(|a| Thresholds::new(a.healthy_threshold, a.unhealthy_threshold));
-        let passive = cfg.health.passive.as_ref().map(|p| Passive {
+        let thresholds = spec.active.as_ref().map(|a| a.thresholds);
+        let passive = spec.passive.as_ref().map(|p| Passive {
             statuses: StatusSet::new(&p.unhealthy_statuses),
             threshold: p.unhealthy_threshold.max(1),
-            ejection_ms: p.ejection_ms,
+            ejection_ms: u64::try_from(p.ejection.as_millis()).unwrap_or(u64::MAX),
             max_percent: p.max_ejection_percent,
         });
         let inner = Arc::new(Inner {
@@ -359,7 +312,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
     /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -400,7 +353,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
     /// assert!(health.start().is_err()); // no runtime here
@@ -424,7 +377,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(Arc::clone(&pool), &cfg).unwrap();
     /// pool.update(vec![ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1)]);
@@ -456,7 +409,8 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore, ServerId};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"\n[health.passive]\nunhealthy_threshold = 1").unwrap();
+    /// # let passive = switchyard_health::PassiveSpec { unhealthy_threshold: 1, ..Default::default() };
+    /// # let cfg = switchyard_health::HealthSpec { active: None, passive: Some(passive) };
     /// # let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![spec], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
@@ -481,7 +435,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
     /// health.tick();
@@ -498,7 +452,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let spec = ServerSpec::new("blue", "127.0.0.1:9".parse().unwrap(), 1);
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![spec], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
@@ -518,7 +472,7 @@ impl UpstreamHealth {
     /// ```
     /// # use std::sync::Arc;
     /// # use switchyard_balance::{Algorithm, Pool, PoolOptions, StatsStore, ServerId};
-    /// # let cfg: switchyard_config::UpstreamConfig = toml::from_str("name = \"api\"").unwrap();
+    /// # let cfg = switchyard_health::HealthSpec::default();
     /// # let pool = Arc::new(Pool::new("api", PoolOptions::new(Algorithm::Wrr), vec![], Arc::new(StatsStore::default())));
     /// let health = switchyard_health::UpstreamHealth::new(pool, &cfg).unwrap();
     /// assert!(health.server(&ServerId::new("blue", "127.0.0.1:9")).is_none());
@@ -662,9 +616,10 @@ impl Inner {
         }
         self.observer.on_check(&self.name, &entry.id, &result);
         let pass = result.is_pass();
-        let detail = match (&result, &self.probe) {
-            (CheckResult::Status(_) | CheckResult::Pass { status: Some(_) }, Some(p)) => {
-                format!("{result} from {}", p.path())
+        let path = self.probe.as_ref().and_then(|p| p.path());
+        let detail = match (&result, path) {
+            (CheckResult::Status(_) | CheckResult::Pass { status: Some(_) }, Some(path)) => {
+                format!("{result} from {path}")
             }
             _ => result.to_string(),
         };

@@ -8,31 +8,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use switchyard_health::{PassiveEvent, ServerState, UpstreamHealth};
+use switchyard_health::{
+    HealthSpec, HttpProbe, PassiveEvent, PassiveSpec, ProbeKind, ProbeSpec, ServerState,
+    UpstreamHealth,
+};
 
 /// Slack added to every computed bound: the machine is small and shared.
 const SLACK: Duration = Duration::from_secs(3);
 
-fn http_cfg(extra: &str) -> String {
-    format!(
-        r#"
-name = "api"
-[health.active]
-protocol = "http"
-path = "/health"
-interval_ms = 100
-timeout_ms = 300
-healthy_threshold = 2
-unhealthy_threshold = 2
-{extra}
-"#
-    )
+/// HTTP checks of `/health` every 100 ms, timeout 300 ms, thresholds 2/2.
+fn http_probe() -> ProbeSpec {
+    ProbeSpec::http(HttpProbe::get("/health"))
+        .interval(Duration::from_millis(100))
+        .timeout(Duration::from_millis(300))
+        .thresholds(2, 2)
+}
+
+fn active(probe: ProbeSpec) -> HealthSpec {
+    HealthSpec {
+        active: Some(probe),
+        passive: None,
+    }
 }
 
 #[tokio::test]
 async fn http_503_makes_unhealthy_then_200_makes_healthy() {
     let origin = Origin::start().await;
-    let cfg = upstream(&http_cfg(""));
+    let cfg = active(http_probe());
     let pool = pool(&cfg, &[origin.addr]);
     let recorder = Arc::new(Recorder::default());
     let health = UpstreamHealth::with_observer(pool.clone(), &cfg, recorder.clone()).unwrap();
@@ -78,7 +80,10 @@ async fn http_503_makes_unhealthy_then_200_makes_healthy() {
 #[tokio::test]
 async fn head_method_is_sent() {
     let origin = Origin::start().await;
-    let cfg = upstream(&http_cfg("method = \"HEAD\""));
+    let cfg = active(ProbeSpec {
+        kind: ProbeKind::Http(HttpProbe::get("/health").method(http::Method::HEAD)),
+        ..http_probe()
+    });
     let pool = pool(&cfg, &[origin.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -91,7 +96,7 @@ async fn port_override_probes_another_port() {
     let origin = Origin::start().await;
     // The server's own port has nothing listening; the check port has the origin.
     let server: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let cfg = upstream(&http_cfg(&format!("port = {}", origin.addr.port())));
+    let cfg = active(http_probe().port(origin.addr.port()));
     let pool = pool(&cfg, &[server]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -102,7 +107,10 @@ async fn port_override_probes_another_port() {
 #[tokio::test]
 async fn tcp_check_detects_a_stopped_origin() {
     let origin = Origin::start().await;
-    let cfg = upstream(&http_cfg("").replace("\"http\"", "\"tcp\""));
+    let cfg = active(ProbeSpec {
+        kind: ProbeKind::Tcp,
+        ..http_probe()
+    });
     let pool = pool(&cfg, &[origin.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -129,7 +137,10 @@ async fn status_ranges_accept_and_reject() {
     redirect.set_status(302);
     let ok = Origin::start().await;
     ok.set_status(204);
-    let cfg = upstream(&http_cfg("status_codes = [\"200-299\", 404]"));
+    let cfg = active(ProbeSpec {
+        kind: ProbeKind::Http(HttpProbe::get("/health").status_codes([200..=299, 404..=404])),
+        ..http_probe()
+    });
     let pool = pool(&cfg, &[not_found.addr, redirect.addr, ok.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -148,7 +159,7 @@ async fn initial_round_marks_dead_unhealthy_and_live_healthy_before_returning() 
     let live = Origin::start().await;
     let dead: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
     // A long interval: only the initial round can decide.
-    let cfg = upstream(&http_cfg("").replace("interval_ms = 100", "interval_ms = 60000"));
+    let cfg = active(http_probe().interval(Duration::from_secs(60)));
     let pool = pool(&cfg, &[live.addr, dead]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     let views = health.servers();
@@ -171,7 +182,7 @@ async fn initial_round_is_bounded_by_the_timeout() {
     // A listener that accepts but never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
-    let cfg = upstream(&http_cfg("").replace("interval_ms = 100", "interval_ms = 60000"));
+    let cfg = active(http_probe().interval(Duration::from_secs(60)));
     let pool = pool(&cfg, &[addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     let start = Instant::now();
@@ -189,7 +200,7 @@ async fn initial_round_is_bounded_by_the_timeout() {
 async fn removed_server_is_no_longer_probed_and_added_one_waits_for_its_check() {
     let a = Origin::start().await;
     let b = Origin::start().await;
-    let cfg = upstream(&http_cfg(""));
+    let cfg = active(http_probe());
     let pool = pool(&cfg, &[a.addr, b.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -226,7 +237,7 @@ async fn removed_server_is_no_longer_probed_and_added_one_waits_for_its_check() 
 #[tokio::test]
 async fn new_server_failing_its_first_check_stays_out() {
     let a = Origin::start().await;
-    let cfg = upstream(&http_cfg(""));
+    let cfg = active(http_probe());
     let pool = pool(&cfg, &[a.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -239,23 +250,27 @@ async fn new_server_failing_its_first_check_stays_out() {
     assert!(!healthy(&pool, bad.addr));
 }
 
-fn passive_cfg(ejection_ms: u64, extra: &str) -> String {
-    format!(
-        r#"
-name = "api"
-[health.passive]
-unhealthy_threshold = 3
-ejection_ms = {ejection_ms}
-{extra}
-"#
-    )
+/// Passive checks only: threshold 3, ejection after `ejection_ms`.
+fn passive(ejection_ms: u64) -> PassiveSpec {
+    PassiveSpec {
+        unhealthy_threshold: 3,
+        ejection: Duration::from_millis(ejection_ms),
+        ..PassiveSpec::default()
+    }
+}
+
+fn passive_only(p: PassiveSpec) -> HealthSpec {
+    HealthSpec {
+        active: None,
+        passive: Some(p),
+    }
 }
 
 #[tokio::test]
 async fn passive_ejection_and_return_after_ejection_ms() {
     let a: SocketAddr = "127.0.0.1:10001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:10002".parse().unwrap();
-    let cfg = upstream(&passive_cfg(300, ""));
+    let cfg = passive_only(passive(300));
     let pool = pool(&cfg, &[a, b]);
     let recorder = Arc::new(Recorder::default());
     let health = UpstreamHealth::with_observer(pool.clone(), &cfg, recorder.clone()).unwrap();
@@ -304,7 +319,10 @@ async fn passive_ejection_and_return_after_ejection_ms() {
 async fn max_ejection_percent_keeps_one_of_two() {
     let a: SocketAddr = "127.0.0.1:10001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:10002".parse().unwrap();
-    let cfg = upstream(&passive_cfg(60000, "max_ejection_percent = 50"));
+    let cfg = passive_only(PassiveSpec {
+        max_ejection_percent: 50,
+        ..passive(60000)
+    });
     let pool = pool(&cfg, &[a, b]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     let servers: Vec<_> = pool
@@ -326,10 +344,13 @@ async fn max_ejection_percent_keeps_one_of_two() {
 #[tokio::test]
 async fn ejected_server_returns_through_active_checks() {
     let origin = Origin::start().await;
-    let cfg = upstream(&format!(
-        "{}\n[health.passive]\nunhealthy_threshold = 2\nejection_ms = 600000\n",
-        http_cfg("")
-    ));
+    let cfg = HealthSpec {
+        active: Some(http_probe()),
+        passive: Some(PassiveSpec {
+            unhealthy_threshold: 2,
+            ..passive(600_000)
+        }),
+    };
     let pool = pool(&cfg, &[origin.addr]);
     let health = UpstreamHealth::new(pool.clone(), &cfg).unwrap();
     health.initial_round().await;
@@ -355,7 +376,7 @@ fn manual_clock_drives_the_return_after_ejection() {
     use switchyard_balance::{Algorithm, Clock, ManualClock, Pool, PoolOptions, StatsStore};
     let a: SocketAddr = "127.0.0.1:10001".parse().unwrap();
     let clock = Arc::new(ManualClock::default());
-    let cfg = upstream(&passive_cfg(1000, ""));
+    let cfg = passive_only(passive(1000));
     let opts = PoolOptions::new(Algorithm::Wrr).clock(clock.clone() as Arc<dyn Clock>);
     let pool = Arc::new(Pool::new(
         "api",

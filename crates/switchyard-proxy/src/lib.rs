@@ -15,6 +15,7 @@ pub mod extension;
 pub mod gateway;
 pub mod headers;
 pub mod health_observer;
+pub mod health_spec;
 pub mod listener_tls;
 pub mod metrics_endpoint;
 pub mod proxy_accept;
@@ -28,6 +29,7 @@ pub mod service;
 pub mod shutdown;
 pub mod sticky;
 pub mod tcp;
+mod tls_any_cert;
 pub mod upstream_tls;
 
 pub use gateway::Gateway;

@@ -20,7 +20,7 @@ use switchyard_config::{
 use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
 
-use switchyard_health::{initially_healthy, UpstreamHealth};
+use switchyard_health::UpstreamHealth;
 
 use crate::dns::{self, DnsControl, Resolved};
 use crate::health_observer::MetricsObserver;
@@ -413,6 +413,15 @@ impl Runtime {
                     })
                     .collect(),
             );
+            // Loaded once, for traffic and HTTPS checks alike.
+            let tls = if crate::health_spec::needs_tls(up) {
+                Some(
+                    UpstreamTlsRuntime::load(up.tls.as_ref())
+                        .map_err(|e| BuildError(format!("upstream {}: {e}", up.name)))?,
+                )
+            } else {
+                None
+            };
             let (pool, health, health_is_new) = match prev {
                 Some(prev) if same_shape(&prev.cfg, up) => {
                     // Same shape: keep pool (selector counters) and checkers, change servers.
@@ -428,17 +437,17 @@ impl Runtime {
                     let store = prev.map(|u| Arc::clone(u.pool.store())).unwrap_or_default();
                     let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
                     store.retain(&ids);
+                    let checks = crate::health_spec::health_spec(up, &cfg.listeners, tls.as_ref());
                     let opts = PoolOptions::new(balance_algorithm(up.algorithm))
                         .when_all_down(match up.when_all_down {
                             WhenAllDown::Reject => AllDownPolicy::Reject,
                             WhenAllDown::All => AllDownPolicy::All,
                         })
-                        .initially_healthy(initially_healthy(up));
+                        .initially_healthy(checks.initially_healthy());
                     let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
-                    let health = UpstreamHealth::with_listeners(
+                    let health = UpstreamHealth::with_observer(
                         Arc::clone(&pool),
-                        up,
-                        &cfg.listeners,
+                        &checks,
                         Arc::new(MetricsObserver(metrics)),
                     )
                     .map_err(|e| BuildError(format!("upstream {}: health: {e}", up.name)))?;
@@ -460,13 +469,8 @@ impl Runtime {
             } else {
                 None
             };
-            let tls = match up.scheme {
-                Scheme::Https => Some(
-                    UpstreamTlsRuntime::load(up.tls.as_ref())
-                        .map_err(|e| BuildError(format!("upstream {}: {e}", up.name)))?,
-                ),
-                Scheme::Http => None,
-            };
+            // Traffic uses TLS only with `scheme = "https"`.
+            let tls = tls.filter(|_| up.scheme == Scheme::Https);
             upstreams.push(Arc::new(UpstreamRuntime {
                 tls,
                 cfg: up.clone(),

@@ -3,9 +3,11 @@
 //! checked when the configuration is built, so a bad file fails the start-up or the reload, never a
 //! request.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 use switchyard_config::UpstreamTls;
 
 use crate::runtime::BuildError;
@@ -21,6 +23,9 @@ pub struct UpstreamTlsRuntime {
     pub ca: Option<Arc<[WrappedX509]>>,
     /// Client certificate and key for two-way TLS.
     pub client: Option<Arc<CertKey>>,
+    /// The rustls configuration of HTTPS health checks, built from the same files and trust
+    /// rules as traffic (see [`UpstreamTlsRuntime::load`]).
+    pub checks: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for UpstreamTlsRuntime {
@@ -60,42 +65,40 @@ fn read_key(path: &str) -> Result<Vec<u8>, BuildError> {
 }
 
 impl UpstreamTlsRuntime {
-    /// Loads the files named by `tls` (absent table: verification on, web roots).
+    /// Loads the files named by `tls` (absent table: verification on, the platform's roots), once
+    /// for both traffic (Pingora's connector) and health checks, with the trust rules of Pingora
+    /// 0.9.1's rustls connector: `ca` *replaces* the platform's roots (which include
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`), `verify = false` accepts any certificate, and the
+    /// client certificate is presented for two-way TLS. Checks therefore never trust a server
+    /// that traffic would refuse, or the other way round.
     pub fn load(tls: Option<&UpstreamTls>) -> Result<Self, BuildError> {
-        let Some(tls) = tls else {
-            return Ok(UpstreamTlsRuntime {
-                verify: true,
-                sni: None,
-                ca: None,
-                client: None,
-            });
-        };
-        let ca = match &tls.ca {
-            Some(path) => {
-                let certs: Vec<WrappedX509> = read_certs(path)?
-                    .into_iter()
-                    .map(|der| WrappedX509::new(der, parse_x509))
-                    .collect();
-                Some(Arc::from(certs))
-            }
+        let verify = tls.is_none_or(|t| t.verify);
+        let ca_der = match tls.and_then(|t| t.ca.as_deref()) {
+            Some(path) => Some(read_certs(path)?),
             None => None,
         };
-        let client = match (&tls.client_cert, &tls.client_key) {
-            (Some(cert), Some(key)) => {
-                Some(Arc::new(CertKey::new(read_certs(cert)?, read_key(key)?)))
-            }
-            (None, None) => None,
-            _ => {
+        let client_der = match tls.map(|t| (&t.client_cert, &t.client_key)) {
+            Some((Some(cert), Some(key))) => Some((read_certs(cert)?, read_key(key)?)),
+            Some((None, None)) | None => None,
+            Some(_) => {
                 return Err(BuildError(
                     "tls.client_cert and tls.client_key go together".to_string(),
                 ))
             }
         };
+        let checks = check_config(verify, ca_der.as_deref(), client_der.as_ref())?;
         Ok(UpstreamTlsRuntime {
-            verify: tls.verify,
-            sni: tls.sni.clone().filter(|s| !s.is_empty()),
-            ca,
-            client,
+            verify,
+            sni: tls.and_then(|t| t.sni.clone()).filter(|s| !s.is_empty()),
+            ca: ca_der.map(|certs| {
+                certs
+                    .into_iter()
+                    .map(|der| WrappedX509::new(der, parse_x509))
+                    .collect::<Vec<_>>()
+                    .into()
+            }),
+            client: client_der.map(|(chain, key)| Arc::new(CertKey::new(chain, key))),
+            checks,
         })
     }
 
@@ -106,5 +109,101 @@ impl UpstreamTlsRuntime {
         peer.options.verify_hostname = self.verify;
         peer.options.ca = self.ca.clone();
         peer.client_cert_key = self.client.clone();
+    }
+}
+
+/// The platform's trusted roots, read once per process, as Pingora's connector reads them
+/// (`rustls-native-certs`, honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+fn platform_roots() -> Result<Arc<RootCertStore>, BuildError> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let certs = rustls_native_certs::load_native_certs()
+                .map_err(|e| format!("cannot load the platform's trusted roots: {e}"))?;
+            let mut roots = RootCertStore::empty();
+            // Pingora fails on a bad platform root; a check skips it (traffic decides).
+            let (_added, _ignored) = roots.add_parsable_certificates(certs);
+            Ok(Arc::new(roots))
+        })
+        .clone()
+        .map_err(BuildError)
+}
+
+/// The health checks' rustls configuration (see [`UpstreamTlsRuntime::load`]); ALPN HTTP/1.1.
+fn check_config(
+    verify: bool,
+    ca: Option<&[Vec<u8>]>,
+    client: Option<&(Vec<Vec<u8>>, Vec<u8>)>,
+) -> Result<Arc<ClientConfig>, BuildError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BuildError(format!("TLS protocol versions: {e}")))?;
+    let builder = if !verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(crate::tls_any_cert::AcceptAnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+    } else if let Some(ca) = ca {
+        let mut roots = RootCertStore::empty();
+        for der in ca {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| BuildError(format!("tls.ca: bad CA certificate: {e}")))?;
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder.with_root_certificates(platform_roots()?)
+    };
+    let mut config = match client {
+        Some((chain, key)) => {
+            let chain = chain.iter().cloned().map(CertificateDer::from).collect();
+            let key = PrivateKeyDer::try_from(key.clone())
+                .map_err(|e| BuildError(format!("tls.client_key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| BuildError(format!("tls.client_cert: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_table_trusts_the_platform_roots() {
+        let tls = UpstreamTlsRuntime::load(None).unwrap();
+        assert!(tls.verify && tls.ca.is_none() && tls.client.is_none());
+        assert_eq!(tls.checks.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn half_a_client_identity_is_an_error() {
+        let tls = UpstreamTls {
+            verify: true,
+            sni: None,
+            ca: None,
+            client_cert: Some("/nonexistent.pem".into()),
+            client_key: None,
+        };
+        assert!(UpstreamTlsRuntime::load(Some(&tls)).is_err());
+    }
+
+    #[test]
+    fn a_missing_ca_file_names_the_path() {
+        let tls = UpstreamTls {
+            verify: true,
+            sni: None,
+            ca: Some("/nonexistent/ca.pem".into()),
+            client_cert: None,
+            client_key: None,
+        };
+        let e = UpstreamTlsRuntime::load(Some(&tls)).unwrap_err();
+        assert!(e.0.contains("/nonexistent/ca.pem"), "{}", e.0);
     }
 }

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,17 +12,12 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
 use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerId, ServerSpec, StatsStore};
-use switchyard_config::UpstreamConfig;
-use switchyard_health::{CheckResult, HealthObserver};
+use switchyard_health::{CheckResult, HealthObserver, HealthSpec};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
-/// An HTTP(S) origin with a switchable status, counting requests and recording methods.
+/// An HTTP origin with a switchable status, counting requests and recording methods.
 pub struct Origin {
     pub addr: SocketAddr,
     pub status: Arc<AtomicU16>,
@@ -34,14 +28,6 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start() -> Origin {
-        Self::start_with(None).await
-    }
-
-    pub async fn start_tls(config: Arc<ServerConfig>) -> Origin {
-        Self::start_with(Some(TlsAcceptor::from(config))).await
-    }
-
-    async fn start_with(tls: Option<TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let status = Arc::new(AtomicU16::new(200));
@@ -53,7 +39,7 @@ impl Origin {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (s, h, m, tls) = (s.clone(), h.clone(), m.clone(), tls.clone());
+                let (s, h, m) = (s.clone(), h.clone(), m.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (s, h, m) = (s.clone(), h.clone(), m.clone());
@@ -67,17 +53,9 @@ impl Origin {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let builder = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(tls) = acceptor.accept(stream).await {
-                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
-                            }
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                        }
-                    }
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -117,10 +95,6 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-pub fn upstream(text: &str) -> UpstreamConfig {
-    toml::from_str(text).unwrap()
-}
-
 pub fn spec(addr: SocketAddr) -> ServerSpec {
     ServerSpec::new("blue", addr, 1)
 }
@@ -129,12 +103,11 @@ pub fn id(addr: SocketAddr) -> ServerId {
     ServerId::new("blue", &addr.to_string())
 }
 
-/// A pool built the way the gateway builds it for `cfg`.
-pub fn pool(cfg: &UpstreamConfig, addrs: &[SocketAddr]) -> Arc<Pool> {
-    let opts = PoolOptions::new(Algorithm::Wrr)
-        .initially_healthy(switchyard_health::initially_healthy(cfg));
+/// A pool named `api` built the way the gateway builds it for `checks`.
+pub fn pool(checks: &HealthSpec, addrs: &[SocketAddr]) -> Arc<Pool> {
+    let opts = PoolOptions::new(Algorithm::Wrr).initially_healthy(checks.initially_healthy());
     Arc::new(Pool::new(
-        &cfg.name,
+        "api",
         opts,
         addrs.iter().map(|a| spec(*a)).collect(),
         Arc::new(StatsStore::default()),
@@ -186,70 +159,5 @@ impl HealthObserver for Recorder {
     }
     fn on_ejection(&self, _upstream: &str, server: &ServerId) {
         self.ejections.lock().unwrap().push(server.to_string());
-    }
-}
-
-/// Certificates written to a temporary directory.
-pub struct Pki {
-    pub dir: tempfile::TempDir,
-    /// The origin's self-signed certificate for `health.test`.
-    pub server_cert: CertificateDer<'static>,
-    pub server_key: PrivateKeyDer<'static>,
-    pub server_cert_pem: PathBuf,
-    /// A self-signed client certificate, trusted by the mTLS origin.
-    pub client_cert: CertificateDer<'static>,
-    pub client_cert_pem: PathBuf,
-    pub client_key_pem: PathBuf,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let server = rcgen::generate_simple_self_signed(vec!["health.test".to_string()]).unwrap();
-        let client = rcgen::generate_simple_self_signed(vec!["client.test".to_string()]).unwrap();
-        let server_cert_pem = dir.path().join("server.pem");
-        std::fs::write(&server_cert_pem, server.cert.pem()).unwrap();
-        let client_cert_pem = dir.path().join("client.pem");
-        std::fs::write(&client_cert_pem, client.cert.pem()).unwrap();
-        let client_key_pem = dir.path().join("client.key");
-        std::fs::write(&client_key_pem, client.signing_key.serialize_pem()).unwrap();
-        Pki {
-            server_cert: server.cert.der().clone(),
-            server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                server.signing_key.serialize_der(),
-            )),
-            server_cert_pem,
-            client_cert: client.cert.der().clone(),
-            client_cert_pem,
-            client_key_pem,
-            dir,
-        }
-    }
-
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
-    }
-
-    /// A TLS origin config; with `require_client_cert`, only the test client certificate passes.
-    pub fn server_config(&self, require_client_cert: bool) -> Arc<ServerConfig> {
-        let builder = ServerConfig::builder_with_provider(Self::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = if require_client_cert {
-            let mut roots = RootCertStore::empty();
-            roots.add(self.client_cert.clone()).unwrap();
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Self::provider())
-                    .build()
-                    .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        Arc::new(
-            builder
-                .with_single_cert(vec![self.server_cert.clone()], self.server_key.clone_key())
-                .unwrap(),
-        )
     }
 }
