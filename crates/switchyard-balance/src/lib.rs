@@ -31,13 +31,15 @@ mod hash;
 pub mod identity;
 pub mod pool;
 pub mod select;
+mod server;
 pub mod stats;
 pub mod tried;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use hash::hash_key;
 pub use identity::{ServerId, ServerSpec};
-pub use pool::{AllDownPolicy, Pool, PoolOptions, Server, Snapshot};
+pub use pool::{AllDownPolicy, Pool, PoolOptions, Snapshot};
 pub use select::{Algorithm, PickContext, Selector};
+pub use server::Server;
 pub use stats::{InFlight, Outcome, ServerStats, StatsStore};
 pub use tried::Tried;

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arc_swap::ArcSwap;
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::identity::ServerSpec;
+use crate::identity::{ServerId, ServerSpec};
 use crate::select::{self, Algorithm, PickContext, Selector};
-use crate::stats::{ServerStats, StatsStore};
+use crate::server::Server;
+use crate::stats::StatsStore;
 use crate::tried::Tried;
 
 /// What to do when no server is available.
@@ -83,22 +84,6 @@ impl PoolOptions {
     ) -> Self {
         self.custom = Some(Arc::new(factory));
         self
-    }
-}
-
-/// A server in a snapshot: its spec and its long-lived stats.
-#[derive(Debug, Clone)]
-pub struct Server {
-    /// As configured (possibly changed at run time).
-    pub spec: ServerSpec,
-    /// Shared with every other snapshot of the same identity.
-    pub stats: Arc<ServerStats>,
-}
-
-impl Server {
-    /// True if the server may take new requests in normal operation.
-    pub fn is_available(&self) -> bool {
-        self.spec.enabled && self.spec.weight > 0 && self.stats.is_healthy()
     }
 }
 
@@ -245,6 +230,22 @@ impl Snapshot {
     /// assert_eq!(snap.pick(None, &tried).unwrap().spec.addr.port(), 8082);
     /// ```
     pub fn pick(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
+        self.pick_at(key, tried).map(|(_, s)| s)
+    }
+
+    /// Like [`Snapshot::pick`], with the server's index in [`Snapshot::servers`] (for tables
+    /// kept in server order, such as per-server metric handles).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore, Tried};
+    /// let specs = vec![ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1)];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// let (i, server) = snap.pick_at(None, &Tried::default()).unwrap();
+    /// assert!(std::ptr::eq(&snap.servers()[i], server));
+    /// ```
+    pub fn pick_at(&self, key: Option<u64>, tried: &Tried) -> Option<(usize, &Server)> {
         if self.candidates.is_empty() {
             return None;
         }
@@ -259,7 +260,7 @@ impl Snapshot {
             },
         };
         match self.selector.pick(&ctx) {
-            Some(i) => Some(&self.servers[i]),
+            Some(i) => Some((i, &self.servers[i])),
             None if tried.is_empty() || self.fallbacks.is_empty() => None,
             None => self.pick_fallback(key, tried),
         }
@@ -268,7 +269,7 @@ impl Snapshot {
     /// A retry's pick from the tiers after the serving one (builds their selectors on first
     /// use: the first fall-through of a snapshot allocates, later ones do not).
     #[cold]
-    fn pick_fallback(&self, key: Option<u64>, tried: &Tried) -> Option<&Server> {
+    fn pick_fallback(&self, key: Option<u64>, tried: &Tried) -> Option<(usize, &Server)> {
         self.fallbacks.iter().find_map(|tier| {
             let selector = tier
                 .selector
@@ -283,8 +284,27 @@ impl Snapshot {
                     0
                 },
             };
-            selector.pick(&ctx).map(|i| &self.servers[i])
+            selector.pick(&ctx).map(|i| (i, &self.servers[i]))
         })
+    }
+
+    /// The server with identity `id` and its index, by a scan (for the rare paths that name a
+    /// server: sticky sessions, a reconnect).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerId, ServerSpec, StatsStore};
+    /// let specs = vec![ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1)];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// assert_eq!(snap.find(&ServerId::new("g", "127.0.0.1:8081")).map(|(i, _)| i), Some(0));
+    /// assert!(snap.find(&ServerId::new("g", "127.0.0.1:9")).is_none());
+    /// ```
+    pub fn find(&self, id: &ServerId) -> Option<(usize, &Server)> {
+        self.servers
+            .iter()
+            .enumerate()
+            .find(|(_, s)| &s.spec.id == id)
     }
 
     /// Every server of the upstream, available or not.

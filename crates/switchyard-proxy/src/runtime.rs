@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 
 use switchyard_balance::{
-    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, Server, ServerId, ServerSpec,
-    Snapshot, StatsStore,
+    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, ServerId, ServerSpec,
+    StatsStore,
 };
 use switchyard_config::{
     Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, Scheme,
@@ -142,18 +142,6 @@ impl ServerMetricsTable {
     }
 }
 
-/// The position of `server` in `servers`, of which it must be an element, found from its address
-/// instead of by a scan (checked: `None` if it is not an element).
-fn position_in(servers: &[Server], server: &Server) -> Option<usize> {
-    let size = std::mem::size_of::<Server>().max(1);
-    let offset = (server as *const Server as usize).checked_sub(servers.as_ptr() as usize)?;
-    let i = offset / size;
-    servers
-        .get(i)
-        .is_some_and(|s| std::ptr::eq(s, server))
-        .then_some(i)
-}
-
 /// What `up`'s request keys are hashed on, if its algorithm hashes.
 fn hash_on(up: &UpstreamConfig) -> Option<HashOn> {
     match up.algorithm {
@@ -193,15 +181,11 @@ impl UpstreamRuntime {
         self.server_metrics.load().get(id).cloned()
     }
 
-    /// The metric handles of `server`, a server of `snap` (a snapshot of this upstream's pool),
-    /// found by its position rather than by hashing its identity.
-    pub fn metrics_of(&self, snap: &Snapshot, server: &Server) -> Option<Arc<ServerMetrics>> {
-        let table = self.server_metrics.load();
-        match position_in(snap.servers(), server) {
-            Some(i) => table.at(i, &server.spec.id),
-            None => table.get(&server.spec.id),
-        }
-        .cloned()
+    /// The metric handles of server `id`, at position `index` of a snapshot of this upstream's
+    /// pool (as [`switchyard_balance::Snapshot::pick_at`] gives it): found by position rather than by hashing the
+    /// identity.
+    pub fn metrics_at(&self, index: usize, id: &ServerId) -> Option<Arc<ServerMetrics>> {
+        self.server_metrics.load().at(index, id).cloned()
     }
 
     /// Replaces the servers at run time (a changed DNS answer) with `next(current)`, computed
@@ -580,26 +564,6 @@ pub type SharedStore = Arc<StatsStore>;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn position_in_finds_elements_only() {
-        let specs: Vec<ServerSpec> = (1..=3)
-            .map(|i| ServerSpec::new("g", format!("127.0.0.1:{i}").parse().unwrap(), 1))
-            .collect();
-        let pool = Pool::new(
-            "u",
-            PoolOptions::new(BalanceAlgorithm::Wrr),
-            specs,
-            Arc::default(),
-        );
-        let snap = pool.snapshot();
-        for (i, s) in snap.servers().iter().enumerate() {
-            assert_eq!(position_in(snap.servers(), s), Some(i));
-        }
-        let copy = snap.servers()[1].clone();
-        assert_eq!(position_in(snap.servers(), &copy), None);
-        assert_eq!(position_in(&snap.servers()[2..], &snap.servers()[1]), None);
-    }
 
     #[test]
     fn metrics_table_falls_back_to_identity() {

@@ -593,18 +593,14 @@ impl ProxyHttp for HttpGateway {
         let snap = upstream.pool.snapshot();
         // After a stale keep-alive connection: the same server again, on a fresh connection
         // (unless a reload removed it meanwhile).
-        let reconnect = ctx
-            .reconnect
-            .take()
-            .and_then(|id| snap.servers().iter().find(|s| s.spec.id == id));
+        let reconnect = ctx.reconnect.take().and_then(|id| snap.find(&id));
         let sticky = ctx.sticky_target.as_ref().and_then(|id| {
-            let i = snap.servers().iter().position(|s| &s.spec.id == id)?;
-            let s = &snap.servers()[i];
-            (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some(s)
+            let (i, s) = snap.find(id)?;
+            (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some((i, s))
         });
-        let Some(server) = reconnect
+        let Some((index, server)) = reconnect
             .or(sticky)
-            .or_else(|| snap.pick(ctx.key, &ctx.tried))
+            .or_else(|| snap.pick_at(ctx.key, &ctx.tried))
         else {
             if ctx.tried.is_empty() {
                 upstream.count_no_server();
@@ -629,7 +625,7 @@ impl ProxyHttp for HttpGateway {
         ctx.attempt = Some(Attempt {
             upstream: Arc::clone(upstream),
             id: server.spec.id.clone(),
-            metrics: upstream.metrics_of(&snap, server),
+            metrics: upstream.metrics_at(index, &server.spec.id),
             inflight: server.stats.begin(snap.now_nanos()),
             header_ns: None,
         });

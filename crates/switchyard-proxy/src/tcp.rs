@@ -193,12 +193,12 @@ impl TcpProxy {
         let attempts = snap.servers().len().clamp(1, MAX_CONNECT_ATTEMPTS);
         let mut connected = None;
         for _ in 0..attempts {
-            let Some(server) = snap.pick(key, &tried) else {
+            let Some((index, server)) = snap.pick_at(key, &tried) else {
                 break;
             };
             tried.insert(&server.stats);
             let inflight = server.stats.begin(snap.now_nanos());
-            let metrics = upstream.server_metrics(&server.spec.id);
+            let metrics = upstream.metrics_at(index, &server.spec.id);
             let addr = server.spec.addr;
             match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(conn)) => {

@@ -46,7 +46,7 @@ use super::rng::mix64;
 use super::wrr::WrrTree;
 use super::{fallback, weighted, PickContext, Selector};
 use crate::hash::hash_key;
-use crate::pool::Server;
+use crate::server::Server;
 
 /// Smallest table size (a prime).
 pub const MIN_TABLE_SIZE: u64 = 65_537;

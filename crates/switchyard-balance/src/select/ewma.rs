@@ -47,7 +47,7 @@
 
 use super::load::{P2c, PeakEwma};
 use super::{PickContext, Selector};
-use crate::pool::Server;
+use crate::server::Server;
 
 /// Peak EWMA with power of two choices.
 #[derive(Debug)]

@@ -33,7 +33,7 @@
 
 use super::load::{InFlightPerWeight, LeastLoaded, P2c};
 use super::{PickContext, Selector};
-use crate::pool::Server;
+use crate::server::Server;
 
 /// Largest candidate count picked by full scan; larger pools use power of two choices.
 pub const SCAN_LIMIT: usize = 64;

@@ -46,7 +46,7 @@ use std::fmt::Debug;
 use super::alias::AliasTable;
 use super::wrr::WrrTree;
 use super::{rng, weighted, PickContext, Selector};
-use crate::pool::Server;
+use crate::server::Server;
 
 /// A measure of how loaded a server is: lower cost is better.
 ///

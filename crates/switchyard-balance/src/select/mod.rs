@@ -24,7 +24,7 @@
 use std::fmt::Debug;
 use std::str::FromStr;
 
-use crate::pool::Server;
+use crate::server::Server;
 use crate::tried::Tried;
 
 pub(crate) mod alias;

@@ -21,7 +21,7 @@
 
 use super::alias::AliasTable;
 use super::{fallback, rng, weighted, PickContext, Selector};
-use crate::pool::Server;
+use crate::server::Server;
 
 /// Weighted random selection with an alias table.
 #[derive(Debug)]

@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{fallback, weighted, PickContext, Selector};
-use crate::pool::Server;
+use crate::server::Server;
 
 const LEAF: u32 = 1 << 31;
 
