@@ -18,6 +18,7 @@ pub mod health_observer;
 pub mod health_spec;
 pub mod listener_tls;
 pub mod metrics_endpoint;
+pub mod pem;
 pub mod proxy_accept;
 pub mod proxy_protocol;
 pub mod reload;

@@ -20,19 +20,8 @@ impl ResolvesServerCert for FixedCert {
 
 /// Loads a PEM certificate chain (leaf first) and private key.
 pub fn load(cert_path: &str, key_path: &str) -> Result<FixedCert, BuildError> {
-    let cert_pem = std::fs::read(cert_path)
-        .map_err(|e| BuildError(format!("cannot read {cert_path}: {e}")))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| BuildError(format!("{cert_path}: bad PEM certificate: {e}")))?;
-    if certs.is_empty() {
-        return Err(BuildError(format!("{cert_path}: no PEM certificate found")));
-    }
-    let key_pem =
-        std::fs::read(key_path).map_err(|e| BuildError(format!("cannot read {key_path}: {e}")))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| BuildError(format!("{key_path}: bad PEM private key: {e}")))?
-        .ok_or_else(|| BuildError(format!("{key_path}: no PEM private key found")))?;
+    let certs = crate::pem::certificates(cert_path)?;
+    let key = crate::pem::private_key(key_path)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| BuildError(format!("{key_path}: unsupported private key: {e}")))?;
     let ck = CertifiedKey::new(certs, signing);

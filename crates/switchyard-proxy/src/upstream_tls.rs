@@ -39,29 +39,21 @@ impl std::fmt::Debug for UpstreamTlsRuntime {
     }
 }
 
+/// The certificates of the PEM file at `path` as DER, each checked to parse as X.509 (Pingora
+/// parses them again and panics on bad DER).
 fn read_certs(path: &str) -> Result<Vec<Vec<u8>>, BuildError> {
-    let pem = std::fs::read(path).map_err(|e| BuildError(format!("cannot read {path}: {e}")))?;
-    let mut certs = Vec::new();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = c.map_err(|e| BuildError(format!("{path}: bad PEM certificate: {e}")))?;
-        // Pingora parses these again and panics on bad DER: check first.
-        x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| BuildError(format!("{path}: bad certificate: {e}")))?;
-        certs.push(der.as_ref().to_vec());
-    }
-    if certs.is_empty() {
-        return Err(BuildError(format!("{path}: no PEM certificate found")));
-    }
-    Ok(certs)
+    crate::pem::certificates(path)?
+        .into_iter()
+        .map(|der| {
+            x509_parser::parse_x509_certificate(der.as_ref())
+                .map_err(|e| BuildError(format!("{path}: bad certificate: {e}")))?;
+            Ok(der.as_ref().to_vec())
+        })
+        .collect()
 }
 
 fn read_key(path: &str) -> Result<Vec<u8>, BuildError> {
-    let pem = std::fs::read(path).map_err(|e| BuildError(format!("cannot read {path}: {e}")))?;
-    match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(k)) => Ok(k.secret_der().to_vec()),
-        Ok(None) => Err(BuildError(format!("{path}: no PEM private key found"))),
-        Err(e) => Err(BuildError(format!("{path}: bad PEM private key: {e}"))),
-    }
+    Ok(crate::pem::private_key(path)?.secret_der().to_vec())
 }
 
 impl UpstreamTlsRuntime {

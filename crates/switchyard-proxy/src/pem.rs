@@ -1,0 +1,40 @@
+//! PEM files (certificate chains and private keys) read with `rustls-pki-types`' PEM parser, for
+//! listener and upstream TLS alike. Errors name the file.
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::runtime::BuildError;
+
+/// Every certificate in the PEM file at `path`, in order (leaf first for a chain); at least one.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("empty.pem");
+/// std::fs::write(&path, "no PEM here").unwrap();
+/// let e = switchyard_proxy::pem::certificates(path.to_str().unwrap()).unwrap_err();
+/// assert!(e.to_string().contains("no PEM certificate found"), "{e}");
+/// ```
+pub fn certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, BuildError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, "certificate", e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, "certificate", e))?;
+    if certs.is_empty() {
+        return Err(BuildError(format!("{path}: no PEM certificate found")));
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file at `path`.
+pub fn private_key(path: &str) -> Result<PrivateKeyDer<'static>, BuildError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, "private key", e))
+}
+
+fn file_error(path: &str, what: &str, e: pem::Error) -> BuildError {
+    BuildError(match e {
+        pem::Error::Io(e) => format!("cannot read {path}: {e}"),
+        pem::Error::NoItemsFound => format!("{path}: no PEM {what} found"),
+        e => format!("{path}: bad PEM {what}: {e}"),
+    })
+}
