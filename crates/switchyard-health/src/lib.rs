@@ -39,8 +39,6 @@ pub mod spec;
 mod tls;
 mod upstream;
 
-use std::fmt;
-
 pub use machine::{PassiveEvent, StatusSet, Thresholds};
 pub use observer::{CheckResult, HealthObserver, NoopObserver};
 pub use spec::{HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient};
@@ -52,21 +50,12 @@ pub use upstream::{ServerHealthView, ServerState, UpstreamHealth};
 /// let e = switchyard_health::HealthError::NoRuntime;
 /// assert!(e.to_string().contains("tokio"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HealthError {
     /// [`UpstreamHealth::start`] was called outside a tokio runtime.
+    #[error("health checks need a tokio runtime")]
     NoRuntime,
     /// The check `path` is not a valid request target.
+    #[error("invalid health check path {0}")]
     Path(String),
 }
-
-impl fmt::Display for HealthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HealthError::NoRuntime => f.write_str("health checks need a tokio runtime"),
-            HealthError::Path(m) => write!(f, "invalid health check path {m}"),
-        }
-    }
-}
-
-impl std::error::Error for HealthError {}
