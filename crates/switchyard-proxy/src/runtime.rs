@@ -351,7 +351,7 @@ fn resolve_names(cfg: &Config, previous: Option<&Runtime>) -> Result<Vec<Resolve
             let answer = answers
                 .get(&n.name)
                 .cloned()
-                .unwrap_or_else(|| Err("no answer".to_string()));
+                .unwrap_or_else(|| Err(dns::DnsError::Runtime("the lookup did not finish".into())));
             dns::count(metrics, &up.name, answer.is_ok());
             match answer {
                 Ok(ips) => {

@@ -23,29 +23,24 @@
 //! The tasks stop when their runtime is replaced by a reload or when the server shuts down; a
 //! reload holds [`DnsControl::pause`] while it builds, so an old task never applies a stale answer
 //! over the new configuration.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | named servers, their identities, and the server specs built from answers |
+//! | `resolve.rs` | the hickory resolver and one-off blocking resolution (start-up, reload) |
+//! | `refresh.rs` | the per-upstream re-resolution tasks and their control |
+
+mod refresh;
+mod resolve;
+
+pub use refresh::{count, start, DnsControl};
+pub use resolve::{resolve_blocking, DnsError, DnsResolver};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
-    ResolverOpts,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::TokioResolver;
 use switchyard_balance::{ServerId, ServerSpec};
 use switchyard_config::UpstreamConfig;
-use switchyard_metrics::Metrics;
-
-use crate::runtime::{Runtime, UpstreamRuntime};
-
-/// How long one name server may take to answer one query.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Upper bound on one whole lookup (every server, every attempt, A and AAAA).
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// True if a server `address` is a domain name rather than an IP address.
 pub fn is_name(address: &str) -> bool {
@@ -191,268 +186,6 @@ pub fn build_specs(
     specs
 }
 
-/// Sorts and deduplicates an answer; an empty one is a failure.
-fn normalise(mut ips: Vec<IpAddr>) -> Result<Vec<IpAddr>, String> {
-    ips.sort();
-    ips.dedup();
-    if ips.is_empty() {
-        Err("no A or AAAA records".to_string())
-    } else {
-        Ok(ips)
-    }
-}
-
-/// A hickory resolver set up for server names.
-#[derive(Clone)]
-pub struct DnsResolver {
-    inner: TokioResolver,
-}
-
-impl std::fmt::Debug for DnsResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsResolver").finish_non_exhaustive()
-    }
-}
-
-impl DnsResolver {
-    /// A resolver querying `resolvers` (UDP, TCP on truncation), or the system configuration
-    /// (`/etc/resolv.conf` and the hosts file) when empty. No answer cache: each lookup asks.
-    /// Call it inside a Tokio runtime; use it on that runtime.
-    pub fn new(resolvers: &[SocketAddr]) -> Result<DnsResolver, String> {
-        let (config, mut opts) = if resolvers.is_empty() {
-            match hickory_resolver::system_conf::read_system_conf() {
-                Ok((c, o)) => (c, o),
-                Err(e) => {
-                    log::warn!(
-                        "cannot read the system resolver configuration ({e}); using 127.0.0.1:53"
-                    );
-                    (
-                        ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(
-                            IpAddr::from([127, 0, 0, 1]),
-                        )]),
-                        ResolverOpts::default(),
-                    )
-                }
-            }
-        } else {
-            let servers = resolvers
-                .iter()
-                .map(|a| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = a.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = a.port();
-                    NameServerConfig::new(a.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            let mut opts = ResolverOpts::default();
-            // Like NGINX's `resolver`: configured servers only, no hosts file.
-            opts.use_hosts_file = ResolveHosts::Never;
-            (ResolverConfig::from_parts(None, Vec::new(), servers), opts)
-        };
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        opts.cache_size = 0;
-        opts.positive_max_ttl = Some(Duration::ZERO);
-        opts.negative_max_ttl = Some(Duration::ZERO);
-        opts.timeout = QUERY_TIMEOUT;
-        opts.attempts = 2;
-        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-        Ok(DnsResolver { inner })
-    }
-
-    /// Every IPv4 and IPv6 address of `name`, sorted; no address is an error.
-    pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.lookup_ip(name)).await {
-            Ok(Ok(answer)) => normalise(answer.iter().collect()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {LOOKUP_TIMEOUT:?}")),
-        }
-    }
-}
-
-/// Resolves `names` (concurrently) through `resolvers`, blocking the caller: on a thread of its
-/// own with a temporary runtime, so it works both before any runtime exists (start-up) and from
-/// inside one (a reload). The outer error is a resolver that cannot be built.
-pub fn resolve_blocking(
-    resolvers: &[SocketAddr],
-    names: &BTreeSet<String>,
-) -> Result<HashMap<String, Result<Vec<IpAddr>, String>>, String> {
-    if names.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let resolvers = resolvers.to_vec();
-    let names: Vec<String> = names.iter().cloned().collect();
-    let worker = std::thread::Builder::new()
-        .name("switchyard-dns".to_string())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
-            rt.block_on(async move {
-                let resolver = DnsResolver::new(&resolvers)?;
-                let mut set = tokio::task::JoinSet::new();
-                for name in names {
-                    let r = resolver.clone();
-                    set.spawn(async move {
-                        let res = r.lookup(&name).await;
-                        (name, res)
-                    });
-                }
-                let mut out = HashMap::new();
-                while let Some(done) = set.join_next().await {
-                    if let Ok((name, res)) = done {
-                        out.insert(name, res);
-                    }
-                }
-                Ok(out)
-            })
-        })
-        .map_err(|e| format!("cannot start the DNS thread: {e}"))?;
-    worker
-        .join()
-        .map_err(|_| "the DNS thread panicked".to_string())?
-}
-
-/// Counts one lookup in `switchyard_dns_resolutions_total`.
-pub fn count(metrics: &Metrics, upstream: &str, ok: bool) {
-    metrics
-        .dns_resolutions_total
-        .with_label_values(&[upstream, if ok { "success" } else { "failure" }])
-        .inc();
-}
-
-/// Controls one runtime's re-resolution tasks.
-#[derive(Debug)]
-pub struct DnsControl {
-    lock: Mutex<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-    started: AtomicBool,
-}
-
-impl Default for DnsControl {
-    fn default() -> Self {
-        DnsControl {
-            lock: Mutex::new(()),
-            stop: tokio::sync::watch::Sender::new(false),
-            started: AtomicBool::new(false),
-        }
-    }
-}
-
-impl DnsControl {
-    /// Keeps the tasks from applying answers while the guard lives (a reload holds it while it
-    /// builds the next runtime, then calls [`DnsControl::stop`]).
-    pub fn pause(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stops the tasks (for good).
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
-    }
-
-    /// True once [`DnsControl::stop`] was called.
-    pub fn is_stopped(&self) -> bool {
-        *self.stop.borrow()
-    }
-}
-
-/// Starts one re-resolution task per upstream of `rt` that has named servers, on the current
-/// Tokio runtime. Starting twice, or after [`DnsControl::stop`], does nothing.
-pub fn start(rt: &Runtime) {
-    if rt.dns.is_stopped() || rt.dns.started.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let resolvers = rt.config.server.resolver_addrs();
-    for up in &rt.upstreams {
-        if named_servers(&up.cfg).is_empty() {
-            continue;
-        }
-        tokio::spawn(run(Arc::clone(up), resolvers.clone(), Arc::clone(&rt.dns)));
-    }
-}
-
-/// One upstream's re-resolution loop.
-async fn run(up: Arc<UpstreamRuntime>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsControl>) {
-    let name = up.cfg.name.clone();
-    let resolver = match DnsResolver::new(&resolvers) {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("upstream {name}: {e}; server names will not be re-resolved");
-            return;
-        }
-    };
-    let metrics = Metrics::global();
-    let interval = Duration::from_millis(up.cfg.resolve_interval_ms.max(1));
-    let named = named_servers(&up.cfg);
-    let mut failing: BTreeSet<NamedServer> = BTreeSet::new();
-    let mut stop = ctl.stop.subscribe();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let mut answers = Vec::with_capacity(named.len());
-        for n in &named {
-            let res = tokio::select! {
-                r = resolver.lookup(&n.name) => r,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            count(metrics, &name, res.is_ok());
-            match &res {
-                Ok(_) => {
-                    if failing.remove(n) {
-                        log::info!("upstream {name}: {} resolves again", n.name);
-                    }
-                }
-                Err(e) => {
-                    if failing.insert(n.clone()) {
-                        log::warn!(
-                            "upstream {name}: cannot resolve {}: {e}; keeping its last good addresses",
-                            n.name
-                        );
-                    }
-                }
-            }
-            answers.push((n.clone(), res));
-        }
-        // A reload building the next runtime holds the lock: skip this round (we are about to
-        // be stopped, or the next round applies).
-        let Ok(_guard) = ctl.lock.try_lock() else {
-            continue;
-        };
-        if ctl.is_stopped() {
-            return;
-        }
-        // Read, rebuild and write the server list under the pool's lock: an admin change to a
-        // server meanwhile waits and applies on top, rather than being overwritten.
-        let changed = up.replace_servers(|current| {
-            let mut resolved = last_good(&up.cfg, current);
-            for (n, res) in answers {
-                if let Ok(ips) = res {
-                    resolved.insert(n, ips);
-                }
-            }
-            build_specs(&up.cfg, &resolved, current)
-        });
-        if let Some((current, next)) = changed {
-            log_change(&name, &current, &next);
-        }
-    }
-}
-
-fn log_change(upstream: &str, old: &[ServerSpec], new: &[ServerSpec]) {
-    let ids = |v: &[ServerSpec]| v.iter().map(|s| s.id.clone()).collect::<BTreeSet<_>>();
-    let (o, n) = (ids(old), ids(new));
-    let added: Vec<&str> = n.difference(&o).map(|i| i.as_str()).collect();
-    let removed: Vec<&str> = o.difference(&n).map(|i| i.as_str()).collect();
-    log::info!("upstream {upstream}: DNS answer changed: added {added:?}, removed {removed:?}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,15 +294,6 @@ servers = [{ address = "10.0.0.1" }, { address = "api.test" }, { address = "api.
                 "blue/api.test:8080#127.0.0.2",
                 "blue/api.test:9090#127.0.0.6"
             ]
-        );
-    }
-
-    #[test]
-    fn empty_answer_is_a_failure() {
-        assert!(normalise(Vec::new()).is_err());
-        assert_eq!(
-            normalise(vec![ip("127.0.0.3"), ip("127.0.0.2"), ip("127.0.0.3")]),
-            Ok(vec![ip("127.0.0.2"), ip("127.0.0.3")])
         );
     }
 }
