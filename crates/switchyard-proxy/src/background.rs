@@ -35,7 +35,7 @@ impl BackgroundService for Background {
                 log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
             }
         }
-        crate::dns::start(&rt);
+        rt.start_dns();
         drop(rt);
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),

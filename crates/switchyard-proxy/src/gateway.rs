@@ -9,8 +9,9 @@ use pingora::server::Server;
 use switchyard_config::{Config, ListenerProtocol};
 
 use crate::background::Background;
+use crate::error::BuildError;
 use crate::extension::Extension;
-use crate::runtime::{BuildError, Runtime};
+use crate::runtime::Runtime;
 use crate::service::{HttpGateway, Shared};
 
 /// A built gateway: the Pingora server with every service added, and the shared state the
@@ -196,7 +197,10 @@ fn initial_health_round(rt: &Runtime) -> Result<(), BuildError> {
     let tokio_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| BuildError(format!("cannot start the health-check runtime: {e}")))?;
+        .map_err(|source| BuildError::Start {
+            what: "the health-check runtime",
+            source,
+        })?;
     tokio_rt.block_on(async {
         let mut rounds = tokio::task::JoinSet::new();
         for up in &rt.upstreams {
@@ -221,14 +225,19 @@ fn https_service(
     >,
     BuildError,
 > {
-    let tls = l
-        .tls
-        .as_ref()
-        .ok_or_else(|| BuildError(format!("listener {}: https needs tls", l.name)))?;
+    let tls = l.tls.as_ref().ok_or_else(|| {
+        BuildError::Invalid {
+            key: "tls".into(),
+            reason: "an https listener needs a certificate".into(),
+        }
+        .within(format!("listener {}", l.name))
+    })?;
     let cert = crate::listener_tls::load(&tls.cert, &tls.key)
-        .map_err(|e| BuildError(format!("listener {}: {e}", l.name)))?;
+        .map_err(|e| e.within(format!("listener {}", l.name)))?;
     let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
-        .map_err(|e| BuildError(format!("listener {}: TLS settings: {e}", l.name)))?;
+        .map_err(|e| {
+            BuildError::Tls(format!("settings: {e}")).within(format!("listener {}", l.name))
+        })?;
     settings.set_cert_resolver(Arc::new(cert));
     settings.enable_h2();
     let app = limits::header_deadline(

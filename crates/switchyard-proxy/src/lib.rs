@@ -11,6 +11,7 @@
 pub mod background;
 pub mod cascade;
 pub mod dns;
+pub mod error;
 pub mod extension;
 pub mod gateway;
 pub mod headers;
@@ -33,6 +34,7 @@ pub mod tcp;
 mod tls_any_cert;
 pub mod upstream_tls;
 
+pub use error::BuildError;
 pub use gateway::Gateway;
-pub use runtime::{BuildError, Runtime};
+pub use runtime::Runtime;
 pub use service::{HttpGateway, Shared};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::runtime::BuildError;
+use crate::error::BuildError;
 
 /// Serves one certificate chain for every connection.
 #[derive(Debug)]
@@ -22,10 +22,15 @@ impl ResolvesServerCert for FixedCert {
 pub fn load(cert_path: &str, key_path: &str) -> Result<FixedCert, BuildError> {
     let certs = crate::pem::certificates(cert_path)?;
     let key = crate::pem::private_key(key_path)?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| BuildError(format!("{key_path}: unsupported private key: {e}")))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| BuildError::BadFile {
+            path: key_path.to_string(),
+            reason: format!("unsupported private key: {e}"),
+        })?;
     let ck = CertifiedKey::new(certs, signing);
-    ck.keys_match()
-        .map_err(|e| BuildError(format!("{cert_path} and {key_path} do not match: {e}")))?;
+    ck.keys_match().map_err(|e| BuildError::BadFile {
+        path: format!("{cert_path} and {key_path}"),
+        reason: format!("certificate and key do not match: {e}"),
+    })?;
     Ok(FixedCert(Arc::new(ck)))
 }

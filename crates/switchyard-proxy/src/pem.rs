@@ -4,7 +4,7 @@
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::runtime::BuildError;
+use crate::error::BuildError;
 
 /// Every certificate in the PEM file at `path`, in order (leaf first for a chain); at least one.
 ///
@@ -21,7 +21,10 @@ pub fn certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, BuildErr
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, "certificate", e))?;
     if certs.is_empty() {
-        return Err(BuildError(format!("{path}: no PEM certificate found")));
+        return Err(BuildError::BadFile {
+            path: path.to_string(),
+            reason: "no PEM certificate found".to_string(),
+        });
     }
     Ok(certs)
 }
@@ -32,9 +35,16 @@ pub fn private_key(path: &str) -> Result<PrivateKeyDer<'static>, BuildError> {
 }
 
 fn file_error(path: &str, what: &str, e: pem::Error) -> BuildError {
-    BuildError(match e {
-        pem::Error::Io(e) => format!("cannot read {path}: {e}"),
-        pem::Error::NoItemsFound => format!("{path}: no PEM {what} found"),
-        e => format!("{path}: bad PEM {what}: {e}"),
-    })
+    let path = path.to_string();
+    match e {
+        pem::Error::Io(source) => BuildError::ReadFile { path, source },
+        pem::Error::NoItemsFound => BuildError::BadFile {
+            path,
+            reason: format!("no PEM {what} found"),
+        },
+        e => BuildError::BadFile {
+            path,
+            reason: format!("bad PEM {what}: {e}"),
+        },
+    }
 }

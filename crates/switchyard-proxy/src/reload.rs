@@ -128,7 +128,7 @@ impl Shared {
                 log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
             }
         }
-        crate::dns::start(rt);
+        rt.start_dns();
     }
 
     fn record(&self, report: &ReloadReport) {

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use switchyard_config::UpstreamTls;
 
-use crate::runtime::BuildError;
+use crate::error::BuildError;
 
 /// Ready-to-use TLS settings of one upstream.
 #[derive(Clone)]
@@ -45,8 +45,10 @@ fn read_certs(path: &str) -> Result<Vec<Vec<u8>>, BuildError> {
     crate::pem::certificates(path)?
         .into_iter()
         .map(|der| {
-            x509_parser::parse_x509_certificate(der.as_ref())
-                .map_err(|e| BuildError(format!("{path}: bad certificate: {e}")))?;
+            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| BuildError::BadFile {
+                path: path.to_string(),
+                reason: format!("bad certificate: {e}"),
+            })?;
             Ok(der.as_ref().to_vec())
         })
         .collect()
@@ -73,9 +75,10 @@ impl UpstreamTlsRuntime {
             Some((Some(cert), Some(key))) => Some((read_certs(cert)?, read_key(key)?)),
             Some((None, None)) | None => None,
             Some(_) => {
-                return Err(BuildError(
-                    "tls.client_cert and tls.client_key go together".to_string(),
-                ))
+                return Err(BuildError::Invalid {
+                    key: "tls".to_string(),
+                    reason: "client_cert and client_key go together".to_string(),
+                })
             }
         };
         let checks = check_config(verify, ca_der.as_deref(), client_der.as_ref())?;
@@ -118,7 +121,7 @@ fn platform_roots() -> Result<Arc<RootCertStore>, BuildError> {
             Ok(Arc::new(roots))
         })
         .clone()
-        .map_err(BuildError)
+        .map_err(BuildError::Tls)
 }
 
 /// The health checks' rustls configuration (see [`UpstreamTlsRuntime::load`]); ALPN HTTP/1.1.
@@ -130,7 +133,7 @@ fn check_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| BuildError(format!("TLS protocol versions: {e}")))?;
+        .map_err(|e| BuildError::Tls(format!("protocol versions: {e}")))?;
     let builder = if !verify {
         builder
             .dangerous()
@@ -142,7 +145,7 @@ fn check_config(
         for der in ca {
             roots
                 .add(CertificateDer::from(der.clone()))
-                .map_err(|e| BuildError(format!("tls.ca: bad CA certificate: {e}")))?;
+                .map_err(|e| BuildError::Tls(format!("ca: bad CA certificate: {e}")))?;
         }
         builder.with_root_certificates(roots)
     } else {
@@ -152,10 +155,10 @@ fn check_config(
         Some((chain, key)) => {
             let chain = chain.iter().cloned().map(CertificateDer::from).collect();
             let key = PrivateKeyDer::try_from(key.clone())
-                .map_err(|e| BuildError(format!("tls.client_key: {e}")))?;
+                .map_err(|e| BuildError::Tls(format!("client_key: {e}")))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| BuildError(format!("tls.client_cert: {e}")))?
+                .map_err(|e| BuildError::Tls(format!("client_cert: {e}")))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -196,6 +199,9 @@ mod tests {
             client_key: None,
         };
         let e = UpstreamTlsRuntime::load(Some(&tls)).unwrap_err();
-        assert!(e.0.contains("/nonexistent/ca.pem"), "{}", e.0);
+        assert!(
+            matches!(&e, BuildError::ReadFile { path, .. } if path == "/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

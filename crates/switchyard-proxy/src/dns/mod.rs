@@ -33,7 +33,7 @@
 mod refresh;
 mod resolve;
 
-pub use refresh::{count, start, DnsControl};
+pub use refresh::{count, start, DnsControl, Reresolve};
 pub use resolve::{resolve_blocking, DnsError, DnsResolver};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -8,10 +8,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use switchyard_balance::ServerSpec;
+use switchyard_config::UpstreamConfig;
 use switchyard_metrics::Metrics;
 
 use super::{build_specs, last_good, named_servers, DnsResolver, NamedServer};
-use crate::runtime::{Runtime, UpstreamRuntime};
+
+/// An upstream whose DNS-named servers are re-resolved: its configuration, and the way to swap
+/// its servers (the pool, health checkers and everything that follows them).
+pub trait Reresolve: Send + Sync + 'static {
+    /// The upstream's configuration.
+    fn config(&self) -> &UpstreamConfig;
+    /// Replaces the servers with `next(current)`, computed under the pool's lock; returns the old
+    /// and the new servers when they differ.
+    fn replace_servers(
+        &self,
+        next: &mut dyn FnMut(&[ServerSpec]) -> Vec<ServerSpec>,
+    ) -> Option<(Vec<ServerSpec>, Vec<ServerSpec>)>;
+}
 
 /// Counts one lookup in `switchyard_dns_resolutions_total`.
 pub fn count(metrics: &Metrics, upstream: &str, ok: bool) {
@@ -57,24 +70,25 @@ impl DnsControl {
     }
 }
 
-/// Starts one re-resolution task per upstream of `rt` that has named servers, on the current
-/// Tokio runtime. Starting twice, or after [`DnsControl::stop`], does nothing.
-pub fn start(rt: &Runtime) {
-    if rt.dns.is_stopped() || rt.dns.started.swap(true, Ordering::AcqRel) {
+/// Starts one re-resolution task per upstream that has named servers, on the current Tokio
+/// runtime, asking `resolvers` (empty: the system's). Starting twice, or after
+/// [`DnsControl::stop`], does nothing.
+pub fn start<U: Reresolve>(ctl: &Arc<DnsControl>, resolvers: &[SocketAddr], upstreams: &[Arc<U>]) {
+    if ctl.is_stopped() || ctl.started.swap(true, Ordering::AcqRel) {
         return;
     }
-    let resolvers = rt.config.server.resolver_addrs();
-    for up in &rt.upstreams {
-        if named_servers(&up.cfg).is_empty() {
+    for up in upstreams {
+        if named_servers(up.config()).is_empty() {
             continue;
         }
-        tokio::spawn(run(Arc::clone(up), resolvers.clone(), Arc::clone(&rt.dns)));
+        tokio::spawn(run(Arc::clone(up), resolvers.to_vec(), Arc::clone(ctl)));
     }
 }
 
 /// One upstream's re-resolution loop.
-async fn run(up: Arc<UpstreamRuntime>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsControl>) {
-    let name = up.cfg.name.clone();
+async fn run<U: Reresolve>(up: Arc<U>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsControl>) {
+    let cfg = up.config();
+    let name = cfg.name.clone();
     let resolver = match DnsResolver::new(&resolvers) {
         Ok(r) => r,
         Err(e) => {
@@ -83,8 +97,8 @@ async fn run(up: Arc<UpstreamRuntime>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsC
         }
     };
     let metrics = Metrics::global();
-    let interval = Duration::from_millis(up.cfg.resolve_interval_ms.max(1));
-    let named = named_servers(&up.cfg);
+    let interval = Duration::from_millis(cfg.resolve_interval_ms.max(1));
+    let named = named_servers(cfg);
     let mut failing: BTreeSet<NamedServer> = BTreeSet::new();
     let mut stop = ctl.stop.subscribe();
     loop {
@@ -126,14 +140,15 @@ async fn run(up: Arc<UpstreamRuntime>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsC
         }
         // Read, rebuild and write the server list under the pool's lock: an admin change to a
         // server meanwhile waits and applies on top, rather than being overwritten.
-        let changed = up.replace_servers(|current| {
-            let mut resolved = last_good(&up.cfg, current);
-            for (n, res) in answers {
+        let mut answers = Some(answers);
+        let changed = up.replace_servers(&mut |current| {
+            let mut resolved = last_good(cfg, current);
+            for (n, res) in answers.take().into_iter().flatten() {
                 if let Ok(ips) = res {
                     resolved.insert(n, ips);
                 }
             }
-            build_specs(&up.cfg, &resolved, current)
+            build_specs(cfg, &resolved, current)
         });
         if let Some((current, next)) = changed {
             log_change(&name, &current, &next);
