@@ -95,7 +95,7 @@ impl Shared {
         }
         // The running runtime's DNS tasks must not apply answers to pools the build changes.
         let dns_pause = current.dns.pause();
-        let built = Runtime::build(Arc::new(cfg), Some(&current));
+        let built = Runtime::build_with_metrics(Arc::new(cfg), Some(&current), self.metrics);
         if built.is_ok() {
             current.dns.stop();
         }

@@ -73,7 +73,12 @@ impl DnsControl {
 /// Starts one re-resolution task per upstream that has named servers, on the current Tokio
 /// runtime, asking `resolvers` (empty: the system's). Starting twice, or after
 /// [`DnsControl::stop`], does nothing.
-pub fn start<U: Reresolve>(ctl: &Arc<DnsControl>, resolvers: &[SocketAddr], upstreams: &[Arc<U>]) {
+pub fn start<U: Reresolve>(
+    ctl: &Arc<DnsControl>,
+    resolvers: &[SocketAddr],
+    upstreams: &[Arc<U>],
+    metrics: &'static Metrics,
+) {
     if ctl.is_stopped() || ctl.started.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -81,12 +86,22 @@ pub fn start<U: Reresolve>(ctl: &Arc<DnsControl>, resolvers: &[SocketAddr], upst
         if named_servers(up.config()).is_empty() {
             continue;
         }
-        tokio::spawn(run(Arc::clone(up), resolvers.to_vec(), Arc::clone(ctl)));
+        tokio::spawn(run(
+            Arc::clone(up),
+            resolvers.to_vec(),
+            Arc::clone(ctl),
+            metrics,
+        ));
     }
 }
 
 /// One upstream's re-resolution loop.
-async fn run<U: Reresolve>(up: Arc<U>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsControl>) {
+async fn run<U: Reresolve>(
+    up: Arc<U>,
+    resolvers: Vec<SocketAddr>,
+    ctl: Arc<DnsControl>,
+    metrics: &'static Metrics,
+) {
     let cfg = up.config();
     let name = cfg.name.clone();
     let resolver = match DnsResolver::new(&resolvers) {
@@ -96,7 +111,6 @@ async fn run<U: Reresolve>(up: Arc<U>, resolvers: Vec<SocketAddr>, ctl: Arc<DnsC
             return;
         }
     };
-    let metrics = Metrics::global();
     let interval = Duration::from_millis(cfg.resolve_interval_ms.max(1));
     let named = named_servers(cfg);
     let mut failing: BTreeSet<NamedServer> = BTreeSet::new();

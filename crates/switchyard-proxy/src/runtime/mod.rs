@@ -42,6 +42,8 @@ pub struct Runtime {
     pub cascade: Option<CascadeVerifier>,
     /// This runtime's DNS re-resolution tasks (see [`crate::dns`]).
     pub dns: Arc<DnsControl>,
+    /// The metric families this runtime reports to.
+    pub metrics: &'static Metrics,
 }
 
 /// What a cascaded instance checks signed requests against.
@@ -80,8 +82,19 @@ impl Runtime {
     /// `previous` is the runtime being replaced (on reload): upstreams of the same name keep
     /// their stats store, so servers whose identity is unchanged keep health, in-flight counts and
     /// latency estimates.
+    ///
+    /// Metrics go to the process's registry ([`Metrics::global`]); see
+    /// [`Runtime::build_with_metrics`].
     pub fn build(cfg: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
-        let metrics = Metrics::global();
+        Self::build_with_metrics(cfg, previous, Metrics::global())
+    }
+
+    /// Like [`Runtime::build`], with the metric families every part of the runtime reports to.
+    pub fn build_with_metrics(
+        cfg: Arc<Config>,
+        previous: Option<&Runtime>,
+        metrics: &'static Metrics,
+    ) -> Result<Runtime, BuildError> {
         let upstreams = upstream::build(&cfg, previous, metrics)?;
         let routes = route::build(&cfg, metrics)?;
         let listeners = listener::build(&cfg);
@@ -104,6 +117,7 @@ impl Runtime {
             upstreams,
             cascade,
             dns: Arc::new(DnsControl::default()),
+            metrics,
         })
     }
 
@@ -114,6 +128,7 @@ impl Runtime {
             &self.dns,
             &self.config.server.resolver_addrs(),
             &self.upstreams,
+            self.metrics,
         );
     }
 

@@ -40,6 +40,8 @@ pub struct UpstreamRuntime {
     pub tls: Option<UpstreamTlsRuntime>,
     /// `switchyard_no_server_total{upstream}`, resolved on first use.
     no_server: OnceLock<IntCounter>,
+    /// The metric families the upstream reports to.
+    metrics: &'static Metrics,
     /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
     hash_on: Option<HashOn>,
 }
@@ -125,7 +127,7 @@ impl UpstreamRuntime {
     pub fn count_no_server(&self) {
         self.no_server
             .get_or_init(|| {
-                Metrics::global()
+                self.metrics
                     .no_server_total
                     .with_label_values(&[&self.cfg.name])
             })
@@ -161,7 +163,7 @@ impl UpstreamRuntime {
     /// Brings the pool's stats, health checkers, metric handles and sticky tokens in line with
     /// `specs`, the pool's new servers.
     fn servers_replaced(&self, specs: &[ServerSpec]) {
-        let metrics = Metrics::global();
+        let metrics = self.metrics;
         let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
         self.pool.store().retain(&ids);
         self.health.sync_servers();
@@ -225,8 +227,11 @@ pub fn server_specs(up: &UpstreamConfig, resolved: &Resolved) -> Vec<ServerSpec>
 
 /// Resolves the named servers of every upstream of `cfg` (see [`crate::dns`]): a name that does
 /// not resolve keeps the addresses `previous` had for it, and is an error naming it if it had none.
-fn resolve_names(cfg: &Config, previous: Option<&Runtime>) -> Result<Vec<Resolved>, BuildError> {
-    let metrics = Metrics::global();
+fn resolve_names(
+    cfg: &Config,
+    previous: Option<&Runtime>,
+    metrics: &'static Metrics,
+) -> Result<Vec<Resolved>, BuildError> {
     let names: BTreeSet<String> = cfg
         .upstreams
         .iter()
@@ -278,7 +283,7 @@ pub(super) fn build(
     metrics: &'static Metrics,
 ) -> Result<Vec<Arc<UpstreamRuntime>>, BuildError> {
     let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
-    let resolved = resolve_names(cfg, previous)?;
+    let resolved = resolve_names(cfg, previous, metrics)?;
     for (up, resolved) in cfg.upstreams.iter().zip(&resolved) {
         let specs = server_specs(up, resolved);
         let prev = previous.and_then(|p| p.upstream(&up.name));
@@ -365,6 +370,7 @@ pub(super) fn build(
             sticky,
             cascade_key,
             no_server: OnceLock::new(),
+            metrics,
             hash_on: hash_on(up),
         }));
     }
