@@ -1,6 +1,7 @@
 //! Passive outlier detection: reports from proxied responses, ejection under the upstream's
 //! cap, and the return of an ejected server after `ejection` when no active checks run.
 
+use super::tracking::EntryState;
 use super::*;
 
 /// Passive settings, parsed once.
@@ -48,18 +49,7 @@ impl Inner {
             entry.passive.reset();
             let last = PassiveEvent::describe_code(entry.last_passive.load(Ordering::Relaxed));
             let reason = format!("ejected: {n} consecutive failures (last: {last})");
-            let refresh = entry.stats.set_healthy(after);
-            st.reason = Some(reason.clone());
-            let transition = (before != after).then(|| {
-                st.last_change = Some((self.clock.now_nanos(), SystemTime::now()));
-                (after, reason.clone())
-            });
-            Report {
-                messages: vec![(false, reason)],
-                transition,
-                ejected: true,
-                refresh,
-            }
+            self.passive_report(&mut st, entry, (before, after), reason, true)
         };
         self.publish(&entry.id, report);
         if self.probe.is_none() {
@@ -127,19 +117,32 @@ impl Inner {
                 "returned after ejection: ejection_ms ({} ms) elapsed",
                 passive.ejection_ms
             );
-            let refresh = entry.stats.set_healthy(after);
-            st.reason = Some(reason.clone());
-            let transition = (before != after).then(|| {
-                st.last_change = Some((self.clock.now_nanos(), SystemTime::now()));
-                (after, reason.clone())
-            });
-            Report {
-                messages: vec![(true, reason)],
-                transition,
-                ejected: false,
-                refresh,
-            }
+            self.passive_report(&mut st, entry, (before, after), reason, false)
         };
         self.publish(&entry.id, report);
+    }
+
+    /// Records a passive change of `entry` (an ejection, or a return) from verdict `before` to
+    /// `after` for `reason` in its state and stats, and says what to publish.
+    fn passive_report(
+        &self,
+        st: &mut EntryState,
+        entry: &Entry,
+        (before, after): (bool, bool),
+        reason: String,
+        ejected: bool,
+    ) -> Report {
+        let refresh = entry.stats.set_healthy(after);
+        st.reason = Some(reason.clone());
+        let transition = (before != after).then(|| {
+            st.last_change = Some((self.clock.now_nanos(), SystemTime::now()));
+            (after, reason.clone())
+        });
+        Report {
+            messages: vec![(!ejected, reason)],
+            transition,
+            ejected,
+            refresh,
+        }
     }
 }
