@@ -1,18 +1,16 @@
 //! Builds a Pingora server from a configuration.
 
-pub mod limits;
-
 use std::sync::Arc;
 
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
-use switchyard_config::{Config, ListenerProtocol};
+use switchyard_config::Config;
 
 use crate::background::Background;
 use crate::error::BuildError;
 use crate::extension::Extension;
 use crate::runtime::Runtime;
-use crate::service::{HttpGateway, Shared};
+use crate::service::Shared;
 
 /// A built gateway: the Pingora server with every service added, and the shared state the
 /// services read (for reloads and the admin API).
@@ -138,36 +136,7 @@ impl Gateway {
         ));
         let server_conf = Arc::clone(&server.configuration);
         for l in &cfg.listeners {
-            match l.protocol {
-                ListenerProtocol::Http if l.accept_proxy_protocol => {
-                    // The PROXY header first (its own time limit), then `[limits]` on HTTP heads.
-                    let app = crate::proxy_accept::AcceptProxy::new(
-                        limits::header_deadline(
-                            &server_conf,
-                            HttpGateway::new(Arc::clone(&shared), &l.name),
-                            l,
-                            &cfg.limits,
-                        ),
-                        l,
-                    );
-                    server.add_service(limits::service(app, l, &cfg.limits));
-                }
-                ListenerProtocol::Tcp => {
-                    server.add_service(crate::tcp::service(Arc::clone(&shared), l, &cfg.limits));
-                }
-                ListenerProtocol::Http => {
-                    let app = limits::header_deadline(
-                        &server_conf,
-                        HttpGateway::new(Arc::clone(&shared), &l.name),
-                        l,
-                        &cfg.limits,
-                    );
-                    server.add_service(limits::service(app, l, &cfg.limits));
-                }
-                ListenerProtocol::Https => {
-                    server.add_service(https_service(&server_conf, &shared, l, &cfg.limits)?);
-                }
-            }
+            crate::listener::add(&mut server, &server_conf, &shared, l, &cfg.limits)?;
         }
         if let Some(m) = &cfg.metrics {
             server.add_service(crate::metrics_endpoint::service(
@@ -211,51 +180,3 @@ fn initial_health_round(rt: &Runtime) -> Result<(), BuildError> {
     });
     Ok(())
 }
-
-/// An `https` listener: TLS termination (rustls; certificate chain and key from PEM files;
-/// HTTP/2 offered through ALPN) in front of the same HTTP gateway as plain listeners.
-fn https_service(
-    conf: &Arc<ServerConf>,
-    shared: &Arc<Shared>,
-    l: &switchyard_config::ListenerConfig,
-    limits_cfg: &switchyard_config::LimitsConfig,
-) -> Result<
-    pingora::services::listening::Service<
-        limits::ConnLimit<limits::HeaderDeadline<pingora::proxy::HttpProxy<HttpGateway>>>,
-    >,
-    BuildError,
-> {
-    let tls = l.tls.as_ref().ok_or_else(|| {
-        BuildError::Invalid {
-            key: "tls".into(),
-            reason: "an https listener needs a certificate".into(),
-        }
-        .within(format!("listener {}", l.name))
-    })?;
-    let cert = crate::listener_tls::load(&tls.cert, &tls.key)
-        .map_err(|e| e.within(format!("listener {}", l.name)))?;
-    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
-        .map_err(|e| {
-            BuildError::Tls(format!("settings: {e}")).within(format!("listener {}", l.name))
-        })?;
-    settings.set_cert_resolver(Arc::new(cert));
-    settings.enable_h2();
-    let app = limits::header_deadline(
-        conf,
-        HttpGateway::new(Arc::clone(shared), &l.name),
-        l,
-        limits_cfg,
-    );
-    // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
-    Ok(pingora::services::listening::Service::with_listeners(
-        format!("listener {}", l.name),
-        crate::proxy_accept::tls_listeners(l, limits_cfg, settings),
-        limits::ConnLimit::new(app, limits_cfg.max_connections, &l.name),
-    ))
-}
-
-/// No post-handshake callbacks (Pingora's constructor for resolver-based settings wants some).
-struct NoCallbacks;
-
-#[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for NoCallbacks {}

@@ -421,25 +421,6 @@ impl ServerApp for TcpProxy {
     }
 }
 
-/// The Pingora service of a `tcp` listener: a [`TcpProxy`] on the listener's address, at most
-/// `limits.max_connections` connections at once (the others are closed at once).
-pub fn service(
-    shared: Arc<Shared>,
-    listener: &switchyard_config::ListenerConfig,
-    limits: &switchyard_config::LimitsConfig,
-) -> pingora::services::listening::Service<crate::gateway::limits::ConnLimit<TcpProxy>> {
-    let mut svc = pingora::services::listening::Service::new(
-        format!("listener {}", listener.name),
-        crate::gateway::limits::ConnLimit::closing(
-            TcpProxy::new(shared, &listener.name),
-            limits.max_connections,
-            &listener.name,
-        ),
-    );
-    svc.add_tcp(&listener.listen.to_string());
-    svc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,7 +157,7 @@ where
         if self.acceptor.accept(&mut l4).await.is_err() {
             return None;
         }
-        crate::gateway::limits::serve_all_rounds(&self.inner, l4, shutdown).await;
+        super::serve_all_rounds(&self.inner, l4, shutdown).await;
         None
     }
 
@@ -180,7 +180,7 @@ pub fn tls_listeners(
     listeners.add_listener(
         pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
             .tls(settings)
-            .l4_buffer(crate::gateway::limits::read_buffer(listener, limits)),
+            .l4_buffer(super::read_buffer(listener, limits)),
     );
     if listener.accept_proxy_protocol {
         listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(listener)));

@@ -1,0 +1,185 @@
+//! A pure, incremental HTTP/1 head scanner: where a request head ends in bytes read in pieces,
+//! and how it frames its body. No allocation; a fixed-size state.
+//!
+//! ```
+//! use switchyard_proxy::listener::head_scan::{Framing, HeadScan};
+//! let mut scan = HeadScan::default();
+//! assert_eq!(scan.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r"), None);
+//! assert_eq!(scan.feed(b"\n\r\nhello"), Some(2));
+//! assert_eq!(scan.framing(), Framing::Length(5));
+//! ```
+
+/// Finds the end of a request head in bytes read in pieces: two line feeds in a row (CRLF CRLF,
+/// or the bare LF LF that Pingora's parser also accepts), after at least one other byte (empty
+/// lines before a request line do not end a head). On the way it notes how the head frames its
+/// body, so that bytes after the head can be told apart from a pipelined next request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeadScan {
+    seen_content: bool,
+    newlines: u8,
+    /// The start of the current line: enough for `content-length: ` and a 16-digit value.
+    line: [u8; LINE_PREFIX],
+    line_len: u8,
+    /// The current line is longer than [`LINE_PREFIX`].
+    line_cut: bool,
+    framing: Framing,
+}
+
+/// How much of each head line [`HeadScan`] keeps to recognise the framing fields.
+pub const LINE_PREFIX: usize = 32;
+
+/// A request head's body framing, as far as [`HeadScan`] can tell.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No `Content-Length` and no `Transfer-Encoding`: no body.
+    #[default]
+    None,
+    /// One `Content-Length` with this value.
+    Length(u64),
+    /// `Transfer-Encoding`, several or unreadable `Content-Length` fields: not known here.
+    Unknown,
+}
+
+impl HeadScan {
+    /// Feeds `bytes`; once a head end has been seen, the index in `bytes` of its last byte.
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    self.end_line();
+                    self.newlines += 1;
+                    if self.newlines >= 2 && self.seen_content {
+                        return Some(i);
+                    }
+                }
+                b'\r' => {}
+                _ => {
+                    self.seen_content = true;
+                    self.newlines = 0;
+                    match self.line.get_mut(usize::from(self.line_len)) {
+                        Some(slot) => {
+                            *slot = b;
+                            self.line_len += 1;
+                        }
+                        None => self.line_cut = true,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Notes a framing field in the line just ended.
+    fn end_line(&mut self) {
+        let line = &self.line[..usize::from(self.line_len)];
+        let cut = std::mem::take(&mut self.line_cut);
+        self.line_len = 0;
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.framing = Framing::Unknown;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let length = std::str::from_utf8(value.trim_ascii())
+                .ok()
+                .filter(|_| !cut)
+                .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok());
+            self.framing = match (self.framing, length) {
+                (Framing::None, Some(n)) => Framing::Length(n),
+                _ => Framing::Unknown,
+            };
+        }
+    }
+}
+
+/// True when `buf` starts a final (non-1xx) HTTP/1 response head.
+pub fn is_final_response_head(buf: &[u8]) -> bool {
+    buf.len() >= 12 && buf.starts_with(b"HTTP/1.") && buf[8] == b' ' && buf[9] != b'1'
+}
+
+impl HeadScan {
+    /// The body framing of the head scanned so far.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_scan_finds_crlf_and_bare_lf_ends_across_pieces() {
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"GET / HTTP/1.1\r\nHost: a\r"), None);
+        assert_eq!(s.feed(b"\n\r"), None);
+        assert_eq!(s.feed(b"\n"), Some(0));
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"GET / HTTP/1.1\nHost: a\n\n"), Some(23));
+    }
+
+    #[test]
+    fn head_scan_ignores_leading_empty_lines() {
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"\r\n\r\n\r\n\n\n"), None);
+        assert_eq!(s.feed(b"G"), None);
+        assert_eq!(s.feed(b"ET / HTTP/1.1\r\n"), None);
+        assert_eq!(s.feed(b"\r\n"), Some(1));
+    }
+
+    #[test]
+    fn head_scan_reads_the_body_framing() {
+        let framing = |head: &[u8]| {
+            let mut s = HeadScan::default();
+            assert!(s.feed(head).is_some());
+            s.framing
+        };
+        assert_eq!(framing(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Framing::None);
+        assert_eq!(
+            framing(b"POST / HTTP/1.1\r\nContent-Length:  12 \r\n\r\n"),
+            Framing::Length(12)
+        );
+        assert_eq!(
+            framing(b"POST / HTTP/1.1\r\ncontent-LENGTH: 0\r\n\r\n"),
+            Framing::Length(0)
+        );
+        for head in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 123456789012345678901234\r\n\r\n",
+        ] {
+            assert_eq!(
+                framing(head),
+                Framing::Unknown,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn head_scan_says_where_a_head_ends_in_a_pipelined_read() {
+        let mut s = HeadScan::default();
+        let two = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n";
+        let end = s.feed(two).expect("first head ends");
+        assert_eq!(&two[..=end], b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(end + 1 < two.len(), "bytes of the next request follow");
+    }
+
+    #[test]
+    fn final_response_heads_only() {
+        assert!(is_final_response_head(b"HTTP/1.1 200 OK\r\n"));
+        assert!(is_final_response_head(
+            b"HTTP/1.0 503 Service Unavailable\r\n"
+        ));
+        assert!(!is_final_response_head(b"HTTP/1.1 100 Continue\r\n"));
+        assert!(!is_final_response_head(
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+        ));
+        assert!(!is_final_response_head(b"hello"));
+    }
+}

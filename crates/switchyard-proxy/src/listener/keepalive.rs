@@ -1,0 +1,154 @@
+//! [`KeepAliveDriver`]: serves an HTTP connection's requests one after another — a head deadline
+//! per request, the idle wait between requests outside any request future, pipelined requests
+//! in order, and prior-knowledge HTTP/2 told apart at the first bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+
+use super::deadline_stream::{DeadlineStream, Preface};
+
+/// A [`ServerApp`] wrapper that bounds the time a client may take to send each request head
+/// (see [the connection layer](super)).
+#[derive(Debug)]
+pub struct KeepAliveDriver<A> {
+    inner: Arc<A>,
+    timeout: Duration,
+    listener: Arc<str>,
+}
+
+impl<A> KeepAliveDriver<A> {
+    /// Wraps `inner` for listener `listener` with `timeout` per request head.
+    pub fn new(inner: A, timeout: Duration, listener: &str) -> Self {
+        KeepAliveDriver {
+            inner: Arc::new(inner),
+            timeout,
+            listener: Arc::from(listener),
+        }
+    }
+}
+
+/// The longest a keep-alive connection may sit idle between two requests (Pingora's own default,
+/// which the HTTP/1 session applies to the next read as well); `header_timeout_ms` usually ends it
+/// sooner.
+pub const KEEPALIVE_IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// Waits, outside of any request, until the client sends the first byte of its next request.
+/// False when the connection should close instead: the peer closed or failed, the wait hit the
+/// head deadline or [`KEEPALIVE_IDLE_MAX`], or the server is shutting down (idle keep-alive
+/// connections are closed at once on a graceful shutdown, as NGINX does).
+///
+/// `idle_cap` adds a timer for [`KEEPALIVE_IDLE_MAX`]; without it, the stream's own head deadline
+/// (a [`DeadlineStream`] of at most that long) bounds the wait, with no timer per request.
+async fn next_request_arrives(
+    stream: &mut Stream,
+    shutdown: &mut ShutdownWatch,
+    idle_cap: bool,
+) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    let peek = stream.try_peek(&mut first);
+    if idle_cap {
+        tokio::select! {
+            res = tokio::time::timeout(KEEPALIVE_IDLE_MAX, peek) => matches!(res, Ok(Ok(_))),
+            _ = shutdown.wait_for(|down| *down) => false,
+        }
+    } else {
+        tokio::select! {
+            res = peek => res.is_ok(),
+            _ = shutdown.wait_for(|down| *down) => false,
+        }
+    }
+}
+
+/// HTTP/1 keep-alive is served here rather than by Pingora's generic loop, for memory: Pingora
+/// waits for the next request *inside* the proxy's request future (tens of KiB, all of it touched
+/// by the previous request), so every idle keep-alive connection holds one. Here the request
+/// future ends with its response; the idle wait is a one-byte peek in this small future, and the
+/// next request future is only created once a byte has arrived. HTTP/2 and TLS streams (which
+/// cannot peek) keep Pingora's loop.
+///
+/// With HTTP/1.1 pipelining enabled on the sessions (the app's choice; Switchyard's gateway
+/// enables it), a session can end with the next request already read and held by Pingora; the
+/// stream's [`DeadlineStream::take_maybe_pipelined`] and [`DeadlineStream::take_read_any`] tell
+/// when that may be so, and then the next session starts at once instead of waiting for a byte.
+#[async_trait]
+impl<A> ServerApp for KeepAliveDriver<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let options = self.inner.server_options();
+        let tls = stream.get_ssl_digest().is_some();
+        // A reused keep-alive connection comes back already wrapped.
+        let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
+            stream
+        } else {
+            let mut wrapped = DeadlineStream::new(stream, self.timeout, Arc::clone(&self.listener));
+            // Prior-knowledge HTTP/2 on a plain listener: told apart here, at the first bytes,
+            // rather than by Pingora's check (see `DeadlineStream::h2_preface`).
+            if !tls && options.is_some_and(|o| o.h2c) {
+                match wrapped.h2_preface().await {
+                    Preface::H2 => {
+                        return ServerApp::process_new(&self.inner, Box::new(wrapped), shutdown)
+                            .await;
+                    }
+                    Preface::Gone => return None,
+                    Preface::H1 => {}
+                }
+            }
+            Box::new(wrapped)
+        };
+        let generic = options.is_some_and(|o| o.force_custom) || tls;
+        if generic {
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        let mut session = ServerSession::new_http1(stream);
+        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        let mut result = self.inner.process_new_http(session, shutdown).await;
+        // One receiver for the connection's life, not one per request.
+        let mut watch = shutdown.clone();
+        let idle_cap = self.timeout > KEEPALIVE_IDLE_MAX;
+        let mut held_by_pingora = false;
+        while let Some(reused) = result {
+            let (mut stream, settings) = reused.consume();
+            // Pingora may already hold the next request (pipelined): then it must be served
+            // without waiting for more bytes, which may never come. It may when bytes went past
+            // a head or came after a response, or when the last session came from such bytes
+            // and read nothing more (what it was served from may hold more requests).
+            held_by_pingora = match stream.as_any().downcast_ref::<DeadlineStream>() {
+                Some(d) => {
+                    let read_any = d.take_read_any();
+                    d.take_maybe_pipelined() || (held_by_pingora && !read_any)
+                }
+                None => true,
+            };
+            if !held_by_pingora && !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
+                return None;
+            }
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            result = self.inner.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}

@@ -1,0 +1,242 @@
+//! The connection layer: everything between an accepted socket and Pingora's HTTP session (or
+//! the TCP proxy), and the builders of the listening services.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | the services of `http`, `https` and `tcp` listeners ([`add`]) |
+//! | `conn_limit.rs` | [`ConnLimit`]: `max_connections` |
+//! | `keepalive.rs` | [`KeepAliveDriver`]: per-request head deadlines, keep-alive, pipelining, h2c |
+//! | `deadline_stream.rs` | [`DeadlineStream`]: the stream the driver reads through |
+//! | `head_scan.rs` | the pure HTTP/1 head scanner the stream uses |
+//! | `proxy_accept.rs` | reading the PROXY header of a load balancer in front |
+//! | `tls.rs` | certificates of `https` listeners |
+//!
+//! ## Limits on client connections (`[limits]`)
+//!
+//! Pingora reads a request head before any [`pingora::proxy::ProxyHttp`] hook runs, and the only
+//! timeout it applies while doing so is a *per read* timeout (60 s by default), so a client that
+//! trickles one byte every few seconds (slowloris) keeps a connection forever. The hooks
+//! (`early_request_filter`, `Session::set_read_timeout`) only see a request once its head is
+//! complete. The limits therefore live below HTTP, as [`ServerApp`] wrappers around the listener's
+//! Pingora HTTP app:
+//!
+//! * [`KeepAliveDriver`] wraps each connection's stream in a [`DeadlineStream`]: from the first
+//!   read of a request head, the whole head must arrive within `header_timeout_ms`, else the read
+//!   fails and Pingora closes the connection (without a response, like NGINX's
+//!   `client_header_timeout`). The deadline is armed again after each final response (the idle
+//!   time of a keep-alive connection counts, like HAProxy's `timeout http-keep-alive` defaulting
+//!   to `timeout http-request`). Request bodies and upgraded connections are not affected.
+//! * [`ConnLimit`] counts a listener's open connections and answers the ones over
+//!   `max_connections` with `503` and `Connection: close`, before reading anything (a `tcp`
+//!   listener's are closed without a byte: [`ConnLimit::closing`]).
+//!
+//! Both count in `switchyard_rejected_requests_total{listener, reason}` with the reasons
+//! `header_timeout` and `max_connections`.
+
+mod conn_limit;
+mod deadline_stream;
+pub mod head_scan;
+mod keepalive;
+pub mod proxy_accept;
+pub mod tls;
+
+pub use conn_limit::{ConnLimit, TOO_MANY_CONNECTIONS};
+pub use deadline_stream::{DeadlineStream, Preface, H2_PREFACE};
+pub use keepalive::{KeepAliveDriver, KEEPALIVE_IDLE_MAX};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use switchyard_config::{LimitsConfig, ListenerConfig, ListenerProtocol};
+use switchyard_metrics::Metrics;
+
+use crate::error::BuildError;
+use crate::service::{HttpGateway, Shared};
+use crate::tcp::TcpProxy;
+
+/// Adds the listening service of `l` to `server`: the HTTP gateway behind the limits (and a PROXY
+/// header reader when asked) for `http` and `https` listeners, the TCP proxy for `tcp` ones.
+pub fn add(
+    server: &mut Server,
+    conf: &Arc<ServerConf>,
+    shared: &Arc<Shared>,
+    l: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> Result<(), BuildError> {
+    let gateway = || HttpGateway::new(Arc::clone(shared), &l.name);
+    match l.protocol {
+        ListenerProtocol::Http if l.accept_proxy_protocol => {
+            // The PROXY header first (its own time limit), then `[limits]` on HTTP heads.
+            let app =
+                proxy_accept::AcceptProxy::new(keep_alive_driver(conf, gateway(), l, limits), l);
+            server.add_service(service(app, l, limits));
+        }
+        ListenerProtocol::Http => {
+            server.add_service(service(
+                keep_alive_driver(conf, gateway(), l, limits),
+                l,
+                limits,
+            ));
+        }
+        ListenerProtocol::Https => {
+            server.add_service(https_service(conf, gateway(), l, limits)?);
+        }
+        ListenerProtocol::Tcp => {
+            server.add_service(tcp_service(Arc::clone(shared), l, limits));
+        }
+    }
+    Ok(())
+}
+
+/// The most keep-alive rounds a wrapper hands one connection to its inner app.
+pub const MAX_REUSES: usize = 1_000_000;
+
+/// Hands `stream` to `inner` for every keep-alive round of the connection (an app returns the
+/// stream when it may be reused), up to [`MAX_REUSES`]. Wrappers that must see the whole life of a
+/// connection (a connection slot, a PROXY header read once) serve it through this.
+pub async fn serve_all_rounds<A: ServerApp + Send + Sync + 'static>(
+    inner: &Arc<A>,
+    stream: Stream,
+    shutdown: &ShutdownWatch,
+) {
+    let mut next = Some(stream);
+    for _ in 0..MAX_REUSES {
+        let Some(s) = next.take() else {
+            return;
+        };
+        next = inner.process_new(s, shutdown).await;
+    }
+}
+
+fn count(listener: &str, reason: &str) {
+    Metrics::global()
+        .rejected_requests_total
+        .with_label_values(&[listener, reason])
+        .inc();
+}
+
+/// The Pingora HTTP app of `gateway` on `listener` behind [`KeepAliveDriver`]
+/// (`limits.header_timeout_ms`).
+fn keep_alive_driver<SV>(
+    conf: &Arc<ServerConf>,
+    gateway: SV,
+    listener: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> KeepAliveDriver<pingora::proxy::HttpProxy<SV>>
+where
+    SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let timeout = Duration::from_millis(limits.header_timeout_ms);
+    let mut proxy = pingora::proxy::http_proxy(conf, gateway);
+    proxy.server_options = Some(server_options(listener, timeout));
+    KeepAliveDriver::new(proxy, timeout, &listener.name)
+}
+
+/// Pingora's HTTP server options for `listener`: HTTP/2 with prior knowledge (h2c) on plain
+/// `http` listeners (`https` ones offer HTTP/2 through ALPN), and an HTTP/2 connection with no
+/// stream in flight for `idle` is closed, as an idle HTTP/1 keep-alive connection is after the
+/// head deadline.
+fn server_options(listener: &ListenerConfig, idle: Duration) -> pingora::apps::HttpServerOptions {
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = listener.protocol == ListenerProtocol::Http;
+    options.h2_idle_timeout = Some(idle);
+    options
+}
+
+/// The listening service of `listener`: `app` behind [`ConnLimit`] (`limits.max_connections`).
+fn service<A>(
+    app: A,
+    listener: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> pingora::services::listening::Service<ConnLimit<A>>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let mut svc = pingora::services::listening::Service::new(
+        format!("listener {}", listener.name),
+        ConnLimit::new(app, limits.max_connections, &listener.name),
+    );
+    svc.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
+            .l4_buffer(read_buffer(listener, limits)),
+    );
+    svc
+}
+
+/// The L4 buffers of `listener`'s client connections: `limits.read_buffer_bytes` for reading
+/// (by default 4 KiB for `http`, 64 KiB for `https`), Pingora's default for writing.
+///
+/// Pingora keeps a 64 KiB read buffer for the life of every client connection; for plain HTTP a
+/// small one costs nothing (a request head fits, and body reads larger than the buffer bypass
+/// it) and saves tens of KiB per idle keep-alive connection.
+pub(crate) fn read_buffer(
+    listener: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> pingora::listeners::L4BufferSettings {
+    pingora::listeners::L4BufferSettings::default().read(limits.read_buffer_for(listener.protocol))
+}
+
+/// An `https` listener: TLS termination (rustls; certificate chain and key from PEM files;
+/// HTTP/2 offered through ALPN) in front of the same HTTP gateway as plain listeners.
+fn https_service(
+    conf: &Arc<ServerConf>,
+    gateway: HttpGateway,
+    l: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> Result<
+    pingora::services::listening::Service<
+        ConnLimit<KeepAliveDriver<pingora::proxy::HttpProxy<HttpGateway>>>,
+    >,
+    BuildError,
+> {
+    let scope = || format!("listener {}", l.name);
+    let tls_cfg = l.tls.as_ref().ok_or_else(|| {
+        BuildError::Invalid {
+            key: "tls".into(),
+            reason: "an https listener needs a certificate".into(),
+        }
+        .within(scope())
+    })?;
+    let cert = tls::load(&tls_cfg.cert, &tls_cfg.key).map_err(|e| e.within(scope()))?;
+    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+        .map_err(|e| BuildError::Tls(format!("settings: {e}")).within(scope()))?;
+    settings.set_cert_resolver(Arc::new(cert));
+    settings.enable_h2();
+    let app = keep_alive_driver(conf, gateway, l, limits);
+    // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
+    Ok(pingora::services::listening::Service::with_listeners(
+        format!("listener {}", l.name),
+        proxy_accept::tls_listeners(l, limits, settings),
+        ConnLimit::new(app, limits.max_connections, &l.name),
+    ))
+}
+
+/// No post-handshake callbacks (Pingora's constructor for resolver-based settings wants some).
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}
+
+/// The Pingora service of a `tcp` listener: a [`TcpProxy`] on the listener's address, at most
+/// `limits.max_connections` connections at once (the others are closed at once).
+fn tcp_service(
+    shared: Arc<Shared>,
+    listener: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> pingora::services::listening::Service<ConnLimit<TcpProxy>> {
+    let mut svc = pingora::services::listening::Service::new(
+        format!("listener {}", listener.name),
+        ConnLimit::closing(
+            TcpProxy::new(shared, &listener.name),
+            limits.max_connections,
+            &listener.name,
+        ),
+    );
+    svc.add_tcp(&listener.listen.to_string());
+    svc
+}
