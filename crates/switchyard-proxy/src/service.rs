@@ -289,8 +289,13 @@ impl HttpGateway {
         Ok(false)
     }
 
+    /// The hashed request key, or `None` when the request has no key: the header, cookie or
+    /// query parameter is absent **or empty**, or the host is empty. The selector then uses its
+    /// fallback pick (smooth weighted round robin), as NGINX falls back to round robin for an
+    /// empty `hash` key; hashing the empty string would send every such request to one server.
     fn hash_key(&self, session: &Session, ctx: &RequestCtx, hash_on: &HashOn) -> Option<u64> {
         let req = session.req_header();
+        let non_empty = |v: &[u8]| (!v.is_empty()).then(|| hash_bytes(v));
         match hash_on {
             HashOn::SourceIp => ctx.client_ip.map(|ip| match ip {
                 IpAddr::V4(v4) => hash_bytes(&v4.octets()),
@@ -300,17 +305,20 @@ impl HttpGateway {
                 },
             }),
             HashOn::Uri => Some(hash_bytes(req.uri.path().as_bytes())),
-            HashOn::Host => Some(hash_lowercase(strip_port(request_host(req)))),
+            HashOn::Host => {
+                let host = strip_port(request_host(req));
+                (!host.is_empty()).then(|| hash_lowercase(host))
+            }
             HashOn::Header(name) => req
                 .headers
                 .get(name.as_str())
-                .map(|v| hash_bytes(v.as_bytes())),
-            HashOn::Cookie(name) => cookie_value(req, name).map(|v| hash_bytes(v.as_bytes())),
+                .and_then(|v| non_empty(v.as_bytes())),
+            HashOn::Cookie(name) => cookie_value(req, name).and_then(|v| non_empty(v.as_bytes())),
             HashOn::Query(name) => req
                 .uri
                 .query()
                 .and_then(|q| query_value(q, name))
-                .map(|v| hash_bytes(v.as_bytes())),
+                .and_then(|v| non_empty(v.as_bytes())),
         }
     }
 }
