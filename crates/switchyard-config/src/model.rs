@@ -436,6 +436,11 @@ pub struct RouteConfig {
     /// `retries`: -1 = idempotent methods retried once; 0..=10 = that many. Default -1.
     #[serde(default = "default_retries")]
     pub retries: i32,
+    /// `retry_non_idempotent`: also retry POST, PATCH (and other non-idempotent methods) after a
+    /// failure once the request was sent, like idempotent ones (NGINX
+    /// `proxy_next_upstream non_idempotent`). Default false.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
     /// `require_cascade`: accept only signed requests from allowed instances. Default false.
     #[serde(default)]
     pub require_cascade: bool,

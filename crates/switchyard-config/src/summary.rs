@@ -237,6 +237,9 @@ fn route_notes(r: &RouteConfig) -> String {
         -1 => "retries auto".to_string(),
         n => format!("retries {n}"),
     });
+    if r.retry_non_idempotent {
+        notes.push("non-idempotent retried".to_string());
+    }
     notes.push(format!(
         "connect {}ms, timeout {}ms",
         r.connect_timeout_ms, r.timeout_ms

@@ -754,17 +754,24 @@ impl ProxyHttp for HttpGateway {
         }
         let kind = failure_kind(&e);
         self.fail_attempt(ctx, kind);
-        let idempotent = session.req_header().method.is_idempotent();
+        // `retry_non_idempotent` (NGINX `proxy_next_upstream non_idempotent`): POST and PATCH
+        // are retried after sending like idempotent methods.
+        let retryable_method = session.req_header().method.is_idempotent()
+            || ctx
+                .rt
+                .as_ref()
+                .zip(ctx.route)
+                .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
         // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
         let truncated = session.as_ref().retry_buffer_truncated()
             || ctx.rt.as_ref().is_some_and(|rt| {
                 session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
             });
-        if idempotent && !truncated && self.may_retry(ctx, true) {
+        if retryable_method && !truncated && self.may_retry(ctx, true) {
             ctx.retries += 1;
             ctx.retries_after_send += 1;
             e.set_retry(true);
-        } else if idempotent && !truncated && client_reused && ctx.retries == 0 {
+        } else if retryable_method && !truncated && client_reused && ctx.retries == 0 {
             // A pooled keep-alive connection the server had already closed: nothing reached
             // the server, so one more attempt is safe even when the policy allows none.
             e.retry.decide_reuse(client_reused);

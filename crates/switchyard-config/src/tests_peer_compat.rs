@@ -1,0 +1,57 @@
+//! Keys that keep the behaviour of the peers a fleet migrates from (issue #14, item 7):
+//! `routes[].retry_non_idempotent`, the `[upstreams.sticky]` cookie attributes and
+//! `upstreams[].hash_ring`.
+
+use crate::*;
+
+/// One route `r` to upstream `api` (with `upstream_extra` lines and `[upstreams.sticky]` lines
+/// `sticky`, when given), the route with `route_extra` lines.
+fn config(route_extra: &str, upstream_extra: &str, sticky: Option<&str>) -> String {
+    let sticky = sticky
+        .map(|s| format!("  [upstreams.sticky]\n{s}\n"))
+        .unwrap_or_default();
+    format!(
+        "[[routes]]\nname = \"r\"\nupstream = \"api\"\n{route_extra}\n\n\
+         [[upstreams]]\nname = \"api\"\n{upstream_extra}\n{sticky}\
+         \x20 [[upstreams.groups]]\n  name = \"g\"\n  servers = [{{ address = \"10.0.0.1\" }}, {{ address = \"10.0.0.2\" }}]\n"
+    )
+}
+
+/// The errors of `text`, which must be rejected.
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse_str(text) {
+        Ok(_) => panic!("config should be rejected:\n{text}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// Asserts one error at `path`, on the line of `needle`, whose message contains `message`.
+#[track_caller]
+fn assert_error_at(text: &str, path: &str, needle: &str, message: &str) {
+    let errs = errors(text);
+    let line = text[..text.find(needle).unwrap_or(0)].matches('\n').count() + 1;
+    let Some(e) = errs.iter().find(|e| e.path == path) else {
+        panic!(
+            "no error at {path}; got:\n{}",
+            ConfigErrors { errors: errs }
+        );
+    };
+    assert_eq!(e.line, Some(line), "line of {path}: {e}");
+    assert!(e.message.contains(message), "{e}");
+}
+
+#[test]
+fn retry_non_idempotent_parses_and_defaults_to_false() {
+    let cfg = parse_str(&config("", "", None)).unwrap();
+    assert!(!cfg.routes[0].retry_non_idempotent);
+    let cfg = parse_str(&config("retry_non_idempotent = true", "", None)).unwrap();
+    assert!(cfg.routes[0].retry_non_idempotent);
+    assert!(summary(&cfg).contains("non-idempotent retried"));
+    let text = config("retry_non_idempotent = \"yes\"", "", None);
+    assert_error_at(
+        &text,
+        "routes[0].retry_non_idempotent",
+        "retry_non_idempotent",
+        "",
+    );
+}
