@@ -55,3 +55,53 @@ fn retry_non_idempotent_parses_and_defaults_to_false() {
         "",
     );
 }
+
+#[test]
+fn sticky_attributes_default_to_the_historical_cookie() {
+    let cfg = parse_str(&config("", "", Some(""))).unwrap();
+    let s = cfg.upstreams[0].sticky.as_ref().unwrap();
+    assert_eq!(
+        (s.path.as_str(), s.domain.as_str(), s.secure, s.http_only, s.same_site),
+        ("/", "", false, true, SameSite::Lax)
+    );
+    let text = config(
+        "",
+        "",
+        Some(
+            "  path = \"/shop\"\n  domain = \".example.com\"\n  secure = true\n  \
+             http_only = false\n  same_site = \"\"",
+        ),
+    );
+    let cfg = parse_str(&text).unwrap();
+    let s = cfg.upstreams[0].sticky.as_ref().unwrap();
+    assert_eq!(
+        (s.path.as_str(), s.domain.as_str(), s.secure, s.http_only, s.same_site),
+        ("/shop", ".example.com", true, false, SameSite::Omit)
+    );
+    // Serialised back under the same names.
+    let back = toml::to_string(&cfg).unwrap();
+    assert!(back.contains("same_site = \"\""), "{back}");
+}
+
+#[test]
+fn bad_sticky_attributes_name_their_key_and_line() {
+    for (line, path, message) in [
+        ("  same_site = \"sometimes\"", "same_site", "unknown same_site `sometimes`"),
+        ("  same_site = \"Lax\"", "same_site", "expected \"lax\""),
+        ("  path = \"shop\"", "path", "must start with `/`"),
+        ("  path = \"/a;b\"", "path", "without `;`"),
+        ("  path = \"/caf\u{e9}\"", "path", "printable ASCII"),
+        ("  domain = \"exa mple.com\"", "domain", "not a domain name"),
+        ("  domain = \"example.com.\"", "domain", "not a domain name"),
+        ("  http_only = \"no\"", "http_only", ""),
+        ("  expires = 5", "expires", "unknown field"),
+    ] {
+        let text = config("", "", Some(line));
+        assert_error_at(
+            &text,
+            &format!("upstreams[0].sticky.{path}"),
+            line.trim(),
+            message,
+        );
+    }
+}

@@ -708,9 +708,9 @@ impl ProxyHttp for HttpGateway {
         };
         if let Some(sticky) = &a.upstream.sticky {
             if ctx.sticky_target.as_ref() != Some(&a.id) {
-                let secure = rt.listeners[ctx.listener].scheme() == "https";
+                let https = rt.listeners[ctx.listener].scheme() == "https";
                 upstream_response
-                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, secure))?;
+                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, https))?;
             }
         }
         Ok(())
