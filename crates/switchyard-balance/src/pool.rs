@@ -6,7 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::identity::ServerSpec;
-use crate::select::{self, Algorithm, PickContext, Selector};
+use crate::select::{self, Algorithm, HashRing, PickContext, Selector};
 use crate::stats::{ServerStats, StatsStore};
 use crate::tried::Tried;
 
@@ -37,6 +37,9 @@ pub struct PoolOptions {
     pub custom: Option<SelectorFactory>,
     /// Health of a server seen for the first time: false when active checks must pass first.
     pub initially_healthy: bool,
+    /// The ring of [`Algorithm::ConsistentHash`], and so the hash of request keys
+    /// ([`Pool::hash_key`]). Default Maglev.
+    pub hash_ring: HashRing,
 }
 
 impl std::fmt::Debug for PoolOptions {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for PoolOptions {
             .field("when_all_down", &self.when_all_down)
             .field("custom", &self.custom.is_some())
             .field("initially_healthy", &self.initially_healthy)
+            .field("hash_ring", &self.hash_ring)
             .finish()
     }
 }
@@ -59,7 +63,13 @@ impl PoolOptions {
             clock: Arc::new(MonotonicClock),
             custom: None,
             initially_healthy: true,
+            hash_ring: HashRing::Maglev,
         }
+    }
+    /// Sets the ring of [`Algorithm::ConsistentHash`] (see [`HashRing`]).
+    pub fn hash_ring(mut self, ring: HashRing) -> Self {
+        self.hash_ring = ring;
+        self
     }
     /// Sets the health of servers seen for the first time (false: out until a check passes).
     pub fn initially_healthy(mut self, healthy: bool) -> Self {
@@ -146,7 +156,7 @@ impl Snapshot {
         }
         let selector = match &opts.custom {
             Some(factory) => factory(&servers, &candidates),
-            None => select::build(opts.algorithm, &servers, &candidates),
+            None => select::build_with_ring(opts.algorithm, opts.hash_ring, &servers, &candidates),
         };
         Snapshot {
             servers,
@@ -158,7 +168,7 @@ impl Snapshot {
         }
     }
 
-    /// Picks a server for a request with hashed key `key` (see [`crate::hash_key`]), never one
+    /// Picks a server for a request with hashed key `key` (see [`Pool::hash_key`]), never one
     /// in `tried`. `None`: nothing is available, or every candidate was tried (the caller
     /// applies the all-down or retries-exhausted answer).
     ///
@@ -247,6 +257,12 @@ impl Pool {
     /// The selection options.
     pub fn options(&self) -> &PoolOptions {
         &self.opts
+    }
+    /// Hashes a request key for [`Snapshot::pick`] the way this pool's ring reads it (see
+    /// [`HashRing::hash`]): [`crate::hash_key`] unless the pool uses [`HashRing::Ketama`].
+    #[inline]
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.opts.hash_ring.hash(key)
     }
     /// The stats store (kept across reloads).
     pub fn store(&self) -> &Arc<StatsStore> {
