@@ -616,6 +616,28 @@ impl<'de> Deserialize<'de> for HashOn {
     }
 }
 
+/// The ring of a hashing upstream (`hash_ring`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashRing {
+    /// A weighted Maglev table on the XXH3 hash of the key (one lookup per pick).
+    #[default]
+    Maglev,
+    /// NGINX's Ketama ring on the CRC-32 of the key: keys go where NGINX's
+    /// `hash $key consistent` sends them, for the same servers and weights.
+    Ketama,
+}
+
+impl HashRing {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashRing::Maglev => "maglev",
+            HashRing::Ketama => "ketama",
+        }
+    }
+}
+
 /// Upstream scheme.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -650,6 +672,11 @@ pub struct UpstreamConfig {
     /// `hash_on`: the key of `consistent_hash`. Default `source_ip`.
     #[serde(default)]
     pub hash_on: Option<HashOn>,
+    /// `hash_ring`: the ring of the hashing algorithms (`consistent_hash`, `source_ip_hash`,
+    /// `uri_hash`): `maglev` or `ketama` (NGINX-compatible). Only allowed with them; default
+    /// `maglev` (see [`UpstreamConfig::effective_hash_ring`]).
+    #[serde(default)]
+    pub hash_ring: Option<HashRing>,
     /// `port`: default port for servers whose port is 0. Default 80.
     #[serde(default = "default_upstream_port")]
     pub port: u16,
@@ -788,6 +815,25 @@ impl UpstreamConfig {
             .map(|l| l.proxy_protocol)
             .find(|p| *p != ProxyProtocol::Off)
             .unwrap_or(ProxyProtocol::Off)
+    }
+
+    /// The ring of a hashing upstream: `hash_ring`, or `maglev` when unset.
+    ///
+    /// ```
+    /// use switchyard_config::{parse_str, HashRing};
+    /// let cfg = parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    /// algorithm = "uri_hash"
+    /// hash_ring = "ketama"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.upstreams[0].effective_hash_ring(), HashRing::Ketama);
+    /// ```
+    pub fn effective_hash_ring(&self) -> HashRing {
+        self.hash_ring.unwrap_or_default()
     }
 
     /// The key a `consistent_hash` upstream hashes on: `hash_on`, or `source_ip` when unset.

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    Config, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig, WhenAllDown,
+    Config, HashRing, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig,
+    WhenAllDown,
 };
 
 /// Summarises a configuration on one screen: the process settings, then a table of listeners
@@ -255,6 +256,9 @@ fn upstream_notes(u: &UpstreamConfig) -> String {
         Some(h) => format!("{} on {h}", u.algorithm.as_str()),
         None => u.algorithm.as_str().to_string(),
     }];
+    if u.hash_ring == Some(HashRing::Ketama) {
+        notes.push("ketama ring (NGINX)".to_string());
+    }
     notes.push(match u.scheme {
         Scheme::Http => "http".to_string(),
         Scheme::Https => "https".to_string(),

@@ -61,7 +61,13 @@ fn sticky_attributes_default_to_the_historical_cookie() {
     let cfg = parse_str(&config("", "", Some(""))).unwrap();
     let s = cfg.upstreams[0].sticky.as_ref().unwrap();
     assert_eq!(
-        (s.path.as_str(), s.domain.as_str(), s.secure, s.http_only, s.same_site),
+        (
+            s.path.as_str(),
+            s.domain.as_str(),
+            s.secure,
+            s.http_only,
+            s.same_site
+        ),
         ("/", "", false, true, SameSite::Lax)
     );
     let text = config(
@@ -75,7 +81,13 @@ fn sticky_attributes_default_to_the_historical_cookie() {
     let cfg = parse_str(&text).unwrap();
     let s = cfg.upstreams[0].sticky.as_ref().unwrap();
     assert_eq!(
-        (s.path.as_str(), s.domain.as_str(), s.secure, s.http_only, s.same_site),
+        (
+            s.path.as_str(),
+            s.domain.as_str(),
+            s.secure,
+            s.http_only,
+            s.same_site
+        ),
         ("/shop", ".example.com", true, false, SameSite::Omit)
     );
     // Serialised back under the same names.
@@ -86,7 +98,11 @@ fn sticky_attributes_default_to_the_historical_cookie() {
 #[test]
 fn bad_sticky_attributes_name_their_key_and_line() {
     for (line, path, message) in [
-        ("  same_site = \"sometimes\"", "same_site", "unknown same_site `sometimes`"),
+        (
+            "  same_site = \"sometimes\"",
+            "same_site",
+            "unknown same_site `sometimes`",
+        ),
         ("  same_site = \"Lax\"", "same_site", "expected \"lax\""),
         ("  path = \"shop\"", "path", "must start with `/`"),
         ("  path = \"/a;b\"", "path", "without `;`"),
@@ -104,4 +120,46 @@ fn bad_sticky_attributes_name_their_key_and_line() {
             message,
         );
     }
+}
+
+#[test]
+fn hash_ring_is_accepted_on_hashing_algorithms_only() {
+    for algorithm in ["consistent_hash", "source_ip_hash", "uri_hash"] {
+        let text = config(
+            "",
+            &format!("algorithm = \"{algorithm}\"\nhash_ring = \"ketama\""),
+            None,
+        );
+        let cfg = parse_str(&text).unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+        assert_eq!(cfg.upstreams[0].effective_hash_ring(), HashRing::Ketama);
+        assert!(summary(&cfg).contains("ketama ring"));
+    }
+    let cfg = parse_str(&config("", "algorithm = \"consistent_hash\"", None)).unwrap();
+    assert_eq!(cfg.upstreams[0].hash_ring, None);
+    assert_eq!(cfg.upstreams[0].effective_hash_ring(), HashRing::Maglev);
+    let text = config("", "algorithm = \"uri_hash\"\nhash_ring = \"maglev\"", None);
+    assert_eq!(
+        parse_str(&text).unwrap().upstreams[0].effective_hash_ring(),
+        HashRing::Maglev
+    );
+
+    for algorithm in ["wrr", "least_conn", "ewma", "random"] {
+        let text = config(
+            "",
+            &format!("algorithm = \"{algorithm}\"\nhash_ring = \"maglev\""),
+            None,
+        );
+        assert_error_at(
+            &text,
+            "upstreams[0].hash_ring",
+            "hash_ring",
+            "only used by the hashing algorithms",
+        );
+    }
+    let text = config(
+        "",
+        "algorithm = \"consistent_hash\"\nhash_ring = \"jump\"",
+        None,
+    );
+    assert_error_at(&text, "upstreams[0].hash_ring", "hash_ring", "ketama");
 }

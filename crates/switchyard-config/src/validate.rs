@@ -405,6 +405,16 @@ impl Validator {
                 ),
             );
         }
+        if u.hash_ring.is_some() && !u.algorithm.is_hashing() {
+            self.err(
+                format!("{p}.hash_ring"),
+                format!(
+                    "`hash_ring` is only used by the hashing algorithms (consistent_hash, \
+                     source_ip_hash, uri_hash); this upstream uses \"{}\"",
+                    u.algorithm.as_str()
+                ),
+            );
+        }
         if let Some(tls) = &u.tls {
             match (&tls.client_cert, &tls.client_key) {
                 (Some(_), None) => self.err(

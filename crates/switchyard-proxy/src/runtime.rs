@@ -10,12 +10,12 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 
 use switchyard_balance::{
-    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, Server, ServerId, ServerSpec,
-    Snapshot, StatsStore,
+    Algorithm as BalanceAlgorithm, AllDownPolicy, HashRing as BalanceHashRing, Pool, PoolOptions,
+    Server, ServerId, ServerSpec, Snapshot, StatsStore,
 };
 use switchyard_config::{
-    Algorithm, Cidr, Config, HashOn, ListenerConfig, ListenerProtocol, RouteConfig, Scheme,
-    UpstreamConfig, WhenAllDown,
+    Algorithm, Cidr, Config, HashOn, HashRing, ListenerConfig, ListenerProtocol, RouteConfig,
+    Scheme, UpstreamConfig, WhenAllDown,
 };
 use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, RouteMetrics, ServerMetrics};
@@ -165,9 +165,11 @@ fn hash_on(up: &UpstreamConfig) -> Option<HashOn> {
 }
 
 /// True if a reload can keep the upstream's pool and health checkers and only change its
-/// servers: same algorithm, all-down policy, health settings, TLS settings, port and PROXY header.
+/// servers: same algorithm and ring, all-down policy, health settings, TLS settings, port and
+/// PROXY header.
 fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
     a.algorithm == b.algorithm
+        && a.effective_hash_ring() == b.effective_hash_ring()
         && a.when_all_down == b.when_all_down
         && a.health == b.health
         && a.tls == b.tls
@@ -338,6 +340,14 @@ pub fn balance_algorithm(a: Algorithm) -> BalanceAlgorithm {
     }
 }
 
+/// Converts the configured ring to the balance crate's.
+pub fn balance_hash_ring(r: HashRing) -> BalanceHashRing {
+    match r {
+        HashRing::Maglev => BalanceHashRing::Maglev,
+        HashRing::Ketama => BalanceHashRing::Ketama,
+    }
+}
+
 /// The server specs of an upstream from the file: one per IP server, one per address in
 /// `resolved` of a DNS-named server (identity `group/name:port#ip`). See [`dns::build_specs`].
 pub fn server_specs(up: &UpstreamConfig, resolved: &Resolved) -> Vec<ServerSpec> {
@@ -429,6 +439,7 @@ impl Runtime {
                     let ids: Vec<ServerId> = specs.iter().map(|s| s.id.clone()).collect();
                     store.retain(&ids);
                     let opts = PoolOptions::new(balance_algorithm(up.algorithm))
+                        .hash_ring(balance_hash_ring(up.effective_hash_ring()))
                         .when_all_down(match up.when_all_down {
                             WhenAllDown::Reject => AllDownPolicy::Reject,
                             WhenAllDown::All => AllDownPolicy::All,

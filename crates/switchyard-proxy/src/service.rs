@@ -17,7 +17,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
+use switchyard_balance::{HashRing, InFlight, Outcome, ServerId, Tried};
 use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
 use switchyard_metrics::prometheus::IntCounter;
@@ -293,21 +293,25 @@ impl HttpGateway {
     /// query parameter is absent **or empty**, or the host is empty. The selector then uses its
     /// fallback pick (smooth weighted round robin), as NGINX falls back to round robin for an
     /// empty `hash` key; hashing the empty string would send every such request to one server.
-    fn hash_key(&self, session: &Session, ctx: &RequestCtx, hash_on: &HashOn) -> Option<u64> {
+    ///
+    /// The key's bytes are hashed by the upstream's ring (`ring`): the Ketama ring reads the
+    /// CRC-32 of the same bytes NGINX hashes for `$remote_addr` (the address as text), `$uri`,
+    /// `$host`, `$http_NAME`, `$cookie_NAME` and `$arg_NAME`.
+    fn hash_key(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        hash_on: &HashOn,
+        ring: HashRing,
+    ) -> Option<u64> {
         let req = session.req_header();
-        let non_empty = |v: &[u8]| (!v.is_empty()).then(|| hash_bytes(v));
+        let non_empty = |v: &[u8]| (!v.is_empty()).then(|| ring.hash(v));
         match hash_on {
-            HashOn::SourceIp => ctx.client_ip.map(|ip| match ip {
-                IpAddr::V4(v4) => hash_bytes(&v4.octets()),
-                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => hash_bytes(&v4.octets()),
-                    None => hash_bytes(&v6.octets()),
-                },
-            }),
-            HashOn::Uri => Some(hash_bytes(req.uri.path().as_bytes())),
+            HashOn::SourceIp => ctx.client_ip.map(|ip| crate::tcp::ip_key(ip, ring)),
+            HashOn::Uri => non_empty(req.uri.path().as_bytes()),
             HashOn::Host => {
                 let host = strip_port(request_host(req));
-                (!host.is_empty()).then(|| hash_lowercase(host))
+                (!host.is_empty()).then(|| hash_lowercase(host, ring))
             }
             HashOn::Header(name) => req
                 .headers
@@ -328,17 +332,17 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     switchyard_balance::hash_key(bytes)
 }
 
-/// [`hash_bytes`] of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
+/// `ring`'s hash of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
 /// (host names are at most 253 bytes).
-fn hash_lowercase(s: &str) -> u64 {
+fn hash_lowercase(s: &str, ring: HashRing) -> u64 {
     let mut buf = [0u8; 256];
     match buf.get_mut(..s.len()) {
         Some(lower) => {
             lower.copy_from_slice(s.as_bytes());
             lower.make_ascii_lowercase();
-            hash_bytes(lower)
+            ring.hash(lower)
         }
-        None => hash_bytes(s.to_ascii_lowercase().as_bytes()),
+        None => ring.hash(s.to_ascii_lowercase().as_bytes()),
     }
 }
 
@@ -512,7 +516,7 @@ impl ProxyHttp for HttpGateway {
                 cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
         }
         if let Some(hash_on) = upstream.hash_on() {
-            ctx.key = self.hash_key(session, ctx, hash_on);
+            ctx.key = self.hash_key(session, ctx, hash_on, upstream.pool.options().hash_ring);
         }
         // `[limits] retry_buffer_bytes`: 0 never buffers (Pingora's buffer is a fixed 64 KiB).
         if rt.config.limits.retry_buffer_bytes > 0 {
@@ -906,11 +910,18 @@ mod tests {
     #[test]
     fn host_hash_is_that_of_the_lowercased_name() {
         let long = "A".repeat(300);
-        for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
-            assert_eq!(
-                hash_lowercase(host),
-                hash_bytes(host.to_ascii_lowercase().as_bytes())
-            );
+        for ring in [HashRing::Maglev, HashRing::Ketama] {
+            for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
+                assert_eq!(
+                    hash_lowercase(host, ring),
+                    ring.hash(host.to_ascii_lowercase().as_bytes())
+                );
+            }
         }
+        assert_eq!(
+            hash_lowercase("A", HashRing::Maglev),
+            hash_bytes(b"a"),
+            "Maglev keys are unchanged"
+        );
     }
 }
