@@ -39,7 +39,7 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use hash::hash_key;
 pub use identity::{ServerId, ServerSpec};
 pub use pool::{AllDownPolicy, Pool, PoolOptions, Snapshot};
-pub use select::{Algorithm, PickContext, Selector};
+pub use select::{Algorithm, HashRing, PickContext, Selector};
 pub use server::Server;
 pub use stats::{InFlight, Outcome, ServerStats, StatsStore};
 pub use tried::Tried;

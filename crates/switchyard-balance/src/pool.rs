@@ -6,7 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::identity::{ServerId, ServerSpec};
-use crate::select::{self, Algorithm, PickContext, Selector};
+use crate::select::{self, Algorithm, HashRing, PickContext, Selector};
 use crate::server::Server;
 use crate::stats::StatsStore;
 use crate::tried::Tried;
@@ -38,6 +38,9 @@ pub struct PoolOptions {
     pub custom: Option<SelectorFactory>,
     /// Health of a server seen for the first time: false when active checks must pass first.
     pub initially_healthy: bool,
+    /// The ring of [`Algorithm::ConsistentHash`], and so the hash of request keys
+    /// ([`Pool::hash_key`]). Default Maglev.
+    pub hash_ring: HashRing,
 }
 
 impl std::fmt::Debug for PoolOptions {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for PoolOptions {
             .field("when_all_down", &self.when_all_down)
             .field("custom", &self.custom.is_some())
             .field("initially_healthy", &self.initially_healthy)
+            .field("hash_ring", &self.hash_ring)
             .finish()
     }
 }
@@ -60,7 +64,13 @@ impl PoolOptions {
             clock: Arc::new(MonotonicClock),
             custom: None,
             initially_healthy: true,
+            hash_ring: HashRing::Maglev,
         }
+    }
+    /// Sets the ring of [`Algorithm::ConsistentHash`] (see [`HashRing`]).
+    pub fn hash_ring(mut self, ring: HashRing) -> Self {
+        self.hash_ring = ring;
+        self
     }
     /// Sets the health of servers seen for the first time (false: out until a check passes).
     pub fn initially_healthy(mut self, healthy: bool) -> Self {
@@ -118,14 +128,14 @@ struct Fallback {
 /// How a snapshot builds a selector over a tier.
 #[derive(Clone)]
 enum SelectorBuild {
-    Builtin(Algorithm),
+    Builtin(Algorithm, HashRing),
     Custom(SelectorFactory),
 }
 
 impl std::fmt::Debug for SelectorBuild {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SelectorBuild::Builtin(a) => write!(f, "Builtin({a})"),
+            SelectorBuild::Builtin(a, ring) => write!(f, "Builtin({a}, {ring:?})"),
             SelectorBuild::Custom(_) => f.write_str("Custom"),
         }
     }
@@ -134,7 +144,9 @@ impl std::fmt::Debug for SelectorBuild {
 impl SelectorBuild {
     fn build(&self, servers: &[Server], candidates: &[usize]) -> Box<dyn Selector> {
         match self {
-            SelectorBuild::Builtin(a) => select::build(*a, servers, candidates),
+            SelectorBuild::Builtin(a, ring) => {
+                select::build_with_ring(*a, *ring, servers, candidates)
+            }
             SelectorBuild::Custom(factory) => factory(servers, candidates),
         }
     }
@@ -181,7 +193,7 @@ impl Snapshot {
             .collect();
         let build = match &opts.custom {
             Some(factory) => SelectorBuild::Custom(Arc::clone(factory)),
-            None => SelectorBuild::Builtin(opts.algorithm),
+            None => SelectorBuild::Builtin(opts.algorithm, opts.hash_ring),
         };
         let selector = build.build(&servers, &candidates);
         Snapshot {
@@ -196,7 +208,7 @@ impl Snapshot {
         }
     }
 
-    /// Picks a server for a request with hashed key `key` (see [`crate::hash_key`]), never one
+    /// Picks a server for a request with hashed key `key` (see [`Pool::hash_key`]), never one
     /// in `tried`: from the serving tier, or, once every server of it was tried, from the next
     /// tier (standby, then panic mode's every enabled server). `None`: nothing is available, or
     /// every server of every tier was tried (the caller applies the all-down or
@@ -361,6 +373,12 @@ impl Pool {
     /// The selection options.
     pub fn options(&self) -> &PoolOptions {
         &self.opts
+    }
+    /// Hashes a request key for [`Snapshot::pick`] the way this pool's ring reads it (see
+    /// [`HashRing::hash`]): [`crate::hash_key`] unless the pool uses [`HashRing::Ketama`].
+    #[inline]
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.opts.hash_ring.hash(key)
     }
     /// The stats store (kept across reloads).
     pub fn store(&self) -> &Arc<StatsStore> {

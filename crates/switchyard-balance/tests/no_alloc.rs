@@ -1,4 +1,5 @@
-//! Picks never allocate: a counting global allocator watches 10,000 picks per algorithm.
+//! Picks never allocate: a counting global allocator watches 10,000 picks per algorithm (both
+//! rings of `consistent_hash`).
 #![allow(unsafe_code)] // GlobalAlloc is an unsafe trait; this test file only forwards to System.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +8,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use switchyard_balance::{
-    hash_key, Algorithm, AllDownPolicy, Pool, PoolOptions, ServerSpec, StatsStore, Tried,
+    Algorithm, AllDownPolicy, HashRing, Pool, PoolOptions, ServerSpec, StatsStore, Tried,
 };
 
 thread_local! {
@@ -71,13 +72,14 @@ fn the_counter_counts() {
 #[test]
 fn picks_do_not_allocate() {
     let algorithms = [
-        Algorithm::Wrr,
-        Algorithm::LeastConn,
-        Algorithm::Ewma,
-        Algorithm::ConsistentHash,
-        Algorithm::Random,
+        (Algorithm::Wrr, HashRing::Maglev),
+        (Algorithm::LeastConn, HashRing::Maglev),
+        (Algorithm::Ewma, HashRing::Maglev),
+        (Algorithm::ConsistentHash, HashRing::Maglev),
+        (Algorithm::ConsistentHash, HashRing::Ketama),
+        (Algorithm::Random, HashRing::Maglev),
     ];
-    for algorithm in algorithms {
+    for (algorithm, ring) in algorithms {
         // Small pools (full scans) and large ones (P2C), panic mode included.
         for n in [1usize, 3, 100, 1_000] {
             let specs: Vec<ServerSpec> = (0..n)
@@ -88,13 +90,15 @@ fn picks_do_not_allocate() {
                 .collect();
             let pool = Pool::new(
                 "t",
-                PoolOptions::new(algorithm).when_all_down(AllDownPolicy::All),
+                PoolOptions::new(algorithm)
+                    .hash_ring(ring)
+                    .when_all_down(AllDownPolicy::All),
                 specs,
                 Arc::new(StatsStore::default()),
             );
             let snap = pool.snapshot();
             let keys: Vec<u64> = (0..10_000)
-                .map(|i| hash_key(format!("k{i}").as_bytes()))
+                .map(|i| pool.hash_key(format!("k{i}").as_bytes()))
                 .collect();
             let mut tried = Tried::default();
             tried.insert(&snap.servers()[0].stats);
@@ -121,8 +125,9 @@ fn picks_do_not_allocate() {
                 }
                 found
             });
-            assert_eq!(allocations, 0, "{algorithm} with {n} servers allocated");
-            assert!(found >= 10_000 * 4 / 5, "{algorithm} with {n}: {found}");
+            let what = format!("{algorithm} ({}) with {n} servers", ring.name());
+            assert_eq!(allocations, 0, "{what} allocated");
+            assert!(found >= 10_000 * 4 / 5, "{what}: {found}");
         }
     }
 }

@@ -9,6 +9,8 @@ mod model;
 mod summary;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_peer_compat;
 mod validate;
 
 use std::path::{Path, PathBuf};

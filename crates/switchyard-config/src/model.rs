@@ -436,6 +436,11 @@ pub struct RouteConfig {
     /// `retries`: -1 = idempotent methods retried once; 0..=10 = that many. Default -1.
     #[serde(default = "default_retries")]
     pub retries: i32,
+    /// `retry_non_idempotent`: also retry POST, PATCH (and other non-idempotent methods) after a
+    /// failure once the request was sent, like idempotent ones (NGINX
+    /// `proxy_next_upstream non_idempotent`). Default false.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
     /// `require_cascade`: accept only signed requests from allowed instances. Default false.
     #[serde(default)]
     pub require_cascade: bool,
@@ -611,6 +616,28 @@ impl<'de> Deserialize<'de> for HashOn {
     }
 }
 
+/// The ring of a hashing upstream (`hash_ring`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashRing {
+    /// A weighted Maglev table on the XXH3 hash of the key (one lookup per pick).
+    #[default]
+    Maglev,
+    /// NGINX's Ketama ring on the CRC-32 of the key: keys go where NGINX's
+    /// `hash $key consistent` sends them, for the same servers and weights.
+    Ketama,
+}
+
+impl HashRing {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashRing::Maglev => "maglev",
+            HashRing::Ketama => "ketama",
+        }
+    }
+}
+
 /// Upstream scheme.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -645,6 +672,11 @@ pub struct UpstreamConfig {
     /// `hash_on`: the key of `consistent_hash`. Default `source_ip`.
     #[serde(default)]
     pub hash_on: Option<HashOn>,
+    /// `hash_ring`: the ring of the hashing algorithms (`consistent_hash`, `source_ip_hash`,
+    /// `uri_hash`): `maglev` or `ketama` (NGINX-compatible). Only allowed with them; default
+    /// `maglev` (see [`UpstreamConfig::effective_hash_ring`]).
+    #[serde(default)]
+    pub hash_ring: Option<HashRing>,
     /// `port`: default port for servers whose port is 0. Default 80.
     #[serde(default = "default_upstream_port")]
     pub port: u16,
@@ -785,6 +817,25 @@ impl UpstreamConfig {
             .unwrap_or(ProxyProtocol::Off)
     }
 
+    /// The ring of a hashing upstream: `hash_ring`, or `maglev` when unset.
+    ///
+    /// ```
+    /// use switchyard_config::{parse_str, HashRing};
+    /// let cfg = parse_str(r#"
+    /// [[upstreams]]
+    /// name = "api"
+    /// algorithm = "uri_hash"
+    /// hash_ring = "ketama"
+    ///   [[upstreams.groups]]
+    ///   name = "blue"
+    ///   servers = [{ address = "10.0.0.1" }]
+    /// "#).unwrap();
+    /// assert_eq!(cfg.upstreams[0].effective_hash_ring(), HashRing::Ketama);
+    /// ```
+    pub fn effective_hash_ring(&self) -> HashRing {
+        self.hash_ring.unwrap_or_default()
+    }
+
     /// The key a `consistent_hash` upstream hashes on: `hash_on`, or `source_ip` when unset.
     /// `None` for the other algorithms (`source_ip_hash` and `uri_hash` have fixed keys).
     ///
@@ -853,6 +904,95 @@ pub struct StickyConfig {
     /// `key_env`: environment variable with the HMAC key. Default `SWITCHYARD_STICKY_KEY`.
     #[serde(default = "default_sticky_key_env")]
     pub key_env: String,
+    /// `path`: the cookie's `Path` attribute. Default `/`.
+    #[serde(default = "default_sticky_path")]
+    pub path: String,
+    /// `domain`: the cookie's `Domain` attribute; empty (the default) = no attribute (the cookie
+    /// goes back to the host that set it only).
+    #[serde(default)]
+    pub domain: String,
+    /// `secure`: always send the `Secure` attribute. Default false: only on `https` listeners (and
+    /// with `same_site = "none"`).
+    #[serde(default)]
+    pub secure: bool,
+    /// `http_only`: send the `HttpOnly` attribute. Default true.
+    #[serde(default = "default_true")]
+    pub http_only: bool,
+    /// `same_site`: the `SameSite` attribute. Default `lax`.
+    #[serde(default)]
+    pub same_site: SameSite,
+}
+
+/// The `SameSite` attribute of the sticky cookie (`same_site`).
+///
+/// ```
+/// use switchyard_config::SameSite;
+/// assert_eq!("strict".parse::<SameSite>(), Ok(SameSite::Strict));
+/// assert_eq!("".parse::<SameSite>(), Ok(SameSite::Omit));
+/// assert_eq!(SameSite::None.attribute(), Some("None"));
+/// assert!("sometimes".parse::<SameSite>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SameSite {
+    /// `"lax"`: `SameSite=Lax`.
+    #[default]
+    Lax,
+    /// `"strict"`: `SameSite=Strict`.
+    Strict,
+    /// `"none"`: `SameSite=None`, which browsers only accept with `Secure`, so it implies it.
+    None,
+    /// `""`: no `SameSite` attribute (the browser's default applies).
+    Omit,
+}
+
+impl SameSite {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "lax",
+            SameSite::Strict => "strict",
+            SameSite::None => "none",
+            SameSite::Omit => "",
+        }
+    }
+
+    /// The attribute value (`Lax`, `Strict`, `None`), or `None` for no attribute.
+    pub fn attribute(self) -> Option<&'static str> {
+        match self {
+            SameSite::Lax => Some("Lax"),
+            SameSite::Strict => Some("Strict"),
+            SameSite::None => Some("None"),
+            SameSite::Omit => Option::None,
+        }
+    }
+}
+
+impl std::str::FromStr for SameSite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lax" => Ok(SameSite::Lax),
+            "strict" => Ok(SameSite::Strict),
+            "none" => Ok(SameSite::None),
+            "" => Ok(SameSite::Omit),
+            other => Err(format!(
+                "unknown same_site `{other}`; expected \"lax\", \"strict\", \"none\" or \"\" (no attribute)"
+            )),
+        }
+    }
+}
+
+impl Serialize for SameSite {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SameSite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_sticky_cookie() -> String {
@@ -860,6 +1000,9 @@ fn default_sticky_cookie() -> String {
 }
 fn default_sticky_key_env() -> String {
     "SWITCHYARD_STICKY_KEY".to_string()
+}
+fn default_sticky_path() -> String {
+    "/".to_string()
 }
 
 /// `[[upstreams.groups]]`.

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    Config, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig, WhenAllDown,
+    Config, HashRing, ListenerProtocol, ProxyProtocol, RouteConfig, Scheme, UpstreamConfig,
+    WhenAllDown,
 };
 
 /// Summarises a configuration on one screen: the process settings, then a table of listeners
@@ -237,6 +238,9 @@ fn route_notes(r: &RouteConfig) -> String {
         -1 => "retries auto".to_string(),
         n => format!("retries {n}"),
     });
+    if r.retry_non_idempotent {
+        notes.push("non-idempotent retried".to_string());
+    }
     notes.push(format!(
         "connect {}ms, timeout {}ms",
         r.connect_timeout_ms, r.timeout_ms
@@ -252,6 +256,9 @@ fn upstream_notes(u: &UpstreamConfig) -> String {
         Some(h) => format!("{} on {h}", u.algorithm.as_str()),
         None => u.algorithm.as_str().to_string(),
     }];
+    if u.hash_ring == Some(HashRing::Ketama) {
+        notes.push("ketama ring (NGINX)".to_string());
+    }
     notes.push(match u.scheme {
         Scheme::Http => "http".to_string(),
         Scheme::Https => "https".to_string(),

@@ -290,6 +290,7 @@ name = "api"
     );
     assert_eq!(r.effective_path_prefix(), Some("/"));
     assert!(!r.require_cascade);
+    assert!(!r.retry_non_idempotent);
     let u = &cfg.upstreams[0];
     assert_eq!(u.algorithm, Algorithm::Wrr);
     assert_eq!(

@@ -405,6 +405,16 @@ impl Validator {
                 ),
             );
         }
+        if u.hash_ring.is_some() && !u.algorithm.is_hashing() {
+            self.err(
+                format!("{p}.hash_ring"),
+                format!(
+                    "`hash_ring` is only used by the hashing algorithms (consistent_hash, \
+                     source_ip_hash, uri_hash); this upstream uses \"{}\"",
+                    u.algorithm.as_str()
+                ),
+            );
+        }
         if let Some(tls) = &u.tls {
             match (&tls.client_cert, &tls.client_key) {
                 (Some(_), None) => self.err(
@@ -447,6 +457,21 @@ impl Validator {
                 );
             }
             self.non_empty(format!("{p}.sticky.key_env"), &sticky.key_env);
+            if let Err(msg) = check_cookie_path(&sticky.path) {
+                self.err(format!("{p}.sticky.path"), msg);
+            }
+            if !sticky.domain.is_empty() {
+                let bare = sticky.domain.strip_prefix('.').unwrap_or(&sticky.domain);
+                if check_dns_name(bare).is_err() || bare.ends_with('.') {
+                    self.err(
+                        format!("{p}.sticky.domain"),
+                        format!(
+                            "`{}` is not a domain name (write it like \"example.com\", or \"\" for no Domain attribute)",
+                            sticky.domain
+                        ),
+                    );
+                }
+            }
         }
 
         // Groups and servers.
@@ -673,6 +698,23 @@ pub(crate) fn check_dns_name(name: &str) -> Result<(), String> {
                 "`{name}` is not a valid host name (labels of letters, digits and `-`, separated by dots)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// A sticky cookie's `path`: starts with `/`, printable ASCII without `;` (RFC 6265 §4.1.1
+/// `path-value`, limited to what a header value carries as is).
+fn check_cookie_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}` must start with `/`"));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|&c| c == ';' || !(' '..='~').contains(&c))
+    {
+        return Err(format!(
+            "`{path}` contains {c:?}; a cookie path is printable ASCII without `;`"
+        ));
     }
     Ok(())
 }

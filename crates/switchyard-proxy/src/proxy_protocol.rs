@@ -2,8 +2,9 @@
 //! Switchyard sends to backends, reading the header a load balancer in front of Switchyard sends,
 //! and a Pingora L4 connector that writes the header on every new HTTP upstream connection.
 //!
-//! Parsing uses the `ppp` crate; this module only frames the bytes so that **exactly** the header
-//! is consumed from the stream (never a byte of the payload after it), with a size limit.
+//! Parsing uses the `ppp` crate, except for v1 `UNKNOWN` headers (see [`parse_v1`]); this module
+//! frames the bytes so that **exactly** the header is consumed from the stream (never a byte of
+//! the payload after it), with a size limit.
 //!
 //! ```
 //! use switchyard_proxy::proxy_protocol::{encode, HEADER_V2_SIGNATURE};
@@ -231,8 +232,25 @@ pub async fn read_header_untimed<R: AsyncRead + Unpin + ?Sized>(
     }
 }
 
+/// The start of a version 1 header whose protocol is `UNKNOWN`.
+const V1_UNKNOWN: &[u8] = b"PROXY UNKNOWN";
+
 /// Parses a complete version 1 header (`PROXY ... \r\n`).
+///
+/// `PROXY UNKNOWN` may be followed by anything up to the CRLF (the specification, §2.1: "the
+/// receiver must ignore anything presented before the CRLF is found"), such as the addresses a
+/// sender could not classify; the connection is then served on its own addresses.
+///
+/// ```
+/// use switchyard_proxy::proxy_protocol::parse_v1;
+/// assert_eq!(parse_v1(b"PROXY UNKNOWN\r\n").unwrap().addrs, None);
+/// assert_eq!(parse_v1(b"PROXY UNKNOWN 1 2 3 4 5 6\r\n").unwrap().addrs, None);
+/// assert!(parse_v1(b"PROXY UNKNOWNX\r\n").is_err());
+/// ```
 pub fn parse_v1(bytes: &[u8]) -> Result<Carried, HeaderError> {
+    if let Some(rest) = bytes.strip_prefix(V1_UNKNOWN) {
+        return parse_v1_unknown(bytes.len(), rest);
+    }
     let header =
         ppp::v1::Header::try_from(bytes).map_err(|e| HeaderError::Malformed(format!("v1: {e}")))?;
     if header.header.len() != bytes.len() {
@@ -250,6 +268,28 @@ pub fn parse_v1(bytes: &[u8]) -> Result<Carried, HeaderError> {
         ppp::v1::Addresses::Unknown => None,
     };
     Ok(Carried { version: 1, addrs })
+}
+
+/// The part of an `UNKNOWN` header after `PROXY UNKNOWN` (`rest`, in a header of `len` bytes):
+/// CRLF alone, or a space, anything without a CRLF, and the CRLF that ends the header.
+fn parse_v1_unknown(len: usize, rest: &[u8]) -> Result<Carried, HeaderError> {
+    if len > V1_MAX_LEN {
+        return Err(HeaderError::TooLarge);
+    }
+    let ignored = match rest.strip_suffix(b"\r\n") {
+        Some(b"") => b"".as_slice(),
+        Some(r) => r
+            .strip_prefix(b" ")
+            .ok_or_else(|| HeaderError::Malformed("v1: UNKNOWN not followed by a space".into()))?,
+        None => return Err(HeaderError::Malformed("v1: no CRLF at the end".into())),
+    };
+    if ignored.windows(2).any(|w| w == b"\r\n") {
+        return Err(HeaderError::Malformed("v1: trailing bytes".into()));
+    }
+    Ok(Carried {
+        version: 1,
+        addrs: None,
+    })
 }
 
 /// Parses a complete version 2 header (16 bytes plus its advertised length).
@@ -466,6 +506,67 @@ mod tests {
             res.unwrap().addrs,
             Some((sa("[2001:db8::9]:4000"), sa("[::1]:80")))
         );
+    }
+
+    #[tokio::test]
+    async fn reads_v1_unknown_with_anything_up_to_the_crlf() {
+        let longest = "PROXY UNKNOWN ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff \
+                       ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+        assert_eq!(longest.len(), V1_MAX_LEN);
+        let cases: [&[u8]; 5] = [
+            b"PROXY UNKNOWN 1 2 3 4 5 6\r\n",
+            b"PROXY UNKNOWN TCP4 203.0.113.9 127.0.0.1 4000 80\r\n",
+            b"PROXY UNKNOWN \r\n",
+            b"PROXY UNKNOWN lone \r or \n inside\r\n",
+            longest.as_bytes(),
+        ];
+        for header in cases {
+            let mut bytes = header.to_vec();
+            bytes.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            let (res, rest) = read_from(&bytes).await;
+            let c = res.unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(header)));
+            assert_eq!(
+                c,
+                Carried {
+                    version: 1,
+                    addrs: None
+                }
+            );
+            assert_eq!(
+                rest,
+                b"GET / HTTP/1.1\r\n",
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+            assert_eq!(parse_v1(header).unwrap(), c);
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_v1_unknown_variants_the_spec_does_not_allow() {
+        // One byte over the limit.
+        let mut too_long = b"PROXY UNKNOWN ".to_vec();
+        too_long.extend(std::iter::repeat_n(b'x', V1_MAX_LEN - too_long.len() - 1));
+        too_long.extend_from_slice(b"\r\n");
+        assert_eq!(too_long.len(), V1_MAX_LEN + 1);
+        assert!(matches!(
+            read_from(&too_long).await.0,
+            Err(HeaderError::TooLarge)
+        ));
+        assert!(matches!(parse_v1(&too_long), Err(HeaderError::TooLarge)));
+        for bad in [
+            b"PROXY UNKNOWNX\r\n".as_slice(),
+            b"PROXY UNKNOWN\tx\r\n",
+            b"PROXY UNKNOWN 1 2",
+            b"PROXY UNKNOWN 1\r\n2\r\n",
+            b"PROXY UNKNOWN",
+        ] {
+            assert!(
+                parse_v1(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
-use switchyard_balance::{InFlight, Outcome, ServerId, Tried};
+use switchyard_balance::{HashRing, InFlight, Outcome, ServerId, Tried};
 use switchyard_config::{HashOn, RouteConfig};
 use switchyard_health::PassiveEvent;
 use switchyard_metrics::prometheus::IntCounter;
@@ -348,28 +348,40 @@ impl HttpGateway {
         Ok(false)
     }
 
-    fn hash_key(&self, session: &Session, ctx: &RequestCtx, hash_on: &HashOn) -> Option<u64> {
+    /// The hashed request key, or `None` when the request has no key: the header, cookie or
+    /// query parameter is absent **or empty**, or the host is empty. The selector then uses its
+    /// fallback pick (smooth weighted round robin), as NGINX falls back to round robin for an
+    /// empty `hash` key; hashing the empty string would send every such request to one server.
+    ///
+    /// The key's bytes are hashed by the upstream's ring (`ring`): the Ketama ring reads the
+    /// CRC-32 of the same bytes NGINX hashes for `$remote_addr` (the address as text), `$uri`,
+    /// `$host`, `$http_NAME`, `$cookie_NAME` and `$arg_NAME`.
+    fn hash_key(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        hash_on: &HashOn,
+        ring: HashRing,
+    ) -> Option<u64> {
         let req = session.req_header();
+        let non_empty = |v: &[u8]| (!v.is_empty()).then(|| ring.hash(v));
         match hash_on {
-            HashOn::SourceIp => ctx.client_ip.map(|ip| match ip {
-                IpAddr::V4(v4) => hash_bytes(&v4.octets()),
-                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => hash_bytes(&v4.octets()),
-                    None => hash_bytes(&v6.octets()),
-                },
-            }),
-            HashOn::Uri => Some(hash_bytes(req.uri.path().as_bytes())),
-            HashOn::Host => Some(hash_lowercase(strip_port(request_host(req)))),
+            HashOn::SourceIp => ctx.client_ip.map(|ip| crate::tcp::ip_key(ip, ring)),
+            HashOn::Uri => non_empty(req.uri.path().as_bytes()),
+            HashOn::Host => {
+                let host = strip_port(request_host(req));
+                (!host.is_empty()).then(|| hash_lowercase(host, ring))
+            }
             HashOn::Header(name) => req
                 .headers
                 .get(name.as_str())
-                .map(|v| hash_bytes(v.as_bytes())),
-            HashOn::Cookie(name) => cookie_value(req, name).map(|v| hash_bytes(v.as_bytes())),
+                .and_then(|v| non_empty(v.as_bytes())),
+            HashOn::Cookie(name) => cookie_value(req, name).and_then(|v| non_empty(v.as_bytes())),
             HashOn::Query(name) => req
                 .uri
                 .query()
                 .and_then(|q| query_value(q, name))
-                .map(|v| hash_bytes(v.as_bytes())),
+                .and_then(|v| non_empty(v.as_bytes())),
         }
     }
 }
@@ -379,17 +391,17 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     switchyard_balance::hash_key(bytes)
 }
 
-/// [`hash_bytes`] of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
+/// `ring`'s hash of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
 /// (host names are at most 253 bytes).
-fn hash_lowercase(s: &str) -> u64 {
+fn hash_lowercase(s: &str, ring: HashRing) -> u64 {
     let mut buf = [0u8; 256];
     match buf.get_mut(..s.len()) {
         Some(lower) => {
             lower.copy_from_slice(s.as_bytes());
             lower.make_ascii_lowercase();
-            hash_bytes(lower)
+            ring.hash(lower)
         }
-        None => hash_bytes(s.to_ascii_lowercase().as_bytes()),
+        None => ring.hash(s.to_ascii_lowercase().as_bytes()),
     }
 }
 
@@ -564,7 +576,7 @@ impl ProxyHttp for HttpGateway {
                 cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
         }
         if let Some(hash_on) = upstream.hash_on() {
-            ctx.key = self.hash_key(session, ctx, hash_on);
+            ctx.key = self.hash_key(session, ctx, hash_on, upstream.pool.options().hash_ring);
         }
         // `[limits] retry_buffer_bytes`: 0 never buffers (Pingora's buffer is a fixed 64 KiB).
         if rt.config.limits.retry_buffer_bytes > 0 {
@@ -769,9 +781,9 @@ impl ProxyHttp for HttpGateway {
         };
         if let Some(sticky) = &a.upstream.sticky {
             if ctx.sticky_target.as_ref() != Some(&a.id) {
-                let secure = rt.listeners[ctx.listener].scheme() == "https";
+                let https = rt.listeners[ctx.listener].scheme() == "https";
                 upstream_response
-                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, secure))?;
+                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, https))?;
             }
         }
         Ok(())
@@ -813,7 +825,14 @@ impl ProxyHttp for HttpGateway {
             e.set_retry(false);
             return e;
         }
-        let idempotent = session.req_header().method.is_idempotent();
+        // `retry_non_idempotent` (NGINX `proxy_next_upstream non_idempotent`): POST and PATCH
+        // are retried after sending like idempotent methods.
+        let retryable_method = session.req_header().method.is_idempotent()
+            || ctx
+                .rt
+                .as_ref()
+                .zip(ctx.route)
+                .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
         // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
         let truncated = session.as_ref().retry_buffer_truncated()
             || ctx.rt.as_ref().is_some_and(|rt| {
@@ -821,13 +840,14 @@ impl ProxyHttp for HttpGateway {
             });
         // A pooled keep-alive connection the server had closed (NGINX retries these too, and
         // so do browsers): once per request, the same server again on a fresh connection,
-        // whatever `retries` says — for idempotent requests, and for any request whose head
-        // was never written. Not the server's fault: no failure is counted against it.
+        // whatever `retries` says — for idempotent requests (and others with
+        // `retry_non_idempotent`), and for any request whose head was never written. Not the
+        // server's fault: no failure is counted against it.
         if client_reused
             && matches!(ctx.reconnect, Reconnect::Unused)
             && !truncated
             && stale_connection(&e)
-            && (idempotent || request_not_written(&e))
+            && (retryable_method || request_not_written(&e))
         {
             if let Some(a) = ctx.attempt.take() {
                 log::info!(
@@ -848,7 +868,7 @@ impl ProxyHttp for HttpGateway {
         }
         let kind = failure_kind(&e);
         self.fail_attempt(ctx, kind);
-        if idempotent && !truncated && self.may_retry(ctx, true) {
+        if retryable_method && !truncated && self.may_retry(ctx, true) {
             ctx.retries += 1;
             ctx.retries_after_send += 1;
             e.set_retry(true);
@@ -1019,11 +1039,18 @@ mod tests {
     #[test]
     fn host_hash_is_that_of_the_lowercased_name() {
         let long = "A".repeat(300);
-        for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
-            assert_eq!(
-                hash_lowercase(host),
-                hash_bytes(host.to_ascii_lowercase().as_bytes())
-            );
+        for ring in [HashRing::Maglev, HashRing::Ketama] {
+            for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
+                assert_eq!(
+                    hash_lowercase(host, ring),
+                    ring.hash(host.to_ascii_lowercase().as_bytes())
+                );
+            }
         }
+        assert_eq!(
+            hash_lowercase("A", HashRing::Maglev),
+            hash_bytes(b"a"),
+            "Maglev keys are unchanged"
+        );
     }
 }

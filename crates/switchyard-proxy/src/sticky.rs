@@ -7,20 +7,30 @@
 //! (`SHA-256("switchyard-sticky:" + upstream)`): instances with the same configuration still agree,
 //! but anyone who can guess server identities could compute their tokens, so the gateway logs a
 //! warning at start-up. Set the variable in production.
+//!
+//! The cookie's attributes come from the configuration (`path`, `domain`, `secure`, `http_only`,
+//! `same_site`); `Secure` is also sent on `https` listeners and with `SameSite=None` (which
+//! browsers refuse without it); a `ttl_s` sends `Max-Age` and, for clients that only know
+//! `Expires` (old browsers and many HTTP libraries), `Expires` as an IMF-fixdate (RFC 9110 §5.6.7).
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use switchyard_balance::ServerId;
-use switchyard_config::StickyConfig;
+use switchyard_config::{SameSite, StickyConfig};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length of a token in hex digits.
 pub const TOKEN_LEN: usize = 16;
+
+/// The last second an HTTP date can name (9999-12-31T23:59:59Z): `Expires` never goes later.
+const LAST_HTTP_DATE_S: u64 = 253_402_300_799;
 
 /// The sticky-session state of one upstream: its key and the token of every server (replaced
 /// when the servers change at run time, e.g. a DNS answer).
@@ -30,6 +40,9 @@ pub struct Sticky {
     pub cfg: StickyConfig,
     key: Vec<u8>,
     by_token: ArcSwap<HashMap<String, ServerId>>,
+    /// The attributes that are the same in every `Set-Cookie`: `; Path=…; Domain=…; HttpOnly;
+    /// SameSite=…`.
+    attributes: String,
 }
 
 impl Sticky {
@@ -63,6 +76,7 @@ impl Sticky {
             }
         };
         let s = Sticky {
+            attributes: fixed_attributes(&cfg),
             cfg,
             key,
             by_token: ArcSwap::from_pointee(HashMap::new()),
@@ -104,7 +118,8 @@ impl Sticky {
         self.by_token.load().get(value).cloned()
     }
 
-    /// The `Set-Cookie` value that pins the client to `id`.
+    /// The `Set-Cookie` value that pins the client to `id`, for a response sent now on an
+    /// `https` listener or not (see [`Sticky::set_cookie_at`]).
     ///
     /// ```
     /// # use switchyard_balance::ServerId;
@@ -114,22 +129,77 @@ impl Sticky {
     /// let s = Sticky::new("api", cfg, [id.clone()]);
     /// let c = s.set_cookie(&id, true);
     /// assert!(c.starts_with("SWITCHYARD_STICKY="));
-    /// assert!(c.contains("; Max-Age=60") && c.contains("; HttpOnly") && c.contains("; SameSite=Lax") && c.contains("; Secure"));
+    /// assert!(c.contains("; Max-Age=60; Expires=") && c.contains("; HttpOnly") && c.contains("; SameSite=Lax") && c.ends_with("; Secure"));
     /// ```
-    pub fn set_cookie(&self, id: &ServerId, secure: bool) -> String {
-        let mut c = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax",
-            self.cfg.cookie,
-            self.token(id)
-        );
+    pub fn set_cookie(&self, id: &ServerId, https_listener: bool) -> String {
+        self.set_cookie_at(id, https_listener, SystemTime::now())
+    }
+
+    /// The `Set-Cookie` value that pins the client to `id`, for a response sent at `now`:
+    /// `NAME=TOKEN; Path=…[; Domain=…][; HttpOnly][; SameSite=…][; Max-Age=…; Expires=…][; Secure]`.
+    /// `Secure` is sent when `secure = true`, on `https` listeners and with `SameSite=None`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, UNIX_EPOCH};
+    /// # use switchyard_balance::ServerId;
+    /// # use switchyard_proxy::sticky::Sticky;
+    /// let cfg: switchyard_config::StickyConfig = toml::from_str(
+    ///     "cookie = \"route\"\nttl_s = 3600\npath = \"/shop\"\ndomain = \"example.com\"\n\
+    ///      http_only = false\nsame_site = \"none\"",
+    /// ).unwrap();
+    /// let id = ServerId::new("blue", "10.0.0.1:80");
+    /// let s = Sticky::new("api", cfg, [id.clone()]);
+    /// let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+    /// assert_eq!(
+    ///     s.set_cookie_at(&id, false, now),
+    ///     format!(
+    ///         "route={}; Path=/shop; Domain=example.com; SameSite=None; Max-Age=3600; \
+    ///          Expires=Sun, 06 Nov 1994 09:49:37 GMT; Secure",
+    ///         s.token(&id)
+    ///     )
+    /// );
+    /// ```
+    pub fn set_cookie_at(&self, id: &ServerId, https_listener: bool, now: SystemTime) -> String {
+        let mut c = String::with_capacity(self.cfg.cookie.len() + TOKEN_LEN + 96);
+        c.push_str(&self.cfg.cookie);
+        c.push('=');
+        c.push_str(&self.token(id));
+        c.push_str(&self.attributes);
         if self.cfg.ttl_s > 0 {
-            c.push_str(&format!("; Max-Age={}", self.cfg.ttl_s));
+            let expires = expires_at(now, self.cfg.ttl_s);
+            let _ = write!(
+                c,
+                "; Max-Age={}; Expires={}",
+                self.cfg.ttl_s,
+                httpdate::fmt_http_date(expires)
+            );
         }
-        if secure {
+        if self.cfg.secure || https_listener || self.cfg.same_site == SameSite::None {
             c.push_str("; Secure");
         }
         c
     }
+}
+
+/// `; Path=…[; Domain=…][; HttpOnly][; SameSite=…]` for `cfg`.
+fn fixed_attributes(cfg: &StickyConfig) -> String {
+    let mut a = format!("; Path={}", cfg.path);
+    if !cfg.domain.is_empty() {
+        let _ = write!(a, "; Domain={}", cfg.domain);
+    }
+    if cfg.http_only {
+        a.push_str("; HttpOnly");
+    }
+    if let Some(v) = cfg.same_site.attribute() {
+        let _ = write!(a, "; SameSite={v}");
+    }
+    a
+}
+
+/// `now + ttl_s`, whole seconds, at most the last second an HTTP date can name.
+fn expires_at(now: SystemTime, ttl_s: u64) -> SystemTime {
+    let now_s = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(now_s.saturating_add(ttl_s).min(LAST_HTTP_DATE_S))
 }
 
 /// The token of identity `id` under `key` (16 lowercase hex digits).
@@ -142,4 +212,31 @@ pub fn token_for(key: &[u8], id: &str) -> String {
     mac.update(id.as_bytes());
     let tag = mac.finalize().into_bytes();
     hex::encode(&tag[..TOKEN_LEN / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_is_clamped_to_the_last_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            httpdate::fmt_http_date(expires_at(now, u64::MAX)),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(
+            expires_at(UNIX_EPOCH, 1),
+            UNIX_EPOCH + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn the_defaults_keep_the_historical_cookie() {
+        let cfg: StickyConfig = match toml::from_str("") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(fixed_attributes(&cfg), "; Path=/; HttpOnly; SameSite=Lax");
+    }
 }

@@ -30,7 +30,7 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
-use switchyard_balance::{Outcome, Tried};
+use switchyard_balance::{HashRing, Outcome, Tried};
 use switchyard_config::ProxyProtocol;
 use switchyard_health::PassiveEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -182,7 +182,7 @@ impl TcpProxy {
             return TcpOutcome::NoServer;
         };
         let key = match (upstream.hash_on(), peer) {
-            (Some(_), Some(p)) => Some(ip_key(p.ip())),
+            (Some(_), Some(p)) => Some(ip_key(p.ip(), upstream.pool.options().hash_ring)),
             _ => None,
         };
 
@@ -313,15 +313,35 @@ fn unknown_header(version: ProxyProtocol) -> Vec<u8> {
     }
 }
 
-/// The hash key of a client address (IPv4-mapped IPv6 hashes as IPv4), as the HTTP service
-/// computes it for `source_ip_hash`.
-pub fn ip_key(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => hash_bytes(&v4.octets()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => hash_bytes(&v4.octets()),
-            None => hash_bytes(&v6.octets()),
-        },
+/// The hash key of a client address for an upstream whose ring is `ring` (IPv4-mapped IPv6
+/// hashes as IPv4), as the HTTP service computes it for `source_ip_hash`: the address's bytes for
+/// Maglev; for Ketama the CRC-32 of the address as text, what NGINX hashes for
+/// `hash $remote_addr consistent` (formatted on the stack, no allocation).
+///
+/// ```
+/// use switchyard_balance::HashRing;
+/// use switchyard_proxy::tcp::ip_key;
+/// let ip = "203.0.113.9".parse().unwrap();
+/// assert_eq!(ip_key(ip, HashRing::Ketama), HashRing::Ketama.hash(b"203.0.113.9"));
+/// assert_eq!(ip_key(ip, HashRing::Maglev), HashRing::Maglev.hash(&[203, 0, 113, 9]));
+/// ```
+pub fn ip_key(ip: IpAddr, ring: HashRing) -> u64 {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (ring, ip) {
+        (HashRing::Maglev, IpAddr::V4(v4)) => hash_bytes(&v4.octets()),
+        (HashRing::Maglev, IpAddr::V6(v6)) => hash_bytes(&v6.octets()),
+        (HashRing::Ketama, ip) => {
+            use std::io::Write as _;
+            // The longest IPv6 text is 45 bytes.
+            let mut buf = [0u8; 64];
+            let mut rest: &mut [u8] = &mut buf;
+            let _ = write!(rest, "{ip}");
+            let len = 64 - rest.len();
+            ring.hash(buf.get(..len).unwrap_or_default())
+        }
     }
 }
 
@@ -485,6 +505,27 @@ mod tests {
     fn ip_key_maps_v4_in_v6() {
         let v4: IpAddr = "10.1.2.3".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(ip_key(v4), ip_key(mapped));
+        for ring in [HashRing::Maglev, HashRing::Ketama] {
+            assert_eq!(ip_key(v4, ring), ip_key(mapped, ring));
+        }
+    }
+
+    #[test]
+    fn ketama_ip_keys_hash_the_address_text() {
+        for text in [
+            "10.1.2.3",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(
+                ip_key(ip, HashRing::Ketama),
+                HashRing::Ketama.hash(text.as_bytes())
+            );
+        }
+        // Maglev keys are what they always were.
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let IpAddr::V6(v6) = ip else { unreachable!() };
+        assert_eq!(ip_key(ip, HashRing::Maglev), hash_bytes(&v6.octets()));
     }
 }

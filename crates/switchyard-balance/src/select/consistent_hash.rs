@@ -1,5 +1,6 @@
 //! Consistent hashing (`consistent_hash`, `source_ip_hash`, `uri_hash`): a weighted **Maglev**
-//! table.
+//! table, the default ring ([`super::HashRing::Maglev`]). A fleet moving from NGINX that must keep
+//! its key → server mapping uses [`super::Ketama`] instead (`hash_ring = "ketama"`).
 //!
 //! Why Maglev rather than a Ketama ring: a pick is one multiply and one table read, O(1) at any
 //! pool size, where a ring of `160 × n` points needs a binary search (21 dependent cache misses

@@ -10,6 +10,7 @@
 //! | [`Algorithm::LeastConn`] | [`least_conn`] | full scan up to [`least_conn::SCAN_LIMIT`] candidates, P2C above | none |
 //! | [`Algorithm::Ewma`] | [`ewma`] | power of two choices, at most one `exp`, no clock read | a per-thread RNG |
 //! | [`Algorithm::ConsistentHash`] | [`consistent_hash`] | one table lookup (Maglev, 2-byte slots up to 65,536 servers) | none |
+//! | [`Algorithm::ConsistentHash`] with [`HashRing::Ketama`] | [`ketama`] | one binary search over `160 × Σw` points (NGINX's ring) | none |
 //! | [`Algorithm::Random`] | [`random`] | one alias-table draw | a per-thread RNG |
 //!
 //! The load-aware algorithms are split the way tower splits `Load` from its balancers: a
@@ -30,6 +31,7 @@ use crate::tried::Tried;
 pub(crate) mod alias;
 pub mod consistent_hash;
 pub mod ewma;
+pub mod ketama;
 pub mod least_conn;
 pub mod load;
 pub mod random;
@@ -38,6 +40,7 @@ pub mod wrr;
 
 pub use consistent_hash::Maglev;
 pub use ewma::Ewma;
+pub use ketama::Ketama;
 pub use least_conn::LeastConn;
 pub use load::{InFlightPerWeight, LeastLoaded, Load, P2c, PeakEwma, Ratio};
 pub use random::WeightedRandom;
@@ -121,13 +124,68 @@ impl FromStr for Algorithm {
     }
 }
 
+/// The ring a consistent-hashing pool places keys on, and the hash of the request key it reads.
+///
+/// ```
+/// use switchyard_balance::{hash_key, HashRing};
+/// assert_eq!(HashRing::default(), HashRing::Maglev);
+/// assert_eq!(HashRing::Maglev.hash(b"user-42"), hash_key(b"user-42"));
+/// // Ketama reads what NGINX hashes: the CRC-32 of the key's bytes.
+/// assert_eq!(HashRing::Ketama.hash(b"123456789"), 0xCBF4_3926);
+/// assert_eq!("ketama".parse::<HashRing>(), Ok(HashRing::Ketama));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum HashRing {
+    /// A weighted Maglev table ([`Maglev`]) on the XXH3 hash of the key ([`crate::hash_key`]).
+    #[default]
+    Maglev,
+    /// NGINX's Ketama ring ([`Ketama`]) on the CRC-32 of the key, exactly as NGINX's
+    /// `hash $key consistent`.
+    Ketama,
+}
+
+impl HashRing {
+    /// The configuration name (`maglev`, `ketama`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashRing::Maglev => "maglev",
+            HashRing::Ketama => "ketama",
+        }
+    }
+
+    /// Hashes a request key for [`PickContext::key`] the way this ring reads it: XXH3-64 for
+    /// Maglev, CRC-32 (IEEE, as NGINX's `ngx_crc32_long`) for Ketama.
+    #[inline]
+    pub fn hash(self, key: &[u8]) -> u64 {
+        match self {
+            HashRing::Maglev => crate::hash_key(key),
+            HashRing::Ketama => u64::from(crc32fast::hash(key)),
+        }
+    }
+}
+
+impl FromStr for HashRing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "maglev" => Ok(HashRing::Maglev),
+            "ketama" => Ok(HashRing::Ketama),
+            other => Err(format!(
+                "unknown hash ring `{other}` (expected maglev or ketama)"
+            )),
+        }
+    }
+}
+
 /// What a selector sees for one pick.
 #[derive(Debug)]
 pub struct PickContext<'a> {
     /// Every server of the snapshot; selectors return an index into it.
     pub servers: &'a [Server],
     /// A hash of the request key, for hashing selectors; `None` when the key is missing.
-    /// Use [`crate::hash_key`] so that every gateway of a fleet agrees.
+    /// Computed by the pool's ring ([`crate::Pool::hash_key`], [`HashRing::hash`]): XXH3-64
+    /// ([`crate::hash_key`]) for Maglev, CRC-32 for Ketama — specified hashes, so every gateway
+    /// of a fleet agrees.
     pub key: Option<u64>,
     /// Servers this request already tried: never pick them again.
     pub tried: &'a Tried,
@@ -220,12 +278,23 @@ pub trait Selector: Send + Sync + Debug {
 /// assert!(!sel.needs_clock());
 /// ```
 pub fn build(algorithm: Algorithm, servers: &[Server], candidates: &[usize]) -> Box<dyn Selector> {
-    match algorithm {
-        Algorithm::Wrr => Box::new(SmoothWrr::new(servers, candidates)),
-        Algorithm::LeastConn => Box::new(LeastConn::new(servers, candidates)),
-        Algorithm::Ewma => Box::new(Ewma::new(servers, candidates)),
-        Algorithm::ConsistentHash => Box::new(Maglev::new(servers, candidates)),
-        Algorithm::Random => Box::new(WeightedRandom::new(servers, candidates)),
+    build_with_ring(algorithm, HashRing::Maglev, servers, candidates)
+}
+
+/// [`build`] with the ring `ring` for [`Algorithm::ConsistentHash`] (ignored by the others).
+pub fn build_with_ring(
+    algorithm: Algorithm,
+    ring: HashRing,
+    servers: &[Server],
+    candidates: &[usize],
+) -> Box<dyn Selector> {
+    match (algorithm, ring) {
+        (Algorithm::Wrr, _) => Box::new(SmoothWrr::new(servers, candidates)),
+        (Algorithm::LeastConn, _) => Box::new(LeastConn::new(servers, candidates)),
+        (Algorithm::Ewma, _) => Box::new(Ewma::new(servers, candidates)),
+        (Algorithm::ConsistentHash, HashRing::Maglev) => Box::new(Maglev::new(servers, candidates)),
+        (Algorithm::ConsistentHash, HashRing::Ketama) => Box::new(Ketama::new(servers, candidates)),
+        (Algorithm::Random, _) => Box::new(WeightedRandom::new(servers, candidates)),
     }
 }
 

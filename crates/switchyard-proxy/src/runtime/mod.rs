@@ -17,7 +17,9 @@ mod upstream;
 pub use crate::error::BuildError;
 pub use listener::{admits, ListenerRuntime};
 pub use route::RouteRuntime;
-pub use upstream::{balance_algorithm, server_specs, ServerMetricsTable, UpstreamRuntime};
+pub use upstream::{
+    balance_algorithm, balance_hash_ring, server_specs, ServerMetricsTable, UpstreamRuntime,
+};
 
 use std::sync::Arc;
 

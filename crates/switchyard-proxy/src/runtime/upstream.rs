@@ -6,9 +6,10 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use switchyard_balance::{
-    Algorithm as BalanceAlgorithm, AllDownPolicy, Pool, PoolOptions, ServerId, ServerSpec,
+    Algorithm as BalanceAlgorithm, AllDownPolicy, HashRing as BalanceHashRing, Pool, PoolOptions,
+    ServerId, ServerSpec,
 };
-use switchyard_config::{Algorithm, Config, HashOn, Scheme, UpstreamConfig, WhenAllDown};
+use switchyard_config::{Algorithm, Config, HashOn, HashRing, Scheme, UpstreamConfig, WhenAllDown};
 use switchyard_health::UpstreamHealth;
 use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, ServerMetrics};
@@ -111,9 +112,11 @@ fn hash_on(up: &UpstreamConfig) -> Option<HashOn> {
 }
 
 /// True if a reload can keep the upstream's pool and health checkers and only change its
-/// servers: same algorithm, all-down policy, health settings, TLS settings, port and PROXY header.
+/// servers: same algorithm and ring, all-down policy, health settings, TLS settings, port and
+/// PROXY header.
 fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
     a.algorithm == b.algorithm
+        && a.effective_hash_ring() == b.effective_hash_ring()
         && a.when_all_down == b.when_all_down
         && a.health == b.health
         && a.tls == b.tls
@@ -216,6 +219,14 @@ pub fn balance_algorithm(a: Algorithm) -> BalanceAlgorithm {
             BalanceAlgorithm::ConsistentHash
         }
         Algorithm::Random => BalanceAlgorithm::Random,
+    }
+}
+
+/// Converts the configured ring to the balance crate's.
+pub fn balance_hash_ring(r: HashRing) -> BalanceHashRing {
+    match r {
+        HashRing::Maglev => BalanceHashRing::Maglev,
+        HashRing::Ketama => BalanceHashRing::Ketama,
     }
 }
 
@@ -322,6 +333,7 @@ pub(super) fn build(
                 store.retain(&ids);
                 let checks = crate::health_spec::health_spec(up, &cfg.listeners, tls.as_ref());
                 let opts = PoolOptions::new(balance_algorithm(up.algorithm))
+                    .hash_ring(balance_hash_ring(up.effective_hash_ring()))
                     .when_all_down(match up.when_all_down {
                         WhenAllDown::Reject => AllDownPolicy::Reject,
                         WhenAllDown::All => AllDownPolicy::All,
