@@ -17,6 +17,7 @@ pub mod headers;
 pub mod health_observer;
 pub mod listener_tls;
 pub mod metrics_endpoint;
+pub mod normalize;
 pub mod proxy_accept;
 pub mod proxy_protocol;
 pub mod reload;
