@@ -15,6 +15,7 @@ pub mod extension;
 pub mod gateway;
 pub mod headers;
 pub mod health_observer;
+pub mod host;
 pub mod listener_tls;
 pub mod metrics_endpoint;
 pub mod normalize;
