@@ -1,6 +1,6 @@
 //! Request hygiene, black-box: path normalisation before routing (dot segments, percent-encoded
 //! dots and slashes, `//`), the Host header (missing, invalid, HTTP/1.0, trailing dot), `TRACE`,
-//! and duplicate `Content-Length`.
+//! duplicate `Content-Length`, and slow request bodies (`[limits] body_timeout_ms`).
 //!
 //! Requests are written byte-exact on raw sockets (HTTP clients normalise paths themselves) and
 //! the origin is a [`RawOrigin`], which records every byte it receives: each case asserts what
@@ -9,7 +9,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -405,4 +405,87 @@ async fn identical_duplicate_content_length_goes_upstream_once() {
             Some("/napi/next".to_string())
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_answered_408_and_the_upstream_request_aborted() {
+    let u = RawOrigin::start("u");
+    let p = RawOrigin::start("p");
+    let gw = Gateway::start(&config("hyg-body", &u, &p, "body_timeout_ms = 600"));
+    // Two of ten bytes, then nothing.
+    let mut c = RawClient::connect(gw.addr()).await;
+    let started = Instant::now();
+    assert!(
+        c.send(b"POST /napi/slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+            .await
+    );
+    let resp = c.response("POST", WAIT).await.expect("a response");
+    let after = started.elapsed();
+    assert_eq!(resp.status, 408, "{}", resp.head_text());
+    assert!(
+        after >= Duration::from_millis(500) && after < Duration::from_secs(3),
+        "408 after {after:?}, want ~600 ms"
+    );
+    assert!(
+        c.closed_within(Duration::from_secs(2)).await,
+        "connection left open after 408"
+    );
+    // The origin got the head and the two bytes, then the upstream connection ended.
+    let ok = eventually(Duration::from_secs(3), || {
+        u.requests().first().is_some_and(|r| !r.complete)
+    })
+    .await;
+    assert!(
+        ok,
+        "the upstream request was not aborted: {:?}",
+        u.requests()
+    );
+    let r = &u.requests()[0];
+    assert_eq!(&r.body[..], b"ab");
+    assert_eq!(r.target(), "/napi/slow");
+
+    // One byte every 200 ms: each read comes within the limit, so the body is served.
+    u.clear();
+    let mut c = RawClient::connect(gw.addr()).await;
+    assert!(
+        c.send(b"POST /napi/trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n")
+            .await
+    );
+    for b in b"abcdef" {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(c.send(&[*b]).await);
+    }
+    let resp = c.response("POST", WAIT).await.expect("a response");
+    assert_eq!(resp.status, 200, "{}", resp.head_text());
+    assert_eq!(&u.requests()[0].body[..], b"abcdef");
+
+    // The origin answers before the body is complete: the response is forwarded, then the
+    // stalled connection is closed (no 408 after a response).
+    u.clear();
+    u.set_reply(|_| RawReply::ok("early").before_body());
+    let mut c = RawClient::connect(gw.addr()).await;
+    assert!(
+        c.send(b"POST /napi/early HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+            .await
+    );
+    let resp = c.response("POST", WAIT).await.expect("the early response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body_text(), "early");
+    assert!(
+        c.closed_within(Duration::from_secs(3)).await,
+        "the stalled connection stayed open"
+    );
+    assert!(
+        c.pending().is_empty(),
+        "more after the response: {:?}",
+        String::from_utf8_lossy(c.pending())
+    );
+
+    let metrics = gw.metrics().await;
+    let timeouts = metric_sum(
+        &metrics,
+        "switchyard_rejected_requests_total",
+        &[("listener", "web"), ("reason", "body_timeout")],
+    );
+    assert!(timeouts >= 2.0, "body_timeout rejections: {timeouts}");
 }

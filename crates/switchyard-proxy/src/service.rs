@@ -162,10 +162,12 @@ enum Reject {
     BadHost,
     /// `TRACE` to a route that does not list it (`405`).
     Method,
+    /// The request body stalled for `body_timeout_ms` (`408` or closed).
+    BodyTimeout,
 }
 
 /// The number of [`Reject`] reasons.
-const REJECT_REASONS: usize = 7;
+const REJECT_REASONS: usize = 8;
 
 impl Reject {
     fn label(self) -> &'static str {
@@ -177,6 +179,7 @@ impl Reject {
             Reject::BadPath => "bad_path",
             Reject::BadHost => "bad_host",
             Reject::Method => "method",
+            Reject::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -546,7 +549,11 @@ impl ProxyHttp for HttpGateway {
                 return Ok(true);
             }
         }
+        // `[limits] body_timeout_ms`: the longest wait between two reads of the request body
+        // (HTTP/1; Pingora's HTTP/2 session has no read timeout). An upgrade gets the route's
+        // `tunnel_timeout_ms` instead, in `upstream_peer`.
         let limits = &rt.config.limits;
+        session.set_read_timeout(Some(ms(limits.body_timeout_ms)));
         if let Err(reason) = sanitize(session.req_header_mut(), limits.encoded_slashes) {
             self.reject(reason);
             // The connection is not trusted with another request (as NGINX and HAProxy do
@@ -912,7 +919,13 @@ impl ProxyHttp for HttpGateway {
                 },
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    ErrorType::ReadTimedout => 408,
+                    // The request body stalled past `body_timeout_ms` (the head was read
+                    // before this request began): 408, or a closed connection if the response
+                    // has started. The upstream request is dropped with the attempt.
+                    ErrorType::ReadTimedout => {
+                        self.reject(Reject::BodyTimeout);
+                        408
+                    }
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => match ctx.last_failure {
