@@ -273,6 +273,42 @@ fn single_content_length(req: &mut RequestHeader) {
     }
 }
 
+/// Response framing a client must not see: `Content-Length` and `Transfer-Encoding` on a `204`
+/// (RFC 9110 §8.6, RFC 9112 §6.1), `Transfer-Encoding` on a `304`, and identical duplicate
+/// `Content-Length` values (collapsed into one field). The body itself is already withheld by
+/// Pingora, which reads none for `204`, `304` and `HEAD`.
+fn tidy_response_framing(resp: &mut ResponseHeader) {
+    match resp.status.as_u16() {
+        204 => {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            return;
+        }
+        304 => {
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+        }
+        _ => {}
+    }
+    let n = {
+        let mut values = resp.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        let Some(first) = values.next() else {
+            return;
+        };
+        if values.next().is_none() && !first.as_bytes().contains(&b',') {
+            return;
+        }
+        first
+            .as_bytes()
+            .split(|&b| b == b',')
+            .next()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    if let Some(n) = n {
+        let _ = resp.insert_header(http::header::CONTENT_LENGTH, n);
+    }
+}
+
 /// The HTTP gateway service of one listener.
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
@@ -802,6 +838,7 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
+        tidy_response_framing(upstream_response);
         if let Some(a) = ctx.attempt.as_mut() {
             a.header_ns = Some(a.upstream.pool.now_nanos());
         }
