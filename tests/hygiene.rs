@@ -116,6 +116,7 @@ async fn dot_segments_and_encodings_are_normalised_before_routing() {
         ("/napi/..%5cadmin", Refused(400)),
         ("/nu/..%2fadmin", Refused(400)),
         ("/nu/a%2Fb", Refused(400)),
+        ("/napi/a\\b", Refused(400)),
         // Above the root.
         ("/..", Refused(400)),
         ("/napi/../../etc/passwd", Refused(400)),
@@ -144,6 +145,19 @@ async fn dot_segments_and_encodings_are_normalised_before_routing() {
         ("/nu/x//..//8", Sent("/napi/8")),
     ];
     check_targets(gw.addr(), &u, &cases).await;
+    // A target that is not UTF-8 (httparse lets bytes >= 0x80 through) is not a URI.
+    let mut c = RawClient::connect(gw.addr()).await;
+    assert!(
+        c.send(b"GET /napi/\xff\xfe HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+    );
+    let resp = c.response("GET", WAIT).await.expect("a response");
+    assert_eq!(resp.status, 400, "{}", resp.head_text());
+    // UTF-8 is kept as sent.
+    u.clear();
+    let resp = one(gw.addr(), &get("/napi/caf\u{e9}/./x")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(u.requests()[0].target(), "/napi/caf\u{e9}/x");
     assert_eq!(p.request_count(), 0);
     let metrics = gw.metrics().await;
     let bad = metric_sum(
@@ -298,6 +312,15 @@ async fn host_is_required_valid_and_matched_without_a_trailing_dot() {
     )
     .await;
     assert_eq!(resp.status, 400, "a Host that differs from the target");
+    // Without a Host field, the target's authority is the host (RFC 9112 §3.2.2), for routing
+    // and upstream.
+    p.clear();
+    let resp = one(addr, "GET http://public.example/a/./b HTTP/1.1\r\n\r\n").await;
+    assert_eq!(resp.status, 200, "{}", resp.head_text());
+    let reqs = p.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].target(), "http://public.example/a/b");
+    assert_eq!(reqs[0].fields("host"), vec!["public.example".to_string()]);
 
     let metrics = gw.metrics().await;
     let bad = metric_sum(

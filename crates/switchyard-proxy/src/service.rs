@@ -782,9 +782,11 @@ impl ProxyHttp for HttpGateway {
             if let Some(h) = &route.host_header {
                 upstream_request.insert_header(http::header::HOST, h.clone())?;
             }
-            // HTTP/1.0 without Host (the only request that reaches here without one): the
-            // server's `host:port`, as NGINX's `proxy_set_header Host $proxy_host` would send.
-            if !upstream_request.headers.contains_key(http::header::HOST) {
+            // HTTP/1.0 without Host and with an origin-form target (the only request that
+            // reaches here with no authority at all): the server's `host:port`, as NGINX's
+            // default `proxy_set_header Host $proxy_host` sends. (An absolute-form target's
+            // authority becomes the Host in Pingora.)
+            if request_authority(upstream_request).is_none() {
                 if let Some(a) = &ctx.attempt {
                     upstream_request.insert_header(http::header::HOST, a.id.host_port())?;
                 }
@@ -1065,6 +1067,92 @@ impl ProxyHttp for HttpGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(head: &[(&str, &str)], target: &[u8], version: http::Version) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", target, None).unwrap();
+        req.set_version(version);
+        for (k, v) in head {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn sanitize_normalises_origin_absolute_and_h2_targets() {
+        let v11 = http::Version::HTTP_11;
+        let mut req = request(&[("Host", "a")], b"/x/../y/%7e?q=/../", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"/y/~?q=/../");
+        let mut req = request(&[], b"http://h.example/a/./b?x", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"http://h.example/a/b?x");
+        let mut req = request(&[], b"/a//b", http::Version::HTTP_2);
+        req.set_uri("https://h.example/a//b".parse().unwrap());
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.uri.to_string(), "https://h.example/a/b");
+        // Already normal: the target is left as it was.
+        let mut req = request(&[("Host", "a")], b"/a/b?c=%2e", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"/a/b?c=%2e");
+    }
+
+    #[test]
+    fn sanitize_refusals() {
+        let v11 = http::Version::HTTP_11;
+        let bad_path = |target: &[u8]| {
+            let mut req = request(&[("Host", "a")], target, v11);
+            matches!(
+                sanitize(&mut req, EncodedSlashes::Reject),
+                Err(Reject::BadPath)
+            )
+        };
+        assert!(bad_path(b"/.."));
+        assert!(bad_path(b"/a%2fb"));
+        assert!(bad_path(b"/%zz"));
+        assert!(bad_path(b"/\xff"));
+        let bad_host = |head: &[(&str, &str)], version| {
+            let mut req = request(head, b"/", version);
+            matches!(
+                sanitize(&mut req, EncodedSlashes::Reject),
+                Err(Reject::BadHost)
+            )
+        };
+        assert!(bad_host(&[], v11));
+        assert!(bad_host(&[("Host", "a b")], v11));
+        assert!(bad_host(&[("Host", "a b")], http::Version::HTTP_10));
+        assert!(!bad_host(&[], http::Version::HTTP_10));
+        assert!(!bad_host(&[("Host", "[::1]:80")], v11));
+    }
+
+    #[test]
+    fn duplicate_lengths_become_one_field() {
+        let v11 = http::Version::HTTP_11;
+        for head in [
+            &[("Content-Length", "5"), ("content-length", "5")][..],
+            &[("Content-Length", "5, 5")],
+        ] {
+            let mut req = request(head, b"/", v11);
+            req.insert_header("Host", "a").unwrap();
+            sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+            let values: Vec<_> = req.headers.get_all("content-length").iter().collect();
+            assert_eq!(values, vec!["5"]);
+        }
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        tidy_response_framing(&mut resp);
+        assert_eq!(resp.headers.get_all("content-length").iter().count(), 1);
+        let mut resp = ResponseHeader::build(204, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Transfer-Encoding", "chunked").unwrap();
+        tidy_response_framing(&mut resp);
+        assert!(resp.headers.is_empty());
+        let mut resp = ResponseHeader::build(304, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Transfer-Encoding", "chunked").unwrap();
+        tidy_response_framing(&mut resp);
+        assert_eq!(resp.headers.len(), 1);
+    }
 
     #[test]
     fn host_hash_is_that_of_the_lowercased_name() {
