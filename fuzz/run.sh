@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-ALL_TARGETS="config_parse proxy_protocol path_template cascade_header sticky_cookie head_scan"
+ALL_TARGETS="config_parse proxy_protocol path_template cascade_header sticky_cookie head_scan path_normalize host_header"
 FUZZ_TARGETS="${FUZZ_TARGETS:-$ALL_TARGETS}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

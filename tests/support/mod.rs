@@ -13,6 +13,8 @@
 //! * [`check`] / [`run_cli`]: run `switchyard check -c <file>` or any other command line.
 //! * [`free_port`], [`client`], [`send`], [`get`], [`get_with_host`], [`raw_http`]: client helpers.
 //! * [`parse_metrics`], [`Sample`], [`metric_sum`]: a small Prometheus text-format parser.
+//! * [`RawOrigin`]: an HTTP/1 origin that records every byte it receives and answers with
+//!   scripted bytes (malformed responses included); [`upstream_section_for`] names it in a config.
 //!
 //! Nothing here talks to anything but 127.0.0.0/8 and ::1, and every wait is bounded.
 
@@ -24,11 +26,14 @@ mod config;
 mod gateway;
 mod metrics;
 mod origin;
+mod raw_origin;
 mod tls;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
-pub use {binary::*, client::*, config::*, gateway::*, metrics::*, origin::*, tls::*};
+pub use {
+    binary::*, client::*, config::*, gateway::*, metrics::*, origin::*, raw_origin::*, tls::*,
+};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

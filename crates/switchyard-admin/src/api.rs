@@ -10,6 +10,7 @@ use switchyard_config::MAX_WEIGHT;
 use switchyard_proxy::Shared;
 
 use crate::auth::Auth;
+use crate::guard;
 use crate::views::{self, Rates};
 
 /// The largest request body the admin API reads.
@@ -31,12 +32,18 @@ pub struct AdminRequest<'a> {
     pub query: Option<&'a str>,
     /// The `Authorization` header's value.
     pub authorization: Option<&'a [u8]>,
+    /// The `Host` header's value (or the target's authority); `None` if there is none.
+    pub host: Option<&'a [u8]>,
+    /// The `Origin` header's value (several `Origin` fields are passed as `null`).
+    pub origin: Option<&'a [u8]>,
+    /// The `Content-Type` header's value.
+    pub content_type: Option<&'a [u8]>,
     /// The whole body.
     pub body: &'a [u8],
 }
 
 impl<'a> AdminRequest<'a> {
-    /// A request without query, credentials or body.
+    /// A request without query, credentials, `Host`, `Origin`, content type or body.
     ///
     /// ```
     /// let req = switchyard_admin::AdminRequest::new("POST", "/api/reload").bearer(b"Bearer t");
@@ -48,8 +55,44 @@ impl<'a> AdminRequest<'a> {
             path,
             query: None,
             authorization: None,
+            host: None,
+            origin: None,
+            content_type: None,
             body: &[],
         }
+    }
+
+    /// With a `Host` header value.
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").host(b"127.0.0.1:9000");
+    /// assert_eq!(req.host, Some(&b"127.0.0.1:9000"[..]));
+    /// ```
+    pub fn host(mut self, host: &'a [u8]) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// With an `Origin` header value.
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").origin(b"null");
+    /// assert_eq!(req.origin, Some(&b"null"[..]));
+    /// ```
+    pub fn origin(mut self, origin: &'a [u8]) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// With a `Content-Type` header value.
+    ///
+    /// ```
+    /// let req = switchyard_admin::AdminRequest::new("PUT", "/x").content_type(b"application/json");
+    /// assert!(req.content_type.is_some());
+    /// ```
+    pub fn content_type(mut self, content_type: &'a [u8]) -> Self {
+        self.content_type = Some(content_type);
+        self
     }
 
     /// With an `Authorization` header value (e.g. `b"Bearer <token>"`).
@@ -178,6 +221,10 @@ impl Change {
 ///
 /// let denied = app.handle(AdminRequest::new("GET", "/api/upstreams")).await;
 /// assert_eq!(denied.status, 401);
+/// // A cross-site request is refused even with the token.
+/// let req = AdminRequest::new("POST", "/api/reload").bearer(b"Bearer t");
+/// let forged = app.handle(req.host(b"127.0.0.1:9000").origin(b"http://evil.example")).await;
+/// assert_eq!(forged.status, 403);
 /// let req = AdminRequest::new("POST", "/api/upstreams/api/servers/127.0.0.1:9/drain");
 /// let drained = app.handle(req.bearer(b"Bearer t")).await;
 /// assert_eq!(drained.status, 200);
@@ -250,8 +297,41 @@ impl AdminApp {
         &self.shared
     }
 
+    /// Refuses cross-site requests and DNS rebinding (see [`crate::guard`]), before anything
+    /// else: `403` for a foreign `Origin`, or, without a token, for a `Host` that is not
+    /// loopback; `415` for a state-changing method with a form content type.
+    fn guard(&self, req: &AdminRequest<'_>) -> Option<AdminResponse> {
+        if let Some(origin) = req.origin {
+            if !guard::same_origin(origin, req.host) {
+                return Some(AdminResponse::error(
+                    403,
+                    "cross-origin request refused: Origin does not match Host",
+                ));
+            }
+        }
+        if !self.auth.requires_token() && !req.host.is_some_and(guard::is_loopback_host) {
+            return Some(AdminResponse::error(
+                403,
+                "without a token the admin API answers only Host: localhost or a loopback \
+                 address (DNS rebinding protection); set the token to reach it by name",
+            ));
+        }
+        let safe = matches!(req.method, "GET" | "HEAD");
+        if !safe && req.content_type.is_some_and(guard::is_form_content_type) {
+            return Some(AdminResponse::error(
+                415,
+                "form content types are refused (cross-site request protection); \
+                 send no body or application/json",
+            ));
+        }
+        None
+    }
+
     /// Answers one request. See [`AdminApp`] for an example.
     pub async fn handle(&self, req: AdminRequest<'_>) -> AdminResponse {
+        if let Some(refusal) = self.guard(&req) {
+            return refusal;
+        }
         if req.method == "GET" && req.path == "/" {
             return AdminResponse {
                 status: 302,

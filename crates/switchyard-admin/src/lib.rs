@@ -18,6 +18,11 @@
 //! browsers). Without a token the listener only starts on a loopback address, and then needs no
 //! credentials. Run-time changes last until the next reload. JSON shapes: `docs/operations.md`.
 //!
+//! Cross-site requests and DNS rebinding are refused before authentication ([`guard`]): `403`
+//! for an `Origin` that is not the request's `Host`, and, without a token, for a `Host` that is
+//! not `localhost` or a loopback address; `415` for a form content type on a state-changing
+//! method.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = switchyard_config::load_file("conf/demo.toml")?;
@@ -30,6 +35,7 @@
 
 mod api;
 mod auth;
+pub mod guard;
 pub mod status;
 pub mod views;
 
@@ -174,15 +180,26 @@ impl ServeHttp for AdminHttp {
         let method = head.method.as_str().to_string();
         let path = head.uri.path().to_string();
         let query = head.uri.query().map(str::to_string);
-        let authorization = head
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
+        let field =
+            |name: http::header::HeaderName| head.headers.get(name).map(|v| v.as_bytes().to_vec());
+        let authorization = field(http::header::AUTHORIZATION);
+        let host = field(http::header::HOST)
+            .or_else(|| head.uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
+        // Several Origin fields cannot name one origin: treated as foreign.
+        let origin = match head.headers.get_all(http::header::ORIGIN).iter().count() {
+            0 => None,
+            1 => field(http::header::ORIGIN),
+            _ => Some(b"null".to_vec()),
+        };
+        let content_type = field(http::header::CONTENT_TYPE);
         let req = AdminRequest {
             method: &method,
             path: &path,
             query: query.as_deref(),
             authorization: authorization.as_deref(),
+            host: host.as_deref(),
+            origin: origin.as_deref(),
+            content_type: content_type.as_deref(),
             body: &body,
         };
         let resp = self.0.handle(req).await;

@@ -238,6 +238,31 @@ pub struct LimitsConfig {
     /// listener keeps for its whole life; 0 = none. Default (unset): 4096 for `http`, 65536 for
     /// `https` (TLS reads records of up to 16 KiB in small pieces, which a large buffer batches).
     pub read_buffer_bytes: Option<usize>,
+    /// `body_timeout_ms`: the longest wait between two reads of a request body (NGINX
+    /// `client_body_timeout`); exceeded: `408`, or the connection closed once a response has
+    /// started, and the upstream request aborted. Default 10000.
+    pub body_timeout_ms: u64,
+    /// `encoded_slashes`: what an encoded `/` or `\` (`%2F`, `%5C`) in a request path gets.
+    /// Default `reject` (`400`).
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// `[limits] encoded_slashes`: the fate of `%2F` and `%5C` in request paths.
+///
+/// ```
+/// let cfg = switchyard_config::parse_str("[limits]\nencoded_slashes = \"keep\"\n").unwrap();
+/// assert_eq!(cfg.limits.encoded_slashes, switchyard_config::EncodedSlashes::Keep);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlashes {
+    /// `400` (Envoy's `path_with_escaped_slashes_action = REJECT_REQUEST`).
+    #[default]
+    Reject,
+    /// Kept encoded (upper-cased): part of its segment, not a separator for routing (NGINX's
+    /// behaviour; Envoy's `KEEP_UNCHANGED`). A segment whose pieces between encoded slashes are
+    /// `.` or `..` is still `400`.
+    Keep,
 }
 
 /// Default `read_buffer_bytes` of `http` listeners.
@@ -273,6 +298,8 @@ impl Default for LimitsConfig {
             retry_buffer_bytes: 64 * 1024,
             max_connections: 0,
             read_buffer_bytes: None,
+            body_timeout_ms: 10_000,
+            encoded_slashes: EncodedSlashes::Reject,
         }
     }
 }

@@ -935,6 +935,24 @@ fn server_and_limits_rules() {
 }
 
 #[test]
+fn request_hygiene_limits() {
+    let d = parse_str("").unwrap().limits;
+    assert_eq!(d.body_timeout_ms, 10_000);
+    assert_eq!(d.encoded_slashes, EncodedSlashes::Reject);
+    let text = "[limits]\nheader_timeout_ms = 5\nbody_timeout_ms = 0\n";
+    assert_error(text, "limits.body_timeout_ms", "body_timeout_ms");
+    let text = "[limits]\nheader_timeout_ms = 5\nencoded_slashes = \"decode\"\n";
+    let e = assert_error(text, "limits.encoded_slashes", "encoded_slashes");
+    assert!(
+        e.message.contains("keep") && e.message.contains("reject"),
+        "{e}"
+    );
+    let ok = parse_str("[limits]\nencoded_slashes = \"keep\"\nbody_timeout_ms = 250\n").unwrap();
+    assert_eq!(ok.limits.encoded_slashes, EncodedSlashes::Keep);
+    assert_eq!(ok.limits.body_timeout_ms, 250);
+}
+
+#[test]
 fn locate_handles_quoted_keys_and_missing_tables() {
     let text = "[variables]\n\"a b\" = \"x\"\n";
     assert_error(text, "variables.\"a b\"", "\"a b\"");

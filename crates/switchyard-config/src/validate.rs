@@ -122,6 +122,7 @@ impl Validator {
 
     fn limits(&mut self, cfg: &Config) {
         self.positive("limits.header_timeout_ms", cfg.limits.header_timeout_ms);
+        self.positive("limits.body_timeout_ms", cfg.limits.body_timeout_ms);
         if let Some(n) = cfg.limits.read_buffer_bytes {
             if n > crate::model::MAX_READ_BUFFER_BYTES {
                 self.err(

@@ -25,13 +25,21 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The Host the client asked for (header, else the URI authority), with port.
+/// The Host the client asked for, with port: the `Host` header, else the URI's authority (HTTP/2
+/// `:authority`), else the authority of an absolute-form target; `""` if there is none.
 pub fn request_host(req: &RequestHeader) -> &str {
+    request_authority(req)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .unwrap_or("")
+}
+
+/// The raw bytes [`request_host`] reads, if any.
+pub fn request_authority(req: &RequestHeader) -> Option<&[u8]> {
     req.headers
         .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("")
+        .map(|h| h.as_bytes())
+        .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()))
+        .or_else(|| pingora::http::authority::raw_target_authority(req.raw_path()).authority())
 }
 
 /// Lookup names of the headers read per request (no name parsing per request).

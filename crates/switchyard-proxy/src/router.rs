@@ -228,13 +228,20 @@ impl Router {
     }
 
     /// The most specific route for `host` (without port), `path` (without query) and `method`,
-    /// with its captured parameters.
+    /// with its captured parameters. A route without `methods` takes every method but `TRACE`.
     pub fn find(&self, host: &str, path: &str, method: &str) -> Option<(usize, Params)> {
         for m in &self.matchers {
             if !m.hosts.iter().any(|h| h.matches(host)) {
                 continue;
             }
-            if !m.methods.is_empty() && !m.methods.iter().any(|x| x == method) {
+            let method_ok = if m.methods.is_empty() {
+                // `TRACE` echoes the request (cookies, credentials) back: only routes that list
+                // it get it (NGINX and HAProxy refuse it by default too).
+                method != "TRACE"
+            } else {
+                m.methods.iter().any(|x| x == method)
+            };
+            if !method_ok {
                 continue;
             }
             match &m.path {
@@ -348,6 +355,17 @@ mod tests {
         assert_eq!(r.find("h", "/a/b", "GET").unwrap().0, 2);
         assert_eq!(r.find("h", "/a/c", "GET").unwrap().0, 3);
         assert_eq!(r.find("h", "/a/c/d", "GET").unwrap().0, 4);
+    }
+
+    #[test]
+    fn trace_only_where_listed() {
+        let r = Router::new(vec![
+            spec(&[], None, Some("/"), &[], 0),
+            spec(&[], None, Some("/t"), &["GET", "TRACE"], 1),
+        ]);
+        assert!(r.find("h", "/x", "TRACE").is_none());
+        assert_eq!(r.find("h", "/x", "GET").unwrap().0, 0);
+        assert_eq!(r.find("h", "/t/x", "TRACE").unwrap().0, 1);
     }
 
     #[test]

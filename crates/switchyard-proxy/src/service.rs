@@ -1,11 +1,13 @@
 //! The HTTP gateway: Pingora's [`ProxyHttp`] implemented over a [`Runtime`].
 //!
-//! Request path: `request_filter` (security group, loop detection, route match, hash key) →
+//! Request path: `request_filter` (security group, request hygiene — Host, path normalisation,
+//! a single `Content-Length` — loop detection, route match, hash key) →
 //! `upstream_peer` (pick a server not yet tried, start in-flight tracking) →
 //! `upstream_request_filter` (rewrite, forwarding headers) → response → `logging` (metrics, end
 //! of in-flight tracking). Connect failures and failures after sending go through
 //! `fail_to_connect` / `error_while_proxy`, which decide whether to retry on another server.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,7 +27,11 @@ use switchyard_metrics::{Metrics, ServerMetrics};
 
 use crate::cascade;
 use crate::extension::{Decision, ExtContext, Extension, RequestInfo};
-use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
+use crate::headers::{
+    instance_id_value, loop_detected, request_authority, request_host, set_forwarding, strip_port,
+};
+use crate::host::{parse_host, route_name};
+use crate::normalize::{normalize_path, EncodedSlashes};
 use crate::responses::{respond, respond_decision, LOOP_DETECTED};
 use crate::router::Params;
 use crate::runtime::{Runtime, UpstreamRuntime};
@@ -202,15 +208,25 @@ fn request_not_written(e: &Error) -> bool {
         })
 }
 
-/// Why a request was refused before routing: the `reason` label of
-/// `switchyard_rejected_requests_total`.
+/// Why a request was refused: the `reason` label of `switchyard_rejected_requests_total`.
 #[derive(Debug, Clone, Copy)]
 enum Reject {
     Acl,
     Loop,
     NoRoute,
     Cascade,
+    /// A path that cannot be normalised (`400`).
+    BadPath,
+    /// No `Host` where one is required, or one that is not `host[:port]` (`400`).
+    BadHost,
+    /// `TRACE` to a route that does not list it (`405`).
+    Method,
+    /// The request body stalled for `body_timeout_ms` (`408` or closed).
+    BodyTimeout,
 }
+
+/// The number of [`Reject`] reasons.
+const REJECT_REASONS: usize = 8;
 
 impl Reject {
     fn label(self) -> &'static str {
@@ -219,7 +235,136 @@ impl Reject {
             Reject::Loop => "loop",
             Reject::NoRoute => "no_route",
             Reject::Cascade => "cascade",
+            Reject::BadPath => "bad_path",
+            Reject::BadHost => "bad_host",
+            Reject::Method => "method",
+            Reject::BodyTimeout => "body_timeout",
         }
+    }
+}
+
+/// Request hygiene, before anything reads the host or the path (see `docs/configuration.md`,
+/// "How hostile HTTP/1 input is handled"):
+///
+/// * a `Host` (or absolute-form or HTTP/2 authority) is required except for HTTP/1.0, and must be
+///   `host[:port]` ([`parse_host`]);
+/// * the path is normalised ([`normalize_path`]) and the normal form replaces it, so routes match
+///   it and the origin receives it; a target that is not UTF-8 is refused;
+/// * identical duplicate `Content-Length` values (which Pingora accepts) become one field.
+fn sanitize(req: &mut RequestHeader, slashes: EncodedSlashes) -> std::result::Result<(), Reject> {
+    match request_authority(req) {
+        Some(authority) => {
+            parse_host(authority).map_err(|_| Reject::BadHost)?;
+        }
+        None if matches!(req.version, http::Version::HTTP_10 | http::Version::HTTP_09) => {}
+        None => return Err(Reject::BadHost),
+    }
+    if !req.raw_path_is_utf8() {
+        return Err(Reject::BadPath);
+    }
+    let normal = match normalize_path(req.uri.path(), slashes) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(p)) => Some(p),
+        Err(_) => return Err(Reject::BadPath),
+    };
+    if let Some(path) = normal {
+        set_path(req, &path).map_err(|_| Reject::BadPath)?;
+    }
+    single_content_length(req);
+    Ok(())
+}
+
+/// Replaces the path of `req`'s target with `path`, keeping its query, and the scheme and
+/// authority of an absolute-form (HTTP/1) or HTTP/2 target.
+fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
+    let query = req.uri.query();
+    let mut pq = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    if let pingora::http::authority::RawTargetAuthority::Absolute {
+        scheme, authority, ..
+    } = pingora::http::authority::raw_target_authority(req.raw_path())
+    {
+        let mut target = Vec::with_capacity(scheme.len() + 3 + authority.len() + pq.len());
+        target.extend_from_slice(scheme);
+        target.extend_from_slice(b"://");
+        target.extend_from_slice(authority);
+        target.extend_from_slice(pq.as_bytes());
+        return req.set_raw_path(&target);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = req.uri.scheme().cloned();
+    parts.authority = req.uri.authority().cloned();
+    parts.path_and_query = Some(
+        http::uri::PathAndQuery::try_from(pq)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
+    );
+    let uri = http::Uri::from_parts(parts)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?;
+    req.set_uri(uri);
+    Ok(())
+}
+
+/// Collapses identical duplicate `Content-Length` values (`5` and `5`, or `5, 5`) into one field.
+/// Pingora has already refused differing or invalid ones (and dropped the field beside
+/// `Transfer-Encoding`), but forwards duplicates as they came.
+fn single_content_length(req: &mut RequestHeader) {
+    let n = {
+        let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        let Some(first) = values.next() else {
+            return;
+        };
+        if values.next().is_none() && !first.as_bytes().contains(&b',') {
+            return;
+        }
+        first
+            .as_bytes()
+            .split(|&b| b == b',')
+            .next()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    if let Some(n) = n {
+        let _ = req.insert_header(http::header::CONTENT_LENGTH, n);
+    }
+}
+
+/// Response framing a client must not see: `Content-Length` and `Transfer-Encoding` on a `204`
+/// (RFC 9110 §8.6, RFC 9112 §6.1), `Transfer-Encoding` on a `304`, and identical duplicate
+/// `Content-Length` values (collapsed into one field). The body itself is already withheld by
+/// Pingora, which reads none for `204`, `304` and `HEAD`.
+fn tidy_response_framing(resp: &mut ResponseHeader) {
+    match resp.status.as_u16() {
+        204 => {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            return;
+        }
+        304 => {
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+        }
+        _ => {}
+    }
+    let n = {
+        let mut values = resp.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        let Some(first) = values.next() else {
+            return;
+        };
+        if values.next().is_none() && !first.as_bytes().contains(&b',') {
+            return;
+        }
+        first
+            .as_bytes()
+            .split(|&b| b == b',')
+            .next()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    if let Some(n) = n {
+        let _ = resp.insert_header(http::header::CONTENT_LENGTH, n);
     }
 }
 
@@ -232,7 +377,7 @@ pub struct HttpGateway {
     /// reload that moves it only costs the lookup by name.
     listener_hint: Option<usize>,
     /// `switchyard_rejected_requests_total{listener}` by [`Reject`], resolved on first use.
-    rejected: Arc<[OnceLock<IntCounter>; 4]>,
+    rejected: Arc<[OnceLock<IntCounter>; REJECT_REASONS]>,
     /// `instance_id` as the `CDN-Loop` entry (`None` if it is not a valid header value).
     cdn_loop_id: Option<HeaderValue>,
 }
@@ -369,7 +514,7 @@ impl HttpGateway {
             HashOn::SourceIp => ctx.client_ip.map(|ip| crate::tcp::ip_key(ip, ring)),
             HashOn::Uri => non_empty(req.uri.path().as_bytes()),
             HashOn::Host => {
-                let host = strip_port(request_host(req));
+                let host = route_name(strip_port(request_host(req)));
                 (!host.is_empty()).then(|| hash_lowercase(host, ring))
             }
             HashOn::Header(name) => req
@@ -512,6 +657,19 @@ impl ProxyHttp for HttpGateway {
                 return Ok(true);
             }
         }
+        // `[limits] body_timeout_ms`: the longest wait between two reads of the request body
+        // (HTTP/1; Pingora's HTTP/2 session has no read timeout). An upgrade gets the route's
+        // `tunnel_timeout_ms` instead, in `upstream_peer`.
+        let limits = &rt.config.limits;
+        session.set_read_timeout(Some(ms(limits.body_timeout_ms)));
+        if let Err(reason) = sanitize(session.req_header_mut(), limits.encoded_slashes) {
+            self.reject(reason);
+            // The connection is not trusted with another request (as NGINX and HAProxy do
+            // after a 400).
+            session.set_keepalive(None);
+            respond(session, 400).await?;
+            return Ok(true);
+        }
         if loop_detected(session.req_header(), &self.shared.instance_id) {
             self.reject(Reject::Loop);
             respond(session, LOOP_DETECTED).await?;
@@ -524,15 +682,21 @@ impl ProxyHttp for HttpGateway {
         let host = request_host(req);
         ctx.client_host = match req.headers.get(http::header::HOST) {
             Some(h) => Some(h.clone()),
+            None if host.is_empty() => None,
             None => HeaderValue::from_str(host).ok(),
         };
-        let Some((route_idx, params)) =
-            listener
-                .router
-                .find(strip_port(host), req.uri.path(), req.method.as_str())
-        else {
-            self.reject(Reject::NoRoute);
-            respond(session, 404).await?;
+        let Some((route_idx, params)) = listener.router.find(
+            route_name(strip_port(host)),
+            req.uri.path(),
+            req.method.as_str(),
+        ) else {
+            if req.method == http::Method::TRACE {
+                self.reject(Reject::Method);
+                respond(session, 405).await?;
+            } else {
+                self.reject(Reject::NoRoute);
+                respond(session, 404).await?;
+            }
             return Ok(true);
         };
         ctx.route = Some(route_idx);
@@ -699,6 +863,15 @@ impl ProxyHttp for HttpGateway {
             if let Some(h) = &route.host_header {
                 upstream_request.insert_header(http::header::HOST, h.clone())?;
             }
+            // HTTP/1.0 without Host and with an origin-form target (the only request that
+            // reaches here with no authority at all): the server's `host:port`, as NGINX's
+            // default `proxy_set_header Host $proxy_host` sends. (An absolute-form target's
+            // authority becomes the Host in Pingora.)
+            if request_authority(upstream_request).is_none() {
+                if let Some(a) = &ctx.attempt {
+                    upstream_request.insert_header(http::header::HOST, a.id.host_port())?;
+                }
+            }
             // Never pass a client's cascade header on; sign anew for cascade upstreams.
             upstream_request.remove_header(&cascade::HEADER_NAME);
             if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
@@ -748,6 +921,7 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
+        tidy_response_framing(upstream_response);
         if let Some(a) = ctx.attempt.as_mut() {
             a.header_ns = Some(a.upstream.pool.now_nanos());
         }
@@ -896,7 +1070,13 @@ impl ProxyHttp for HttpGateway {
                 },
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    ErrorType::ReadTimedout => 408,
+                    // The request body stalled past `body_timeout_ms` (the head was read
+                    // before this request began): 408, or a closed connection if the response
+                    // has started. The upstream request is dropped with the attempt.
+                    ErrorType::ReadTimedout => {
+                        self.reject(Reject::BodyTimeout);
+                        408
+                    }
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => match ctx.last_failure {
@@ -999,6 +1179,92 @@ impl ProxyHttp for HttpGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(head: &[(&str, &str)], target: &[u8], version: http::Version) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", target, None).unwrap();
+        req.set_version(version);
+        for (k, v) in head {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn sanitize_normalises_origin_absolute_and_h2_targets() {
+        let v11 = http::Version::HTTP_11;
+        let mut req = request(&[("Host", "a")], b"/x/../y/%7e?q=/../", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"/y/~?q=/../");
+        let mut req = request(&[], b"http://h.example/a/./b?x", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"http://h.example/a/b?x");
+        let mut req = request(&[], b"/a//b", http::Version::HTTP_2);
+        req.set_uri("https://h.example/a//b".parse().unwrap());
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.uri.to_string(), "https://h.example/a/b");
+        // Already normal: the target is left as it was.
+        let mut req = request(&[("Host", "a")], b"/a/b?c=%2e", v11);
+        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+        assert_eq!(req.raw_path(), b"/a/b?c=%2e");
+    }
+
+    #[test]
+    fn sanitize_refusals() {
+        let v11 = http::Version::HTTP_11;
+        let bad_path = |target: &[u8]| {
+            let mut req = request(&[("Host", "a")], target, v11);
+            matches!(
+                sanitize(&mut req, EncodedSlashes::Reject),
+                Err(Reject::BadPath)
+            )
+        };
+        assert!(bad_path(b"/.."));
+        assert!(bad_path(b"/a%2fb"));
+        assert!(bad_path(b"/%zz"));
+        assert!(bad_path(b"/\xff"));
+        let bad_host = |head: &[(&str, &str)], version| {
+            let mut req = request(head, b"/", version);
+            matches!(
+                sanitize(&mut req, EncodedSlashes::Reject),
+                Err(Reject::BadHost)
+            )
+        };
+        assert!(bad_host(&[], v11));
+        assert!(bad_host(&[("Host", "a b")], v11));
+        assert!(bad_host(&[("Host", "a b")], http::Version::HTTP_10));
+        assert!(!bad_host(&[], http::Version::HTTP_10));
+        assert!(!bad_host(&[("Host", "[::1]:80")], v11));
+    }
+
+    #[test]
+    fn duplicate_lengths_become_one_field() {
+        let v11 = http::Version::HTTP_11;
+        for head in [
+            &[("Content-Length", "5"), ("content-length", "5")][..],
+            &[("Content-Length", "5, 5")],
+        ] {
+            let mut req = request(head, b"/", v11);
+            req.insert_header("Host", "a").unwrap();
+            sanitize(&mut req, EncodedSlashes::Reject).unwrap();
+            let values: Vec<_> = req.headers.get_all("content-length").iter().collect();
+            assert_eq!(values, vec!["5"]);
+        }
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        tidy_response_framing(&mut resp);
+        assert_eq!(resp.headers.get_all("content-length").iter().count(), 1);
+        let mut resp = ResponseHeader::build(204, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Transfer-Encoding", "chunked").unwrap();
+        tidy_response_framing(&mut resp);
+        assert!(resp.headers.is_empty());
+        let mut resp = ResponseHeader::build(304, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        resp.append_header("Transfer-Encoding", "chunked").unwrap();
+        tidy_response_framing(&mut resp);
+        assert_eq!(resp.headers.len(), 1);
+    }
 
     #[test]
     fn stale_connections_are_told_by_pingora_s_errors() {
