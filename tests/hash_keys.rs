@@ -135,14 +135,14 @@ async fn an_empty_cookie_spreads_like_a_missing_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_host_spreads_over_the_servers() {
     let s = Setup::start("host");
-    // An HTTP/1.0 request without Host (and a Host of only a port) has an empty host.
+    // An HTTP/1.0 request without Host has an empty host. (A Host of only a port, `:8080`, is
+    // not a valid Host and is answered 400 before routing: tests/hygiene.rs.)
     let addr = s.gw.addr();
     tokio::task::spawn_blocking(move || {
         for i in 0..N {
-            let host = if i % 2 == 0 { "" } else { "Host: :8080\r\n" };
             let resp = raw_http(
                 addr,
-                &format!("GET /k/empty/{i} HTTP/1.0\r\n{host}\r\n"),
+                &format!("GET /k/empty/{i} HTTP/1.0\r\n\r\n"),
                 Duration::from_secs(5),
             );
             assert!(resp.contains(" 200 "), "{resp}");
