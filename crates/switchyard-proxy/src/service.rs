@@ -645,6 +645,11 @@ impl ProxyHttp for HttpGateway {
             return Ok(true);
         };
         ctx.listener = li;
+        // `[limits] body_timeout_ms`: the longest wait between two reads of the request body
+        // (HTTP/1; Pingora's HTTP/2 session has no read timeout), also while the body of a
+        // refused request is drained. An upgrade gets the route's `tunnel_timeout_ms` instead,
+        // in `upstream_peer`.
+        session.set_read_timeout(Some(ms(rt.config.limits.body_timeout_ms)));
         let listener = &rt.listeners[li];
         ctx.client_ip = session
             .client_addr()
@@ -657,11 +662,7 @@ impl ProxyHttp for HttpGateway {
                 return Ok(true);
             }
         }
-        // `[limits] body_timeout_ms`: the longest wait between two reads of the request body
-        // (HTTP/1; Pingora's HTTP/2 session has no read timeout). An upgrade gets the route's
-        // `tunnel_timeout_ms` instead, in `upstream_peer`.
         let limits = &rt.config.limits;
-        session.set_read_timeout(Some(ms(limits.body_timeout_ms)));
         if let Err(reason) = sanitize(session.req_header_mut(), limits.encoded_slashes) {
             self.reject(reason);
             // The connection is not trusted with another request (as NGINX and HAProxy do
