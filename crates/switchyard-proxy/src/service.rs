@@ -312,24 +312,25 @@ fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
 /// Pingora has already refused differing or invalid ones (and dropped the field beside
 /// `Transfer-Encoding`), but forwards duplicates as they came.
 fn single_content_length(req: &mut RequestHeader) {
-    let n = {
-        let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
-        let Some(first) = values.next() else {
-            return;
-        };
-        if values.next().is_none() && !first.as_bytes().contains(&b',') {
-            return;
-        }
-        first
-            .as_bytes()
-            .split(|&b| b == b',')
-            .next()
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .and_then(|t| t.trim().parse::<u64>().ok())
-    };
-    if let Some(n) = n {
+    if let Some(n) = duplicated_content_length(&req.headers) {
         let _ = req.insert_header(http::header::CONTENT_LENGTH, n);
     }
+}
+
+/// The value of identical duplicate `Content-Length` fields (several fields, or a list in one),
+/// which must become a single field; `None` when there is one plain value or none.
+fn duplicated_content_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_none() && !first.as_bytes().contains(&b',') {
+        return None;
+    }
+    first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.trim().parse::<u64>().ok())
 }
 
 /// Response framing a client must not see: `Content-Length` and `Transfer-Encoding` on a `204`
@@ -348,22 +349,7 @@ fn tidy_response_framing(resp: &mut ResponseHeader) {
         }
         _ => {}
     }
-    let n = {
-        let mut values = resp.headers.get_all(http::header::CONTENT_LENGTH).iter();
-        let Some(first) = values.next() else {
-            return;
-        };
-        if values.next().is_none() && !first.as_bytes().contains(&b',') {
-            return;
-        }
-        first
-            .as_bytes()
-            .split(|&b| b == b',')
-            .next()
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .and_then(|t| t.trim().parse::<u64>().ok())
-    };
-    if let Some(n) = n {
+    if let Some(n) = duplicated_content_length(&resp.headers) {
         let _ = resp.insert_header(http::header::CONTENT_LENGTH, n);
     }
 }
