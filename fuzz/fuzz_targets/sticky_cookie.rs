@@ -6,7 +6,7 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use switchyard_balance::ServerId;
-use switchyard_config::StickyConfig;
+use switchyard_config::{SameSite, StickyConfig};
 use switchyard_proxy::sticky::{token_for, Sticky, TOKEN_LEN};
 
 #[derive(Debug, Arbitrary)]
@@ -23,6 +23,12 @@ fuzz_target!(|input: Input<'_>| {
         ttl_s: 0,
         // Unset: the key is derived from the upstream's name.
         key_env: "SWITCHYARD_FUZZ_NO_SUCH_VARIABLE".to_string(),
+        // The cookie attributes' defaults; tokens do not depend on them.
+        path: "/".to_string(),
+        domain: String::new(),
+        secure: false,
+        http_only: true,
+        same_site: SameSite::Lax,
     };
     let ids: Vec<ServerId> = input
         .servers
