@@ -48,20 +48,6 @@ fn path_counts(o: &Origin) -> BTreeMap<String, usize> {
     m
 }
 
-/// A client that opens a new connection per request: the gateway closes the client connection
-/// after an error response (see `an_error_response_that_closes_the_connection_says_so`), which is
-/// a separate defect from the retry policy these tests check.
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
-
 async fn retries_metric(gw: &Gateway) -> f64 {
     metric_sum(
         &gw.metrics().await,

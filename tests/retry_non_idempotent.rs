@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
 
 /// Listener `web`, route `r` (extra lines `route_extra`) to upstream `u` over `bad` then `good`.
@@ -17,18 +15,6 @@ fn config(prefix: &str, route_extra: &str, bad: &Origin, good: &Origin) -> Strin
         listener_section("web", &free_addr()),
         upstream_section("u", &[bad, good]),
     )
-}
-
-/// A client with a new connection per request (the gateway closes one after an error answer).
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
 }
 
 /// Sends `method` with body `body`; returns the status and the answering origin.

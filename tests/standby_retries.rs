@@ -30,16 +30,6 @@ fn config(route_extra: &str, primaries: &[(String, u16)], standby: &Origin) -> S
     s
 }
 
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .pool_max_idle_per_host(0)
-        .timeout(std::time::Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_primaries_fall_through_to_the_standby_server() {
     let standby = Origin::start("standby");

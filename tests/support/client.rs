@@ -39,6 +39,19 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that opens a new connection per request (the gateway closes the client connection
+/// after an error response), HTTP/1.1, with the same timeouts as [`client`].
+pub fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
 /// A response read completely.
 #[derive(Debug, Clone)]
 pub struct Resp {
