@@ -6,6 +6,7 @@
 
 mod error;
 mod model;
+pub mod path_pattern;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use path_pattern::{PathPattern, PathPatternError, PathSegment};
 pub use summary::summary;
 pub use validate::{validate, MAX_ALLOWED_INSTANCES, MAX_RETRIES, MAX_WEIGHT};
 

@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::path_pattern::PathPattern;
+
 /// The whole configuration file.
 ///
 /// ```
@@ -511,7 +513,8 @@ impl RouteConfig {
     pub fn path_captures(&self) -> Vec<String> {
         self.path
             .as_deref()
-            .and_then(|p| crate::validate::parse_path_pattern(p).ok())
+            .and_then(|p| PathPattern::parse(p).ok())
+            .map(|p| p.param_names().map(String::from).collect())
             .unwrap_or_default()
     }
 }

@@ -9,6 +9,7 @@ use crate::model::{
     ActiveHealthConfig, Algorithm, Config, HashOn, ListenerConfig, ListenerProtocol,
     PassiveHealthConfig, ProxyProtocol, RouteConfig, UpstreamConfig,
 };
+use crate::path_pattern::PathPattern;
 
 /// Highest weight a group or server may have.
 pub const MAX_WEIGHT: u32 = 10_000;
@@ -298,9 +299,9 @@ impl Validator {
                 format!("{p}.path_prefix"),
                 "`path` and `path_prefix` are mutually exclusive; set one of them",
             ),
-            (Some(path), None) => match parse_path_pattern(path) {
-                Ok(c) => captures = c,
-                Err(msg) => self.err(format!("{p}.path"), msg),
+            (Some(path), None) => match PathPattern::parse(path) {
+                Ok(pattern) => captures = pattern.param_names().map(String::from).collect(),
+                Err(e) => self.err(format!("{p}.path"), e.to_string()),
             },
             (None, Some(prefix)) => {
                 if !prefix.starts_with('/') {
@@ -775,43 +776,6 @@ fn check_server_address(a: &str) -> Result<String, String> {
     check_dns_name(a)
         .map_err(|_| format!("`{a}` is neither an IP address nor a valid DNS name"))?;
     Ok(a.trim_end_matches('.').to_ascii_lowercase())
-}
-
-/// Parses a route `path` pattern and returns its capture names in order.
-///
-/// A pattern starts with `/`; a segment is either literal text or a whole `{name}` capture, where
-/// `name` is letters, digits and `_` not starting with a digit, unique in the pattern.
-pub(crate) fn parse_path_pattern(path: &str) -> Result<Vec<String>, String> {
-    if !path.starts_with('/') {
-        return Err("must start with `/`".to_string());
-    }
-    let mut names: Vec<String> = Vec::new();
-    for seg in path[1..].split('/') {
-        if !seg.contains(['{', '}']) {
-            continue;
-        }
-        let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
-            return Err(format!(
-                "segment `{seg}`: a capture must be a whole segment, like `/users/{{id}}`"
-            ));
-        };
-        if !is_ident(name) {
-            return Err(format!(
-                "capture `{{{name}}}`: a name is letters, digits and `_`, not starting with a digit"
-            ));
-        }
-        if names.iter().any(|n| n == name) {
-            return Err(format!("capture `{{{name}}}` appears twice"));
-        }
-        names.push(name.to_string());
-    }
-    Ok(names)
-}
-
-fn is_ident(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Checks a `backend_path` template; returns every problem found.
