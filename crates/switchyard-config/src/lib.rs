@@ -10,8 +10,6 @@ pub mod path_pattern;
 mod summary;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_peer_compat;
 mod validate;
 
 use std::path::{Path, PathBuf};
