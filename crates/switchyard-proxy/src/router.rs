@@ -11,16 +11,12 @@
 
 use std::cmp::Reverse;
 
-/// One segment of a `path` pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Param(String),
-}
+use switchyard_config::{PathPattern, PathSegment};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathMatcher {
-    Pattern(Vec<Segment>),
+    /// A `path` pattern, parsed by the config crate's one path grammar.
+    Pattern(PathPattern),
     Prefix(String),
 }
 
@@ -79,13 +75,11 @@ impl Matcher {
             .max()
             .unwrap_or((0, 0));
         let path = match &self.path {
-            PathMatcher::Pattern(segs) => {
-                let params = segs
-                    .iter()
-                    .filter(|s| matches!(s, Segment::Param(_)))
-                    .count();
-                let literals = segs.len() - params;
-                (if params == 0 { 3u8 } else { 2 }, literals, segs.len())
+            PathMatcher::Pattern(pattern) => {
+                let segments = pattern.segments().len();
+                let params = pattern.param_count();
+                let literals = segments - params;
+                (if params == 0 { 3u8 } else { 2 }, literals, segments)
             }
             PathMatcher::Prefix(p) => (1, p.len(), 0),
         };
@@ -126,7 +120,8 @@ impl Params {
 pub struct RouteSpec {
     /// Host patterns; empty = any host.
     pub hosts: Vec<String>,
-    /// `path` pattern, if any.
+    /// `path` pattern, if any (see [`PathPattern::parse`]); one that does not parse matches
+    /// nothing.
     pub path: Option<String>,
     /// `path_prefix`, if any (neither = prefix `/`).
     pub path_prefix: Option<String>,
@@ -171,28 +166,14 @@ impl Router {
         let mut matchers: Vec<Matcher> = specs
             .into_iter()
             .enumerate()
-            .map(|(order, s)| {
+            .filter_map(|(order, s)| {
                 let path = match (&s.path, &s.path_prefix) {
                     (Some(p), _) => {
-                        let segs: Vec<Segment> = p
-                            .split('/')
-                            .skip(1)
-                            .map(|seg| {
-                                match seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                                    Some(name) => Segment::Param(name.to_string()),
-                                    None => Segment::Literal(seg.to_string()),
-                                }
-                            })
-                            .collect();
-                        let names = segs
-                            .iter()
-                            .filter_map(|s| match s {
-                                Segment::Param(n) => Some(n.clone()),
-                                Segment::Literal(_) => None,
-                            })
-                            .collect();
+                        // Validation rejects a bad pattern; one that gets here matches nothing.
+                        let pattern = PathPattern::parse(p).ok()?;
+                        let names = pattern.param_names().map(String::from).collect();
                         param_names.push((s.payload, names));
-                        PathMatcher::Pattern(segs)
+                        PathMatcher::Pattern(pattern)
                     }
                     (None, Some(prefix)) => {
                         PathMatcher::Prefix(prefix.trim_end_matches('/').to_string())
@@ -204,13 +185,13 @@ impl Router {
                 } else {
                     s.hosts.iter().map(|h| HostMatcher::parse(h)).collect()
                 };
-                Matcher {
+                Some(Matcher {
                     hosts,
                     path,
                     methods: s.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
                     order,
                     payload: s.payload,
-                }
+                })
             })
             .collect();
         matchers.sort_by_key(|m| m.specificity());
@@ -252,8 +233,8 @@ impl Router {
                         return Some((m.payload, Params::default()));
                     }
                 }
-                PathMatcher::Pattern(segs) => {
-                    if let Some(params) = match_pattern(segs, path) {
+                PathMatcher::Pattern(pattern) => {
+                    if let Some(params) = match_pattern(pattern.segments(), path) {
                         return Some((m.payload, params));
                     }
                 }
@@ -263,7 +244,7 @@ impl Router {
     }
 }
 
-fn match_pattern(segs: &[Segment], path: &str) -> Option<Params> {
+fn match_pattern(segs: &[PathSegment], path: &str) -> Option<Params> {
     let rest = path.strip_prefix('/')?;
     let mut params = Params::default();
     let mut offset = 1;
@@ -272,12 +253,12 @@ fn match_pattern(segs: &[Segment], path: &str) -> Option<Params> {
     for seg in segs {
         let part = parts.next()?;
         match seg {
-            Segment::Literal(l) => {
+            PathSegment::Literal(l) => {
                 if l != part {
                     return None;
                 }
             }
-            Segment::Param(_) => {
+            PathSegment::Param(_) => {
                 if part.is_empty() {
                     return None;
                 }
@@ -366,6 +347,15 @@ mod tests {
         assert!(r.find("h", "/x", "TRACE").is_none());
         assert_eq!(r.find("h", "/x", "GET").unwrap().0, 0);
         assert_eq!(r.find("h", "/t/x", "TRACE").unwrap().0, 1);
+    }
+
+    #[test]
+    fn a_path_that_does_not_parse_matches_nothing() {
+        let r = Router::new(vec![
+            spec(&[], Some("/users/id-{id}"), None, &[], 0),
+            spec(&[], None, Some("/"), &[], 1),
+        ]);
+        assert_eq!(r.find("h", "/users/id-{id}", "GET").unwrap().0, 1);
     }
 
     #[test]
