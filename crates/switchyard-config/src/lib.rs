@@ -3,6 +3,11 @@
 //! This crate knows nothing of Pingora. [`parse_str`] turns TOML text into a validated [`Config`];
 //! every error names the key path (`upstreams[1].groups[0].servers[2].weight`) and, when the
 //! config came from text, the line and column.
+//!
+//! Where things are: `model/` holds the typed tables, one file per section, all re-exported here;
+//! `validate/` holds the rules, one file per section; [`path_pattern`] is the grammar of a route
+//! `path`, shared with the proxy's router; `error` locates errors in the text, `summary` renders a
+//! config for `switchyard check`.
 
 mod error;
 mod model;

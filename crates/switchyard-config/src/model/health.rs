@@ -79,7 +79,8 @@ pub struct ActiveHealthConfig {
     pub status_codes: Vec<StatusRange>,
     /// `proxy_protocol`: PROXY header each check sends first: `off` | `v1` (`PROXY UNKNOWN`) |
     /// `v2` (`LOCAL`). Absent: the version the upstream's traffic carries, unless `port` sends the
-    /// checks elsewhere (see [`UpstreamConfig::check_proxy_protocol`](super::UpstreamConfig::check_proxy_protocol)).
+    /// checks elsewhere (see
+    /// [`UpstreamConfig::check_proxy_protocol`](super::UpstreamConfig::check_proxy_protocol)).
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
 }

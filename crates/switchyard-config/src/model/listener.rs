@@ -1,7 +1,6 @@
 //! `[[listeners]]`: the sockets Switchyard accepts on, and their protocol.
 
-use std::net::IpAddr;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,6 @@
 //! `[server]`: process-wide settings, and the syntax of a `resolvers` entry.
 
-use std::net::IpAddr;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
