@@ -36,6 +36,8 @@
 mod api;
 mod auth;
 pub mod guard;
+mod request;
+mod response;
 pub mod status;
 pub mod views;
 
@@ -50,8 +52,10 @@ use pingora::services::listening::Service;
 use switchyard_config::AdminConfig;
 use switchyard_proxy::Shared;
 
-pub use api::{AdminApp, AdminRequest, AdminResponse, MAX_BODY};
+pub use api::AdminApp;
 pub use auth::Auth;
+pub use request::{AdminRequest, MAX_BODY};
+pub use response::AdminResponse;
 
 /// Why the admin listener cannot start.
 ///
