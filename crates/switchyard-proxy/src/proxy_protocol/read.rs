@@ -20,33 +20,24 @@ pub const V2_MAX_PAYLOAD: usize = 2048;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a PROXY header could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
     /// The connection did not start with a PROXY header (v1 `PROXY ` or the v2 signature).
+    #[error("no PROXY protocol header")]
     Missing,
     /// A header that the specification does not allow (bad address, bad length, bad version).
+    #[error("malformed PROXY protocol header: {0}")]
     Malformed(String),
     /// The header is longer than [`V1_MAX_LEN`] or than 16 + [`V2_MAX_PAYLOAD`] bytes.
+    #[error("PROXY protocol header too large")]
     TooLarge,
     /// The header was not complete within [`READ_TIMEOUT`].
+    #[error("timed out reading the PROXY protocol header")]
     Timeout,
     /// The connection failed or closed before the header was complete.
+    #[error("reading the PROXY protocol header: {0}")]
     Io(std::io::Error),
 }
-
-impl std::fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HeaderError::Missing => f.write_str("no PROXY protocol header"),
-            HeaderError::Malformed(m) => write!(f, "malformed PROXY protocol header: {m}"),
-            HeaderError::TooLarge => f.write_str("PROXY protocol header too large"),
-            HeaderError::Timeout => f.write_str("timed out reading the PROXY protocol header"),
-            HeaderError::Io(e) => write!(f, "reading the PROXY protocol header: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for HeaderError {}
 
 /// What a received PROXY header says about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +374,31 @@ mod tests {
         let mut short = v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
         short[15] = 4;
         assert!(read_from(&short).await.0.is_err());
+    }
+
+    #[test]
+    fn error_messages() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cases = [
+            (HeaderError::Missing, "no PROXY protocol header"),
+            (
+                HeaderError::Malformed("v1: trailing bytes".into()),
+                "malformed PROXY protocol header: v1: trailing bytes",
+            ),
+            (HeaderError::TooLarge, "PROXY protocol header too large"),
+            (
+                HeaderError::Timeout,
+                "timed out reading the PROXY protocol header",
+            ),
+            (
+                HeaderError::Io(io),
+                "reading the PROXY protocol header: reset",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.to_string(), want);
+            assert!(std::error::Error::source(&err).is_none());
+        }
     }
 
     #[tokio::test]
