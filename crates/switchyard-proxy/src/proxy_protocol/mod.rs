@@ -1,7 +1,7 @@
 //! The PROXY protocol (HAProxy's `proxy-protocol.txt`, versions 1 and 2): encoding the header
-//! Switchyard sends to backends ([`write`]), reading the header a load balancer in front of
-//! Switchyard sends ([`read`]), and a Pingora L4 connector that writes the header on every new
-//! HTTP upstream connection ([`connector`]).
+//! Switchyard sends to backends ([`write`](mod@write)), reading the header a load balancer in
+//! front of Switchyard sends ([`read`]), and a Pingora L4 connector that writes the header on
+//! every new HTTP upstream connection ([`connector`]).
 //!
 //! Both directions use the `ppp` crate for the bytes themselves: its v1 `Addresses` and v2
 //! `Builder` write the headers, its parsers read them (except v1 `UNKNOWN` headers, see
