@@ -1,6 +1,6 @@
 //! Request routing and the API handlers. Transport-independent: [`AdminApp::handle`] takes an
-//! [`AdminRequest`] and returns an [`AdminResponse`]; the Pingora service in `lib.rs` only
-//! translates.
+//! [`AdminRequest`] and returns an [`AdminResponse`] (their types live in `request` and
+//! `response`); the Pingora service in `lib.rs` only translates.
 
 use std::sync::Arc;
 
@@ -11,176 +11,9 @@ use switchyard_proxy::Shared;
 
 use crate::auth::Auth;
 use crate::guard;
+use crate::request::{percent_decode, query_param, AdminRequest};
+use crate::response::AdminResponse;
 use crate::views::{self, Rates};
-
-/// The largest request body the admin API reads.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// One admin request, as read from the connection.
-///
-/// ```
-/// let req = switchyard_admin::AdminRequest::new("GET", "/api/upstreams");
-/// assert_eq!(req.method, "GET");
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct AdminRequest<'a> {
-    /// The method, e.g. `GET`.
-    pub method: &'a str,
-    /// The path, without the query.
-    pub path: &'a str,
-    /// The query string, without `?`.
-    pub query: Option<&'a str>,
-    /// The `Authorization` header's value.
-    pub authorization: Option<&'a [u8]>,
-    /// The `Host` header's value (or the target's authority); `None` if there is none.
-    pub host: Option<&'a [u8]>,
-    /// The `Origin` header's value (several `Origin` fields are passed as `null`).
-    pub origin: Option<&'a [u8]>,
-    /// The `Content-Type` header's value.
-    pub content_type: Option<&'a [u8]>,
-    /// The whole body.
-    pub body: &'a [u8],
-}
-
-impl<'a> AdminRequest<'a> {
-    /// A request without query, credentials, `Host`, `Origin`, content type or body.
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("POST", "/api/reload").bearer(b"Bearer t");
-    /// assert!(req.authorization.is_some() && req.body.is_empty());
-    /// ```
-    pub fn new(method: &'a str, path: &'a str) -> Self {
-        AdminRequest {
-            method,
-            path,
-            query: None,
-            authorization: None,
-            host: None,
-            origin: None,
-            content_type: None,
-            body: &[],
-        }
-    }
-
-    /// With a `Host` header value.
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").host(b"127.0.0.1:9000");
-    /// assert_eq!(req.host, Some(&b"127.0.0.1:9000"[..]));
-    /// ```
-    pub fn host(mut self, host: &'a [u8]) -> Self {
-        self.host = Some(host);
-        self
-    }
-
-    /// With an `Origin` header value.
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").origin(b"null");
-    /// assert_eq!(req.origin, Some(&b"null"[..]));
-    /// ```
-    pub fn origin(mut self, origin: &'a [u8]) -> Self {
-        self.origin = Some(origin);
-        self
-    }
-
-    /// With a `Content-Type` header value.
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("PUT", "/x").content_type(b"application/json");
-    /// assert!(req.content_type.is_some());
-    /// ```
-    pub fn content_type(mut self, content_type: &'a [u8]) -> Self {
-        self.content_type = Some(content_type);
-        self
-    }
-
-    /// With an `Authorization` header value (e.g. `b"Bearer <token>"`).
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("GET", "/status").bearer(b"Bearer t");
-    /// assert_eq!(req.authorization, Some(&b"Bearer t"[..]));
-    /// ```
-    pub fn bearer(mut self, authorization: &'a [u8]) -> Self {
-        self.authorization = Some(authorization);
-        self
-    }
-
-    /// With a body.
-    ///
-    /// ```
-    /// let req = switchyard_admin::AdminRequest::new("PUT", "/x").body(br#"{"weight":1}"#);
-    /// assert_eq!(req.body.len(), 12);
-    /// ```
-    pub fn body(mut self, body: &'a [u8]) -> Self {
-        self.body = body;
-        self
-    }
-}
-
-/// An admin response.
-///
-/// ```
-/// let r = switchyard_admin::AdminResponse::json(404, &serde_json::json!({"error": "nope"}));
-/// assert_eq!(r.status, 404);
-/// assert_eq!(r.content_type, "application/json");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminResponse {
-    /// The status code.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// Other headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl AdminResponse {
-    /// A JSON response (pretty-printed, newline-terminated).
-    ///
-    /// ```
-    /// let r = switchyard_admin::AdminResponse::json(200, &[1, 2]);
-    /// assert!(r.body.ends_with(b"\n"));
-    /// ```
-    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> AdminResponse {
-        let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
-            format!("{{\"error\": \"serialisation failed: {e}\"}}").into_bytes()
-        });
-        body.push(b'\n');
-        AdminResponse {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    /// A JSON error: `{"error": message}`.
-    ///
-    /// ```
-    /// let r = switchyard_admin::AdminResponse::error(400, "bad");
-    /// assert!(String::from_utf8(r.body).unwrap().contains("\"error\": \"bad\""));
-    /// ```
-    pub fn error(status: u16, message: &str) -> AdminResponse {
-        AdminResponse::json(status, &json!({ "error": message }))
-    }
-
-    fn html(body: String) -> AdminResponse {
-        AdminResponse {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            headers: vec![("cache-control", "no-store".to_string())],
-            body: body.into_bytes(),
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: String) -> AdminResponse {
-        self.headers.push((name, value));
-        self
-    }
-}
 
 /// A run-time change of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,34 +68,6 @@ pub struct AdminApp {
     shared: Arc<Shared>,
     auth: Auth,
     rates: Rates,
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of `name` in a query string.
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// True if server `id` is addressed by the path segment `seg`: its `host:port`, its full identity
@@ -527,10 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn decoding_and_matching() {
-        assert_eq!(percent_decode("g%2F127.0.0.1%3A80"), "g/127.0.0.1:80");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn matching() {
         let id = ServerId::new("g", "127.0.0.1:80");
         assert!(addresses(&id, "127.0.0.1:80"));
         assert!(addresses(&id, "g/127.0.0.1:80"));
@@ -539,8 +341,6 @@ mod tests {
         assert!(addresses(&named, "api.local:80"));
         assert!(addresses(&named, "api.local:80#10.0.0.1"));
         assert!(!addresses(&named, "api.local:80#10.0.0.2"));
-        assert_eq!(query_param(Some("a=1&refresh=3"), "refresh"), Some("3"));
-        assert_eq!(query_param(None, "refresh"), None);
     }
 
     #[test]

@@ -122,31 +122,17 @@ fn credential(header: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Standard base64 (with or without padding); `None` on any other character.
+/// Standard base64, decoded by the `base64` crate: any trailing `=` are dropped first, so the
+/// value is accepted with or without (or with wrong) padding, and non-zero trailing bits are
+/// ignored; `None` on any other character, or on a length no base64 text has (4n + 1).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let bytes = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &c in bytes {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::general_purpose::{GeneralPurpose, NO_PAD};
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        NO_PAD.with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -159,6 +145,20 @@ mod tests {
         assert_eq!(base64_decode("YQ==").unwrap(), b"a");
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
         assert!(base64_decode("not base64!").is_none());
+    }
+
+    #[test]
+    fn base64_padding_and_trailing_bits_are_lenient() {
+        assert_eq!(base64_decode("YQ").unwrap(), b"a");
+        assert_eq!(base64_decode("YQ=").unwrap(), b"a");
+        assert_eq!(base64_decode("YQ===").unwrap(), b"a");
+        assert_eq!(base64_decode("YR==").unwrap(), b"a"); // non-zero trailing bits
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert!(base64_decode("Y=Q=").is_none());
+        assert!(base64_decode("YQ==\n").is_none());
+        assert!(base64_decode("YW-_").is_none()); // URL-safe alphabet
+                                                  // A 4n + 1 length is not base64 (the hand-written decoder dropped the last six bits).
+        assert!(base64_decode("YWJjZ").is_none());
     }
 
     #[test]

@@ -36,6 +36,8 @@
 mod api;
 mod auth;
 pub mod guard;
+mod request;
+mod response;
 pub mod status;
 pub mod views;
 
@@ -50,8 +52,10 @@ use pingora::services::listening::Service;
 use switchyard_config::AdminConfig;
 use switchyard_proxy::Shared;
 
-pub use api::{AdminApp, AdminRequest, AdminResponse, MAX_BODY};
+pub use api::AdminApp;
 pub use auth::Auth;
+pub use request::{AdminRequest, MAX_BODY};
+pub use response::AdminResponse;
 
 /// Why the admin listener cannot start.
 ///
@@ -62,9 +66,13 @@ pub use auth::Auth;
 /// };
 /// assert!(err.to_string().contains("SWITCHYARD_ADMIN_TOKEN"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminError {
     /// No token is configured and the listener is not on a loopback address.
+    #[error(
+        "admin.listen = \"{listen}\" is not a loopback address and no token is configured: \
+         set the environment variable {token_env} (admin.token_env) or listen on 127.0.0.1 / ::1"
+    )]
     NoToken {
         /// `[admin].listen`.
         listen: SocketAddr,
@@ -72,20 +80,6 @@ pub enum AdminError {
         token_env: String,
     },
 }
-
-impl std::fmt::Display for AdminError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AdminError::NoToken { listen, token_env } => write!(
-                f,
-                "admin.listen = \"{listen}\" is not a loopback address and no token is configured: \
-                 set the environment variable {token_env} (admin.token_env) or listen on 127.0.0.1 / ::1"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for AdminError {}
 
 /// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses.
 ///
@@ -239,4 +233,23 @@ pub fn service(
     );
     svc.add_tcp(&cfg.listen.to_string());
     Ok(svc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_token_message() {
+        let err = AdminError::NoToken {
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            token_env: "SWITCHYARD_ADMIN_TOKEN".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "admin.listen = \"0.0.0.0:9000\" is not a loopback address and no token is \
+             configured: set the environment variable SWITCHYARD_ADMIN_TOKEN (admin.token_env) or \
+             listen on 127.0.0.1 / ::1"
+        );
+    }
 }

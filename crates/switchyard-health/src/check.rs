@@ -26,15 +26,25 @@ use crate::{tls, HealthError};
 /// The most body bytes a GET check reads before closing the connection.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// The version 1 header of a connection the proxy opened for itself (a health check), which
-/// carries no client: receivers use the connection's own addresses (PROXY protocol spec, 2.1).
-pub(crate) const PROXY_V1_UNKNOWN: &[u8] = b"PROXY UNKNOWN\r\n";
-
-/// The version 2 header of the same: signature, `0x20` (version 2, command LOCAL), `0x00`
-/// (unspecified family and transport) and a zero-length payload (spec, 2.2).
-pub(crate) const PROXY_V2_LOCAL: &[u8] = &[
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00,
-];
+/// The PROXY header a check connection starts with (empty for [`ProxyHeader::None`]). A check
+/// carries no client, so receivers use the connection's own addresses: v1 `PROXY UNKNOWN\r\n`
+/// (PROXY protocol spec, 2.1); v2 the signature, `0x20` (version 2, command LOCAL), `0x00`
+/// (unspecified family and transport) and a zero-length payload (spec, 2.2). Written by `ppp`;
+/// its v2 builder fails only for a payload over 65535 bytes, never for this empty one.
+fn proxy_header_bytes(header: ProxyHeader) -> Result<Vec<u8>, HealthError> {
+    use ppp::v2::{Addresses, Builder, Command, Protocol, Version};
+    match header {
+        ProxyHeader::None => Ok(Vec::new()),
+        ProxyHeader::V1 => Ok(ppp::v1::Addresses::Unknown.to_string().into_bytes()),
+        ProxyHeader::V2 => Builder::with_addresses(
+            Version::Two | Command::Local,
+            Protocol::Unspecified,
+            Addresses::Unspecified,
+        )
+        .build()
+        .map_err(|e| HealthError::ProxyHeader(e.to_string())),
+    }
+}
 
 /// The prepared check of one upstream: settings parsed once, shared by every server's task.
 #[derive(Debug)]
@@ -45,7 +55,7 @@ pub(crate) struct Probe {
     pub(crate) timeout: Duration,
     pub(crate) interval: Duration,
     /// Sent first on every check connection (empty: none).
-    proxy_header: &'static [u8],
+    proxy_header: Vec<u8>,
 }
 
 /// The HTTP part of a check.
@@ -99,11 +109,7 @@ impl Probe {
             port: spec.port,
             timeout: spec.timeout.max(Duration::from_millis(1)),
             interval: spec.interval.max(Duration::from_millis(1)),
-            proxy_header: match spec.proxy_header {
-                ProxyHeader::None => &[],
-                ProxyHeader::V1 => PROXY_V1_UNKNOWN,
-                ProxyHeader::V2 => PROXY_V2_LOCAL,
-            },
+            proxy_header: proxy_header_bytes(spec.proxy_header)?,
         })
     }
 
@@ -151,7 +157,7 @@ impl Probe {
         };
         let _ = tcp.set_nodelay(true);
         if !self.proxy_header.is_empty() {
-            if let Err(e) = tcp.write_all(self.proxy_header).await {
+            if let Err(e) = tcp.write_all(&self.proxy_header).await {
                 return CheckResult::Connect(format!("sending the PROXY header: {e}"));
             }
         }
@@ -241,5 +247,26 @@ pub(crate) struct AbortOnDrop<T>(pub(crate) JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_headers_are_byte_exact() {
+        assert_eq!(proxy_header_bytes(ProxyHeader::None), Ok(Vec::new()));
+        assert_eq!(
+            proxy_header_bytes(ProxyHeader::V1),
+            Ok(b"PROXY UNKNOWN\r\n".to_vec())
+        );
+        assert_eq!(
+            proxy_header_bytes(ProxyHeader::V2),
+            Ok(vec![
+                0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00,
+                0x00, 0x00,
+            ])
+        );
     }
 }

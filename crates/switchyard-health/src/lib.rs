@@ -58,4 +58,7 @@ pub enum HealthError {
     /// The check `path` is not a valid request target.
     #[error("invalid health check path {0}")]
     Path(String),
+    /// The PROXY protocol header could not be built (`ppp` refused it; not expected to happen).
+    #[error("cannot build the PROXY protocol header: {0}")]
+    ProxyHeader(String),
 }

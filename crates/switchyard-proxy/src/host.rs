@@ -20,30 +20,21 @@ pub struct HostPort<'a> {
 }
 
 /// Why a `Host` value is not `host[:port]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// Empty, or only a port.
+    #[error("empty host")]
     Empty,
     /// A character a reg-name cannot hold, or a malformed percent-encoding.
+    #[error("invalid character in the host")]
     BadHost,
     /// An IP literal that is not an IPv6 address or IPvFuture, or is not closed.
+    #[error("invalid IP literal")]
     BadIpLiteral,
     /// Something other than digits after the `:`.
+    #[error("invalid port")]
     BadPort,
 }
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            HostError::Empty => "empty host",
-            HostError::BadHost => "invalid character in the host",
-            HostError::BadIpLiteral => "invalid IP literal",
-            HostError::BadPort => "invalid port",
-        })
-    }
-}
-
-impl std::error::Error for HostError {}
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
@@ -169,6 +160,17 @@ pub fn route_name(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(HostError::Empty.to_string(), "empty host");
+        assert_eq!(
+            HostError::BadHost.to_string(),
+            "invalid character in the host"
+        );
+        assert_eq!(HostError::BadIpLiteral.to_string(), "invalid IP literal");
+        assert_eq!(HostError::BadPort.to_string(), "invalid port");
+    }
 
     #[test]
     fn valid_hosts() {

@@ -27,32 +27,21 @@ use std::borrow::Cow;
 pub use switchyard_config::EncodedSlashes;
 
 /// Why a path cannot be normalised (the request gets `400`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     /// `..` climbs above `/`.
+    #[error("the path climbs above /")]
     AboveRoot,
     /// `%2F`, `%5C` or a raw `\` with [`EncodedSlashes::Reject`].
+    #[error("encoded slash or backslash in the path")]
     EncodedSlash,
     /// With [`EncodedSlashes::Keep`]: `.` or `..` between encoded slashes (`..%2F`).
+    #[error("a dot segment between encoded slashes in the path")]
     DotSegmentBetweenEncodedSlashes,
     /// `%` not followed by two hex digits.
+    #[error("malformed percent-encoding in the path")]
     BadPercentEncoding,
 }
-
-impl std::fmt::Display for PathError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PathError::AboveRoot => "the path climbs above /",
-            PathError::EncodedSlash => "encoded slash or backslash in the path",
-            PathError::DotSegmentBetweenEncodedSlashes => {
-                "a dot segment between encoded slashes in the path"
-            }
-            PathError::BadPercentEncoding => "malformed percent-encoding in the path",
-        })
-    }
-}
-
-impl std::error::Error for PathError {}
 
 /// True for RFC 3986 unreserved characters.
 fn is_unreserved(b: u8) -> bool {
@@ -245,6 +234,23 @@ fn has_dot_piece(seg: &str) -> bool {
 mod tests {
     use super::EncodedSlashes::{Keep, Reject};
     use super::*;
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(PathError::AboveRoot.to_string(), "the path climbs above /");
+        assert_eq!(
+            PathError::EncodedSlash.to_string(),
+            "encoded slash or backslash in the path"
+        );
+        assert_eq!(
+            PathError::DotSegmentBetweenEncodedSlashes.to_string(),
+            "a dot segment between encoded slashes in the path"
+        );
+        assert_eq!(
+            PathError::BadPercentEncoding.to_string(),
+            "malformed percent-encoding in the path"
+        );
+    }
 
     fn norm(p: &str) -> Result<String, PathError> {
         normalize_path(p, Reject).map(Cow::into_owned)

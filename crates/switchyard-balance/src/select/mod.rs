@@ -92,21 +92,12 @@ impl std::fmt::Display for Algorithm {
 }
 
 /// An unknown algorithm name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown algorithm `{0}` (expected wrr, least_conn, wlc, ewma, consistent_hash, \
+     source_ip_hash, uri_hash or random)"
+)]
 pub struct UnknownAlgorithm(pub String);
-
-impl std::fmt::Display for UnknownAlgorithm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "unknown algorithm `{}` (expected wrr, least_conn, wlc, ewma, consistent_hash, \
-             source_ip_hash, uri_hash or random)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownAlgorithm {}
 
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
@@ -350,6 +341,15 @@ pub(crate) fn fallback(ctx: &PickContext<'_>, candidates: &[usize]) -> Option<us
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_algorithm_message() {
+        assert_eq!(
+            UnknownAlgorithm("rr".into()).to_string(),
+            "unknown algorithm `rr` (expected wrr, least_conn, wlc, ewma, consistent_hash, \
+             source_ip_hash, uri_hash or random)"
+        );
+    }
 
     #[test]
     fn gcd_and_scaling() {

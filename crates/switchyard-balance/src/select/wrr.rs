@@ -16,7 +16,7 @@
 //! node's share `L/T` held in 64-bit fixed point (rounded up), whose high word is the number of
 //! earlier visits that went left and whose carry into the high word, when the share is added
 //! once more, says where this visit goes. Exact as long as `2T² < 2⁶⁴`, which the weight cap
-//! [`super::MAX_TOTAL_WEIGHT`] (`2³¹`) guarantees: the rounding error, below `k / 2⁶⁴`, never
+//! `MAX_TOTAL_WEIGHT` (`2³¹`) guarantees: the rounding error, below `k / 2⁶⁴`, never
 //! reaches the distance `1 / 2T` from a multiple of `1/2T` to the next integer.
 //!
 //! Weights are divided by their greatest common divisor first, so 500:100 has the period and

@@ -1,41 +1,16 @@
-//! The PROXY protocol (HAProxy's `proxy-protocol.txt`, versions 1 and 2): encoding the header
-//! Switchyard sends to backends, reading the header a load balancer in front of Switchyard sends,
-//! and a Pingora L4 connector that writes the header on every new HTTP upstream connection.
+//! Reading the header a load balancer in front of Switchyard sends: [`read_header`] consumes
+//! exactly one v1 or v2 header from a stream (never a byte of the payload after it), within a
+//! size limit and [`READ_TIMEOUT`], and says what it carries ([`Carried`]).
 //!
-//! Parsing uses the `ppp` crate, except for v1 `UNKNOWN` headers (see [`parse_v1`]); this module
-//! frames the bytes so that **exactly** the header is consumed from the stream (never a byte of
-//! the payload after it), with a size limit.
-//!
-//! ```
-//! use switchyard_proxy::proxy_protocol::{encode, HEADER_V2_SIGNATURE};
-//! use switchyard_config::ProxyProtocol;
-//! let src = "127.0.0.2:40000".parse().unwrap();
-//! let dst = "127.0.0.1:5432".parse().unwrap();
-//! assert_eq!(
-//!     encode(ProxyProtocol::V1, src, dst).unwrap(),
-//!     b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 5432\r\n"
-//! );
-//! let v2 = encode(ProxyProtocol::V2, src, dst).unwrap();
-//! assert_eq!(&v2[..12], &HEADER_V2_SIGNATURE);
-//! assert_eq!(v2.len(), 16 + 12);
-//! ```
+//! Parsing uses the `ppp` crate, except for v1 `UNKNOWN` headers (see [`parse_v1`]).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::connectors::L4Connect;
-use pingora::protocols::l4::socket::SocketAddr as PingoraSocketAddr;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result as PResult};
-use switchyard_config::ProxyProtocol;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The 12-byte signature that starts every version 2 header.
-pub const HEADER_V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+use super::HEADER_V2_SIGNATURE;
+
 /// The longest version 1 header, CRLF included (the specification's limit).
 pub const V1_MAX_LEN: usize = 107;
 /// The largest version 2 payload (addresses and TLVs) accepted: 2 KiB. The specification allows
@@ -45,33 +20,24 @@ pub const V2_MAX_PAYLOAD: usize = 2048;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a PROXY header could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
     /// The connection did not start with a PROXY header (v1 `PROXY ` or the v2 signature).
+    #[error("no PROXY protocol header")]
     Missing,
     /// A header that the specification does not allow (bad address, bad length, bad version).
+    #[error("malformed PROXY protocol header: {0}")]
     Malformed(String),
     /// The header is longer than [`V1_MAX_LEN`] or than 16 + [`V2_MAX_PAYLOAD`] bytes.
+    #[error("PROXY protocol header too large")]
     TooLarge,
     /// The header was not complete within [`READ_TIMEOUT`].
+    #[error("timed out reading the PROXY protocol header")]
     Timeout,
     /// The connection failed or closed before the header was complete.
+    #[error("reading the PROXY protocol header: {0}")]
     Io(std::io::Error),
 }
-
-impl std::fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HeaderError::Missing => f.write_str("no PROXY protocol header"),
-            HeaderError::Malformed(m) => write!(f, "malformed PROXY protocol header: {m}"),
-            HeaderError::TooLarge => f.write_str("PROXY protocol header too large"),
-            HeaderError::Timeout => f.write_str("timed out reading the PROXY protocol header"),
-            HeaderError::Io(e) => write!(f, "reading the PROXY protocol header: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for HeaderError {}
 
 /// What a received PROXY header says about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,91 +48,6 @@ pub struct Carried {
     /// `PROXY` over IPv4/IPv6 (v2). `None` for v1 `UNKNOWN`, v2 `LOCAL` (health checks of the
     /// load balancer itself) and other families: the connection's own addresses apply.
     pub addrs: Option<(SocketAddr, SocketAddr)>,
-}
-
-/// Makes both addresses the same family (a v4 peer on a dual-stack socket appears as
-/// `::ffff:a.b.c.d`): both IPv4 when both can be, otherwise both IPv6.
-pub fn same_family(src: SocketAddr, dst: SocketAddr) -> (SocketAddr, SocketAddr) {
-    let v4 = |a: SocketAddr| -> Option<SocketAddr> {
-        match a.ip() {
-            IpAddr::V4(_) => Some(a),
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(|v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
-        }
-    };
-    let v6 = |a: SocketAddr| -> SocketAddr {
-        match a.ip() {
-            IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port()),
-            IpAddr::V6(_) => a,
-        }
-    };
-    match (v4(src), v4(dst)) {
-        (Some(s), Some(d)) => (s, d),
-        _ => (v6(src), v6(dst)),
-    }
-}
-
-/// The version 1 header for a TCP connection from `src` to `dst`:
-/// `PROXY TCP4 <src> <dst> <sport> <dport>\r\n` (or `TCP6`).
-pub fn encode_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    let (src, dst) = same_family(src, dst);
-    ppp::v1::Addresses::from((src, dst))
-        .to_string()
-        .into_bytes()
-}
-
-/// The version 2 header for a TCP connection from `src` to `dst`: signature, `0x21` (v2,
-/// PROXY), `0x11` (TCP over IPv4) or `0x21` (TCP over IPv6), the payload length (12 or 36, big
-/// endian), then source address, destination address, source port, destination port.
-pub fn encode_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    use ppp::v2::{Builder, Command, Protocol, Version};
-    let (src, dst) = same_family(src, dst);
-    match Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (src, dst))
-        .build()
-    {
-        Ok(bytes) => bytes,
-        // Unreachable for two addresses of one family (36 bytes at most); kept total anyway.
-        Err(_) => encode_v2_manual(src, dst),
-    }
-}
-
-fn encode_v2_manual(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(52);
-    out.extend_from_slice(&HEADER_V2_SIGNATURE);
-    out.push(0x21);
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out.extend_from_slice(&[0x11, 0, 12]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-        }
-        (s, d) => {
-            let s6 = match s {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                IpAddr::V6(v6) => v6,
-            };
-            let d6 = match d {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                IpAddr::V6(v6) => v6,
-            };
-            out.extend_from_slice(&[0x21, 0, 36]);
-            out.extend_from_slice(&s6.octets());
-            out.extend_from_slice(&d6.octets());
-        }
-    }
-    out.extend_from_slice(&src.port().to_be_bytes());
-    out.extend_from_slice(&dst.port().to_be_bytes());
-    out
-}
-
-/// The header of `version` for a connection from `src` to `dst`; `None` for `off`.
-pub fn encode(version: ProxyProtocol, src: SocketAddr, dst: SocketAddr) -> Option<Vec<u8>> {
-    match version {
-        ProxyProtocol::Off => None,
-        ProxyProtocol::V1 => Some(encode_v1(src, dst)),
-        ProxyProtocol::V2 => Some(encode_v2(src, dst)),
-    }
 }
 
 /// Reads one PROXY header (v1 or v2, detected from its first bytes) from `r`, consuming exactly
@@ -317,167 +198,18 @@ pub fn parse_v2(bytes: &[u8]) -> Result<Carried, HeaderError> {
     Ok(Carried { version: 2, addrs })
 }
 
-/// A Pingora L4 connector for HTTP upstreams with `proxy_protocol`: connects (within the
-/// connect timeout, which Pingora does not apply to custom connectors) and writes the PROXY
-/// header before handing the connection to the HTTP client.
-#[derive(Debug, Clone)]
-pub struct ProxyHeaderConnector {
-    header: Vec<u8>,
-    connect_timeout: Duration,
-}
-
-impl ProxyHeaderConnector {
-    /// A connector that sends `header` first.
-    pub fn new(header: Vec<u8>, connect_timeout: Duration) -> Self {
-        ProxyHeaderConnector {
-            header,
-            connect_timeout,
-        }
-    }
-}
-
-#[async_trait]
-impl L4Connect for ProxyHeaderConnector {
-    async fn connect(&self, addr: &PingoraSocketAddr) -> PResult<L4Stream> {
-        let Some(inet) = addr.as_inet() else {
-            return Error::e_explain(
-                ErrorType::ConnectError,
-                "PROXY protocol needs a TCP upstream address",
-            );
-        };
-        let connect = TcpStream::connect(*inet);
-        let mut tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Err(_) => {
-                return Error::e_explain(
-                    ErrorType::ConnectTimedout,
-                    format!("timeout {:?} connecting to {inet}", self.connect_timeout),
-                )
-            }
-            Ok(Err(e)) => {
-                let etype = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ErrorType::ConnectRefused
-                } else {
-                    ErrorType::ConnectError
-                };
-                return Err(Error::because(etype, format!("connecting to {inet}"), e));
-            }
-            Ok(Ok(tcp)) => tcp,
-        };
-        if let Err(e) = tcp.write_all(&self.header).await {
-            return Err(Error::because(
-                ErrorType::ConnectError,
-                format!("writing the PROXY header to {inet}"),
-                e,
-            ));
-        }
-        Ok(tcp.into())
-    }
-}
-
-/// Makes `peer` send a PROXY header of `version` for a client at `client` that connected to
-/// `local`. The header's hash becomes the peer's `group_key`, so a pooled keep-alive connection
-/// is only reused for the same client connection (its header is already sent). No-op for `off`.
-pub fn apply_to_peer(
-    peer: &mut HttpPeer,
-    version: ProxyProtocol,
-    client: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    connect_timeout: Duration,
-) {
-    let (Some(client), Some(local)) = (client, local) else {
-        return;
-    };
-    let Some(header) = encode(version, client, local) else {
-        return;
-    };
-    peer.group_key = switchyard_balance::hash_key(&header);
-    peer.options.custom_l4 = Some(Arc::new(ProxyHeaderConnector::new(header, connect_timeout)));
-}
-
-/// [`apply_to_peer`] for the client connection of `session`: its peer address (the carried one
-/// when the listener accepts the PROXY protocol) and the address it connected to.
-pub fn apply_for_session(
-    peer: &mut HttpPeer,
-    session: &pingora::proxy::Session,
-    version: ProxyProtocol,
-    connect_timeout: Duration,
-) {
-    if version == ProxyProtocol::Off {
-        return;
-    }
-    let client = session.client_addr().and_then(|a| a.as_inet()).copied();
-    let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-    apply_to_peer(peer, version, client, local, connect_timeout);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy_protocol::write::encode_v2;
+
+    /// The v2 header of two addresses (never `None` for them).
+    fn v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        encode_v2(src, dst).unwrap()
+    }
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn v1_tcp4_is_byte_exact() {
-        assert_eq!(
-            encode_v1(sa("127.0.0.2:51000"), sa("127.0.0.1:8443")),
-            b"PROXY TCP4 127.0.0.2 127.0.0.1 51000 8443\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn v1_tcp6_is_byte_exact() {
-        assert_eq!(
-            encode_v1(sa("[::1]:51000"), sa("[2001:db8::1]:443")),
-            b"PROXY TCP6 ::1 2001:db8::1 51000 443\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn mixed_families_are_unified() {
-        assert_eq!(
-            encode_v1(sa("[::ffff:10.0.0.1]:1"), sa("127.0.0.1:2")),
-            b"PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\n".to_vec()
-        );
-        assert_eq!(
-            encode_v1(sa("10.0.0.1:1"), sa("[::1]:2")),
-            b"PROXY TCP6 ::ffff:10.0.0.1 ::1 1 2\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn v2_ipv4_is_byte_exact() {
-        let got = encode_v2(sa("127.0.0.2:51000"), sa("127.0.0.1:8443"));
-        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-        want.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c, 127, 0, 0, 2, 127, 0, 0, 1]);
-        want.extend_from_slice(&51000u16.to_be_bytes());
-        want.extend_from_slice(&8443u16.to_be_bytes());
-        assert_eq!(got, want);
-        assert_eq!(
-            encode_v2_manual(sa("127.0.0.2:51000"), sa("127.0.0.1:8443")),
-            want
-        );
-    }
-
-    #[test]
-    fn v2_ipv6_is_byte_exact() {
-        let got = encode_v2(sa("[::1]:1234"), sa("[::2]:80"));
-        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-        want.extend_from_slice(&[0x21, 0x21, 0x00, 36]);
-        let mut a = [0u8; 16];
-        a[15] = 1;
-        want.extend_from_slice(&a);
-        a[15] = 2;
-        want.extend_from_slice(&a);
-        want.extend_from_slice(&[0x04, 0xd2, 0x00, 0x50]);
-        assert_eq!(got, want);
-        assert_eq!(encode_v2_manual(sa("[::1]:1234"), sa("[::2]:80")), want);
-    }
-
-    #[test]
-    fn off_encodes_nothing() {
-        assert!(encode(ProxyProtocol::Off, sa("1.2.3.4:1"), sa("5.6.7.8:2")).is_none());
     }
 
     async fn read_from(bytes: &[u8]) -> (Result<Carried, HeaderError>, Vec<u8>) {
@@ -575,7 +307,7 @@ mod tests {
             (sa("203.0.113.9:4000"), sa("127.0.0.1:80")),
             (sa("[2001:db8::9]:4000"), sa("[::1]:80")),
         ] {
-            let mut bytes = encode_v2(src, dst);
+            let mut bytes = v2(src, dst);
             bytes.extend_from_slice(b"payload");
             let (res, rest) = read_from(&bytes).await;
             let c = res.unwrap();
@@ -595,7 +327,7 @@ mod tests {
         assert_eq!(res.unwrap().addrs, None);
         assert_eq!(rest, b"rest");
         // PROXY over IPv4 with a TLV after the addresses.
-        let mut bytes = encode_v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
+        let mut bytes = v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
         bytes[15] += 4;
         bytes.extend_from_slice(&[0x04, 0x00, 0x01, 0x2a]);
         let (res, rest) = read_from(&bytes).await;
@@ -629,19 +361,44 @@ mod tests {
             Err(HeaderError::TooLarge)
         ));
         // v2 with a wrong version nibble, and with an oversized length.
-        let mut bad = encode_v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
+        let mut bad = v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
         bad[12] = 0x31;
         assert!(read_from(&bad).await.0.is_err());
-        let mut big = encode_v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
+        let mut big = v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
         big[14] = 0xff;
         assert!(matches!(
             read_from(&big).await.0,
             Err(HeaderError::TooLarge)
         ));
         // v2 whose length is shorter than its address block.
-        let mut short = encode_v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
+        let mut short = v2(sa("1.2.3.4:5"), sa("6.7.8.9:10"));
         short[15] = 4;
         assert!(read_from(&short).await.0.is_err());
+    }
+
+    #[test]
+    fn error_messages() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cases = [
+            (HeaderError::Missing, "no PROXY protocol header"),
+            (
+                HeaderError::Malformed("v1: trailing bytes".into()),
+                "malformed PROXY protocol header: v1: trailing bytes",
+            ),
+            (HeaderError::TooLarge, "PROXY protocol header too large"),
+            (
+                HeaderError::Timeout,
+                "timed out reading the PROXY protocol header",
+            ),
+            (
+                HeaderError::Io(io),
+                "reading the PROXY protocol header: reset",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.to_string(), want);
+            assert!(std::error::Error::source(&err).is_none());
+        }
     }
 
     #[tokio::test]
