@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::attempt::Attempt;
 use crate::proxy_protocol::{encode, read_header};
+use crate::reject::Reject;
 use crate::request_key::{inet_addr, ip_key};
 use crate::retry::FailureKind;
 use crate::runtime::{admits, UpstreamRuntime};
@@ -165,7 +166,7 @@ impl TcpProxy {
                 self.shared
                     .metrics()
                     .rejected_requests_total
-                    .with_label_values(&[&self.listener, "acl"])
+                    .with_label_values(&[&self.listener, Reject::Acl.label()])
                     .inc();
                 self.count(&upstream_name, TcpOutcome::Denied);
                 return TcpOutcome::Denied;
