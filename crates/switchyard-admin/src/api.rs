@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use switchyard_balance::ServerId;
 use switchyard_config::MAX_WEIGHT;
-use switchyard_proxy::Shared;
+use switchyard_proxy::{Runtime, Shared};
 
 use crate::auth::Auth;
 use crate::guard;
@@ -96,7 +96,7 @@ impl AdminApp {
     /// ```
     /// # let rt = switchyard_proxy::Runtime::build(Default::default(), None).unwrap();
     /// let app = switchyard_admin::AdminApp::new(switchyard_proxy::Shared::new(rt, None), switchyard_admin::Auth::open());
-    /// assert_eq!(app.shared().instance_id, "switchyard");
+    /// assert_eq!(app.shared().instance_id(), "switchyard");
     /// ```
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -172,7 +172,7 @@ impl AdminApp {
                 AdminResponse::json(200, &views::upstreams(&self.shared, &self.rates))
             }
             ("GET", ["api", "upstreams", name]) => {
-                let rt = self.shared.runtime.load_full();
+                let rt = self.shared.runtime();
                 match rt.upstream(name) {
                     Some(up) => {
                         AdminResponse::json(200, &views::upstream_view(up, &self.rates, None))
@@ -211,16 +211,11 @@ impl AdminApp {
                 AdminResponse::json(status, &report)
             }
             ("GET", ["api", "reload"]) => {
-                let last = self
-                    .shared
-                    .last_reload
-                    .lock()
-                    .map(|l| l.clone())
-                    .unwrap_or_else(|p| p.into_inner().clone());
+                let last = self.shared.last_reload();
                 AdminResponse::json(200, &json!({ "last_reload": last }))
             }
             ("GET", ["api", "config"]) => {
-                let rt = self.shared.runtime.load_full();
+                let rt = self.shared.runtime();
                 let mut value = serde_json::to_value(&*rt.config).unwrap_or_default();
                 redact(&mut value);
                 AdminResponse::json(200, &value)
@@ -236,8 +231,19 @@ impl AdminApp {
 
     async fn change(&self, upstream: &str, server: &str, change: Change) -> AdminResponse {
         // Serialised with reloads, so a change never lands on a pool a reload is replacing.
-        let _guard = self.shared.reload_lock.lock().await;
-        let rt = self.shared.runtime.load_full();
+        self.shared
+            .apply_admin_change(|rt| self.change_in(rt, upstream, server, change))
+            .await
+    }
+
+    /// Applies `change` to the servers of `upstream` in `rt` (reloads held off by the caller).
+    fn change_in(
+        &self,
+        rt: &Runtime,
+        upstream: &str,
+        server: &str,
+        change: Change,
+    ) -> AdminResponse {
         let Some(up) = rt.upstream(upstream) else {
             return AdminResponse::error(404, &format!("no upstream named {upstream}"));
         };

@@ -146,11 +146,11 @@ fn server_row(out: &mut String, s: &ServerView) {
 /// assert!(html.contains("http-equiv=\"refresh\" content=\"5\""));
 /// ```
 pub fn render(shared: &Shared, rates: &Rates, refresh_s: u32) -> String {
-    let rt = shared.runtime.load_full();
+    let rt = shared.runtime();
     let cfg = &rt.config;
     let view = views::upstreams(shared, rates);
     let mut out = String::with_capacity(16 * 1024);
-    let title = format!("Switchyard status — {}", esc(&shared.instance_id));
+    let title = format!("Switchyard status — {}", esc(shared.instance_id()));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -180,11 +180,7 @@ pub fn render(shared: &Shared, rates: &Rates, refresh_s: u32) -> String {
         cfg.routes.len(),
         cfg.upstreams.len(),
     );
-    let last = shared
-        .last_reload
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
+    let last = shared.last_reload();
     match last {
         Some(r) if r.applied => {
             let _ = write!(out, " · last reload applied {}", utc(r.at_unix_s));

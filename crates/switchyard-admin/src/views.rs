@@ -236,9 +236,9 @@ pub fn upstream_view(
 /// assert_eq!(view.upstreams[0].servers[0].health, "healthy");
 /// ```
 pub fn upstreams(shared: &Shared, rates: &Rates) -> UpstreamsView {
-    let rt: std::sync::Arc<Runtime> = shared.runtime.load_full();
+    let rt: std::sync::Arc<Runtime> = shared.runtime();
     let view = UpstreamsView {
-        instance_id: shared.instance_id.clone(),
+        instance_id: shared.instance_id().to_string(),
         upstreams: rt
             .upstreams
             .iter()

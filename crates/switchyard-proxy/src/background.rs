@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::service::Shared;
+use crate::shared::Shared;
 
 /// Runs for the life of the server on its own Pingora runtime.
 #[derive(Debug)]
@@ -25,11 +25,9 @@ impl Background {
 #[async_trait]
 impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let _ = self
-            .shared
-            .background
-            .set(tokio::runtime::Handle::current());
-        let rt = self.shared.runtime.load_full();
+        self.shared
+            .set_background(tokio::runtime::Handle::current());
+        let rt = self.shared.runtime();
         for up in &rt.upstreams {
             if let Err(e) = up.health.start() {
                 log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
@@ -60,6 +58,6 @@ impl BackgroundService for Background {
                 }
             }
         }
-        self.shared.runtime.load().dns.stop();
+        self.shared.snapshot().dns.stop();
     }
 }

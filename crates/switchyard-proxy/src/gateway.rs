@@ -5,12 +5,13 @@ use std::sync::Arc;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use switchyard_config::Config;
+use switchyard_metrics::Metrics;
 
 use crate::background::Background;
 use crate::error::BuildError;
 use crate::extension::Extension;
 use crate::runtime::Runtime;
-use crate::service::Shared;
+use crate::shared::Shared;
 
 /// A built gateway: the Pingora server with every service added, and the shared state the
 /// services read (for reloads and the admin API).
@@ -35,6 +36,7 @@ pub struct GatewayBuilder {
     path: Option<std::path::PathBuf>,
     opt: Option<Opt>,
     extensions: Vec<Arc<dyn Extension>>,
+    metrics: Option<&'static Metrics>,
 }
 
 impl GatewayBuilder {
@@ -53,9 +55,16 @@ impl GatewayBuilder {
         self.extensions.push(ext);
         self
     }
+    /// The metric families every service reports to (default: the process's registry,
+    /// [`Metrics::global`], which the `[metrics]` endpoint serves).
+    pub fn metrics(mut self, metrics: &'static Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
     /// Builds the server and its services.
     pub fn build(self) -> Result<Gateway, BuildError> {
-        Gateway::build_inner(self.cfg, self.path, self.opt, self.extensions)
+        let metrics = self.metrics.unwrap_or_else(Metrics::global);
+        Gateway::build_inner(self.cfg, self.path, self.opt, self.extensions, metrics)
     }
 }
 
@@ -114,6 +123,7 @@ impl Gateway {
             path: None,
             opt: None,
             extensions: Vec::new(),
+            metrics: None,
         }
     }
 
@@ -122,12 +132,13 @@ impl Gateway {
         path: Option<std::path::PathBuf>,
         opt: Option<Opt>,
         extensions: Vec<Arc<dyn Extension>>,
+        metrics: &'static Metrics,
     ) -> Result<Gateway, BuildError> {
         let conf = server_conf(&cfg);
         let mut server = Server::new_with_opt_and_conf(opt, conf);
         server.bootstrap();
         let cfg = Arc::new(cfg);
-        let runtime = Runtime::build(Arc::clone(&cfg), None)?;
+        let runtime = Runtime::build_with_metrics(Arc::clone(&cfg), None, metrics)?;
         initial_health_round(&runtime)?;
         let shared = Shared::with_extensions(runtime, path, extensions);
         server.add_service(pingora::services::background::background_service(

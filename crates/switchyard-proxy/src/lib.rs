@@ -8,6 +8,7 @@
 //! gateway.run(); // never returns
 //! ```
 
+pub mod attempt;
 pub mod background;
 pub mod cascade;
 pub mod dns;
@@ -18,17 +19,22 @@ pub mod headers;
 pub mod health_observer;
 pub mod health_spec;
 pub mod host;
+pub mod hygiene;
 pub mod listener;
 pub mod metrics_endpoint;
 pub mod normalize;
 pub mod pem;
 pub mod proxy_protocol;
+pub mod reject;
 pub mod reload;
+pub mod request_key;
 pub mod responses;
+pub mod retry;
 pub mod rewrite;
 pub mod router;
 pub mod runtime;
 pub mod service;
+pub mod shared;
 pub mod shutdown;
 pub mod sticky;
 pub mod tcp;
@@ -38,4 +44,5 @@ pub mod upstream_tls;
 pub use error::BuildError;
 pub use gateway::Gateway;
 pub use runtime::Runtime;
-pub use service::{HttpGateway, Shared};
+pub use service::HttpGateway;
+pub use shared::Shared;

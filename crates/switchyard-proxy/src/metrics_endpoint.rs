@@ -13,12 +13,12 @@ use pingora_prometheus::PrometheusHttpApp;
 /// nothing on the request path.
 #[derive(Debug, Default)]
 pub struct MetricsApp {
-    shared: Option<std::sync::Arc<crate::service::Shared>>,
+    shared: Option<std::sync::Arc<crate::shared::Shared>>,
 }
 
 impl MetricsApp {
     /// The endpoint for a gateway's shared state.
-    pub fn new(shared: std::sync::Arc<crate::service::Shared>) -> Self {
+    pub fn new(shared: std::sync::Arc<crate::shared::Shared>) -> Self {
         MetricsApp {
             shared: Some(shared),
         }
@@ -28,7 +28,7 @@ impl MetricsApp {
         let Some(shared) = &self.shared else {
             return;
         };
-        let rt = shared.runtime.load();
+        let rt = shared.snapshot();
         for up in &rt.upstreams {
             for server in up.pool.snapshot().servers() {
                 if let Some(m) = up.server_metrics(&server.spec.id) {
@@ -64,7 +64,7 @@ impl ServeHttp for MetricsApp {
 /// The metrics service listening on `addr`.
 pub fn service(
     addr: &str,
-    shared: std::sync::Arc<crate::service::Shared>,
+    shared: std::sync::Arc<crate::shared::Shared>,
 ) -> Service<pingora::apps::http_app::HttpServer<MetricsApp>> {
     let mut svc = Service::new(
         "switchyard metrics".to_string(),

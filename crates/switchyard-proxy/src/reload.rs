@@ -7,14 +7,18 @@
 //! line) is logged, counted in `switchyard_config_reloads_total{result="failure"}` and returned.
 //! Listener changes cannot be applied in place: they need a graceful upgrade
 //! (`switchyard run -u`, see `docs/operations.md`); the report says so.
+//!
+//! This module builds the next runtime ([`next_runtime`]) and says what happened
+//! ([`ReloadReport`]); [`Shared::reload`](crate::Shared::reload) and
+//! [`Shared::apply`](crate::Shared::apply) publish it.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use switchyard_config::{Config, ListenerConfig};
+use switchyard_metrics::Metrics;
 
 use crate::runtime::Runtime;
-use crate::service::Shared;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,12 +34,37 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
-    fn failed(errors: Vec<String>) -> Self {
+    /// A reload that changed nothing, for `errors`.
+    pub fn failed(errors: Vec<String>) -> Self {
         ReloadReport {
             applied: false,
             errors,
             needs_upgrade: Vec::new(),
             at_unix_s: now_unix(),
+        }
+    }
+
+    /// A reload now serving, with the listener changes it left for a graceful upgrade.
+    pub fn applied(needs_upgrade: Vec<String>) -> Self {
+        ReloadReport {
+            applied: true,
+            errors: Vec::new(),
+            needs_upgrade,
+            at_unix_s: now_unix(),
+        }
+    }
+
+    /// Logs the outcome: what was applied and what needs an upgrade, or why nothing was.
+    pub fn log(&self) {
+        if self.applied {
+            log::info!("configuration reloaded");
+            for n in &self.needs_upgrade {
+                log::warn!("{n}: not applied; listener changes need a graceful upgrade (switchyard run -u)");
+            }
+        } else {
+            for e in &self.errors {
+                log::error!("reload rejected, still serving the previous configuration: {e}");
+            }
         }
     }
 }
@@ -67,88 +96,30 @@ fn listener_changes(old: &[ListenerConfig], new: &[ListenerConfig]) -> Vec<Strin
     out
 }
 
-impl Shared {
-    /// Re-reads the configuration file and applies it. Concurrent calls are serialised.
-    pub async fn reload(&self) -> ReloadReport {
-        let _guard = self.reload_lock.lock().await;
-        let report = match &self.config_path {
-            None => ReloadReport::failed(vec!["no configuration file to reload".to_string()]),
-            Some(path) => match switchyard_config::load_file(path) {
-                Ok(cfg) => self.apply(cfg),
-                Err(errs) => {
-                    ReloadReport::failed(errs.errors.iter().map(|e| e.to_string()).collect())
-                }
-            },
-        };
-        self.record(&report);
-        report
+/// Builds the runtime of `cfg` to replace `current` (reporting to `metrics`), keeping the state of
+/// every server whose identity stays. Listener changes are left out (the running listeners are
+/// kept) and returned, for the report. `current`'s DNS tasks are paused while the new runtime is
+/// built, and stopped once it is: the new runtime's own take over when it starts. On error
+/// nothing changed, and the report says why.
+pub fn next_runtime(
+    current: &Runtime,
+    mut cfg: Config,
+    metrics: &'static Metrics,
+) -> Result<(Runtime, Vec<String>), ReloadReport> {
+    let needs_upgrade = listener_changes(&current.config.listeners, &cfg.listeners);
+    if !needs_upgrade.is_empty() {
+        // Keep serving on the listeners the process has; everything else is applied.
+        cfg.listeners = current.config.listeners.clone();
     }
-
-    /// Applies an already validated configuration (the admin API and embedders use this).
-    pub fn apply(&self, cfg: Config) -> ReloadReport {
-        let current = self.runtime.load_full();
-        let needs_upgrade = listener_changes(&current.config.listeners, &cfg.listeners);
-        let mut cfg = cfg;
-        if !needs_upgrade.is_empty() {
-            // Keep serving on the listeners the process has; everything else is applied.
-            cfg.listeners = current.config.listeners.clone();
-        }
-        // The running runtime's DNS tasks must not apply answers to pools the build changes.
-        let dns_pause = current.dns.pause();
-        let built = Runtime::build_with_metrics(Arc::new(cfg), Some(&current), self.metrics);
-        if built.is_ok() {
-            current.dns.stop();
-        }
-        drop(dns_pause);
-        match built {
-            Ok(next) => {
-                self.start_health(&next);
-                self.runtime.store(Arc::new(next));
-                ReloadReport {
-                    applied: true,
-                    errors: Vec::new(),
-                    needs_upgrade,
-                    at_unix_s: now_unix(),
-                }
-            }
-            Err(e) => ReloadReport::failed(vec![e.to_string()]),
-        }
+    // The running runtime's DNS tasks must not apply answers to pools the build changes.
+    let dns_pause = current.dns.pause();
+    let built = Runtime::build_with_metrics(Arc::new(cfg), Some(current), metrics);
+    if built.is_ok() {
+        current.dns.stop();
     }
-
-    /// Starts the checkers this runtime created and its DNS re-resolution tasks (on the
-    /// background runtime).
-    pub fn start_health(&self, rt: &Runtime) {
-        let Some(handle) = self.background.get() else {
-            // Not started yet: the background service starts every checker when it starts.
-            return;
-        };
-        let _enter = handle.enter();
-        for up in rt.upstreams.iter().filter(|u| u.health_is_new) {
-            if let Err(e) = up.health.start() {
-                log::error!("upstream {}: cannot start health checks: {e}", up.cfg.name);
-            }
-        }
-        rt.start_dns();
-    }
-
-    fn record(&self, report: &ReloadReport) {
-        let result = if report.applied { "success" } else { "failure" };
-        self.metrics
-            .config_reloads_total
-            .with_label_values(&[result])
-            .inc();
-        if report.applied {
-            log::info!("configuration reloaded");
-            for n in &report.needs_upgrade {
-                log::warn!("{n}: not applied; listener changes need a graceful upgrade (switchyard run -u)");
-            }
-        } else {
-            for e in &report.errors {
-                log::error!("reload rejected, still serving the previous configuration: {e}");
-            }
-        }
-        if let Ok(mut last) = self.last_reload.lock() {
-            *last = Some(report.clone());
-        }
+    drop(dns_pause);
+    match built {
+        Ok(next) => Ok((next, needs_upgrade)),
+        Err(e) => Err(ReloadReport::failed(vec![e.to_string()])),
     }
 }

@@ -1,121 +1,44 @@
 //! The HTTP gateway: Pingora's [`ProxyHttp`] implemented over a [`Runtime`].
 //!
-//! Request path: `request_filter` (security group, request hygiene — Host, path normalisation,
-//! a single `Content-Length` — loop detection, route match, hash key) →
-//! `upstream_peer` (pick a server not yet tried, start in-flight tracking) →
-//! `upstream_request_filter` (rewrite, forwarding headers) → response → `logging` (metrics, end
-//! of in-flight tracking). Connect failures and failures after sending go through
-//! `fail_to_connect` / `error_while_proxy`, which decide whether to retry on another server.
+//! A request's life, in the order of this file: `request_filter` (security group, request
+//! hygiene ([`crate::hygiene`]), loop detection, route match, cascade signature, request key
+//! ([`crate::request_key`])) → `upstream_peer` (pick a server not yet tried, begin an
+//! [`Attempt`]) → `upstream_request_filter` (rewrite, forwarding headers) → the response filters
+//! → `logging` (the attempt's outcome, route metrics). Connect failures and failures after
+//! sending go through `fail_to_connect` / `error_while_proxy`, which end the attempt and ask the
+//! route's [`RetryPolicy`](crate::retry::RetryPolicy) whether to try another server.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
-use switchyard_balance::{HashRing, InFlight, Outcome, ServerId, Tried};
-use switchyard_config::{HashOn, RouteConfig};
-use switchyard_health::PassiveEvent;
-use switchyard_metrics::prometheus::IntCounter;
-use switchyard_metrics::{Metrics, ServerMetrics};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use switchyard_balance::{ServerId, Tried};
+use switchyard_config::RouteConfig;
 
+use crate::attempt::Attempt;
 use crate::cascade;
-use crate::extension::{Decision, ExtContext, Extension, RequestInfo};
+use crate::extension::{Decision, ExtContext, RequestInfo};
 use crate::headers::{
     instance_id_value, loop_detected, request_authority, request_host, set_forwarding, strip_port,
 };
-use crate::host::{parse_host, route_name};
-use crate::normalize::{normalize_path, EncodedSlashes};
+use crate::host::route_name;
+use crate::hygiene::{sanitize, tidy_response_framing};
+use crate::reject::{Reject, RejectCounters};
+use crate::request_key::{client_ip, cookie_value, hash_key};
 use crate::responses::{respond, respond_decision, LOOP_DETECTED};
+use crate::retry::{
+    failure_kind, fresh_connection_group, request_not_written, stale_connection, FailureKind,
+    Reconnect, Retries,
+};
 use crate::router::Params;
-use crate::runtime::{Runtime, UpstreamRuntime};
-
-/// State shared by every listener's service: the current runtime and identity.
-pub struct Shared {
-    /// The published runtime; swapped atomically on reload.
-    pub runtime: ArcSwap<Runtime>,
-    /// `[server].instance_id`.
-    pub instance_id: String,
-    /// Metric families.
-    pub metrics: &'static Metrics,
-    /// The file reloads read, if the configuration came from one.
-    pub config_path: Option<std::path::PathBuf>,
-    /// The runtime that runs health checkers (set when the background service starts).
-    pub background: std::sync::OnceLock<tokio::runtime::Handle>,
-    /// Serialises reloads.
-    pub reload_lock: tokio::sync::Mutex<()>,
-    /// The outcome of the last reload attempt.
-    pub last_reload: std::sync::Mutex<Option<crate::reload::ReloadReport>>,
-    /// Embedder extensions, in registration order.
-    pub extensions: Vec<Arc<dyn Extension>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("instance_id", &self.instance_id)
-            .field("config_path", &self.config_path)
-            .field(
-                "extensions",
-                &self.extensions.iter().map(|e| e.name()).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl Shared {
-    /// Wraps a first runtime.
-    pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> Arc<Shared> {
-        Self::with_extensions(runtime, config_path, Vec::new())
-    }
-
-    /// Wraps a first runtime with extensions.
-    pub fn with_extensions(
-        runtime: Runtime,
-        config_path: Option<std::path::PathBuf>,
-        extensions: Vec<Arc<dyn Extension>>,
-    ) -> Arc<Shared> {
-        let instance_id = runtime.config.server.instance_id.clone();
-        Arc::new(Shared {
-            runtime: ArcSwap::from_pointee(runtime),
-            instance_id,
-            metrics: Metrics::global(),
-            config_path,
-            background: std::sync::OnceLock::new(),
-            reload_lock: tokio::sync::Mutex::new(()),
-            last_reload: std::sync::Mutex::new(None),
-            extensions,
-        })
-    }
-}
-
-/// Why an attempt failed: decides 502 vs 504 when retries are exhausted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Could not connect.
-    Connect,
-    /// Connected, then timed out.
-    Timeout,
-    /// Connected, then reset or a protocol error.
-    Error,
-}
-
-/// One attempt on one server.
-#[derive(Debug)]
-struct Attempt {
-    upstream: Arc<UpstreamRuntime>,
-    id: ServerId,
-    /// The server's metric handles, resolved when it was picked.
-    metrics: Option<Arc<ServerMetrics>>,
-    inflight: InFlight,
-    header_ns: Option<u64>,
-}
+use crate::runtime::Runtime;
+use crate::shared::Shared;
 
 /// Per-request state.
 #[derive(Debug)]
@@ -127,8 +50,7 @@ pub struct RequestCtx {
     key: Option<u64>,
     tried: Tried,
     attempt: Option<Attempt>,
-    retries: u32,
-    retries_after_send: u32,
+    retries: Retries,
     /// A reused keep-alive connection failed before any response byte: the next attempt goes
     /// to this server again, on a fresh connection (once per request).
     reconnect: Reconnect,
@@ -150,207 +72,27 @@ impl RequestCtx {
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.client_ip
     }
-}
 
-/// The one retry on a fresh connection that a stale keep-alive connection earns a request.
-#[derive(Debug, Default)]
-enum Reconnect {
-    /// Not used.
-    #[default]
-    Unused,
-    /// The next attempt reconnects to this server.
-    Pending(ServerId),
-    /// Used: a second stale connection is an ordinary failure.
-    Used,
-}
-
-impl Reconnect {
-    /// The server of a pending reconnect, which is then used up.
-    fn take(&mut self) -> Option<ServerId> {
-        match std::mem::take(self) {
-            Reconnect::Pending(id) => {
-                *self = Reconnect::Used;
-                Some(id)
-            }
-            other => {
-                *self = other;
-                None
-            }
+    /// Ends the current attempt as a failure of `kind`.
+    fn fail_attempt(&mut self, kind: FailureKind) {
+        self.last_failure = Some(kind);
+        if let Some(a) = self.attempt.take() {
+            log::warn!(
+                "upstream {} server {} failed: {kind:?}",
+                a.upstream().cfg.name,
+                a.id()
+            );
+            a.fail(kind);
         }
     }
-}
 
-/// A pool key (`HttpPeer::group_key`) of its own for a reconnect's connection: no pooled
-/// connection is ever found under it, so the attempt gets a fresh one. (One shared key would
-/// hand the next reconnect the previous one's connection, pooled for the few milliseconds
-/// before its zero idle timeout closes it.)
-fn fresh_connection_group() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    u64::MAX - NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// True if `e`, on a reused connection, means the server had closed that connection before it
-/// answered anything: Pingora reads no response byte (end of stream, or a socket error, which
-/// it marks [`RetryType::ReusedOnly`]) or cannot write the request head at all.
-fn stale_connection(e: &Error) -> bool {
-    matches!(e.retry, RetryType::ReusedOnly) || request_not_written(e)
-}
-
-/// True if `e` is a failure to write the request head: the server cannot have applied the
-/// request (RFC 9110 §9.2.2), whatever its method. Pingora 0.9.1 says so only in the error's
-/// context (`v1/client.rs`, `write_request_header`).
-fn request_not_written(e: &Error) -> bool {
-    e.etype == ErrorType::WriteError
-        && e.context.as_ref().is_some_and(|c| {
-            let c = c.as_str();
-            c.starts_with("while writing request headers")
-                || c.starts_with("flushing request header")
-        })
-}
-
-/// Why a request was refused: the `reason` label of `switchyard_rejected_requests_total`.
-#[derive(Debug, Clone, Copy)]
-enum Reject {
-    Acl,
-    Loop,
-    NoRoute,
-    Cascade,
-    /// A path that cannot be normalised (`400`).
-    BadPath,
-    /// No `Host` where one is required, or one that is not `host[:port]` (`400`).
-    BadHost,
-    /// `TRACE` to a route that does not list it (`405`).
-    Method,
-    /// The request body stalled for `body_timeout_ms` (`408` or closed).
-    BodyTimeout,
-}
-
-/// The number of [`Reject`] reasons.
-const REJECT_REASONS: usize = 8;
-
-impl Reject {
-    fn label(self) -> &'static str {
-        match self {
-            Reject::Acl => "acl",
-            Reject::Loop => "loop",
-            Reject::NoRoute => "no_route",
-            Reject::Cascade => "cascade",
-            Reject::BadPath => "bad_path",
-            Reject::BadHost => "bad_host",
-            Reject::Method => "method",
-            Reject::BodyTimeout => "body_timeout",
-        }
-    }
-}
-
-/// Request hygiene, before anything reads the host or the path (see `docs/configuration.md`,
-/// "How hostile HTTP/1 input is handled"):
-///
-/// * a `Host` (or absolute-form or HTTP/2 authority) is required except for HTTP/1.0, and must be
-///   `host[:port]` ([`parse_host`]);
-/// * the path is normalised ([`normalize_path`]) and the normal form replaces it, so routes match
-///   it and the origin receives it; a target that is not UTF-8 is refused;
-/// * identical duplicate `Content-Length` values (which Pingora accepts) become one field.
-fn sanitize(req: &mut RequestHeader, slashes: EncodedSlashes) -> std::result::Result<(), Reject> {
-    match request_authority(req) {
-        Some(authority) => {
-            parse_host(authority).map_err(|_| Reject::BadHost)?;
-        }
-        None if matches!(req.version, http::Version::HTTP_10 | http::Version::HTTP_09) => {}
-        None => return Err(Reject::BadHost),
-    }
-    if !req.raw_path_is_utf8() {
-        return Err(Reject::BadPath);
-    }
-    let normal = match normalize_path(req.uri.path(), slashes) {
-        Ok(Cow::Borrowed(_)) => None,
-        Ok(Cow::Owned(p)) => Some(p),
-        Err(_) => return Err(Reject::BadPath),
-    };
-    if let Some(path) = normal {
-        set_path(req, &path).map_err(|_| Reject::BadPath)?;
-    }
-    single_content_length(req);
-    Ok(())
-}
-
-/// Replaces the path of `req`'s target with `path`, keeping its query, and the scheme and
-/// authority of an absolute-form (HTTP/1) or HTTP/2 target.
-fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
-    let query = req.uri.query();
-    let mut pq = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-    pq.push_str(path);
-    if let Some(q) = query {
-        pq.push('?');
-        pq.push_str(q);
-    }
-    if let pingora::http::authority::RawTargetAuthority::Absolute {
-        scheme, authority, ..
-    } = pingora::http::authority::raw_target_authority(req.raw_path())
-    {
-        let mut target = Vec::with_capacity(scheme.len() + 3 + authority.len() + pq.len());
-        target.extend_from_slice(scheme);
-        target.extend_from_slice(b"://");
-        target.extend_from_slice(authority);
-        target.extend_from_slice(pq.as_bytes());
-        return req.set_raw_path(&target);
-    }
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = req.uri.scheme().cloned();
-    parts.authority = req.uri.authority().cloned();
-    parts.path_and_query = Some(
-        http::uri::PathAndQuery::try_from(pq)
-            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
-    );
-    let uri = http::Uri::from_parts(parts)
-        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?;
-    req.set_uri(uri);
-    Ok(())
-}
-
-/// Collapses identical duplicate `Content-Length` values (`5` and `5`, or `5, 5`) into one field.
-/// Pingora has already refused differing or invalid ones (and dropped the field beside
-/// `Transfer-Encoding`), but forwards duplicates as they came.
-fn single_content_length(req: &mut RequestHeader) {
-    if let Some(n) = duplicated_content_length(&req.headers) {
-        let _ = req.insert_header(http::header::CONTENT_LENGTH, n);
-    }
-}
-
-/// The value of identical duplicate `Content-Length` fields (several fields, or a list in one),
-/// which must become a single field; `None` when there is one plain value or none.
-fn duplicated_content_length(headers: &http::HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let first = values.next()?;
-    if values.next().is_none() && !first.as_bytes().contains(&b',') {
-        return None;
-    }
-    first
-        .as_bytes()
-        .split(|&b| b == b',')
-        .next()
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .and_then(|t| t.trim().parse::<u64>().ok())
-}
-
-/// Response framing a client must not see: `Content-Length` and `Transfer-Encoding` on a `204`
-/// (RFC 9110 §8.6, RFC 9112 §6.1), `Transfer-Encoding` on a `304`, and identical duplicate
-/// `Content-Length` values (collapsed into one field). The body itself is already withheld by
-/// Pingora, which reads none for `204`, `304` and `HEAD`.
-fn tidy_response_framing(resp: &mut ResponseHeader) {
-    match resp.status.as_u16() {
-        204 => {
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
-            return;
-        }
-        304 => {
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
-        }
-        _ => {}
-    }
-    if let Some(n) = duplicated_content_length(&resp.headers) {
-        let _ = resp.insert_header(http::header::CONTENT_LENGTH, n);
+    /// True if the route's retry policy allows another attempt; `after_send` if the failed one
+    /// had sent the request.
+    fn may_retry(&self, after_send: bool) -> bool {
+        self.rt
+            .as_ref()
+            .zip(self.route)
+            .is_some_and(|(rt, r)| rt.routes[r].retry.allows(&self.retries, after_send))
     }
 }
 
@@ -362,8 +104,8 @@ pub struct HttpGateway {
     /// The listener's position in the runtime it was built with: checked by name on use, so a
     /// reload that moves it only costs the lookup by name.
     listener_hint: Option<usize>,
-    /// `switchyard_rejected_requests_total{listener}` by [`Reject`], resolved on first use.
-    rejected: Arc<[OnceLock<IntCounter>; REJECT_REASONS]>,
+    /// `switchyard_rejected_requests_total{listener}` by [`Reject`] reason.
+    rejected: Arc<RejectCounters>,
     /// `instance_id` as the `CDN-Loop` entry (`None` if it is not a valid header value).
     cdn_loop_id: Option<HeaderValue>,
 }
@@ -372,8 +114,8 @@ impl HttpGateway {
     /// The service for listener `listener` (by name).
     pub fn new(shared: Arc<Shared>, listener: &str) -> Self {
         HttpGateway {
-            cdn_loop_id: instance_id_value(&shared.instance_id),
-            listener_hint: shared.runtime.load().listener_index(listener),
+            cdn_loop_id: instance_id_value(shared.instance_id()),
+            listener_hint: shared.snapshot().listener_index(listener),
             rejected: Arc::default(),
             shared,
             listener: listener.to_string(),
@@ -396,54 +138,8 @@ impl HttpGateway {
     }
 
     fn reject(&self, reason: Reject) {
-        self.rejected[reason as usize]
-            .get_or_init(|| {
-                self.shared
-                    .metrics
-                    .rejected_requests_total
-                    .with_label_values(&[&self.listener, reason.label()])
-            })
-            .inc();
-    }
-
-    /// Ends the current attempt as a failure of `kind`.
-    fn fail_attempt(&self, ctx: &mut RequestCtx, kind: FailureKind) {
-        ctx.last_failure = Some(kind);
-        if let Some(a) = ctx.attempt.take() {
-            if let Some(m) = &a.metrics {
-                match kind {
-                    FailureKind::Connect => m.connect_error.inc(),
-                    FailureKind::Timeout => m.timeout.inc(),
-                    FailureKind::Error => m.error.inc(),
-                }
-            }
-            let now = a.upstream.pool.now_nanos();
-            log::warn!(
-                "upstream {} server {} failed: {kind:?}",
-                a.upstream.cfg.name,
-                a.id
-            );
-            let event = match kind {
-                FailureKind::Timeout => PassiveEvent::Timeout,
-                FailureKind::Connect | FailureKind::Error => PassiveEvent::ConnectError,
-            };
-            a.upstream.health.report(a.inflight.stats(), event);
-            a.inflight.finish(Outcome::Failure, now);
-        }
-    }
-
-    /// True if the route's retry policy allows another attempt.
-    fn may_retry(&self, ctx: &RequestCtx, after_send: bool) -> bool {
-        let Some(route) = ctx.rt.as_ref().zip(ctx.route).map(|(rt, r)| &rt.routes[r]) else {
-            return false;
-        };
-        match route.cfg.retries {
-            // Default: connect failures go to every other server in turn (nothing was sent);
-            // failures after sending are retried once (idempotent methods only; checked by the
-            // caller).
-            -1 => !after_send || ctx.retries_after_send < 1,
-            n => ctx.retries < u32::try_from(n).unwrap_or(0),
-        }
+        self.rejected
+            .count(self.shared.metrics(), &self.listener, reason);
     }
 
     /// Runs the extensions' request hooks: `before_routing` when `route` is `None`, else
@@ -454,7 +150,7 @@ impl HttpGateway {
         ctx: &mut RequestCtx,
         route: Option<&RouteConfig>,
     ) -> Result<bool> {
-        for ext in &self.shared.extensions {
+        for ext in self.shared.extensions() {
             let info = RequestInfo {
                 listener: &self.listener,
                 route,
@@ -478,105 +174,28 @@ impl HttpGateway {
         }
         Ok(false)
     }
+}
 
-    /// The hashed request key, or `None` when the request has no key: the header, cookie or
-    /// query parameter is absent **or empty**, or the host is empty. The selector then uses its
-    /// fallback pick (smooth weighted round robin), as NGINX falls back to round robin for an
-    /// empty `hash` key; hashing the empty string would send every such request to one server.
-    ///
-    /// The key's bytes are hashed by the upstream's ring (`ring`): the Ketama ring reads the
-    /// CRC-32 of the same bytes NGINX hashes for `$remote_addr` (the address as text), `$uri`,
-    /// `$host`, `$http_NAME`, `$cookie_NAME` and `$arg_NAME`.
-    fn hash_key(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        hash_on: &HashOn,
-        ring: HashRing,
-    ) -> Option<u64> {
-        let req = session.req_header();
-        let non_empty = |v: &[u8]| (!v.is_empty()).then(|| ring.hash(v));
-        match hash_on {
-            HashOn::SourceIp => ctx.client_ip.map(|ip| crate::tcp::ip_key(ip, ring)),
-            HashOn::Uri => non_empty(req.uri.path().as_bytes()),
-            HashOn::Host => {
-                let host = route_name(strip_port(request_host(req)));
-                (!host.is_empty()).then(|| hash_lowercase(host, ring))
-            }
-            HashOn::Header(name) => req
-                .headers
-                .get(name.as_str())
-                .and_then(|v| non_empty(v.as_bytes())),
-            HashOn::Cookie(name) => cookie_value(req, name).and_then(|v| non_empty(v.as_bytes())),
-            HashOn::Query(name) => req
-                .uri
-                .query()
-                .and_then(|q| query_value(q, name))
-                .and_then(|v| non_empty(v.as_bytes())),
-        }
+/// The verdict on the `Switchyard-Cascade` signature of `req`, for a route with
+/// `require_cascade`.
+fn verify_cascade(rt: &Runtime, req: &RequestHeader) -> cascade::Verdict {
+    match &rt.cascade {
+        Some(v) => cascade::verify(
+            &v.key,
+            &v.allowed,
+            req.headers
+                .get(&cascade::HEADER_NAME)
+                .and_then(|h| h.to_str().ok()),
+            cascade::unix_now(),
+            req.method.as_str(),
+            req.uri.path(),
+        ),
+        None => cascade::Verdict::Unauthorized,
     }
-}
-
-/// The stable hash used for hashing selectors (same on every instance of a fleet).
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    switchyard_balance::hash_key(bytes)
-}
-
-/// `ring`'s hash of `s` lower-cased (ASCII), lower-cased on the stack when it is short enough
-/// (host names are at most 253 bytes).
-fn hash_lowercase(s: &str, ring: HashRing) -> u64 {
-    let mut buf = [0u8; 256];
-    match buf.get_mut(..s.len()) {
-        Some(lower) => {
-            lower.copy_from_slice(s.as_bytes());
-            lower.make_ascii_lowercase();
-            ring.hash(lower)
-        }
-        None => ring.hash(s.to_ascii_lowercase().as_bytes()),
-    }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie_value<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// The value of query parameter `name` (undecoded).
-pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
-}
-
-fn failure_kind(e: &Error) -> FailureKind {
-    match e.etype() {
-        ErrorType::ConnectTimedout
-        | ErrorType::ReadTimedout
-        | ErrorType::WriteTimedout
-        | ErrorType::TLSHandshakeTimedout => FailureKind::Timeout,
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::BindError
-        | ErrorType::SocketError
-        | ErrorType::ConnectProxyFailure
-        | ErrorType::TLSHandshakeFailure
-        | ErrorType::InvalidCert => FailureKind::Connect,
-        _ => FailureKind::Error,
-    }
 }
 
 #[async_trait]
@@ -609,8 +228,7 @@ impl ProxyHttp for HttpGateway {
             key: None,
             tried: Tried::default(),
             attempt: None,
-            retries: 0,
-            retries_after_send: 0,
+            retries: Retries::default(),
             reconnect: Reconnect::Unused,
             last_failure: None,
             upstream_status: None,
@@ -623,7 +241,7 @@ impl ProxyHttp for HttpGateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let rt = self.shared.runtime.load_full();
+        let rt = self.shared.runtime();
         let Some(li) = self.listener_index(&rt) else {
             // The listener was removed by a reload: it keeps serving until the process is
             // upgraded, but has no routes any more.
@@ -637,10 +255,7 @@ impl ProxyHttp for HttpGateway {
         // in `upstream_peer`.
         session.set_read_timeout(Some(ms(rt.config.limits.body_timeout_ms)));
         let listener = &rt.listeners[li];
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        ctx.client_ip = client_ip(session.client_addr());
         if let Some(ip) = ctx.client_ip {
             if !listener.admits(ip) {
                 self.reject(Reject::Acl);
@@ -657,7 +272,7 @@ impl ProxyHttp for HttpGateway {
             respond(session, 400).await?;
             return Ok(true);
         }
-        if loop_detected(session.req_header(), &self.shared.instance_id) {
+        if loop_detected(session.req_header(), self.shared.instance_id()) {
             self.reject(Reject::Loop);
             respond(session, LOOP_DETECTED).await?;
             return Ok(true);
@@ -690,20 +305,7 @@ impl ProxyHttp for HttpGateway {
         ctx.params = params;
         let route = &rt.routes[route_idx];
         if route.cfg.require_cascade {
-            let verdict = match &rt.cascade {
-                Some(v) => cascade::verify(
-                    &v.key,
-                    &v.allowed,
-                    req.headers
-                        .get(&cascade::HEADER_NAME)
-                        .and_then(|h| h.to_str().ok()),
-                    cascade::unix_now(),
-                    req.method.as_str(),
-                    req.uri.path(),
-                ),
-                None => cascade::Verdict::Unauthorized,
-            };
-            match verdict {
+            match verify_cascade(&rt, req) {
                 cascade::Verdict::Accept => {}
                 cascade::Verdict::Unauthorized => {
                     self.reject(Reject::Cascade);
@@ -727,7 +329,8 @@ impl ProxyHttp for HttpGateway {
                 cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
         }
         if let Some(hash_on) = upstream.hash_on() {
-            ctx.key = self.hash_key(session, ctx, hash_on, upstream.pool.options().hash_ring);
+            let ring = upstream.pool.options().hash_ring;
+            ctx.key = hash_key(req, ctx.client_ip, hash_on, ring);
         }
         // `[limits] retry_buffer_bytes`: 0 never buffers (Pingora's buffer is a fixed 64 KiB).
         if rt.config.limits.retry_buffer_bytes > 0 {
@@ -785,13 +388,12 @@ impl ProxyHttp for HttpGateway {
             route.metrics.retried();
         }
         ctx.tried.insert(&server.stats);
-        ctx.attempt = Some(Attempt {
-            upstream: Arc::clone(upstream),
-            id: server.spec.id.clone(),
-            metrics: upstream.metrics_at(index, &server.spec.id),
-            inflight: server.stats.begin(snap.now_nanos()),
-            header_ns: None,
-        });
+        ctx.attempt = Some(Attempt::begin(
+            Arc::clone(upstream),
+            index,
+            server,
+            snap.now_nanos(),
+        ));
         let mut peer = HttpPeer::new(server.spec.addr, upstream.tls.is_some(), String::new());
         if let Some(tls) = &upstream.tls {
             tls.apply(&mut peer, strip_port(server.spec.id.host_port()));
@@ -856,7 +458,7 @@ impl ProxyHttp for HttpGateway {
             // authority becomes the Host in Pingora.)
             if request_authority(upstream_request).is_none() {
                 if let Some(a) = &ctx.attempt {
-                    upstream_request.insert_header(http::header::HOST, a.id.host_port())?;
+                    upstream_request.insert_header(http::header::HOST, a.id().host_port())?;
                 }
             }
             // Never pass a client's cascade header on; sign anew for cascade upstreams.
@@ -864,7 +466,7 @@ impl ProxyHttp for HttpGateway {
             if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
                 let value = cascade::header_value(
                     key,
-                    &self.shared.instance_id,
+                    self.shared.instance_id(),
                     cascade::unix_now(),
                     upstream_request.method.as_str(),
                     upstream_request.uri.path(),
@@ -886,14 +488,14 @@ impl ProxyHttp for HttpGateway {
             ctx.client_host.clone(),
             cdn_loop_id,
         )?;
-        if !self.shared.extensions.is_empty() {
+        if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
                 listener: &self.listener,
                 route: ctx.route.map(|r| &rt.routes[r].cfg),
-                server: ctx.attempt.as_ref().map(|a| &a.id),
+                server: ctx.attempt.as_ref().map(|a| a.id()),
                 client_ip: ctx.client_ip,
             };
-            for ext in &self.shared.extensions {
+            for ext in self.shared.extensions() {
                 ext.on_upstream_request(upstream_request, &info, &mut ctx.ext)
                     .await?;
             }
@@ -910,7 +512,7 @@ impl ProxyHttp for HttpGateway {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
         tidy_response_framing(upstream_response);
         if let Some(a) = ctx.attempt.as_mut() {
-            a.header_ns = Some(a.upstream.pool.now_nanos());
+            a.response_head();
         }
         Ok(())
     }
@@ -921,7 +523,7 @@ impl ProxyHttp for HttpGateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !self.shared.extensions.is_empty() {
+        if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
                 listener: &self.listener,
                 route: ctx
@@ -929,10 +531,10 @@ impl ProxyHttp for HttpGateway {
                     .as_ref()
                     .zip(ctx.route)
                     .map(|(rt, r)| &rt.routes[r].cfg),
-                server: ctx.attempt.as_ref().map(|a| &a.id),
+                server: ctx.attempt.as_ref().map(|a| a.id()),
                 client_ip: ctx.client_ip,
             };
-            for ext in &self.shared.extensions {
+            for ext in self.shared.extensions() {
                 ext.on_response(upstream_response, &info, &mut ctx.ext)
                     .await?;
             }
@@ -940,11 +542,11 @@ impl ProxyHttp for HttpGateway {
         let (Some(a), Some(rt)) = (ctx.attempt.as_ref(), ctx.rt.as_ref()) else {
             return Ok(());
         };
-        if let Some(sticky) = &a.upstream.sticky {
-            if ctx.sticky_target.as_ref() != Some(&a.id) {
+        if let Some(sticky) = &a.upstream().sticky {
+            if ctx.sticky_target.as_ref() != Some(a.id()) {
                 let https = rt.listeners[ctx.listener].scheme() == "https";
                 upstream_response
-                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(&a.id, https))?;
+                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(a.id(), https))?;
             }
         }
         Ok(())
@@ -957,11 +559,10 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let kind = failure_kind(&e);
-        self.fail_attempt(ctx, kind);
         let _ = session;
-        if self.may_retry(ctx, false) {
-            ctx.retries += 1;
+        ctx.fail_attempt(failure_kind(&e));
+        if ctx.may_retry(false) {
+            ctx.retries.count(false);
             e.set_retry(true);
         } else {
             e.set_retry(false);
@@ -980,9 +581,7 @@ impl ProxyHttp for HttpGateway {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if e.esource() == &ErrorSource::Downstream {
             // The client went away or sent garbage: not the server's fault, no retry.
-            if let Some(a) = ctx.attempt.take() {
-                drop(a.inflight);
-            }
+            drop(ctx.attempt.take());
             e.set_retry(false);
             return e;
         }
@@ -1014,24 +613,18 @@ impl ProxyHttp for HttpGateway {
                 log::info!(
                     "upstream {} server {}: reused connection closed by the server ({}); \
                      retrying on a fresh connection",
-                    a.upstream.cfg.name,
-                    a.id,
+                    a.upstream().cfg.name,
+                    a.id(),
                     e.etype().as_str()
                 );
-                if let Some(m) = &a.metrics {
-                    m.stale_connection.inc();
-                }
-                drop(a.inflight);
-                ctx.reconnect = Reconnect::Pending(a.id);
+                ctx.reconnect = Reconnect::Pending(a.stale_connection());
                 e.set_retry(true);
                 return e;
             }
         }
-        let kind = failure_kind(&e);
-        self.fail_attempt(ctx, kind);
-        if retryable_method && !truncated && self.may_retry(ctx, true) {
-            ctx.retries += 1;
-            ctx.retries_after_send += 1;
+        ctx.fail_attempt(failure_kind(&e));
+        if retryable_method && !truncated && ctx.may_retry(true) {
+            ctx.retries.count(true);
             e.set_retry(true);
         } else {
             e.set_retry(false);
@@ -1115,195 +708,16 @@ impl ProxyHttp for HttpGateway {
             .unwrap_or(0);
         let elapsed = ctx.start.elapsed().as_secs_f64();
         if let Some(a) = ctx.attempt.take() {
-            let status = ctx.upstream_status;
-            let failed_status = status.is_some_and(|s| {
-                a.upstream
-                    .cfg
-                    .health
-                    .passive
-                    .as_ref()
-                    .map_or((500..=504).contains(&s), |p| {
-                        p.unhealthy_statuses.contains(&s)
-                    })
-            });
-            let m = a.metrics.as_deref();
-            let now = a.upstream.pool.now_nanos();
-            match (status, e) {
-                (Some(s), _) => {
-                    if let Some(m) = m {
-                        if s >= 500 {
-                            m.http_5xx.inc();
-                        } else {
-                            m.success.inc();
-                        }
-                    }
-                    let outcome = if failed_status {
-                        Outcome::Failure
-                    } else {
-                        Outcome::Success
-                    };
-                    a.upstream
-                        .health
-                        .report(a.inflight.stats(), PassiveEvent::Status(s));
-                    a.inflight.finish(outcome, a.header_ns.unwrap_or(now));
-                }
-                (None, Some(_)) => {
-                    if let Some(m) = m {
-                        m.error.inc();
-                    }
-                    a.inflight.finish(Outcome::Failure, now);
-                }
-                (None, None) => drop(a.inflight),
+            match (ctx.upstream_status, e) {
+                (Some(status), _) => a.answered(status),
+                (None, Some(_)) => a.errored(),
+                // Ended before the server was asked anything (the client went away).
+                (None, None) => drop(a),
             }
         }
         match (ctx.rt.as_ref(), ctx.route) {
             (Some(rt), Some(r)) => rt.routes[r].metrics.observe(code, elapsed),
-            _ => self.shared.metrics.count_unrouted(code),
+            _ => self.shared.metrics().count_unrouted(code),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(head: &[(&str, &str)], target: &[u8], version: http::Version) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", target, None).unwrap();
-        req.set_version(version);
-        for (k, v) in head {
-            req.append_header(k.to_string(), *v).unwrap();
-        }
-        req
-    }
-
-    #[test]
-    fn sanitize_normalises_origin_absolute_and_h2_targets() {
-        let v11 = http::Version::HTTP_11;
-        let mut req = request(&[("Host", "a")], b"/x/../y/%7e?q=/../", v11);
-        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
-        assert_eq!(req.raw_path(), b"/y/~?q=/../");
-        let mut req = request(&[], b"http://h.example/a/./b?x", v11);
-        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
-        assert_eq!(req.raw_path(), b"http://h.example/a/b?x");
-        let mut req = request(&[], b"/a//b", http::Version::HTTP_2);
-        req.set_uri("https://h.example/a//b".parse().unwrap());
-        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
-        assert_eq!(req.uri.to_string(), "https://h.example/a/b");
-        // Already normal: the target is left as it was.
-        let mut req = request(&[("Host", "a")], b"/a/b?c=%2e", v11);
-        sanitize(&mut req, EncodedSlashes::Reject).unwrap();
-        assert_eq!(req.raw_path(), b"/a/b?c=%2e");
-    }
-
-    #[test]
-    fn sanitize_refusals() {
-        let v11 = http::Version::HTTP_11;
-        let bad_path = |target: &[u8]| {
-            let mut req = request(&[("Host", "a")], target, v11);
-            matches!(
-                sanitize(&mut req, EncodedSlashes::Reject),
-                Err(Reject::BadPath)
-            )
-        };
-        assert!(bad_path(b"/.."));
-        assert!(bad_path(b"/a%2fb"));
-        assert!(bad_path(b"/%zz"));
-        assert!(bad_path(b"/\xff"));
-        let bad_host = |head: &[(&str, &str)], version| {
-            let mut req = request(head, b"/", version);
-            matches!(
-                sanitize(&mut req, EncodedSlashes::Reject),
-                Err(Reject::BadHost)
-            )
-        };
-        assert!(bad_host(&[], v11));
-        assert!(bad_host(&[("Host", "a b")], v11));
-        assert!(bad_host(&[("Host", "a b")], http::Version::HTTP_10));
-        assert!(!bad_host(&[], http::Version::HTTP_10));
-        assert!(!bad_host(&[("Host", "[::1]:80")], v11));
-    }
-
-    #[test]
-    fn duplicate_lengths_become_one_field() {
-        let v11 = http::Version::HTTP_11;
-        for head in [
-            &[("Content-Length", "5"), ("content-length", "5")][..],
-            &[("Content-Length", "5, 5")],
-        ] {
-            let mut req = request(head, b"/", v11);
-            req.insert_header("Host", "a").unwrap();
-            sanitize(&mut req, EncodedSlashes::Reject).unwrap();
-            let values: Vec<_> = req.headers.get_all("content-length").iter().collect();
-            assert_eq!(values, vec!["5"]);
-        }
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.append_header("Content-Length", "3").unwrap();
-        resp.append_header("Content-Length", "3").unwrap();
-        tidy_response_framing(&mut resp);
-        assert_eq!(resp.headers.get_all("content-length").iter().count(), 1);
-        let mut resp = ResponseHeader::build(204, None).unwrap();
-        resp.append_header("Content-Length", "3").unwrap();
-        resp.append_header("Transfer-Encoding", "chunked").unwrap();
-        tidy_response_framing(&mut resp);
-        assert!(resp.headers.is_empty());
-        let mut resp = ResponseHeader::build(304, None).unwrap();
-        resp.append_header("Content-Length", "3").unwrap();
-        resp.append_header("Transfer-Encoding", "chunked").unwrap();
-        tidy_response_framing(&mut resp);
-        assert_eq!(resp.headers.len(), 1);
-    }
-
-    #[test]
-    fn stale_connections_are_told_by_pingora_s_errors() {
-        // What Pingora 0.9.1's HTTP/1 client returns (`protocols/http/v1/client.rs`).
-        let mut eof = Error::explain(
-            ErrorType::ConnectionClosed,
-            "while reading response headers, bytes already read: 0",
-        );
-        eof.retry = RetryType::ReusedOnly;
-        assert!(stale_connection(&eof));
-        assert!(!request_not_written(&eof), "the head may have been applied");
-
-        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-        let head = Error::because(ErrorType::WriteError, "while writing request headers", io);
-        assert!(stale_connection(&head) && request_not_written(&head));
-        let flush = Error::explain(ErrorType::WriteError, "flushing request header");
-        assert!(request_not_written(&flush));
-
-        // A body write, a timeout or a read error without an OS cause are not stale connections.
-        let body = Error::explain(ErrorType::WriteError, "while writing request body");
-        assert!(!stale_connection(&body));
-        let timeout = Error::explain(ErrorType::ReadTimedout, "while reading response headers");
-        assert!(!stale_connection(&timeout));
-    }
-
-    #[test]
-    fn a_reconnect_is_used_once() {
-        let id = ServerId::new("g", "127.0.0.1:80");
-        let mut r = Reconnect::Unused;
-        assert_eq!(r.take(), None);
-        assert!(matches!(r, Reconnect::Unused));
-        r = Reconnect::Pending(id.clone());
-        assert_eq!(r.take(), Some(id));
-        assert!(matches!(r, Reconnect::Used));
-        assert_eq!(r.take(), None);
-    }
-
-    #[test]
-    fn host_hash_is_that_of_the_lowercased_name() {
-        let long = "A".repeat(300);
-        for ring in [HashRing::Maglev, HashRing::Ketama] {
-            for host in ["Example.COM", "example.com", "", "[::1]", long.as_str()] {
-                assert_eq!(
-                    hash_lowercase(host, ring),
-                    ring.hash(host.to_ascii_lowercase().as_bytes())
-                );
-            }
-        }
-        assert_eq!(
-            hash_lowercase("A", HashRing::Maglev),
-            hash_bytes(b"a"),
-            "Maglev keys are unchanged"
-        );
     }
 }

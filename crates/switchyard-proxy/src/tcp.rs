@@ -20,7 +20,7 @@
 //! `switchyard_tcp_active_connections{listener}`, `switchyard_tcp_bytes_total{listener,direction}`,
 //! and the per-server `switchyard_upstream_requests_total` outcomes for connect attempts.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,16 +30,19 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
-use switchyard_balance::{HashRing, Outcome, Tried};
+use switchyard_balance::{InFlight, Tried};
 use switchyard_config::ProxyProtocol;
-use switchyard_health::PassiveEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::attempt::Attempt;
 use crate::proxy_protocol::{encode, read_header};
-use crate::runtime::admits;
-use crate::service::{hash_bytes, Shared};
+use crate::reject::Reject;
+use crate::request_key::{inet_addr, ip_key};
+use crate::retry::FailureKind;
+use crate::runtime::{admits, UpstreamRuntime};
+use crate::shared::Shared;
 
 /// Size of each direction's copy buffer.
 pub const COPY_BUFFER: usize = 32 * 1024;
@@ -103,7 +106,7 @@ impl TcpProxy {
     /// The proxy for listener `listener` (by name); its configuration is read from the current
     /// runtime on every connection.
     pub fn new(shared: Arc<Shared>, listener: &str) -> Self {
-        let m = shared.metrics;
+        let m = shared.metrics();
         TcpProxy {
             active: m.tcp_active_connections.with_label_values(&[listener]),
             bytes_in: m.tcp_bytes_total.with_label_values(&[listener, "in"]),
@@ -115,7 +118,7 @@ impl TcpProxy {
 
     fn count(&self, upstream: &str, outcome: TcpOutcome) {
         self.shared
-            .metrics
+            .metrics()
             .tcp_connections_total
             .with_label_values(&[&self.listener, upstream, outcome.as_str()])
             .inc();
@@ -127,7 +130,7 @@ impl TcpProxy {
             self.active.inc();
             ActiveGuard(self.active.clone())
         };
-        let rt = self.shared.runtime.load_full();
+        let rt = self.shared.runtime();
         let Some(li) = rt.listener_index(&self.listener) else {
             // Removed by a reload: the socket stays open until the next graceful upgrade.
             self.count("", TcpOutcome::NoServer);
@@ -136,16 +139,8 @@ impl TcpProxy {
         let lcfg = &rt.listeners[li].cfg;
         let upstream_name = lcfg.upstream.clone().unwrap_or_default();
         let digest = client.get_socket_digest();
-        let mut peer = digest
-            .as_ref()
-            .and_then(|d| d.peer_addr())
-            .and_then(|a| a.as_inet())
-            .copied();
-        let mut local = digest
-            .as_ref()
-            .and_then(|d| d.local_addr())
-            .and_then(|a| a.as_inet())
-            .copied();
+        let mut peer = inet_addr(digest.as_ref().and_then(|d| d.peer_addr()));
+        let mut local = inet_addr(digest.as_ref().and_then(|d| d.local_addr()));
         if lcfg.expects_proxy_header_from(peer.map(|p| p.ip())) {
             match read_header(&mut client).await {
                 Ok(carried) => {
@@ -157,7 +152,7 @@ impl TcpProxy {
                 Err(e) => {
                     log::info!("listener {}: closing connection: {e}", self.listener);
                     self.shared
-                        .metrics
+                        .metrics()
                         .proxy_protocol_errors_total
                         .with_label_values(&[&self.listener])
                         .inc();
@@ -169,9 +164,9 @@ impl TcpProxy {
         if let Some(ip) = peer.map(|p| p.ip()) {
             if !admits(&lcfg.allow, &lcfg.deny, ip) {
                 self.shared
-                    .metrics
+                    .metrics()
                     .rejected_requests_total
-                    .with_label_values(&[&self.listener, "acl"])
+                    .with_label_values(&[&self.listener, Reject::Acl.label()])
                     .inc();
                 self.count(&upstream_name, TcpOutcome::Denied);
                 return TcpOutcome::Denied;
@@ -186,91 +181,29 @@ impl TcpProxy {
             _ => None,
         };
 
-        // Pick and connect, moving on to another server on failure.
         let connect_timeout = Duration::from_millis(lcfg.connect_timeout_ms.max(1));
-        let snap = upstream.pool.snapshot();
-        let mut tried = Tried::default();
-        let attempts = snap.servers().len().clamp(1, MAX_CONNECT_ATTEMPTS);
-        let mut connected = None;
-        for _ in 0..attempts {
-            let Some((index, server)) = snap.pick_at(key, &tried) else {
-                break;
+        let (mut server, _inflight, server_addr) =
+            match self.connect(upstream, key, connect_timeout).await {
+                Ok(connected) => connected,
+                Err(outcome) => {
+                    self.count(&upstream_name, outcome);
+                    return outcome;
+                }
             };
-            tried.insert(&server.stats);
-            let inflight = server.stats.begin(snap.now_nanos());
-            let metrics = upstream.metrics_at(index, &server.spec.id);
-            let addr = server.spec.addr;
-            match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(conn)) => {
-                    let now = snap.now_nanos();
-                    server
-                        .stats
-                        .observe_latency(now.saturating_sub(inflight.start_nanos()) as f64, now);
-                    if let Some(m) = metrics {
-                        m.success.inc();
-                    }
-                    // A connect success resets the passive checks' consecutive-failure count
-                    // (the health crate has no L4 success event; 200 is never a failure status).
-                    upstream
-                        .health
-                        .report(&server.stats, PassiveEvent::Status(200));
-                    connected = Some((conn, inflight, addr));
-                    break;
-                }
-                Ok(Err(e)) => {
-                    log::warn!(
-                        "listener {}: upstream {} server {} connect failed: {e}",
-                        self.listener,
-                        upstream_name,
-                        server.spec.id
-                    );
-                    if let Some(m) = metrics {
-                        m.connect_error.inc();
-                    }
-                    upstream
-                        .health
-                        .report(&server.stats, PassiveEvent::ConnectError);
-                    inflight.finish(Outcome::Failure, snap.now_nanos());
-                }
-                Err(_) => {
-                    log::warn!(
-                        "listener {}: upstream {} server {} connect timed out after {connect_timeout:?}",
-                        self.listener,
-                        upstream_name,
-                        server.spec.id
-                    );
-                    if let Some(m) = metrics {
-                        m.timeout.inc();
-                    }
-                    upstream.health.report(&server.stats, PassiveEvent::Timeout);
-                    inflight.finish(Outcome::Failure, snap.now_nanos());
-                }
-            }
-        }
-        let Some((mut server, _inflight, server_addr)) = connected else {
-            let outcome = if tried.is_empty() {
-                self.shared
-                    .metrics
-                    .no_server_total
-                    .with_label_values(&[&upstream_name])
-                    .inc();
-                TcpOutcome::NoServer
-            } else {
-                TcpOutcome::ConnectFailed
-            };
-            self.count(&upstream_name, outcome);
-            return outcome;
-        };
         let _ = server.set_nodelay(true);
 
         if lcfg.proxy_protocol != ProxyProtocol::Off {
             let header = match (peer, local) {
-                (Some(p), Some(l)) => encode(lcfg.proxy_protocol, p, l),
+                (Some(p), Some(l)) => encode(lcfg.proxy_protocol, p, l).map(Ok),
                 _ => None,
-            };
+            }
             // Without addresses (not a TCP client), the spec's `UNKNOWN` / `LOCAL` forms apply.
-            let header = header.unwrap_or_else(|| unknown_header(lcfg.proxy_protocol));
-            if let Err(e) = server.write_all(&header).await {
+            .unwrap_or_else(|| unknown_header(lcfg.proxy_protocol));
+            let written = match header {
+                Ok(header) => server.write_all(&header).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 log::warn!(
                     "listener {}: writing the PROXY header to {server_addr}: {e}",
                     self.listener
@@ -298,50 +231,72 @@ impl TcpProxy {
         self.count(&upstream_name, outcome);
         outcome
     }
-}
 
-/// The spec's header for a connection whose addresses are unknown.
-fn unknown_header(version: ProxyProtocol) -> Vec<u8> {
-    match version {
-        ProxyProtocol::V2 => {
-            // v2, LOCAL, AF_UNSPEC, no payload.
-            let mut h = crate::proxy_protocol::HEADER_V2_SIGNATURE.to_vec();
-            h.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
-            h
+    /// Picks a server of `upstream` (by `key` for hashing selectors) and connects to it within
+    /// `timeout`, moving on to another server on failure until every candidate was tried (at most
+    /// [`MAX_CONNECT_ATTEMPTS`]). Returns the connection, its in-flight guard and the server's
+    /// address, or why there is none.
+    async fn connect(
+        &self,
+        upstream: &UpstreamRuntime,
+        key: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(TcpStream, InFlight, SocketAddr), TcpOutcome> {
+        let snap = upstream.pool.snapshot();
+        let mut tried = Tried::default();
+        let attempts = snap.servers().len().clamp(1, MAX_CONNECT_ATTEMPTS);
+        for _ in 0..attempts {
+            let Some((index, server)) = snap.pick_at(key, &tried) else {
+                break;
+            };
+            tried.insert(&server.stats);
+            let attempt = Attempt::begin(upstream, index, server, snap.now_nanos());
+            let addr = server.spec.addr;
+            let kind = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(conn)) => return Ok((conn, attempt.connected(), addr)),
+                Ok(Err(e)) => {
+                    log::warn!(
+                        "listener {}: upstream {} server {} connect failed: {e}",
+                        self.listener,
+                        upstream.cfg.name,
+                        server.spec.id
+                    );
+                    FailureKind::Connect
+                }
+                Err(_) => {
+                    log::warn!(
+                        "listener {}: upstream {} server {} connect timed out after {timeout:?}",
+                        self.listener,
+                        upstream.cfg.name,
+                        server.spec.id
+                    );
+                    FailureKind::Timeout
+                }
+            };
+            attempt.fail(kind);
         }
-        _ => b"PROXY UNKNOWN\r\n".to_vec(),
+        if tried.is_empty() {
+            upstream.count_no_server();
+            Err(TcpOutcome::NoServer)
+        } else {
+            Err(TcpOutcome::ConnectFailed)
+        }
     }
 }
 
-/// The hash key of a client address for an upstream whose ring is `ring` (IPv4-mapped IPv6
-/// hashes as IPv4), as the HTTP service computes it for `source_ip_hash`: the address's bytes for
-/// Maglev; for Ketama the CRC-32 of the address as text, what NGINX hashes for
-/// `hash $remote_addr consistent` (formatted on the stack, no allocation).
-///
-/// ```
-/// use switchyard_balance::HashRing;
-/// use switchyard_proxy::tcp::ip_key;
-/// let ip = "203.0.113.9".parse().unwrap();
-/// assert_eq!(ip_key(ip, HashRing::Ketama), HashRing::Ketama.hash(b"203.0.113.9"));
-/// assert_eq!(ip_key(ip, HashRing::Maglev), HashRing::Maglev.hash(&[203, 0, 113, 9]));
-/// ```
-pub fn ip_key(ip: IpAddr, ring: HashRing) -> u64 {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match (ring, ip) {
-        (HashRing::Maglev, IpAddr::V4(v4)) => hash_bytes(&v4.octets()),
-        (HashRing::Maglev, IpAddr::V6(v6)) => hash_bytes(&v6.octets()),
-        (HashRing::Ketama, ip) => {
-            use std::io::Write as _;
-            // The longest IPv6 text is 45 bytes.
-            let mut buf = [0u8; 64];
-            let mut rest: &mut [u8] = &mut buf;
-            let _ = write!(rest, "{ip}");
-            let len = 64 - rest.len();
-            ring.hash(buf.get(..len).unwrap_or_default())
+/// The spec's header for a connection whose addresses are unknown: v1 `PROXY UNKNOWN`, or v2
+/// `LOCAL` with no address (`AF_UNSPEC`).
+fn unknown_header(version: ProxyProtocol) -> std::io::Result<Vec<u8>> {
+    match version {
+        ProxyProtocol::V2 => {
+            use ppp::v2::{AddressFamily, Builder, Command, Protocol, Version};
+            Builder::new(
+                Version::Two | Command::Local,
+                AddressFamily::Unspecified | Protocol::Unspecified,
+            )
+            .build()
         }
+        _ => Ok(ppp::v1::Addresses::Unknown.to_string().into_bytes()),
     }
 }
 
@@ -502,30 +457,17 @@ mod tests {
     }
 
     #[test]
-    fn ip_key_maps_v4_in_v6() {
-        let v4: IpAddr = "10.1.2.3".parse().unwrap();
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        for ring in [HashRing::Maglev, HashRing::Ketama] {
-            assert_eq!(ip_key(v4, ring), ip_key(mapped, ring));
-        }
-    }
-
-    #[test]
-    fn ketama_ip_keys_hash_the_address_text() {
-        for text in [
-            "10.1.2.3",
-            "2001:db8::1",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
-        ] {
-            let ip: IpAddr = text.parse().unwrap();
-            assert_eq!(
-                ip_key(ip, HashRing::Ketama),
-                HashRing::Ketama.hash(text.as_bytes())
-            );
-        }
-        // Maglev keys are what they always were.
-        let ip: IpAddr = "2001:db8::1".parse().unwrap();
-        let IpAddr::V6(v6) = ip else { unreachable!() };
-        assert_eq!(ip_key(ip, HashRing::Maglev), hash_bytes(&v6.octets()));
+    fn unknown_headers_are_the_spec_s_bytes() {
+        assert_eq!(
+            unknown_header(ProxyProtocol::V1).unwrap(),
+            b"PROXY UNKNOWN\r\n"
+        );
+        assert_eq!(
+            unknown_header(ProxyProtocol::V2).unwrap(),
+            b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        );
+        let mut v2 = crate::proxy_protocol::HEADER_V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        assert_eq!(unknown_header(ProxyProtocol::V2).unwrap(), v2);
     }
 }

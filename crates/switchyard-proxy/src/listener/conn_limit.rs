@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::{Shutdown, Stream};
 use pingora::server::ShutdownWatch;
+use switchyard_metrics::Metrics;
 use tokio::io::AsyncWriteExt;
 
 use super::{count, serve_all_rounds};
@@ -37,19 +38,21 @@ pub struct ConnLimit<A> {
     max: usize,
     active: Arc<AtomicUsize>,
     listener: String,
+    metrics: &'static Metrics,
     /// Written to a connection over the limit before it is closed (empty: nothing).
     refusal: &'static [u8],
 }
 
 impl<A> ConnLimit<A> {
     /// Wraps the HTTP app `inner` for listener `listener`; `max` = 0 is unlimited. Connections
-    /// over the limit are answered [`TOO_MANY_CONNECTIONS`].
-    pub fn new(inner: A, max: usize, listener: &str) -> Self {
+    /// over the limit are answered [`TOO_MANY_CONNECTIONS`] and counted in `metrics`.
+    pub fn new(inner: A, max: usize, listener: &str, metrics: &'static Metrics) -> Self {
         ConnLimit {
             inner: Arc::new(inner),
             max,
             active: Arc::new(AtomicUsize::new(0)),
             listener: listener.to_string(),
+            metrics,
             refusal: TOO_MANY_CONNECTIONS,
         }
     }
@@ -57,10 +60,10 @@ impl<A> ConnLimit<A> {
     /// Like [`ConnLimit::new`] for a byte-stream app (a `tcp` listener), which has no protocol to
     /// answer in: a connection over the limit is closed before a byte is read or written (NGINX
     /// `stream` `limit_conn`).
-    pub fn closing(inner: A, max: usize, listener: &str) -> Self {
+    pub fn closing(inner: A, max: usize, listener: &str, metrics: &'static Metrics) -> Self {
         ConnLimit {
             refusal: &[],
-            ..ConnLimit::new(inner, max, listener)
+            ..ConnLimit::new(inner, max, listener, metrics)
         }
     }
 
@@ -87,7 +90,7 @@ where
         let slot = Slot(Arc::clone(&self.active));
         if before >= self.max {
             drop(slot);
-            count(&self.listener, "max_connections");
+            count(self.metrics, &self.listener, "max_connections");
             log::debug!(
                 "listener {}: {} connections open, max_connections {}: refusing one",
                 self.listener,

@@ -14,6 +14,7 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     UniqueID, UniqueIDType,
 };
+use switchyard_metrics::Metrics;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -25,6 +26,8 @@ pub struct DeadlineStream {
     inner: Stream,
     timeout: Duration,
     listener: Arc<str>,
+    /// Where a missed deadline is counted.
+    metrics: &'static Metrics,
     /// The deadline of the head being read, when one is being read.
     armed: bool,
     /// A final response was written since the last head: the next read starts a new head.
@@ -128,13 +131,20 @@ impl std::fmt::Debug for DeadlineStream {
 }
 
 impl DeadlineStream {
-    /// Wraps `inner`; the first head's deadline starts now.
-    pub fn new(inner: Stream, timeout: Duration, listener: Arc<str>) -> Self {
+    /// Wraps `inner` of `listener`; the first head's deadline starts now. A missed deadline is
+    /// counted in `metrics`.
+    pub fn new(
+        inner: Stream,
+        timeout: Duration,
+        listener: Arc<str>,
+        metrics: &'static Metrics,
+    ) -> Self {
         let deadline = Instant::now() + timeout;
         DeadlineStream {
             inner,
             timeout,
             listener,
+            metrics,
             armed: true,
             responded: false,
             deadline,
@@ -232,7 +242,7 @@ impl DeadlineStream {
     }
 
     fn timed_out(&self) -> io::Error {
-        count(&self.listener, "header_timeout");
+        count(self.metrics, &self.listener, "header_timeout");
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
@@ -474,7 +484,9 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
-        let mut stream = DeadlineStream::new(inner, Duration::from_secs(5), Arc::from("t"));
+        let metrics = switchyard_metrics::Metrics::global();
+        let mut stream =
+            DeadlineStream::new(inner, Duration::from_secs(5), Arc::from("t"), metrics);
         let total: usize = writes.iter().map(|w| w.len()).sum();
         let mut got = 0;
         let mut buf = [0u8; 4096];

@@ -10,6 +10,7 @@ use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use switchyard_metrics::Metrics;
 
 use super::deadline_stream::{DeadlineStream, Preface};
 
@@ -20,15 +21,18 @@ pub struct KeepAliveDriver<A> {
     inner: Arc<A>,
     timeout: Duration,
     listener: Arc<str>,
+    metrics: &'static Metrics,
 }
 
 impl<A> KeepAliveDriver<A> {
-    /// Wraps `inner` for listener `listener` with `timeout` per request head.
-    pub fn new(inner: A, timeout: Duration, listener: &str) -> Self {
+    /// Wraps `inner` for listener `listener` with `timeout` per request head; heads that miss it
+    /// are counted in `metrics`.
+    pub fn new(inner: A, timeout: Duration, listener: &str, metrics: &'static Metrics) -> Self {
         KeepAliveDriver {
             inner: Arc::new(inner),
             timeout,
             listener: Arc::from(listener),
+            metrics,
         }
     }
 }
@@ -95,7 +99,12 @@ where
         let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
             stream
         } else {
-            let mut wrapped = DeadlineStream::new(stream, self.timeout, Arc::clone(&self.listener));
+            let mut wrapped = DeadlineStream::new(
+                stream,
+                self.timeout,
+                Arc::clone(&self.listener),
+                self.metrics,
+            );
             // Prior-knowledge HTTP/2 on a plain listener: told apart here, at the first bytes,
             // rather than by Pingora's check (see `DeadlineStream::h2_preface`).
             if !tls && options.is_some_and(|o| o.h2c) {

@@ -55,7 +55,8 @@ use switchyard_config::{LimitsConfig, ListenerConfig, ListenerProtocol};
 use switchyard_metrics::Metrics;
 
 use crate::error::BuildError;
-use crate::service::{HttpGateway, Shared};
+use crate::service::HttpGateway;
+use crate::shared::Shared;
 use crate::tcp::TcpProxy;
 
 /// Adds the listening service of `l` to `server`: the HTTP gateway behind the limits (and a PROXY
@@ -68,22 +69,24 @@ pub fn add(
     limits: &LimitsConfig,
 ) -> Result<(), BuildError> {
     let gateway = || HttpGateway::new(Arc::clone(shared), &l.name);
+    let metrics = shared.metrics();
     match l.protocol {
         ListenerProtocol::Http if l.accept_proxy_protocol => {
             // The PROXY header first (its own time limit), then `[limits]` on HTTP heads.
-            let app =
-                proxy_accept::AcceptProxy::new(keep_alive_driver(conf, gateway(), l, limits), l);
-            server.add_service(service(app, l, limits));
+            let driver = keep_alive_driver(conf, gateway(), l, limits, metrics);
+            let app = proxy_accept::AcceptProxy::new(driver, l, metrics);
+            server.add_service(service(app, l, limits, metrics));
         }
         ListenerProtocol::Http => {
             server.add_service(service(
-                keep_alive_driver(conf, gateway(), l, limits),
+                keep_alive_driver(conf, gateway(), l, limits, metrics),
                 l,
                 limits,
+                metrics,
             ));
         }
         ListenerProtocol::Https => {
-            server.add_service(https_service(conf, gateway(), l, limits)?);
+            server.add_service(https_service(conf, gateway(), l, limits, metrics)?);
         }
         ListenerProtocol::Tcp => {
             server.add_service(tcp_service(Arc::clone(shared), l, limits));
@@ -112,8 +115,10 @@ pub async fn serve_all_rounds<A: ServerApp + Send + Sync + 'static>(
     }
 }
 
-fn count(listener: &str, reason: &str) {
-    Metrics::global()
+/// Counts one connection of `listener` refused or closed for `reason` in
+/// `switchyard_rejected_requests_total`.
+fn count(metrics: &Metrics, listener: &str, reason: &str) {
+    metrics
         .rejected_requests_total
         .with_label_values(&[listener, reason])
         .inc();
@@ -126,6 +131,7 @@ fn keep_alive_driver<SV>(
     gateway: SV,
     listener: &ListenerConfig,
     limits: &LimitsConfig,
+    metrics: &'static Metrics,
 ) -> KeepAliveDriver<pingora::proxy::HttpProxy<SV>>
 where
     SV: pingora::proxy::ProxyHttp + Send + Sync + 'static,
@@ -134,7 +140,7 @@ where
     let timeout = Duration::from_millis(limits.header_timeout_ms);
     let mut proxy = pingora::proxy::http_proxy(conf, gateway);
     proxy.server_options = Some(server_options(listener, timeout));
-    KeepAliveDriver::new(proxy, timeout, &listener.name)
+    KeepAliveDriver::new(proxy, timeout, &listener.name, metrics)
 }
 
 /// Pingora's HTTP server options for `listener`: HTTP/2 with prior knowledge (h2c) on plain
@@ -153,13 +159,14 @@ fn service<A>(
     app: A,
     listener: &ListenerConfig,
     limits: &LimitsConfig,
+    metrics: &'static Metrics,
 ) -> pingora::services::listening::Service<ConnLimit<A>>
 where
     A: ServerApp + Send + Sync + 'static,
 {
     let mut svc = pingora::services::listening::Service::new(
         format!("listener {}", listener.name),
-        ConnLimit::new(app, limits.max_connections, &listener.name),
+        ConnLimit::new(app, limits.max_connections, &listener.name, metrics),
     );
     svc.add_listener(
         pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
@@ -188,6 +195,7 @@ fn https_service(
     gateway: HttpGateway,
     l: &ListenerConfig,
     limits: &LimitsConfig,
+    metrics: &'static Metrics,
 ) -> Result<
     pingora::services::listening::Service<
         ConnLimit<KeepAliveDriver<pingora::proxy::HttpProxy<HttpGateway>>>,
@@ -207,12 +215,12 @@ fn https_service(
         .map_err(|e| BuildError::Tls(format!("settings: {e}")).within(scope()))?;
     settings.set_cert_resolver(Arc::new(cert));
     settings.enable_h2();
-    let app = keep_alive_driver(conf, gateway, l, limits);
+    let app = keep_alive_driver(conf, gateway, l, limits, metrics);
     // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
     Ok(pingora::services::listening::Service::with_listeners(
         format!("listener {}", l.name),
-        proxy_accept::tls_listeners(l, limits, settings),
-        ConnLimit::new(app, limits.max_connections, &l.name),
+        proxy_accept::tls_listeners(l, limits, settings, metrics),
+        ConnLimit::new(app, limits.max_connections, &l.name, metrics),
     ))
 }
 
@@ -229,12 +237,14 @@ fn tcp_service(
     listener: &ListenerConfig,
     limits: &LimitsConfig,
 ) -> pingora::services::listening::Service<ConnLimit<TcpProxy>> {
+    let metrics = shared.metrics();
     let mut svc = pingora::services::listening::Service::new(
         format!("listener {}", listener.name),
         ConnLimit::closing(
             TcpProxy::new(shared, &listener.name),
             limits.max_connections,
             &listener.name,
+            metrics,
         ),
     );
     svc.add_tcp(&listener.listen.to_string());

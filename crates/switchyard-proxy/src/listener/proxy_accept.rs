@@ -47,11 +47,12 @@ pub struct ProxyHeaderAcceptor {
 
 impl ProxyHeaderAcceptor {
     /// An acceptor for `listener` (its name is the metric label; its
-    /// `accept_proxy_protocol_from` says which peers must send a header).
-    pub fn new(listener: &ListenerConfig) -> Self {
+    /// `accept_proxy_protocol_from` says which peers must send a header), counting errors in
+    /// `metrics`.
+    pub fn new(listener: &ListenerConfig, metrics: &'static Metrics) -> Self {
         ProxyHeaderAcceptor {
             listener: listener.clone(),
-            metrics: Metrics::global(),
+            metrics,
         }
     }
 
@@ -124,11 +125,11 @@ pub struct AcceptProxy<A> {
 }
 
 impl<A> AcceptProxy<A> {
-    /// Wraps `inner` for `listener`.
-    pub fn new(inner: A, listener: &ListenerConfig) -> Self {
+    /// Wraps `inner` for `listener`, counting header errors in `metrics`.
+    pub fn new(inner: A, listener: &ListenerConfig, metrics: &'static Metrics) -> Self {
         AcceptProxy {
             inner: Arc::new(inner),
-            acceptor: ProxyHeaderAcceptor::new(listener),
+            acceptor: ProxyHeaderAcceptor::new(listener, metrics),
         }
     }
 }
@@ -175,6 +176,7 @@ pub fn tls_listeners(
     listener: &switchyard_config::ListenerConfig,
     limits: &switchyard_config::LimitsConfig,
     settings: pingora::listeners::tls::TlsSettings,
+    metrics: &'static Metrics,
 ) -> pingora::listeners::Listeners {
     let mut listeners = pingora::listeners::Listeners::new();
     listeners.add_listener(
@@ -183,7 +185,7 @@ pub fn tls_listeners(
             .l4_buffer(super::read_buffer(listener, limits)),
     );
     if listener.accept_proxy_protocol {
-        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(listener)));
+        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(listener, metrics)));
     }
     listeners
 }

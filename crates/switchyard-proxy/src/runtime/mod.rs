@@ -85,8 +85,8 @@ impl Runtime {
     /// their stats store, so servers whose identity is unchanged keep health, in-flight counts and
     /// latency estimates.
     ///
-    /// Metrics go to the process's registry ([`Metrics::global`]); see
-    /// [`Runtime::build_with_metrics`].
+    /// A convenience constructor: metrics go to the process's registry ([`Metrics::global`]).
+    /// Code that is handed its metric families uses [`Runtime::build_with_metrics`].
     pub fn build(cfg: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
         Self::build_with_metrics(cfg, previous, Metrics::global())
     }

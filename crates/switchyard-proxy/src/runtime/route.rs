@@ -1,9 +1,10 @@
-//! Routes at run time: compiled rewrite, ready `Host` value, metric handles.
+//! Routes at run time: compiled rewrite, ready `Host` value, retry policy, metric handles.
 
 use switchyard_config::{Config, RouteConfig};
 use switchyard_metrics::{Metrics, RouteMetrics};
 
 use super::BuildError;
+use crate::retry::RetryPolicy;
 use crate::rewrite::Template;
 
 /// A route's request-path view.
@@ -19,6 +20,8 @@ pub struct RouteRuntime {
     pub rewrite: Option<Template>,
     /// `host_header` as a ready header value.
     pub host_header: Option<http::HeaderValue>,
+    /// `retries`.
+    pub retry: RetryPolicy,
 }
 
 /// The routes of `cfg`, in configuration order.
@@ -58,6 +61,7 @@ pub(super) fn build(
             metrics: metrics.route(&r.name, &r.upstream),
             rewrite,
             host_header,
+            retry: RetryPolicy::from_config(r.retries),
         });
     }
     Ok(routes)
