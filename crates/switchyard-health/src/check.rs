@@ -1,5 +1,5 @@
-//! One active check: TCP connect, or an HTTP/1.1 request over TCP or TLS (hyper 1 client
-//! connection), bounded as a whole by `timeout_ms`, after a PROXY header when the servers expect
+//! One active check: TCP connect, an HTTP/1.1 request over TCP or TLS (hyper 1 client
+//! connection) or a gRPC health call ([`crate::grpc_check`]), bounded as a whole by `timeout_ms`, after a PROXY header when the servers expect
 //! one.
 
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use crate::grpc_check::GrpcCheck;
 use crate::observer::CheckResult;
 use crate::spec::{ProbeKind, ProbeSpec, ProxyHeader};
 use crate::{tls, HealthError};
@@ -49,8 +50,12 @@ fn proxy_header_bytes(header: ProxyHeader) -> Result<Vec<u8>, HealthError> {
 /// The prepared check of one upstream: settings parsed once, shared by every server's task.
 #[derive(Debug)]
 pub(crate) struct Probe {
-    /// `None`: a TCP check.
+    /// `None` (and no `grpc`): a TCP check.
     http: Option<HttpCheck>,
+    /// A gRPC health check.
+    grpc: Option<(GrpcCheck, Option<String>)>,
+    /// TLS for the check connection (`HttpCheck::tls` or the gRPC probe's), with its SNI name.
+    tls: Option<(Arc<ClientConfig>, Option<String>)>,
     port: u16,
     pub(crate) timeout: Duration,
     pub(crate) interval: Duration,
@@ -66,7 +71,6 @@ struct HttpCheck {
     path: String,
     host: Option<String>,
     status_codes: Vec<std::ops::RangeInclusive<u16>>,
-    tls: Option<(Arc<ClientConfig>, Option<String>)>,
 }
 
 /// Where one server is checked.
@@ -80,8 +84,17 @@ pub(crate) struct Target {
 impl Probe {
     /// Prepares `spec`; fails on a `path` that is not a request target.
     pub(crate) fn new(spec: &ProbeSpec) -> Result<Probe, HealthError> {
+        let mut grpc = None;
         let http = match &spec.kind {
             ProbeKind::Tcp => None,
+            ProbeKind::Grpc(g) => {
+                let check = GrpcCheck {
+                    service: g.service.clone(),
+                    scheme: if g.tls.is_some() { "https" } else { "http" },
+                };
+                grpc = Some((check, g.authority.clone()));
+                None
+            }
             ProbeKind::Http(h) => {
                 let path = if h.path.starts_with('/') {
                     h.path.clone()
@@ -97,15 +110,19 @@ impl Probe {
                     path,
                     host: h.host.clone(),
                     status_codes: h.status_codes.clone(),
-                    tls: h
-                        .tls
-                        .as_ref()
-                        .map(|t| (Arc::clone(&t.config), t.sni.clone())),
                 })
             }
         };
+        let tls = match &spec.kind {
+            ProbeKind::Tcp => None,
+            ProbeKind::Http(h) => h.tls.as_ref(),
+            ProbeKind::Grpc(g) => g.tls.as_ref(),
+        }
+        .map(|t| (Arc::clone(&t.config), t.sni.clone()));
         Ok(Probe {
             http,
+            grpc,
+            tls,
             port: spec.port,
             timeout: spec.timeout.max(Duration::from_millis(1)),
             interval: spec.interval.max(Duration::from_millis(1)),
@@ -113,9 +130,14 @@ impl Probe {
         })
     }
 
-    /// The request path of an HTTP check, for log messages.
+    /// What an HTTP or gRPC check asks for, for log messages: the request path, or the gRPC
+    /// method.
     pub(crate) fn path(&self) -> Option<&str> {
-        self.http.as_ref().map(|h| h.path.as_str())
+        match (&self.http, &self.grpc) {
+            (Some(h), _) => Some(h.path.as_str()),
+            (None, Some(_)) => Some(GrpcCheck::METHOD),
+            (None, None) => None,
+        }
     }
 
     pub(crate) fn target(&self, id: &ServerId, addr: SocketAddr) -> Target {
@@ -127,12 +149,9 @@ impl Probe {
             .http
             .as_ref()
             .and_then(|h| h.host.clone())
+            .or_else(|| self.grpc.as_ref().and_then(|(_, a)| a.clone()))
             .unwrap_or_else(|| id.host_port().to_string());
-        let sni = self
-            .http
-            .as_ref()
-            .and_then(|h| h.tls.as_ref())
-            .and_then(|(_, sni)| sni.as_deref());
+        let sni = self.tls.as_ref().and_then(|(_, sni)| sni.as_deref());
         Target {
             addr,
             host,
@@ -161,10 +180,10 @@ impl Probe {
                 return CheckResult::Connect(format!("sending the PROXY header: {e}"));
             }
         }
-        let Some(http) = &self.http else {
+        if self.http.is_none() && self.grpc.is_none() {
             return CheckResult::Pass { status: None };
-        };
-        match &http.tls {
+        }
+        match &self.tls {
             Some((config, _)) => {
                 let name = match &target.server_name {
                     Ok(n) => n.clone(),
@@ -174,11 +193,23 @@ impl Probe {
                     .connect(name, tcp)
                     .await
                 {
-                    Ok(stream) => http.exchange(stream, target).await,
+                    Ok(stream) => self.exchange(stream, target).await,
                     Err(e) => CheckResult::Tls(e.to_string()),
                 }
             }
-            None => http.exchange(tcp, target).await,
+            None => self.exchange(tcp, target).await,
+        }
+    }
+
+    /// The HTTP or gRPC exchange on an open (and, with TLS, secured) connection.
+    async fn exchange<S>(&self, io: S, target: &Target) -> CheckResult
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match (&self.http, &self.grpc) {
+            (Some(http), _) => http.exchange(io, target).await,
+            (None, Some((grpc, _))) => grpc.exchange(io, &target.host).await,
+            (None, None) => CheckResult::Pass { status: None },
         }
     }
 }

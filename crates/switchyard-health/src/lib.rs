@@ -4,7 +4,7 @@
 //! - [`machine`]: the pure state machine (no sockets, time as a parameter), unit-tested on its
 //!   own.
 //! - [`UpstreamHealth`]: one upstream at run time. It runs a checker task per server (TCP, HTTP
-//!   or HTTPS with optional two-way TLS), takes passive reports from the proxy's response path,
+//!   or HTTPS with optional two-way TLS, or gRPC `grpc.health.v1` over h2c or h2), takes passive reports from the proxy's response path,
 //!   and writes each server's verdict (`active healthy AND NOT ejected`) to its
 //!   [`switchyard_balance::ServerStats`], then refreshes the [`switchyard_balance::Pool`].
 //! - [`HealthObserver`]: hooks for metrics; [`ServerHealthView`]: a read-only view for the admin
@@ -33,6 +33,7 @@
 //! ```
 
 mod check;
+mod grpc_check;
 pub mod machine;
 mod observer;
 pub mod spec;
@@ -41,7 +42,9 @@ mod upstream;
 
 pub use machine::{PassiveEvent, StatusSet, Thresholds};
 pub use observer::{CheckResult, HealthObserver, NoopObserver};
-pub use spec::{HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient};
+pub use spec::{
+    GrpcProbe, HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient,
+};
 pub use upstream::{ServerHealthView, ServerState, UpstreamHealth};
 
 /// Why an [`UpstreamHealth`] could not be built or started.

@@ -23,6 +23,8 @@ pub enum CheckResult {
     },
     /// The server answered with a status outside `status_codes`.
     Status(u16),
+    /// A gRPC health check answered, but not `SERVING` (the status name, e.g. `NOT_SERVING`).
+    NotServing(String),
     /// The TCP connection failed (refused, unreachable, reset).
     Connect(String),
     /// The TLS handshake failed (certificate, SNI, client certificate).
@@ -46,7 +48,7 @@ impl CheckResult {
     pub fn label(&self) -> &'static str {
         match self {
             CheckResult::Pass { .. } => "pass",
-            CheckResult::Status(_) => "status",
+            CheckResult::Status(_) | CheckResult::NotServing(_) => "status",
             CheckResult::Connect(_) => "connect",
             CheckResult::Tls(_) => "tls",
             CheckResult::Protocol(_) => "protocol",
@@ -61,6 +63,7 @@ impl fmt::Display for CheckResult {
             CheckResult::Pass { status: Some(s) } => write!(f, "HTTP {s}"),
             CheckResult::Pass { status: None } => f.write_str("connected"),
             CheckResult::Status(s) => write!(f, "HTTP {s}"),
+            CheckResult::NotServing(s) => write!(f, "gRPC health {s}"),
             CheckResult::Connect(e) => f.write_str(e),
             CheckResult::Tls(e) => write!(f, "TLS: {e}"),
             CheckResult::Protocol(e) => write!(f, "protocol: {e}"),

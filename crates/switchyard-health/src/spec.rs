@@ -83,6 +83,11 @@ impl ProbeSpec {
         Self::of(ProbeKind::Http(probe))
     }
 
+    /// A gRPC health check, with the defaults of [`ProbeSpec::http`].
+    pub fn grpc(probe: GrpcProbe) -> Self {
+        Self::of(ProbeKind::Grpc(probe))
+    }
+
     fn of(kind: ProbeKind) -> Self {
         ProbeSpec {
             kind,
@@ -128,6 +133,47 @@ pub enum ProbeKind {
     Tcp,
     /// An HTTP/1.1 request, over TLS when [`HttpProbe::tls`] is set.
     Http(HttpProbe),
+    /// A `grpc.health.v1.Health/Check` call over HTTP/2 (h2c, or h2 over TLS when
+    /// [`GrpcProbe::tls`] is set).
+    Grpc(GrpcProbe),
+}
+
+/// A gRPC health check: `grpc.health.v1.Health/Check` for [`GrpcProbe::service`]; `SERVING`
+/// passes, any other answer or a gRPC error fails.
+///
+/// ```
+/// use switchyard_health::{GrpcProbe, ProbeSpec};
+/// let p = ProbeSpec::grpc(GrpcProbe::service("echo.Echo"));
+/// assert!(matches!(p.kind, switchyard_health::ProbeKind::Grpc(ref g) if g.service == "echo.Echo"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct GrpcProbe {
+    /// The service name sent in the request (`""`: the server as a whole).
+    pub service: String,
+    /// The `:authority`; `None`: the server's `host:port`.
+    pub authority: Option<String>,
+    /// TLS (h2 negotiated by ALPN; the configuration must offer `h2`); `None`: h2c.
+    pub tls: Option<TlsClient>,
+}
+
+impl GrpcProbe {
+    /// A check of `service` (`""`: the whole server) over h2c.
+    pub fn service(service: &str) -> Self {
+        GrpcProbe {
+            service: service.to_string(),
+            ..GrpcProbe::default()
+        }
+    }
+    /// Sets the `:authority`.
+    pub fn authority(mut self, authority: &str) -> Self {
+        self.authority = Some(authority.to_string());
+        self
+    }
+    /// Checks over TLS.
+    pub fn tls(mut self, tls: TlsClient) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 /// An HTTP(S) check request and the statuses that pass it.

@@ -43,7 +43,12 @@ impl Inner {
         let pass = result.is_pass();
         let path = self.probe.as_ref().and_then(|p| p.path());
         let detail = match (&result, path) {
-            (CheckResult::Status(_) | CheckResult::Pass { status: Some(_) }, Some(path)) => {
+            (
+                CheckResult::Status(_)
+                | CheckResult::NotServing(_)
+                | CheckResult::Pass { status: Some(_) },
+                Some(path),
+            ) => {
                 format!("{result} from {path}")
             }
             _ => result.to_string(),
