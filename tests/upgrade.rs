@@ -4,81 +4,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A raw origin on 127.0.0.1: answers an `Upgrade: websocket` request with `101`, then echoes
-/// every byte it gets back prefixed with `echo:` (bytes that came with the request first).
-struct UpgradeOrigin {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl UpgradeOrigin {
-    async fn start() -> UpgradeOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let head_end = loop {
-                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
-                    if !head.contains("upgrade: websocket") {
-                        let _ = s
-                            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                            .await;
-                        return;
-                    }
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                              Connection: Upgrade\r\n\r\n",
-                        )
-                        .await;
-                    let early = got[head_end..].to_vec();
-                    if !early.is_empty() {
-                        let _ = s.write_all(&[b"echo:", &early[..]].concat()).await;
-                    }
-                    loop {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                if s.write_all(&[b"echo:", &buf[..n]].concat()).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        UpgradeOrigin { addr, task }
-    }
-}
-
-impl Drop for UpgradeOrigin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use tokio::net::TcpStream;
 
 /// A gateway config: listener `web`, one route (extra lines `route_extra`) to `origin`.
 fn config(prefix: &str, route_extra: &str, origin: &UpgradeOrigin) -> String {
@@ -88,7 +18,7 @@ fn config(prefix: &str, route_extra: &str, origin: &UpgradeOrigin) -> String {
          [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
         server_section(prefix),
         listener_section("web", &free_addr()),
-        origin.addr.port()
+        origin.addr().port()
     )
 }
 

@@ -13,6 +13,7 @@
 //! * [`check`] / [`run_cli`]: run `switchyard check -c <file>` or any other command line.
 //! * [`free_port`], [`client`], [`send`], [`get`], [`get_with_host`], [`raw_http`]: client helpers.
 //! * [`parse_metrics`], [`Sample`], [`metric_sum`]: a small Prometheus text-format parser.
+//! * [`UpgradeOrigin`]: answers an `Upgrade: websocket` request with `101`, then echoes bytes.
 //! * [`RawOrigin`]: an HTTP/1 origin that records every byte it receives and answers with
 //!   scripted bytes (malformed responses included); [`upstream_section_for`] names it in a config.
 //!
@@ -28,11 +29,13 @@ mod metrics;
 mod origin;
 mod raw_origin;
 mod tls;
+mod upgrade_origin;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use {
     binary::*, client::*, config::*, gateway::*, metrics::*, origin::*, raw_origin::*, tls::*,
+    upgrade_origin::*,
 };
 
 use std::collections::BTreeMap;

@@ -102,6 +102,11 @@ impl Origin {
         self.health.set_service_status(service, status).await;
     }
 
+    /// Makes every call wait `ms` more before answering (a slow origin).
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.stats.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Calls this origin has started.
     pub fn calls(&self) -> u64 {
         self.stats.calls.load(Ordering::SeqCst)

@@ -22,6 +22,8 @@ pub struct Stats {
     pub in_flight: AtomicU64,
     /// The most calls in flight at once.
     pub max_in_flight: AtomicU64,
+    /// Added to every call's `x-delay-ms` (a slow origin).
+    pub delay_ms: AtomicU64,
 }
 
 impl Stats {
@@ -59,9 +61,10 @@ impl EchoService {
     }
 }
 
-/// Waits `x-delay-ms`, then fails with `x-fail-code` if asked.
-async fn steer(md: &MetadataMap) -> Result<(), Status> {
-    if let Some(ms) = number(md, "x-delay-ms") {
+/// Waits the origin's delay plus `x-delay-ms`, then fails with `x-fail-code` if asked.
+async fn steer(stats: &Stats, md: &MetadataMap) -> Result<(), Status> {
+    let ms = stats.delay_ms.load(Ordering::Relaxed) + number(md, "x-delay-ms").unwrap_or(0);
+    if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if let Some(code) = number(md, "x-fail-code") {
@@ -120,7 +123,7 @@ impl Echo for EchoService {
         request: Request<EchoRequest>,
     ) -> Result<Response<EchoResponse>, Status> {
         let _guard = InFlight::start(&self.stats);
-        steer(request.metadata()).await?;
+        steer(&self.stats, request.metadata()).await?;
         let md = request.metadata().clone();
         let req = request.into_inner();
         Ok(answer(
@@ -137,7 +140,7 @@ impl Echo for EchoService {
         request: Request<EchoRequest>,
     ) -> Result<Response<ResponseStream>, Status> {
         let guard = InFlight::start(&self.stats);
-        steer(request.metadata()).await?;
+        steer(&self.stats, request.metadata()).await?;
         let md = request.metadata().clone();
         let req = request.into_inner();
         let n = req.count.max(1);
@@ -155,7 +158,7 @@ impl Echo for EchoService {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<EchoResponse>, Status> {
         let _guard = InFlight::start(&self.stats);
-        steer(request.metadata()).await?;
+        steer(&self.stats, request.metadata()).await?;
         let md = request.metadata().clone();
         let mut stream = request.into_inner();
         let mut messages = Vec::new();
@@ -180,7 +183,7 @@ impl Echo for EchoService {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let guard = InFlight::start(&self.stats);
-        steer(request.metadata()).await?;
+        steer(&self.stats, request.metadata()).await?;
         let md = request.metadata().clone();
         let inbound = request.into_inner();
         let me = self.clone();
