@@ -15,6 +15,7 @@ pub mod dns;
 pub mod error;
 pub mod extension;
 pub mod gateway;
+pub mod grpc;
 pub mod headers;
 pub mod health_observer;
 pub mod health_spec;
