@@ -372,6 +372,50 @@ async fn no_server_is_unavailable_and_plain_http_keeps_its_502() {
     assert!(r.header("grpc-status").is_none());
 }
 
+/// A unary call by hand over h2c (the `h2` crate, no gRPC library): `grpc-timeout` is sent but
+/// nothing on the client enforces it, so only the proxy can end the call. Returns the
+/// `grpc-status` (header block or trailers) and how long the answer took.
+async fn raw_unary(addr: SocketAddr, grpc_timeout: Option<&str>) -> (Option<String>, Duration) {
+    use prost::Message;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut h2 = h2.ready().await.unwrap();
+    let mut head = http::Request::post(format!("http://{addr}/switchyard.test.Echo/UnaryEcho"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(t) = grpc_timeout {
+        head = head.header("grpc-timeout", t);
+    }
+    let msg = req("raw", vec![]).encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    let started = Instant::now();
+    let (resp, mut body) = h2.send_request(head.body(()).unwrap(), false).unwrap();
+    body.send_data(frame.into(), true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    if let Some(s) = resp.headers().get("grpc-status") {
+        return (Some(s.to_str().unwrap().to_string()), started.elapsed());
+    }
+    let mut body = resp.into_body();
+    while let Some(chunk) = body.data().await {
+        if chunk.is_err() {
+            break;
+        }
+    }
+    let trailers = body.trailers().await.ok().flatten();
+    let status = trailers.and_then(|t| {
+        t.get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string())
+    });
+    (status, started.elapsed())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_ends_a_slow_call_with_deadline_exceeded() {
     let pki = Pki::new();
@@ -383,35 +427,59 @@ async fn a_deadline_ends_a_slow_call_with_deadline_exceeded() {
         "timeout_ms = 1000",
         &upstream("g", "http2", "http", &[origin.addr], ""),
     ));
-    let mut c = h2c_client(&gw).await;
+    let web = gw.listener("web");
 
-    // The client's own deadline (grpc-timeout 300 ms) is shorter than the route's.
-    let mut r = tonic::Request::new(req("d", vec![]));
-    r.set_timeout(Duration::from_millis(300));
-    let started = Instant::now();
-    let err = c.unary_echo(r).await.unwrap_err();
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // The client's deadline (300 ms), shorter than the route's: the proxy ends the call at it,
+    // and sends it upstream.
+    let (status, took) = raw_unary(web, Some("300m")).await;
+    assert_eq!(status.as_deref(), Some("4"), "took {took:?}");
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_millis(900), "{took:?}");
+    let sent = origin.stats.last_grpc_timeout().unwrap();
+    let sent = parse_grpc_timeout(&sent);
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        started.elapsed()
+        sent <= Duration::from_millis(300) && sent > Duration::from_millis(100),
+        "{sent:?}"
     );
 
-    // No client deadline: the route's timeout_ms (1 s) bounds the call, as a gRPC status.
-    let started = Instant::now();
-    let err = c.unary_echo(req("d", vec![])).await.unwrap_err();
-    let took = started.elapsed();
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // No client deadline: the route's timeout_ms (1 s) bounds the call, as a gRPC status, and is
+    // sent upstream as the call's deadline.
+    let (status, took) = raw_unary(web, None).await;
+    assert_eq!(status.as_deref(), Some("4"));
     assert!(took >= Duration::from_millis(900), "{took:?}");
-    assert!(took < Duration::from_millis(2800), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    let sent = parse_grpc_timeout(&origin.stats.last_grpc_timeout().unwrap());
+    assert!(
+        sent <= Duration::from_millis(1000) && sent > Duration::from_millis(500),
+        "{sent:?}"
+    );
 
     // A client deadline longer than the route's is lowered to it on the way upstream.
-    let mut r = tonic::Request::new(req("d", vec![]));
-    r.set_timeout(Duration::from_secs(30));
-    let started = Instant::now();
-    let err = c.unary_echo(r).await.unwrap_err();
+    let (status, took) = raw_unary(web, Some("30S")).await;
+    assert_eq!(status.as_deref(), Some("4"));
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    let sent = parse_grpc_timeout(&origin.stats.last_grpc_timeout().unwrap());
+    assert!(sent <= Duration::from_millis(1000), "{sent:?}");
+
+    // And a tonic client sees DEADLINE_EXCEEDED.
+    let mut c = h2c_client(&gw).await;
+    let err = c.unary_echo(req("d", vec![])).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(2800));
+}
+
+/// A `grpc-timeout` value as a duration (test side: digits and a unit).
+fn parse_grpc_timeout(v: &str) -> Duration {
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().unwrap();
+    match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => panic!("bad grpc-timeout {v}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

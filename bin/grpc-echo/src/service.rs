@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_stream::{Stream, StreamExt};
@@ -24,9 +24,19 @@ pub struct Stats {
     pub max_in_flight: AtomicU64,
     /// Added to every call's `x-delay-ms` (a slow origin).
     pub delay_ms: AtomicU64,
+    /// The `grpc-timeout` of the last call (`None`: it had none).
+    pub last_grpc_timeout: Mutex<Option<String>>,
 }
 
 impl Stats {
+    /// The `grpc-timeout` the last call arrived with.
+    pub fn last_grpc_timeout(&self) -> Option<String> {
+        self.last_grpc_timeout
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     /// The most calls this origin had in flight at once.
     pub fn max_in_flight(&self) -> u64 {
         self.max_in_flight.load(Ordering::SeqCst)
@@ -63,6 +73,13 @@ impl EchoService {
 
 /// Waits the origin's delay plus `x-delay-ms`, then fails with `x-fail-code` if asked.
 async fn steer(stats: &Stats, md: &MetadataMap) -> Result<(), Status> {
+    let timeout = md
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Ok(mut last) = stats.last_grpc_timeout.lock() {
+        *last = timeout;
+    }
     let ms = stats.delay_ms.load(Ordering::Relaxed) + number(md, "x-delay-ms").unwrap_or(0);
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -19,7 +19,13 @@ async fn every_call_shape_over_h2c() {
     let origin = Origin::start("a", None).await.unwrap();
     let mut c = client::h2c(origin.addr).await.unwrap();
 
-    let r = c.unary_echo(req("one", b"\x00\x01")).await.unwrap();
+    let mut timed = tonic::Request::new(req("one", b"\x00\x01"));
+    timed.set_timeout(std::time::Duration::from_secs(5));
+    let r = c.unary_echo(timed).await.unwrap();
+    assert_eq!(
+        origin.stats.last_grpc_timeout().as_deref(),
+        Some("5000000u")
+    );
     assert_eq!(r.metadata().get("x-origin").unwrap(), "a");
     assert_eq!(r.get_ref().payload, b"\x00\x01");
 
