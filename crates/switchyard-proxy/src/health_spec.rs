@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use switchyard_config::{
-    CheckMethod, CheckProtocol, ListenerConfig, ProxyProtocol, UpstreamConfig,
+    CheckMethod, CheckProtocol, ListenerConfig, ProxyProtocol, Scheme, UpstreamConfig,
 };
 use switchyard_health::{
-    HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient,
+    GrpcProbe, HealthSpec, HttpProbe, PassiveSpec, ProbeKind, ProbeSpec, ProxyHeader, TlsClient,
 };
 
 use crate::upstream_tls::UpstreamTlsRuntime;
@@ -38,13 +38,13 @@ pub fn health_spec(
     let active = up.health.active.as_ref().map(|a| {
         let http = |tls: Option<TlsClient>| {
             ProbeKind::Http(HttpProbe {
-                method: match a.method {
+                method: match a.method() {
                     CheckMethod::Get => http::Method::GET,
                     CheckMethod::Head => http::Method::HEAD,
                 },
-                path: a.path.clone(),
+                path: a.path().to_string(),
                 host: a.host.clone(),
-                status_codes: a.status_codes.iter().map(|r| r.lo..=r.hi).collect(),
+                status_codes: a.status_codes().iter().map(|r| r.lo..=r.hi).collect(),
                 tls,
             })
         };
@@ -55,6 +55,18 @@ pub fn health_spec(
                 config: std::sync::Arc::clone(&t.checks),
                 sni: t.sni.clone(),
             })),
+            // Over the upstream's HTTP/2: h2 with its TLS on `https`, h2c on `http`.
+            CheckProtocol::Grpc => ProbeKind::Grpc(GrpcProbe {
+                service: a.grpc_service().to_string(),
+                authority: a.host.clone(),
+                tls: match up.scheme {
+                    Scheme::Https => tls.map(|t| TlsClient {
+                        config: std::sync::Arc::clone(&t.checks_h2),
+                        sni: t.sni.clone(),
+                    }),
+                    Scheme::Http => None,
+                },
+            }),
         };
         ProbeSpec {
             kind,
@@ -81,8 +93,8 @@ pub fn health_spec(
     HealthSpec { active, passive }
 }
 
-/// True if `up`'s TLS material must be loaded: for traffic (`scheme = "https"`) or for HTTPS
-/// checks.
+/// True if `up`'s TLS material must be loaded: for traffic (`scheme = "https"`, which gRPC
+/// checks follow too) or for HTTPS checks.
 pub fn needs_tls(up: &UpstreamConfig) -> bool {
     up.scheme == switchyard_config::Scheme::Https
         || up

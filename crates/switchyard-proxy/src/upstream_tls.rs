@@ -26,6 +26,8 @@ pub struct UpstreamTlsRuntime {
     /// The rustls configuration of HTTPS health checks, built from the same files and trust
     /// rules as traffic (see [`UpstreamTlsRuntime::load`]).
     pub checks: Arc<ClientConfig>,
+    /// The same for gRPC health checks, offering ALPN `h2` only.
+    pub checks_h2: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for UpstreamTlsRuntime {
@@ -82,6 +84,9 @@ impl UpstreamTlsRuntime {
             }
         };
         let checks = check_config(verify, ca_der.as_deref(), client_der.as_ref())?;
+        let mut h2 = (*checks).clone();
+        h2.alpn_protocols = vec![b"h2".to_vec()];
+        let checks_h2 = Arc::new(h2);
         Ok(UpstreamTlsRuntime {
             verify,
             sni: tls.and_then(|t| t.sni.clone()).filter(|s| !s.is_empty()),
@@ -94,6 +99,7 @@ impl UpstreamTlsRuntime {
             }),
             client: client_der.map(|(chain, key)| Arc::new(CertKey::new(chain, key))),
             checks,
+            checks_h2,
         })
     }
 
@@ -175,6 +181,7 @@ mod tests {
         let tls = UpstreamTlsRuntime::load(None).unwrap();
         assert!(tls.verify && tls.ca.is_none() && tls.client.is_none());
         assert_eq!(tls.checks.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert_eq!(tls.checks_h2.alpn_protocols, [b"h2".to_vec()]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum CheckProtocol {
     Http,
     /// An HTTP request over TLS, using the upstream's `tls` table.
     Https,
+    /// `grpc.health.v1.Health/Check` over the upstream's HTTP/2 (h2c, or h2 with its `tls`).
+    Grpc,
 }
 
 /// Active check method.
@@ -47,15 +49,20 @@ pub enum CheckMethod {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealthConfig {
-    /// `protocol`: `tcp` | `http` | `https`. Default `http`.
+    /// `protocol`: `tcp` | `http` | `https` | `grpc`. Default `http`.
     #[serde(default)]
     pub protocol: CheckProtocol,
-    /// `path`: request path. Default `/`.
-    #[serde(default = "default_health_path")]
-    pub path: String,
-    /// `method`: `GET` | `HEAD`. Default `GET`.
-    #[serde(default)]
-    pub method: CheckMethod,
+    /// `path`: request path of `http`/`https` checks; `None` when not set (so that it can be
+    /// refused beside `grpc`): [`ActiveHealthConfig::path()`] gives the default, `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `method`: `GET` | `HEAD`; [`ActiveHealthConfig::method()`] gives the default, `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<CheckMethod>,
+    /// `grpc_service`: the service name a `grpc` check asks about (`""`: the whole server).
+    /// Default `""`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_service: Option<String>,
     /// `port`: 0 = the server's own port. Default 0.
     #[serde(default)]
     pub port: u16,
@@ -74,9 +81,10 @@ pub struct ActiveHealthConfig {
     /// `interval_ms`: time between checks of one server (jittered ±10%). Default 3000.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
-    /// `status_codes`: healthy statuses: integers or `"200-399"` ranges. Default `["200-399"]`.
-    #[serde(default = "default_status_codes")]
-    pub status_codes: Vec<StatusRange>,
+    /// `status_codes`: healthy statuses: integers or `"200-399"` ranges;
+    /// [`ActiveHealthConfig::status_codes()`] gives the default, `["200-399"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_codes: Option<Vec<StatusRange>>,
     /// `proxy_protocol`: PROXY header each check sends first: `off` | `v1` (`PROXY UNKNOWN`) |
     /// `v2` (`LOCAL`). Absent: the version the upstream's traffic carries, unless `port` sends the
     /// checks elsewhere (see
@@ -85,8 +93,41 @@ pub struct ActiveHealthConfig {
     pub proxy_protocol: Option<ProxyProtocol>,
 }
 
-fn default_health_path() -> String {
-    "/".to_string()
+/// The default status ranges of HTTP checks: 200–399.
+const DEFAULT_STATUS_CODES: &[StatusRange] = &[StatusRange { lo: 200, hi: 399 }];
+
+impl ActiveHealthConfig {
+    /// The request path of HTTP checks (`path`, default `/`).
+    ///
+    /// ```
+    /// let cfg = switchyard_config::parse_str(r#"
+    /// [[upstreams]]
+    /// name = "u"
+    /// groups = [{ name = "g", servers = [{ address = "127.0.0.1" }] }]
+    /// [upstreams.health.active]
+    /// protocol = "http"
+    /// "#).unwrap();
+    /// let a = cfg.upstreams[0].health.active.as_ref().unwrap();
+    /// assert_eq!((a.path(), a.method(), a.status_codes()[0].hi), ("/", switchyard_config::CheckMethod::Get, 399));
+    /// ```
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
+
+    /// The method of HTTP checks (`method`, default `GET`).
+    pub fn method(&self) -> CheckMethod {
+        self.method.unwrap_or_default()
+    }
+
+    /// The statuses that pass an HTTP check (`status_codes`, default 200–399).
+    pub fn status_codes(&self) -> &[StatusRange] {
+        self.status_codes.as_deref().unwrap_or(DEFAULT_STATUS_CODES)
+    }
+
+    /// The service a gRPC check asks about (`grpc_service`, default `""`: the whole server).
+    pub fn grpc_service(&self) -> &str {
+        self.grpc_service.as_deref().unwrap_or("")
+    }
 }
 
 fn default_threshold() -> u32 {
@@ -95,10 +136,6 @@ fn default_threshold() -> u32 {
 
 fn default_interval_ms() -> u64 {
     3000
-}
-
-fn default_status_codes() -> Vec<StatusRange> {
-    vec![StatusRange { lo: 200, hi: 399 }]
 }
 
 /// `[upstreams.health.passive]`.

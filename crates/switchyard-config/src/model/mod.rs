@@ -43,4 +43,4 @@ pub use route::RouteConfig;
 pub use server::{parse_resolver, ServerConfig};
 pub use status_range::StatusRange;
 pub use sticky::{SameSite, StickyConfig};
-pub use upstream::{Scheme, UpstreamConfig, UpstreamTls, WhenAllDown};
+pub use upstream::{Scheme, UpstreamConfig, UpstreamProtocol, UpstreamTls, WhenAllDown};

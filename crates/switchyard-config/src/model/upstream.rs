@@ -21,6 +21,20 @@ pub enum Scheme {
     Https,
 }
 
+/// `protocol`: the HTTP version spoken to an upstream's servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: h2c with prior knowledge on `scheme = "http"`; h2 negotiated by ALPN on `"https"`
+    /// (a server that does not offer h2 is a connect failure).
+    Http2,
+    /// On `https`: h2 if the server offers it in ALPN, else HTTP/1.1. On `http`: HTTP/1.1.
+    Auto,
+}
+
 /// What to do when no server of an upstream is available.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +44,10 @@ pub enum WhenAllDown {
     Reject,
     /// Panic mode: use every enabled server, healthy or not.
     All,
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    100
 }
 
 /// `[[upstreams]]`.
@@ -55,6 +73,14 @@ pub struct UpstreamConfig {
     /// `scheme`: `http` | `https`. Default `http`.
     #[serde(default)]
     pub scheme: Scheme,
+    /// `protocol`: `http1` | `http2` | `auto`. Default `http1`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// `max_concurrent_streams`: the most requests (streams) one HTTP/2 connection to a server
+    /// carries at once; the server's own `SETTINGS_MAX_CONCURRENT_STREAMS` lowers it, and a new
+    /// connection is opened when every one is full. Default 100.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
     /// `tls`: TLS settings for `https` upstreams and `https` health checks.
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
@@ -83,6 +109,31 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
+    /// True when requests to this upstream may travel over HTTP/2: `protocol = "http2"`, or
+    /// `"auto"` with `scheme = "https"` (ALPN decides). gRPC needs it.
+    ///
+    /// ```
+    /// use switchyard_config::{Scheme, UpstreamProtocol};
+    /// let mut cfg = switchyard_config::parse_str(r#"
+    /// [[upstreams]]
+    /// name = "u"
+    /// groups = [{ name = "g", servers = [{ address = "127.0.0.1" }] }]
+    /// "#).unwrap();
+    /// let mut up = cfg.upstreams.remove(0);
+    /// assert!(!up.may_use_h2());
+    /// up.protocol = UpstreamProtocol::Auto;
+    /// assert!(!up.may_use_h2()); // auto on plain http is HTTP/1.1
+    /// up.scheme = Scheme::Https;
+    /// assert!(up.may_use_h2());
+    /// ```
+    pub fn may_use_h2(&self) -> bool {
+        match self.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Auto => self.scheme == Scheme::Https,
+        }
+    }
+
     /// Every server with its group, effective port (the upstream's `port` when the server's is 0)
     /// and effective weight (the group's `weight` unless the server sets its own), in file order.
     ///

@@ -164,10 +164,10 @@ fn full_config_parses_with_every_key() {
     assert_eq!(api.algorithm, Algorithm::ConsistentHash);
     assert_eq!(api.hash_on, Some(HashOn::Header("X-User".into())));
     assert_eq!(
-        api.health.active.as_ref().unwrap().method,
+        api.health.active.as_ref().unwrap().method(),
         CheckMethod::Head
     );
-    let status = &api.health.active.as_ref().unwrap().status_codes;
+    let status = api.health.active.as_ref().unwrap().status_codes();
     assert!(status[1].contains(302) && !status[1].contains(200));
     assert_eq!(api.enabled_server_count(), 3);
     let servers: Vec<(String, u32)> = api
@@ -270,12 +270,12 @@ name = "api"
     );
     let a = u.health.active.as_ref().unwrap();
     assert_eq!(
-        (a.protocol, a.path.as_str(), a.method),
+        (a.protocol, a.path(), a.method()),
         (CheckProtocol::Http, "/", CheckMethod::Get)
     );
     assert_eq!((a.healthy_threshold, a.unhealthy_threshold), (3, 3));
     assert_eq!((a.timeout_ms, a.interval_ms), (5000, 3000));
-    assert_eq!(a.status_codes, [StatusRange { lo: 200, hi: 399 }]);
+    assert_eq!(a.status_codes(), [StatusRange { lo: 200, hi: 399 }]);
     let p = u.health.passive.as_ref().unwrap();
     assert_eq!(p.unhealthy_statuses, [500, 502, 503, 504]);
     assert_eq!(

@@ -200,3 +200,101 @@ tls = { client_cert = "c.pem" }
         "ejection_ms",
     );
 }
+
+#[test]
+fn upstream_protocol_and_grpc_checks() {
+    let ok = r#"
+[[upstreams]]
+name = "grpc"
+protocol = "http2"
+max_concurrent_streams = 50
+  [upstreams.health.active]
+  protocol = "grpc"
+  grpc_service = "echo.Echo"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "127.0.0.1", port = 50051 }]
+
+[[upstreams]]
+name = "tls"
+protocol = "auto"
+scheme = "https"
+  [upstreams.health.active]
+  protocol = "grpc"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "127.0.0.1", port = 50052 }]
+"#;
+    let cfg = crate::parse_str(ok).unwrap();
+    crate::validate(&cfg).unwrap();
+    let g = cfg.upstream("grpc").unwrap();
+    assert_eq!(g.protocol, crate::UpstreamProtocol::Http2);
+    assert_eq!(g.max_concurrent_streams, 50);
+    let a = g.health.active.as_ref().unwrap();
+    assert_eq!(
+        (a.protocol, a.grpc_service()),
+        (CheckProtocol::Grpc, "echo.Echo")
+    );
+    let t = cfg.upstream("tls").unwrap();
+    assert!(t.may_use_h2());
+    assert_eq!(t.health.active.as_ref().unwrap().grpc_service(), "");
+    let plain = crate::parse_str(
+        "[[upstreams]]\nname = \"u\"\n[[upstreams.groups]]\nname = \"g\"\n\
+         servers = [{ address = \"127.0.0.1\" }]\n",
+    )
+    .unwrap();
+    assert_eq!(plain.upstreams[0].protocol, crate::UpstreamProtocol::Http1);
+    assert_eq!(plain.upstreams[0].max_concurrent_streams, 100);
+
+    let bad = r#"
+[[upstreams]]
+name = "h1"
+protocol = "auto"
+max_concurrent_streams = 0
+  [upstreams.health.active]
+  protocol = "grpc"
+  path = "/health"
+  method = "HEAD"
+  status_codes = [200]
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "127.0.0.1", port = 50051 }]
+
+[[upstreams]]
+name = "http"
+  [upstreams.health.active]
+  grpc_service = "x"
+  [[upstreams.groups]]
+  name = "g"
+  servers = [{ address = "127.0.0.1", port = 8080 }]
+"#;
+    let e = assert_error(
+        bad,
+        "upstreams[0].health.active.protocol",
+        "protocol = \"grpc\"",
+    );
+    assert!(e.message.contains("http2"), "{e}");
+    assert_error(
+        bad,
+        "upstreams[0].max_concurrent_streams",
+        "max_concurrent_streams",
+    );
+    assert_error(bad, "upstreams[0].health.active.path", "path = \"/health\"");
+    assert_error(
+        bad,
+        "upstreams[0].health.active.method",
+        "method = \"HEAD\"",
+    );
+    assert_error(
+        bad,
+        "upstreams[0].health.active.status_codes",
+        "status_codes = [200]",
+    );
+    assert_error(
+        bad,
+        "upstreams[1].health.active.grpc_service",
+        "grpc_service = \"x\"",
+    );
+    let unknown = "[[upstreams]]\nname = \"u\"\nprotocol = \"http3\"\n";
+    assert!(crate::parse_str(unknown).is_err());
+}

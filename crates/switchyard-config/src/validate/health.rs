@@ -2,11 +2,19 @@
 
 use super::syntax::check_host_header;
 use super::Validator;
-use crate::model::{ActiveHealthConfig, PassiveHealthConfig};
+use crate::model::{ActiveHealthConfig, CheckProtocol, PassiveHealthConfig, UpstreamConfig};
 
 impl Validator {
-    pub(super) fn active(&mut self, p: &str, a: &ActiveHealthConfig) {
-        if !a.path.starts_with('/') {
+    pub(super) fn active(&mut self, p: &str, a: &ActiveHealthConfig, up: &UpstreamConfig) {
+        if a.protocol == CheckProtocol::Grpc {
+            self.grpc_check(p, a, up);
+        } else if a.grpc_service.is_some() {
+            self.err(
+                format!("{p}.grpc_service"),
+                "only `protocol = \"grpc\"` checks send a service name",
+            );
+        }
+        if !a.path().starts_with('/') {
             self.err(format!("{p}.path"), "must start with `/`");
         }
         if let Some(h) = &a.host {
@@ -22,11 +30,37 @@ impl Validator {
         }
         self.positive(format!("{p}.timeout_ms"), a.timeout_ms);
         self.positive(format!("{p}.interval_ms"), a.interval_ms);
-        if a.status_codes.is_empty() {
+        if a.status_codes().is_empty() {
             self.err(
                 format!("{p}.status_codes"),
                 "must list at least one status or range",
             );
+        }
+    }
+
+    /// `protocol = "grpc"`: the upstream must speak HTTP/2, and the HTTP-only keys are errors.
+    fn grpc_check(&mut self, p: &str, a: &ActiveHealthConfig, up: &UpstreamConfig) {
+        if !up.may_use_h2() {
+            self.err(
+                format!("{p}.protocol"),
+                "gRPC checks need HTTP/2 to the servers: set the upstream's `protocol = \"http2\"` \
+                 (or `\"auto\"` with `scheme = \"https\"`)",
+            );
+        }
+        for (key, set) in [
+            ("path", a.path.is_some()),
+            ("method", a.method.is_some()),
+            ("status_codes", a.status_codes.is_some()),
+        ] {
+            if set {
+                self.err(
+                    format!("{p}.{key}"),
+                    format!(
+                        "`{key}` is for HTTP checks; a gRPC check calls \
+                         grpc.health.v1.Health/Check (set `grpc_service` to name a service)"
+                    ),
+                );
+            }
         }
     }
 

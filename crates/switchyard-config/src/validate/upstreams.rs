@@ -71,12 +71,16 @@ impl Validator {
             );
         }
         self.positive(format!("{p}.resolve_interval_ms"), u.resolve_interval_ms);
+        self.positive(
+            format!("{p}.max_concurrent_streams"),
+            u64::from(u.max_concurrent_streams),
+        );
         if let Some(sticky) = &u.sticky {
             self.sticky(&format!("{p}.sticky"), sticky);
         }
         self.groups(p, u);
         if let Some(a) = &u.health.active {
-            self.active(&format!("{p}.health.active"), a);
+            self.active(&format!("{p}.health.active"), a, u);
         }
         if let Some(ps) = &u.health.passive {
             self.passive(&format!("{p}.health.passive"), ps);
