@@ -666,3 +666,52 @@ async fn auto_uses_h2_when_a_tls_origin_offers_it_and_http1_when_not() {
         assert_eq!(r.status, want, "protocol = {protocol}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_conf_grpc_toml_checks_and_runs() {
+    let path = workspace_root().join("conf/grpc.toml");
+    let (code, out, err) = check_file(&path);
+    assert_eq!(code, 0, "conf/grpc.toml:\nstdout: {out}\nstderr: {err}");
+
+    let a = grpc_echo::Origin::start("a", None).await.unwrap();
+    let b = grpc_echo::Origin::start("b", None).await.unwrap();
+    let mut table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    table["listeners"].as_array_mut().unwrap()[0]["listen"] = toml::Value::String(free_addr());
+    table["metrics"]["listen"] = toml::Value::String(free_addr());
+    let servers = table["upstreams"].as_array_mut().unwrap()[0]["groups"]
+        .as_array_mut()
+        .unwrap()[0]["servers"]
+        .as_array_mut()
+        .unwrap();
+    for (s, o) in servers.iter_mut().zip([&a, &b]) {
+        s["port"] = toml::Value::Integer(o.addr.port().into());
+    }
+    let gw = Gateway::start(&toml::to_string(&table).unwrap());
+    let mut c = h2c_client(&gw).await;
+    // Health checks pass within a check interval; then both servers answer.
+    let started = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 && started.elapsed() < Duration::from_secs(10) {
+        match c.unary_echo(req("x", vec![])).await {
+            Ok(r) => {
+                seen.insert(r.into_inner().server);
+            }
+            Err(e) => assert_eq!(e.code(), Code::Unavailable, "{e:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let mut s = c
+        .server_streaming_echo(EchoRequest {
+            count: 100,
+            ..req("s", payload(5))
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(m) = s.next().await {
+        assert_eq!(m.unwrap().payload, payload(5));
+        n += 1;
+    }
+    assert_eq!(n, 100);
+}
