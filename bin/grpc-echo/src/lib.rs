@@ -107,6 +107,11 @@ impl Origin {
         self.stats.delay_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// Makes every call fail with gRPC status `code` (0: answer normally again).
+    pub fn set_fail_code(&self, code: u64) {
+        self.stats.fail_code.store(code, Ordering::SeqCst);
+    }
+
     /// Calls this origin has started.
     pub fn calls(&self) -> u64 {
         self.stats.calls.load(Ordering::SeqCst)

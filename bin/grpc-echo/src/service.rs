@@ -24,6 +24,8 @@ pub struct Stats {
     pub max_in_flight: AtomicU64,
     /// Added to every call's `x-delay-ms` (a slow origin).
     pub delay_ms: AtomicU64,
+    /// Every call fails with this gRPC status when non-zero (a failing origin).
+    pub fail_code: AtomicU64,
     /// The `grpc-timeout` of the last call (`None`: it had none).
     pub last_grpc_timeout: Mutex<Option<String>>,
 }
@@ -84,7 +86,8 @@ async fn steer(stats: &Stats, md: &MetadataMap) -> Result<(), Status> {
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(code) = number(md, "x-fail-code") {
+    let origin_code = Some(stats.fail_code.load(Ordering::Relaxed)).filter(|c| *c != 0);
+    if let Some(code) = number(md, "x-fail-code").or(origin_code) {
         let message = md
             .get("x-fail-message")
             .and_then(|v| v.to_str().ok())

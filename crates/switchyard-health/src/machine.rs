@@ -236,6 +236,8 @@ pub enum PassiveEvent {
     ConnectError,
     /// The server did not answer in time.
     Timeout,
+    /// A gRPC server answered a call with `grpc-status` 14 (UNAVAILABLE): a failure, like a 502.
+    GrpcUnavailable,
 }
 
 impl PassiveEvent {
@@ -243,7 +245,9 @@ impl PassiveEvent {
     pub fn is_failure(self, unhealthy: &StatusSet) -> bool {
         match self {
             PassiveEvent::Status(s) => unhealthy.contains(s),
-            PassiveEvent::ConnectError | PassiveEvent::Timeout => true,
+            PassiveEvent::ConnectError | PassiveEvent::Timeout | PassiveEvent::GrpcUnavailable => {
+                true
+            }
         }
     }
 
@@ -252,6 +256,7 @@ impl PassiveEvent {
             PassiveEvent::Status(s) => u32::from(s),
             PassiveEvent::ConnectError => 1,
             PassiveEvent::Timeout => 2,
+            PassiveEvent::GrpcUnavailable => 3,
         }
     }
 
@@ -260,6 +265,7 @@ impl PassiveEvent {
             0 => "unknown".to_string(),
             1 => "connect error".to_string(),
             2 => "timeout".to_string(),
+            3 => "gRPC UNAVAILABLE".to_string(),
             s => format!("HTTP {s}"),
         }
     }
@@ -598,6 +604,11 @@ mod tests {
         assert_eq!(
             PassiveEvent::describe_code(PassiveEvent::Status(503).encode()),
             "HTTP 503"
+        );
+        assert!(PassiveEvent::GrpcUnavailable.is_failure(&StatusSet::new(&[])));
+        assert_eq!(
+            PassiveEvent::describe_code(PassiveEvent::GrpcUnavailable.encode()),
+            "gRPC UNAVAILABLE"
         );
         assert_eq!(
             PassiveEvent::describe_code(PassiveEvent::ConnectError.encode()),

@@ -26,6 +26,10 @@ pub use prometheus;
 pub struct Metrics {
     /// `switchyard_requests_total{route,upstream,code}`: responses sent to clients.
     pub requests_total: IntCounterVec,
+    /// `switchyard_grpc_requests_total{route,upstream,grpc_status}`: gRPC calls answered, by the
+    /// `grpc-status` they ended with (the server's, or the one the proxy answered with); a call
+    /// is also counted in `switchyard_requests_total`, under its HTTP status (200).
+    pub grpc_requests_total: IntCounterVec,
     /// `switchyard_request_duration_seconds{route}`: time from request to the end of the response.
     pub request_duration_seconds: HistogramVec,
     /// `switchyard_upstream_requests_total{upstream,server,outcome}`: attempts sent to each server;
@@ -73,6 +77,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "switchyard_requests_total",
             "Responses sent to clients, by route, upstream and status code.",
             &["route", "upstream", "code"]
+        )?,
+        grpc_requests_total: register_int_counter_vec!(
+            "switchyard_grpc_requests_total",
+            "gRPC calls answered, by route, upstream and grpc-status.",
+            &["route", "upstream", "grpc_status"]
         )?,
         request_duration_seconds: register_histogram_vec!(
             "switchyard_request_duration_seconds",
@@ -174,6 +183,7 @@ impl Metrics {
             duration: self.request_duration_seconds.with_label_values(&[route]),
             retries: self.retries_total.with_label_values(&[route]),
             codes: CodeCounters::new(route, upstream),
+            grpc: GrpcCounters::new(route, upstream),
             metrics: self,
         }
     }
@@ -220,6 +230,10 @@ fn unregistered() -> Metrics {
     let gv = |n: &str, l: &[&str]| IntGaugeVec::new(opts(n, n), l).expect("valid opts");
     Metrics {
         requests_total: cv("switchyard_requests_total", &["route", "upstream", "code"]),
+        grpc_requests_total: cv(
+            "switchyard_grpc_requests_total",
+            &["route", "upstream", "grpc_status"],
+        ),
         request_duration_seconds: HistogramVec::new(
             prometheus::HistogramOpts::new(
                 "switchyard_request_duration_seconds",
@@ -301,6 +315,35 @@ impl CodeCounters {
     }
 }
 
+/// The `switchyard_grpc_requests_total` series of one route/upstream pair: one lazily resolved
+/// counter per gRPC status code (0..=16), a bounded label set.
+#[derive(Debug)]
+struct GrpcCounters {
+    route: String,
+    upstream: String,
+    slots: [OnceLock<IntCounter>; 17],
+}
+
+impl GrpcCounters {
+    fn new(route: &str, upstream: &str) -> Self {
+        GrpcCounters {
+            route: route.to_string(),
+            upstream: upstream.to_string(),
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn inc(&self, family: &IntCounterVec, status: u8) {
+        let status = if status <= 16 { status } else { 2 };
+        if let Some(slot) = self.slots.get(usize::from(status)) {
+            slot.get_or_init(|| {
+                family.with_label_values(&[&self.route, &self.upstream, &status.to_string()])
+            })
+            .inc();
+        }
+    }
+}
+
 /// Per-route handles: the duration histogram, the retry counter and one lazily resolved counter
 /// per status code, so a request costs no label hashing.
 #[derive(Debug)]
@@ -308,6 +351,7 @@ pub struct RouteMetrics {
     duration: Histogram,
     retries: IntCounter,
     codes: CodeCounters,
+    grpc: GrpcCounters,
     metrics: &'static Metrics,
 }
 
@@ -316,6 +360,19 @@ impl RouteMetrics {
     pub fn observe(&self, code: u16, seconds: f64) {
         self.duration.observe(seconds);
         self.codes.inc(&self.metrics.requests_total, code);
+    }
+
+    /// Records how one gRPC call ended (`grpc-status` 0..=16; other values are counted as 2,
+    /// UNKNOWN, as gRPC clients read them).
+    ///
+    /// ```
+    /// let m = switchyard_metrics::Metrics::global();
+    /// m.route("rpc", "echo").observe_grpc(14);
+    /// assert_eq!(m.grpc_requests_total.with_label_values(&["rpc", "echo", "14"]).get(), 1);
+    /// ```
+    pub fn observe_grpc(&self, grpc_status: u8) {
+        self.grpc
+            .inc(&self.metrics.grpc_requests_total, grpc_status);
     }
 
     /// Counts one retry.

@@ -7,6 +7,7 @@
 //! | [`Attempt::fail`] | ended | failure penalty | timeout / connect error | `connect_error`, `timeout`, `error` |
 //! | [`Attempt::connected`] (TCP) | kept while connected | connect time | success | `success` |
 //! | [`Attempt::answered`] (HTTP) | ended | time to the response head | the status | `success`, `http_5xx` |
+//! | [`Attempt::answered_grpc`] (gRPC) | ended | time to the response head | the status; `grpc-status` 14 a failure | `success`, `http_5xx` |
 //! | [`Attempt::errored`] (HTTP) | ended | failure penalty | | `error` |
 //! | [`Attempt::stale_connection`] (HTTP) | ended, uncounted | | | `stale_connection` |
 //!
@@ -114,31 +115,43 @@ impl<U: Deref<Target = UpstreamRuntime>> Attempt<U> {
     /// health checks, and ended in flight at the response head, as a failure if `status` is one
     /// of the upstream's `unhealthy_statuses` (500–504 without passive checks).
     pub fn answered(self, status: u16) {
+        self.answered_grpc(status, None);
+    }
+
+    /// [`Attempt::answered`] for a gRPC call that ended with `grpc_status` (from the trailers,
+    /// or the header block of a trailers-only answer): 14 (UNAVAILABLE) is a failure of the
+    /// server, reported to passive health checks and counted as `http_5xx`, as a 502 would be.
+    pub fn answered_grpc(self, status: u16, grpc_status: Option<u8>) {
+        let unavailable = grpc_status == Some(crate::grpc::GrpcStatus::Unavailable.code());
         if let Some(m) = &self.metrics {
-            if status >= 500 {
+            if status >= 500 || unavailable {
                 m.http_5xx.inc();
             } else {
                 m.success.inc();
             }
         }
-        let failed_status = self
-            .upstream
-            .cfg
-            .health
-            .passive
-            .as_ref()
-            .map_or((500..=504).contains(&status), |p| {
-                p.unhealthy_statuses.contains(&status)
-            });
+        let failed_status = unavailable
+            || self
+                .upstream
+                .cfg
+                .health
+                .passive
+                .as_ref()
+                .map_or((500..=504).contains(&status), |p| {
+                    p.unhealthy_statuses.contains(&status)
+                });
         let outcome = if failed_status {
             Outcome::Failure
         } else {
             Outcome::Success
         };
         let now = self.upstream.pool.now_nanos();
-        self.upstream
-            .health
-            .report(self.inflight.stats(), PassiveEvent::Status(status));
+        let event = if unavailable {
+            PassiveEvent::GrpcUnavailable
+        } else {
+            PassiveEvent::Status(status)
+        };
+        self.upstream.health.report(self.inflight.stats(), event);
         self.inflight.finish(outcome, self.header_ns.unwrap_or(now));
     }
 

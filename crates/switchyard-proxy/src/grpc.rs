@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-use pingora::http::ResponseHeader;
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// The gRPC status codes the proxy itself answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,68 @@ impl GrpcStatus {
             _ => GrpcStatus::Unavailable,
         }
     }
+}
+
+/// One gRPC call as the proxy follows it: the client's deadline and how the call ended.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard_proxy::grpc::GrpcCall;
+///
+/// let mut req = pingora::http::RequestHeader::build("POST", b"/pkg.Svc/Call", None).unwrap();
+/// req.insert_header("content-type", "application/grpc").unwrap();
+/// req.insert_header("grpc-timeout", "2S").unwrap();
+/// let call = GrpcCall::of(&req).unwrap();
+/// // 500 ms after the start, with a 10 s route timeout, 1.5 s are left for the call.
+/// let left = call.time_left(Duration::from_secs(10), Duration::from_millis(500));
+/// assert_eq!(left, Duration::from_millis(1500));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// The client's deadline (`grpc-timeout`), counted from the start of the request.
+    pub deadline: Option<Duration>,
+    /// The `grpc-status` the call ended with, once known.
+    pub status: Option<u8>,
+}
+
+impl GrpcCall {
+    /// The call `req` makes, if it is gRPC (see [`is_grpc_content_type`]).
+    #[inline]
+    pub fn of(req: &RequestHeader) -> Option<GrpcCall> {
+        let content_type = req.headers.get(http::header::CONTENT_TYPE)?;
+        if !is_grpc_content_type(content_type.as_bytes()) {
+            return None;
+        }
+        Some(GrpcCall {
+            deadline: req
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| parse_timeout(v.as_bytes())),
+            status: None,
+        })
+    }
+
+    /// What is left of the call's deadline `elapsed` after its start: the client's deadline,
+    /// capped by the route's `timeout_ms` (`route`).
+    pub fn time_left(&self, route: Duration, elapsed: Duration) -> Duration {
+        upstream_timeout(self.deadline, route).saturating_sub(elapsed)
+    }
+
+    /// Notes the `grpc-status` of `headers` (a trailers-only answer's header block, or the
+    /// trailers), if any.
+    pub fn note_status(&mut self, headers: &HeaderMap) {
+        if let Some(s) = headers
+            .get("grpc-status")
+            .and_then(|v| parse_status(v.as_bytes()))
+        {
+            self.status = Some(s);
+        }
+    }
+}
+
+/// A `grpc-status` value: a decimal number up to 255.
+pub fn parse_status(value: &[u8]) -> Option<u8> {
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// True for `application/grpc` and its `+proto`, `+json`, `;…` variants (gRPC-Web is not gRPC
@@ -140,6 +203,17 @@ pub fn trailers_only(status: GrpcStatus, message: &str) -> pingora::Result<Respo
     resp.insert_header("grpc-status", status.code().to_string())?;
     resp.insert_header("grpc-message", encode_message(message))?;
     Ok(resp)
+}
+
+/// Answers the call on `session` with a trailers-only `status` and `message` (end of stream),
+/// keeping the client connection (an h2 stream ends cleanly; on HTTP/1 the answer is framed).
+pub async fn respond(
+    session: &mut pingora::proxy::Session,
+    status: GrpcStatus,
+    message: &str,
+) -> pingora::Result<()> {
+    let resp = trailers_only(status, message)?;
+    session.write_response_header(Box::new(resp), true).await
 }
 
 #[cfg(test)]
@@ -228,6 +302,34 @@ mod tests {
         assert_eq!(encode_message("no server"), "no server");
         assert_eq!(encode_message("100% down"), "100%25 down");
         assert_eq!(encode_message("é\n"), "%C3%A9%0A");
+    }
+
+    #[test]
+    fn a_call_is_known_by_its_content_type_and_keeps_its_deadline() {
+        let mut req = RequestHeader::build("POST", b"/a.B/C", None).unwrap();
+        assert_eq!(GrpcCall::of(&req), None);
+        req.insert_header("content-type", "application/json")
+            .unwrap();
+        assert_eq!(GrpcCall::of(&req), None);
+        req.insert_header("content-type", "application/grpc+proto")
+            .unwrap();
+        let call = GrpcCall::of(&req).unwrap();
+        assert_eq!(call.deadline, None);
+        let s = Duration::from_secs;
+        assert_eq!(call.time_left(s(10), s(4)), s(6));
+        req.insert_header("grpc-timeout", "bogus").unwrap();
+        assert_eq!(GrpcCall::of(&req).unwrap().deadline, None);
+        req.insert_header("grpc-timeout", "3S").unwrap();
+        let mut call = GrpcCall::of(&req).unwrap();
+        assert_eq!(call.time_left(s(10), s(1)), s(2));
+        assert_eq!(call.time_left(s(10), s(5)), Duration::ZERO);
+        let mut trailers = HeaderMap::new();
+        call.note_status(&trailers);
+        assert_eq!(call.status, None);
+        trailers.insert("grpc-status", "14".parse().unwrap());
+        call.note_status(&trailers);
+        assert_eq!(call.status, Some(14));
+        assert_eq!(parse_status(b"x"), None);
     }
 
     #[test]

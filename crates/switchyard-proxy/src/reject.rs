@@ -25,10 +25,12 @@ pub enum Reject {
     Method,
     /// The request body stalled for `body_timeout_ms` (`408` or closed).
     BodyTimeout,
+    /// A gRPC call routed to an upstream that speaks HTTP/1.1 (gRPC status 13, INTERNAL).
+    GrpcNeedsHttp2,
 }
 
 /// The number of [`Reject`] reasons.
-const REJECT_REASONS: usize = 8;
+const REJECT_REASONS: usize = 9;
 
 impl Reject {
     /// The metric label.
@@ -42,6 +44,7 @@ impl Reject {
             Reject::BadHost => "bad_host",
             Reject::Method => "method",
             Reject::BodyTimeout => "body_timeout",
+            Reject::GrpcNeedsHttp2 => "grpc_needs_http2",
         }
     }
 }

@@ -24,6 +24,7 @@ use switchyard_config::RouteConfig;
 use crate::attempt::Attempt;
 use crate::cascade;
 use crate::extension::{Decision, ExtContext, RequestInfo};
+use crate::grpc::{self, GrpcCall, GrpcStatus};
 use crate::headers::{
     instance_id_value, loop_detected, request_authority, request_host, set_forwarding, strip_port,
 };
@@ -59,6 +60,8 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     client_host: Option<HeaderValue>,
     sticky_target: Option<ServerId>,
+    /// Set for a gRPC call (`content-type: application/grpc…`).
+    grpc: Option<GrpcCall>,
     ext: ExtContext,
     start: Instant,
 }
@@ -235,6 +238,7 @@ impl ProxyHttp for HttpGateway {
             client_ip: None,
             client_host: None,
             sticky_target: None,
+            grpc: None,
             ext: ExtContext::new(),
             start: Instant::now(),
         }
@@ -324,6 +328,23 @@ impl ProxyHttp for HttpGateway {
         }
         let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
+        ctx.grpc = GrpcCall::of(req);
+        if ctx.grpc.is_some() && !upstream.cfg.may_use_h2() {
+            log::warn!(
+                "route {}: gRPC call {} refused: upstream {} speaks HTTP/1.1; gRPC needs \
+                 protocol = \"http2\" (or \"auto\" with scheme = \"https\")",
+                route.cfg.name,
+                req.uri.path(),
+                upstream.cfg.name
+            );
+            let message = format!(
+                "route {} leads to upstream {}, which speaks HTTP/1.1; gRPC needs protocol = http2",
+                route.cfg.name, upstream.cfg.name
+            );
+            self.reject(Reject::GrpcNeedsHttp2);
+            grpc::respond(session, GrpcStatus::Internal, &message).await?;
+            return Ok(true);
+        }
         if let Some(sticky) = &upstream.sticky {
             ctx.sticky_target =
                 cookie_value(req, &sticky.cfg.cookie).and_then(|v| sticky.decode(v));
@@ -398,6 +419,8 @@ impl ProxyHttp for HttpGateway {
         if let Some(tls) = &upstream.tls {
             tls.apply(&mut peer, strip_port(server.spec.id.host_port()));
         }
+        peer.options.alpn = upstream.alpn();
+        peer.options.max_h2_streams = upstream.max_h2_streams();
         peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
         // An upgrade (WebSocket) becomes a tunnel that may idle for long in either direction
         // (HAProxy's `timeout tunnel`): both sides get `tunnel_timeout_ms` per read instead of the
@@ -406,6 +429,11 @@ impl ProxyHttp for HttpGateway {
             let tunnel = ms(route.cfg.tunnel_timeout_ms);
             session.set_read_timeout(Some(tunnel));
             tunnel
+        } else if let Some(call) = &ctx.grpc {
+            // A gRPC call waits no longer than its deadline (the client's, capped by
+            // `timeout_ms`) for each read; never zero, which Pingora would take as "expired".
+            call.time_left(ms(route.cfg.timeout_ms), ctx.start.elapsed())
+                .max(Duration::from_millis(1))
         } else {
             ms(route.cfg.timeout_ms)
         };
@@ -461,6 +489,11 @@ impl ProxyHttp for HttpGateway {
                     upstream_request.insert_header(http::header::HOST, a.id().host_port())?;
                 }
             }
+            // A client's gRPC deadline travels on, lowered to what is left of `timeout_ms`.
+            if let Some(call) = ctx.grpc.as_ref().filter(|c| c.deadline.is_some()) {
+                let left = call.time_left(ms(route.cfg.timeout_ms), ctx.start.elapsed());
+                upstream_request.insert_header("grpc-timeout", grpc::format_timeout(left))?;
+            }
             // Never pass a client's cascade header on; sign anew for cascade upstreams.
             upstream_request.remove_header(&cascade::HEADER_NAME);
             if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
@@ -510,9 +543,25 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
+        if let Some(call) = ctx.grpc.as_mut() {
+            // A trailers-only answer carries its status in the header block.
+            call.note_status(&upstream_response.headers);
+        }
         tidy_response_framing(upstream_response);
         if let Some(a) = ctx.attempt.as_mut() {
             a.response_head();
+        }
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(call) = ctx.grpc.as_mut() {
+            call.note_status(upstream_trailers);
         }
         Ok(())
     }
@@ -666,6 +715,21 @@ impl ProxyHttp for HttpGateway {
                 },
             },
         };
+        if let Some(call) = ctx.grpc.as_mut().filter(|_| code > 0) {
+            if session.response_written().is_none() {
+                // A call the proxy failed is answered as gRPC (trailers-only), as Envoy does.
+                let status = GrpcStatus::for_http(code);
+                call.status = Some(status.code());
+                let message = grpc_failure_message(code, e);
+                if let Err(err) = grpc::respond(session, status, &message).await {
+                    log::debug!("could not send gRPC status to the client: {err}");
+                }
+                return FailToProxy {
+                    error_code: 200,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         if code > 0 && session.response_written().is_none() {
             // Pingora closes the client connection after a failed request: say so in the answer
             // (`Connection: close`), or a keep-alive client would send its next request into a
@@ -707,17 +771,35 @@ impl ProxyHttp for HttpGateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let elapsed = ctx.start.elapsed().as_secs_f64();
+        let grpc_status = ctx.grpc.as_ref().and_then(|c| c.status);
         if let Some(a) = ctx.attempt.take() {
             match (ctx.upstream_status, e) {
-                (Some(status), _) => a.answered(status),
+                (Some(status), _) => a.answered_grpc(status, grpc_status),
                 (None, Some(_)) => a.errored(),
                 // Ended before the server was asked anything (the client went away).
                 (None, None) => drop(a),
             }
         }
         match (ctx.rt.as_ref(), ctx.route) {
-            (Some(rt), Some(r)) => rt.routes[r].metrics.observe(code, elapsed),
+            (Some(rt), Some(r)) => {
+                let metrics = &rt.routes[r].metrics;
+                metrics.observe(code, elapsed);
+                if let Some(status) = grpc_status {
+                    metrics.observe_grpc(status);
+                }
+            }
             _ => self.shared.metrics().count_unrouted(code),
         }
+    }
+}
+
+/// The `grpc-message` of a call the proxy failed with HTTP `code`.
+fn grpc_failure_message(code: u16, e: &Error) -> String {
+    match code {
+        503 => "no server available".to_string(),
+        504 => {
+            "deadline exceeded at the proxy (grpc-timeout or the route's timeout_ms)".to_string()
+        }
+        _ => format!("upstream failed: {}", e.etype().as_str()),
     }
 }

@@ -9,7 +9,9 @@ use switchyard_balance::{
     Algorithm as BalanceAlgorithm, AllDownPolicy, HashRing as BalanceHashRing, Pool, PoolOptions,
     ServerId, ServerSpec,
 };
-use switchyard_config::{Algorithm, Config, HashOn, HashRing, Scheme, UpstreamConfig, WhenAllDown};
+use switchyard_config::{
+    Algorithm, Config, HashOn, HashRing, Scheme, UpstreamConfig, UpstreamProtocol, WhenAllDown,
+};
 use switchyard_health::UpstreamHealth;
 use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, ServerMetrics};
@@ -206,6 +208,26 @@ impl UpstreamRuntime {
     /// What the request key is hashed on, if the algorithm hashes.
     pub fn hash_on(&self) -> Option<&HashOn> {
         self.hash_on.as_ref()
+    }
+
+    /// The ALPN offered to the servers (`protocol`): `http2` is h2 only (h2c with prior
+    /// knowledge on plain `http`), `auto` on `https` is h2 then HTTP/1.1, anything else
+    /// HTTP/1.1.
+    #[inline]
+    pub fn alpn(&self) -> pingora::protocols::ALPN {
+        use pingora::protocols::ALPN;
+        match (self.cfg.protocol, self.cfg.scheme) {
+            (UpstreamProtocol::Http2, _) => ALPN::H2,
+            (UpstreamProtocol::Auto, Scheme::Https) => ALPN::H2H1,
+            _ => ALPN::H1,
+        }
+    }
+
+    /// The most streams one HTTP/2 connection to a server carries (`max_concurrent_streams`;
+    /// the server's `SETTINGS_MAX_CONCURRENT_STREAMS` lowers it).
+    #[inline]
+    pub fn max_h2_streams(&self) -> usize {
+        usize::try_from(self.cfg.max_concurrent_streams).unwrap_or(usize::MAX)
     }
 }
 
