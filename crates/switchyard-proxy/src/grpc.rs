@@ -205,6 +205,22 @@ pub fn trailers_only(status: GrpcStatus, message: &str) -> pingora::Result<Respo
     Ok(resp)
 }
 
+/// The `grpc-message` of a call the proxy failed with HTTP `code` (`error`: Pingora's error
+/// type, for other failures).
+///
+/// ```
+/// assert_eq!(switchyard_proxy::grpc::failure_message(503, ""), "no server available");
+/// ```
+pub fn failure_message(code: u16, error: &str) -> String {
+    match code {
+        503 => "no server available".to_string(),
+        504 => {
+            "deadline exceeded at the proxy (grpc-timeout or the route's timeout_ms)".to_string()
+        }
+        _ => format!("upstream failed: {error}"),
+    }
+}
+
 /// Answers the call on `session` with a trailers-only `status` and `message` (end of stream),
 /// keeping the client connection (an h2 stream ends cleanly; on HTTP/1 the answer is framed).
 pub async fn respond(

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pingora::{Error, ErrorType, RetryType};
+use pingora::{Error, ErrorSource, ErrorType, RetryType};
 use switchyard_balance::ServerId;
 
 /// Why an attempt failed: decides 502 vs 504 when retries are exhausted.
@@ -47,6 +47,49 @@ pub fn failure_kind(e: &Error) -> FailureKind {
         | ErrorType::TLSHandshakeFailure
         | ErrorType::InvalidCert => FailureKind::Connect,
         _ => FailureKind::Error,
+    }
+}
+
+/// The HTTP status of a request that failed with `e` (after `last`, the last attempt's
+/// failure, if any): the status an `HTTPStatus` error names; upstream failures 502, or 504 after
+/// a timeout; a client that went away 0 (nothing to send); a request body that stalled past
+/// `body_timeout_ms` 408; another client error 400; anything else 500 (502/504 after an attempt
+/// failed).
+///
+/// ```
+/// use pingora::{Error, ErrorSource, ErrorType};
+/// use switchyard_proxy::retry::{failure_status, FailureKind};
+///
+/// let e = Error::explain(ErrorType::HTTPStatus(503), "no server");
+/// assert_eq!(failure_status(&e, None), 503);
+/// let mut e = Error::explain(ErrorType::ReadTimedout, "slow");
+/// e.esource = ErrorSource::Upstream;
+/// assert_eq!(failure_status(&e, Some(FailureKind::Timeout)), 504);
+/// e.esource = ErrorSource::Downstream;
+/// assert_eq!(failure_status(&e, None), 408);
+/// ```
+pub fn failure_status(e: &Error, last: Option<FailureKind>) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => match last.unwrap_or(failure_kind(e)) {
+                FailureKind::Timeout => 504,
+                _ => 502,
+            },
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                // The request body stalled past `body_timeout_ms` (the head was read before this
+                // request began): 408, or a closed connection if the response has started. The
+                // upstream request is dropped with the attempt.
+                ErrorType::ReadTimedout => 408,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => match last {
+                Some(FailureKind::Timeout) => 504,
+                Some(_) => 502,
+                None => 500,
+            },
+        },
     }
 }
 

@@ -1,5 +1,10 @@
 //! The HTTP gateway: Pingora's [`ProxyHttp`] implemented over a [`Runtime`].
 //!
+//! Longer than the crate's usual ~500 lines on purpose: it is the one `impl ProxyHttp`, whose
+//! hooks are kept together in the order Pingora calls them so that a request's life reads top to
+//! bottom here; each hook's work lives in the module it names (hygiene, keys, peer, retries,
+//! gRPC, the upstream request).
+//!
 //! A request's life, in the order of this file: `request_filter` (security group, request
 //! hygiene ([`crate::hygiene`]), loop detection, route match, cascade signature, request key
 //! ([`crate::request_key`])) → `upstream_peer` (pick a server not yet tried, begin an
@@ -8,9 +13,8 @@
 //! sending go through `fail_to_connect` / `error_while_proxy`, which end the attempt and ask the
 //! route's [`RetryPolicy`](crate::retry::RetryPolicy) whether to try another server.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -18,86 +22,24 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use switchyard_balance::{ServerId, Tried};
 use switchyard_config::RouteConfig;
 
 use crate::attempt::Attempt;
 use crate::cascade;
-use crate::extension::{Decision, ExtContext, RequestInfo};
+use crate::extension::{Decision, RequestInfo};
 use crate::grpc::{self, GrpcCall, GrpcStatus};
-use crate::headers::{
-    instance_id_value, loop_detected, request_authority, request_host, set_forwarding, strip_port,
-};
+use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
 use crate::reject::{Reject, RejectCounters};
+use crate::request_ctx::RequestCtx;
 use crate::request_key::{client_ip, cookie_value, hash_key};
 use crate::responses::{respond, respond_decision, LOOP_DETECTED};
 use crate::retry::{
-    failure_kind, fresh_connection_group, request_not_written, stale_connection, FailureKind,
-    Reconnect, Retries,
+    failure_kind, failure_status, request_not_written, stale_connection, FailureKind, Reconnect,
 };
-use crate::router::Params;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
-
-/// Per-request state.
-#[derive(Debug)]
-pub struct RequestCtx {
-    rt: Option<Arc<Runtime>>,
-    listener: usize,
-    route: Option<usize>,
-    params: Params,
-    key: Option<u64>,
-    tried: Tried,
-    attempt: Option<Attempt>,
-    retries: Retries,
-    /// A reused keep-alive connection failed before any response byte: the next attempt goes
-    /// to this server again, on a fresh connection (once per request).
-    reconnect: Reconnect,
-    last_failure: Option<FailureKind>,
-    upstream_status: Option<u16>,
-    client_ip: Option<IpAddr>,
-    client_host: Option<HeaderValue>,
-    sticky_target: Option<ServerId>,
-    /// Set for a gRPC call (`content-type: application/grpc…`).
-    grpc: Option<GrpcCall>,
-    ext: ExtContext,
-    start: Instant,
-}
-
-impl RequestCtx {
-    /// The matched route's index, once routed.
-    pub fn route(&self) -> Option<usize> {
-        self.route
-    }
-    /// The client's address.
-    pub fn client_ip(&self) -> Option<IpAddr> {
-        self.client_ip
-    }
-
-    /// Ends the current attempt as a failure of `kind`.
-    fn fail_attempt(&mut self, kind: FailureKind) {
-        self.last_failure = Some(kind);
-        if let Some(a) = self.attempt.take() {
-            log::warn!(
-                "upstream {} server {} failed: {kind:?}",
-                a.upstream().cfg.name,
-                a.id()
-            );
-            a.fail(kind);
-        }
-    }
-
-    /// True if the route's retry policy allows another attempt; `after_send` if the failed one
-    /// had sent the request.
-    fn may_retry(&self, after_send: bool) -> bool {
-        self.rt
-            .as_ref()
-            .zip(self.route)
-            .is_some_and(|(rt, r)| rt.routes[r].retry.allows(&self.retries, after_send))
-    }
-}
 
 /// The HTTP gateway service of one listener.
 #[derive(Debug, Clone)]
@@ -223,25 +165,7 @@ impl ProxyHttp for HttpGateway {
     }
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            rt: None,
-            listener: 0,
-            route: None,
-            params: Params::default(),
-            key: None,
-            tried: Tried::default(),
-            attempt: None,
-            retries: Retries::default(),
-            reconnect: Reconnect::Unused,
-            last_failure: None,
-            upstream_status: None,
-            client_ip: None,
-            client_host: None,
-            sticky_target: None,
-            grpc: None,
-            ext: ExtContext::new(),
-            start: Instant::now(),
-        }
+        RequestCtx::new()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -415,40 +339,13 @@ impl ProxyHttp for HttpGateway {
             server,
             snap.now_nanos(),
         ));
-        let mut peer = HttpPeer::new(server.spec.addr, upstream.tls.is_some(), String::new());
-        if let Some(tls) = &upstream.tls {
-            tls.apply(&mut peer, strip_port(server.spec.id.host_port()));
-        }
-        peer.options.alpn = upstream.alpn();
-        peer.options.max_h2_streams = upstream.max_h2_streams();
-        peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
-        // An upgrade (WebSocket) becomes a tunnel that may idle for long in either direction
-        // (HAProxy's `timeout tunnel`): both sides get `tunnel_timeout_ms` per read instead of the
-        // response timeout, and the client side instead of Pingora's fixed 60 s.
-        let per_read = if session.is_upgrade_req() {
-            let tunnel = ms(route.cfg.tunnel_timeout_ms);
-            session.set_read_timeout(Some(tunnel));
-            tunnel
-        } else if let Some(call) = &ctx.grpc {
-            // A gRPC call waits no longer than its deadline (the client's, capped by
-            // `timeout_ms`) for each read; never zero, which Pingora would take as "expired".
-            call.time_left(ms(route.cfg.timeout_ms), ctx.start.elapsed())
-                .max(Duration::from_millis(1))
-        } else {
-            ms(route.cfg.timeout_ms)
-        };
-        peer.options.read_timeout = Some(per_read);
-        peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        if reconnect.is_some() {
-            peer.group_key = fresh_connection_group();
-            peer.options.idle_timeout = Some(Duration::ZERO);
-        }
-        crate::proxy_protocol::apply_for_session(
-            &mut peer,
+        let peer = crate::peer::build(
+            upstream,
+            route,
+            server,
             session,
-            upstream.cfg.proxy_protocol,
-            ms(route.cfg.connect_timeout_ms),
+            ctx.grpc.as_ref().map(|c| (c, ctx.start)),
+            reconnect.is_some(),
         );
         Ok(Box::new(peer))
     }
@@ -464,48 +361,14 @@ impl ProxyHttp for HttpGateway {
         };
         let listener = &rt.listeners[ctx.listener];
         if let Some(route_idx) = ctx.route {
-            let route = &rt.routes[route_idx];
-            if let Some(t) = &route.rewrite {
-                let path = session.req_header().uri.path();
-                let listener_router = &listener.router;
-                let new = t.render(
-                    |name| ctx.params.get(listener_router, route_idx, name, path),
-                    session.req_header().uri.query(),
-                );
-                let uri = new.parse::<http::Uri>().map_err(|e| {
-                    Error::because(ErrorType::InternalError, "bad rewritten path", e)
-                })?;
-                upstream_request.set_uri(uri);
-            }
-            if let Some(h) = &route.host_header {
-                upstream_request.insert_header(http::header::HOST, h.clone())?;
-            }
-            // HTTP/1.0 without Host and with an origin-form target (the only request that
-            // reaches here with no authority at all): the server's `host:port`, as NGINX's
-            // default `proxy_set_header Host $proxy_host` sends. (An absolute-form target's
-            // authority becomes the Host in Pingora.)
-            if request_authority(upstream_request).is_none() {
-                if let Some(a) = &ctx.attempt {
-                    upstream_request.insert_header(http::header::HOST, a.id().host_port())?;
-                }
-            }
-            // A client's gRPC deadline travels on, lowered to what is left of `timeout_ms`.
-            if let Some(call) = ctx.grpc.as_ref().filter(|c| c.deadline.is_some()) {
-                let left = call.time_left(ms(route.cfg.timeout_ms), ctx.start.elapsed());
-                upstream_request.insert_header("grpc-timeout", grpc::format_timeout(left))?;
-            }
-            // Never pass a client's cascade header on; sign anew for cascade upstreams.
-            upstream_request.remove_header(&cascade::HEADER_NAME);
-            if let Some(key) = &rt.upstreams[route.upstream].cascade_key {
-                let value = cascade::header_value(
-                    key,
-                    self.shared.instance_id(),
-                    cascade::unix_now(),
-                    upstream_request.method.as_str(),
-                    upstream_request.uri.path(),
-                );
-                upstream_request.insert_header(cascade::HEADER, value)?;
-            }
+            crate::upstream_request::apply_route(
+                upstream_request,
+                session.req_header(),
+                rt,
+                route_idx,
+                ctx,
+                self.shared.instance_id(),
+            )?;
         }
         let Some(cdn_loop_id) = &self.cdn_loop_id else {
             // Unreachable with a validated configuration (an instance id is an HTTP token).
@@ -690,37 +553,16 @@ impl ProxyHttp for HttpGateway {
     where
         Self::CTX: Send + Sync,
     {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            _ => match e.esource() {
-                ErrorSource::Upstream => match ctx.last_failure.unwrap_or(failure_kind(e)) {
-                    FailureKind::Timeout => 504,
-                    _ => 502,
-                },
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    // The request body stalled past `body_timeout_ms` (the head was read
-                    // before this request began): 408, or a closed connection if the response
-                    // has started. The upstream request is dropped with the attempt.
-                    ErrorType::ReadTimedout => {
-                        self.reject(Reject::BodyTimeout);
-                        408
-                    }
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => match ctx.last_failure {
-                    Some(FailureKind::Timeout) => 504,
-                    Some(_) => 502,
-                    None => 500,
-                },
-            },
-        };
+        let code = failure_status(e, ctx.last_failure);
+        if code == 408 {
+            self.reject(Reject::BodyTimeout);
+        }
         if let Some(call) = ctx.grpc.as_mut().filter(|_| code > 0) {
             if session.response_written().is_none() {
                 // A call the proxy failed is answered as gRPC (trailers-only), as Envoy does.
                 let status = GrpcStatus::for_http(code);
                 call.status = Some(status.code());
-                let message = grpc_failure_message(code, e);
+                let message = grpc::failure_message(code, e.etype().as_str());
                 if let Err(err) = grpc::respond(session, status, &message).await {
                     log::debug!("could not send gRPC status to the client: {err}");
                 }
@@ -790,16 +632,5 @@ impl ProxyHttp for HttpGateway {
             }
             _ => self.shared.metrics().count_unrouted(code),
         }
-    }
-}
-
-/// The `grpc-message` of a call the proxy failed with HTTP `code`.
-fn grpc_failure_message(code: u16, e: &Error) -> String {
-    match code {
-        503 => "no server available".to_string(),
-        504 => {
-            "deadline exceeded at the proxy (grpc-timeout or the route's timeout_ms)".to_string()
-        }
-        _ => format!("upstream failed: {}", e.etype().as_str()),
     }
 }

@@ -1,0 +1,98 @@
+//! The state one HTTP request carries through the hooks of [`crate::service::HttpGateway`]: its
+//! runtime and route, the servers tried, the current [`Attempt`], retry counts, the client, and a
+//! gRPC call's deadline and status.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use switchyard_balance::{ServerId, Tried};
+
+use crate::attempt::Attempt;
+use crate::extension::ExtContext;
+use crate::grpc::GrpcCall;
+use crate::retry::{FailureKind, Reconnect, Retries};
+use crate::router::Params;
+use crate::runtime::Runtime;
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub(crate) rt: Option<Arc<Runtime>>,
+    pub(crate) listener: usize,
+    pub(crate) route: Option<usize>,
+    pub(crate) params: Params,
+    pub(crate) key: Option<u64>,
+    pub(crate) tried: Tried,
+    pub(crate) attempt: Option<Attempt>,
+    pub(crate) retries: Retries,
+    /// A reused keep-alive connection failed before any response byte: the next attempt goes
+    /// to this server again, on a fresh connection (once per request).
+    pub(crate) reconnect: Reconnect,
+    pub(crate) last_failure: Option<FailureKind>,
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) client_host: Option<HeaderValue>,
+    pub(crate) sticky_target: Option<ServerId>,
+    /// Set for a gRPC call (`content-type: application/grpc…`).
+    pub(crate) grpc: Option<GrpcCall>,
+    pub(crate) ext: ExtContext,
+    pub(crate) start: Instant,
+}
+
+impl RequestCtx {
+    /// The state of a request that just arrived.
+    pub(crate) fn new() -> Self {
+        RequestCtx {
+            rt: None,
+            listener: 0,
+            route: None,
+            params: Params::default(),
+            key: None,
+            tried: Tried::default(),
+            attempt: None,
+            retries: Retries::default(),
+            reconnect: Reconnect::Unused,
+            last_failure: None,
+            upstream_status: None,
+            client_ip: None,
+            client_host: None,
+            sticky_target: None,
+            grpc: None,
+            ext: ExtContext::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The matched route's index, once routed.
+    pub fn route(&self) -> Option<usize> {
+        self.route
+    }
+    /// The client's address.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
+    /// Ends the current attempt as a failure of `kind`.
+    pub(crate) fn fail_attempt(&mut self, kind: FailureKind) {
+        self.last_failure = Some(kind);
+        if let Some(a) = self.attempt.take() {
+            log::warn!(
+                "upstream {} server {} failed: {kind:?}",
+                a.upstream().cfg.name,
+                a.id()
+            );
+            a.fail(kind);
+        }
+    }
+
+    /// True if the route's retry policy allows another attempt; `after_send` if the failed one
+    /// had sent the request.
+    pub(crate) fn may_retry(&self, after_send: bool) -> bool {
+        self.rt
+            .as_ref()
+            .zip(self.route)
+            .is_some_and(|(rt, r)| rt.routes[r].retry.allows(&self.retries, after_send))
+    }
+}
