@@ -114,13 +114,10 @@ pub(crate) fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// The value of `name` in a query string.
+/// The value of `name` in a query string (undecoded), read as the proxy reads `hash_on` query
+/// keys.
 pub(crate) fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    switchyard_proxy::request_key::query_value(query?, name)
 }
 
 #[cfg(test)]
