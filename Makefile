@@ -44,6 +44,11 @@ bench-quick:
 
 ## User-space instructions per proxied request under valgrind's callgrind, for Switchyard, bare
 ## Pingora, NGINX and HAProxy: repeatable on a noisy machine (see bench/callgrind.sh for CG_*).
+## gRPC unary calls through Switchyard beside direct calls, and calls per proxy CPU-second.
+.PHONY: bench-grpc
+bench-grpc:
+	./bench/grpc.sh
+
 .PHONY: bench-instructions
 bench-instructions:
 	./bench/callgrind.sh

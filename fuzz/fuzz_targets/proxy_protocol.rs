@@ -34,7 +34,10 @@ fn check_round_trip(carried: &Carried) {
         let want = Some(same_family(src, dst));
         let v1 = parse_v1(&encode_v1(src, dst)).map(|c| c.addrs);
         assert_eq!(v1.ok(), Some(want), "v1 round trip of {src} -> {dst}");
-        let v2 = parse_v2(&encode_v2(src, dst)).map(|c| c.addrs);
+        // ppp builds a v2 header for any two addresses (it fails only past 65535 bytes).
+        let bytes = encode_v2(src, dst);
+        assert!(bytes.is_some(), "no v2 header for {src} -> {dst}");
+        let v2 = parse_v2(&bytes.unwrap_or_default()).map(|c| c.addrs);
         assert_eq!(v2.ok(), Some(want), "v2 round trip of {src} -> {dst}");
     }
 }
