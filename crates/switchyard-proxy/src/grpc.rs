@@ -91,6 +91,11 @@ impl GrpcCall {
     /// The call `req` makes, if it is gRPC (see [`is_grpc_content_type`]).
     #[inline]
     pub fn of(req: &RequestHeader) -> Option<GrpcCall> {
+        // Every gRPC call is a POST (gRPC over HTTP/2 spec): other requests cost no header
+        // lookup.
+        if req.method != http::Method::POST {
+            return None;
+        }
         let content_type = req.headers.get(http::header::CONTENT_TYPE)?;
         if !is_grpc_content_type(content_type.as_bytes()) {
             return None;
@@ -322,6 +327,9 @@ mod tests {
 
     #[test]
     fn a_call_is_known_by_its_content_type_and_keeps_its_deadline() {
+        let mut get = RequestHeader::build("GET", b"/a.B/C", None).unwrap();
+        get.insert_header("content-type", "application/grpc").unwrap();
+        assert_eq!(GrpcCall::of(&get), None, "gRPC calls are POSTs");
         let mut req = RequestHeader::build("POST", b"/a.B/C", None).unwrap();
         assert_eq!(GrpcCall::of(&req), None);
         req.insert_header("content-type", "application/json")
