@@ -328,7 +328,8 @@ mod tests {
     #[test]
     fn a_call_is_known_by_its_content_type_and_keeps_its_deadline() {
         let mut get = RequestHeader::build("GET", b"/a.B/C", None).unwrap();
-        get.insert_header("content-type", "application/grpc").unwrap();
+        get.insert_header("content-type", "application/grpc")
+            .unwrap();
         assert_eq!(GrpcCall::of(&get), None, "gRPC calls are POSTs");
         let mut req = RequestHeader::build("POST", b"/a.B/C", None).unwrap();
         assert_eq!(GrpcCall::of(&req), None);
