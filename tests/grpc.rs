@@ -347,6 +347,13 @@ async fn least_conn_counts_streams_and_avoids_a_slow_origin() {
         slow.stats.max_in_flight() >= 2,
         "streams ran concurrently on the slow origin"
     );
+    // Many streams per connection: 48 calls, up to 8 at once per round, over a handful of
+    // pooled HTTP/2 connections (never one per call).
+    let conns = fast.connections() + slow.connections();
+    assert!(
+        conns <= 6,
+        "{conns} upstream connections for 48 calls: not multiplexed"
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 pub use service::{EchoService, Stats};
 pub use tonic_health::ServingStatus;
@@ -81,11 +82,17 @@ impl Origin {
         };
         match tls {
             None => {
-                let incoming = TcpListenerStream::new(listener);
+                let accepted = stats.clone();
+                let incoming = TcpListenerStream::new(listener).map(move |conn| {
+                    if conn.is_ok() {
+                        accepted.connections.fetch_add(1, Ordering::SeqCst);
+                    }
+                    conn
+                });
                 tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
             }
             Some(cfg) => {
-                let incoming = tls_io::incoming(listener, cfg);
+                let incoming = tls_io::incoming(listener, cfg, stats.clone());
                 tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
             }
         }
@@ -110,6 +117,11 @@ impl Origin {
     /// Makes every call fail with gRPC status `code` (0: answer normally again).
     pub fn set_fail_code(&self, code: u64) {
         self.stats.fail_code.store(code, Ordering::SeqCst);
+    }
+
+    /// Connections this origin has accepted (TLS: completed handshakes).
+    pub fn connections(&self) -> u64 {
+        self.stats.connections.load(Ordering::SeqCst)
     }
 
     /// Calls this origin has started.

@@ -18,6 +18,8 @@ use crate::InFlight;
 pub struct Stats {
     /// Calls started.
     pub calls: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
     /// Calls not finished yet.
     pub in_flight: AtomicU64,
     /// The most calls in flight at once.

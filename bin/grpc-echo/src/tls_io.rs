@@ -51,6 +51,7 @@ impl AsyncWrite for TlsIo {
 pub fn incoming(
     listener: TcpListener,
     cfg: Arc<rustls::ServerConfig>,
+    stats: Arc<crate::Stats>,
 ) -> ReceiverStream<io::Result<TlsIo>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(cfg);
@@ -64,8 +65,12 @@ pub fn incoming(
             }
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let stats = stats.clone();
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
+                    stats
+                        .connections
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let _ = tx.send(Ok(TlsIo(tls))).await;
                 }
             });
