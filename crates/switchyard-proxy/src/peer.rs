@@ -13,10 +13,6 @@ use crate::headers::strip_port;
 use crate::retry::fresh_connection_group;
 use crate::runtime::{RouteRuntime, UpstreamRuntime};
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 /// The peer for `server` of `upstream` on `route`. `grpc`: the call and when the request began;
 /// `fresh`: a new connection, never pooled (after a stale keep-alive connection).
 pub(crate) fn build(
@@ -33,24 +29,24 @@ pub(crate) fn build(
     }
     peer.options.alpn = upstream.alpn();
     peer.options.max_h2_streams = upstream.max_h2_streams();
-    peer.options.connection_timeout = Some(ms(route.cfg.connect_timeout_ms));
+    peer.options.connection_timeout = Some(route.connect_timeout());
     // An upgrade (WebSocket) becomes a tunnel that may idle for long in either direction
     // (HAProxy's `timeout tunnel`): both sides get `tunnel_timeout_ms` per read instead of the
     // response timeout, and the client side instead of Pingora's fixed 60 s.
     let per_read = if session.is_upgrade_req() {
-        let tunnel = ms(route.cfg.tunnel_timeout_ms);
+        let tunnel = route.tunnel_timeout();
         session.set_read_timeout(Some(tunnel));
         tunnel
     } else if let Some((call, started)) = grpc {
         // A gRPC call waits no longer than its deadline (the client's, capped by `timeout_ms`)
         // for each read; never zero, which Pingora would take as "expired".
-        call.time_left(ms(route.cfg.timeout_ms), started.elapsed())
+        call.time_left(route.timeout(), started.elapsed())
             .max(Duration::from_millis(1))
     } else {
-        ms(route.cfg.timeout_ms)
+        route.timeout()
     };
     peer.options.read_timeout = Some(per_read);
-    peer.options.write_timeout = Some(ms(route.cfg.timeout_ms));
+    peer.options.write_timeout = Some(route.timeout());
     peer.options.idle_timeout = Some(Duration::from_secs(60));
     if fresh {
         peer.group_key = fresh_connection_group();
@@ -60,7 +56,7 @@ pub(crate) fn build(
         &mut peer,
         session,
         upstream.cfg.proxy_protocol,
-        ms(route.cfg.connect_timeout_ms),
+        route.connect_timeout(),
     );
     peer
 }

@@ -139,10 +139,6 @@ fn verify_cascade(rt: &Runtime, req: &RequestHeader) -> cascade::Verdict {
     }
 }
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 #[async_trait]
 impl ProxyHttp for HttpGateway {
     type CTX = RequestCtx;
@@ -181,7 +177,9 @@ impl ProxyHttp for HttpGateway {
         // (HTTP/1; Pingora's HTTP/2 session has no read timeout), also while the body of a
         // refused request is drained. An upgrade gets the route's `tunnel_timeout_ms` instead,
         // in `upstream_peer`.
-        session.set_read_timeout(Some(ms(rt.config.limits.body_timeout_ms)));
+        session.set_read_timeout(Some(Duration::from_millis(
+            rt.config.limits.body_timeout_ms,
+        )));
         let listener = &rt.listeners[li];
         ctx.client_ip = client_ip(session.client_addr());
         if let Some(ip) = ctx.client_ip {

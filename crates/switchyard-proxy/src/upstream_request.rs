@@ -2,8 +2,6 @@
 //! `Host` for requests without an authority, the gRPC deadline lowered to what is left of
 //! `timeout_ms`, and the cascade signature (a client's is never passed on).
 
-use std::time::Duration;
-
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
 
@@ -12,10 +10,6 @@ use crate::grpc;
 use crate::headers::request_authority;
 use crate::request_ctx::RequestCtx;
 use crate::runtime::Runtime;
-
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
 
 /// Applies route `route_idx` of `rt` to `upstream_request`, built from the client's `client_req`.
 pub(crate) fn apply_route(
@@ -54,7 +48,7 @@ pub(crate) fn apply_route(
     }
     // A client's gRPC deadline travels on, lowered to what is left of `timeout_ms`.
     if let Some(call) = ctx.grpc.as_ref().filter(|c| c.deadline.is_some()) {
-        let left = call.time_left(ms(route.cfg.timeout_ms), ctx.start.elapsed());
+        let left = call.time_left(route.timeout(), ctx.start.elapsed());
         upstream_request.insert_header("grpc-timeout", grpc::format_timeout(left))?;
     }
     // Never pass a client's cascade header on; sign anew for cascade upstreams.

@@ -1,5 +1,7 @@
 //! Routes at run time: compiled rewrite, ready `Host` value, retry policy, metric handles.
 
+use std::time::Duration;
+
 use switchyard_config::{Config, RouteConfig};
 use switchyard_metrics::{Metrics, RouteMetrics};
 
@@ -22,6 +24,23 @@ pub struct RouteRuntime {
     pub host_header: Option<http::HeaderValue>,
     /// `retries`.
     pub retry: RetryPolicy,
+}
+
+impl RouteRuntime {
+    /// `timeout_ms`: the longest wait for each read from the server (and each write to it).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms)
+    }
+
+    /// `connect_timeout_ms`.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.connect_timeout_ms)
+    }
+
+    /// `tunnel_timeout_ms`: the idle limit of an upgraded (WebSocket) connection.
+    pub fn tunnel_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.tunnel_timeout_ms)
+    }
 }
 
 /// The routes of `cfg`, in configuration order.
