@@ -19,6 +19,14 @@ test: build
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 
+## The vendored Pingora crates' own unit tests (network-free modules; see vendor/PATCHES.md), and a
+## check that vendor/ is exactly the release plus vendor/patches/.
+.PHONY: test-vendor
+test-vendor: deps
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
+	./vendor/reapply.sh 0.9.1 --verify
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -269,6 +269,7 @@ where
         }
 
         client_session.read_timeout = peer.options.read_timeout;
+        client_session.response_header_timeout = peer.options.response_header_timeout;
 
         let mut downstream_custom_message_writer = session
             .downstream_session

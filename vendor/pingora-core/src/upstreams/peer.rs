@@ -501,6 +501,12 @@ pub struct PeerOptions {
     pub connection_timeout: Option<Duration>,
     pub total_connection_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    /// How long to wait for the response header of an HTTP/2 stream. `None` = `read_timeout`.
+    ///
+    /// With it set, `read_timeout` bounds only the reads after the header (each body or trailer
+    /// read), so a long-lived stream (gRPC server streaming, SSE) can have a tight bound on the
+    /// time to first response and none (or a looser one) between messages.
+    pub response_header_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
     pub verify_cert: bool,
@@ -577,6 +583,7 @@ impl PeerOptions {
             connection_timeout: None,
             total_connection_timeout: None,
             read_timeout: None,
+            response_header_timeout: None,
             idle_timeout: None,
             write_timeout: None,
             verify_cert: true,

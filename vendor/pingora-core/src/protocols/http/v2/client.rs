@@ -61,6 +61,8 @@ pub struct Http2Session {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// The timeout for reading the response header. `None` = `read_timeout`.
+    pub response_header_timeout: Option<Duration>,
     /// The write timeout which will be applied to writing request body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -88,6 +90,7 @@ impl Http2Session {
             response_header: None,
             response_body_reader: None,
             read_timeout: None,
+            response_header_timeout: None,
             write_timeout: None,
             conn,
             ended: false,
@@ -199,7 +202,7 @@ impl Http2Session {
             panic!("H2 response header is already read")
         }
 
-        let read_timeout = self.read_timeout;
+        let read_timeout = self.response_header_timeout.or(self.read_timeout);
         let res = match read_timeout {
             Some(t) => timeout(t, std::future::poll_fn(|cx| self.poll_response_header(cx)))
                 .await
@@ -786,6 +789,36 @@ mod tests_h2 {
         h2s.read_timeout = None;
         release_response.send(()).unwrap();
         h2s.read_response_header().await.unwrap();
+        assert_eq!(h2s.response_header().unwrap().status, StatusCode::OK);
+
+        server_task.abort();
+        connection_task.abort();
+    }
+
+    #[tokio::test]
+    async fn response_header_timeout_replaces_read_timeout_for_the_header() {
+        // The header bound applies to the header, whatever read_timeout says.
+        let (mut h2s, release_response, server_task, connection_task) =
+            session_with_delayed_response().await;
+        h2s.read_timeout = Some(Duration::from_secs(60));
+        h2s.response_header_timeout = Some(Duration::from_millis(1));
+        let err = h2s
+            .read_response_header()
+            .await
+            .expect_err("the header must time out on response_header_timeout");
+        assert!(matches!(err.etype, ReadTimedout), "unexpected error: {err:?}");
+
+        // A generous header bound is not cut short by a tight read_timeout.
+        h2s.read_timeout = Some(Duration::from_millis(1));
+        h2s.response_header_timeout = Some(Duration::from_secs(60));
+        let read = tokio::spawn(async move {
+            let res = h2s.read_response_header().await.map(|_| ());
+            (h2s, res)
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release_response.send(()).unwrap();
+        let (h2s, res) = read.await.unwrap();
+        res.unwrap();
         assert_eq!(h2s.response_header().unwrap().status, StatusCode::OK);
 
         server_task.abort();
