@@ -495,6 +495,74 @@ async fn a_deadline_ends_a_slow_call_with_deadline_exceeded() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_ms_bounds_the_wait_for_headers_not_the_life_of_a_stream() {
+    let pki = Pki::new();
+    let origin = grpc_echo::Origin::start("o", None).await.unwrap();
+    let gw = Gateway::start(&gateway_config(
+        "grpc-quiet-stream",
+        &pki,
+        "timeout_ms = 400",
+        &upstream("g", "http2", "http", &[origin.addr], ""),
+    ));
+    let mut c = h2c_client(&gw).await;
+
+    // A server stream quiet for 700 ms between its messages (longer than timeout_ms) and 2.1 s in
+    // all: every message and the final status arrive.
+    let quiet = |extra: Option<(&'static str, &str)>| {
+        let mut r = tonic::Request::new(EchoRequest {
+            count: 4,
+            ..req("quiet", vec![])
+        });
+        r.metadata_mut().insert("x-gap-ms", "700".parse().unwrap());
+        if let Some((k, v)) = extra {
+            r.metadata_mut().insert(k, v.parse().unwrap());
+        }
+        r
+    };
+    let started = Instant::now();
+    let mut s = c.server_streaming_echo(quiet(None)).await.unwrap().into_inner();
+    let mut seqs = Vec::new();
+    while let Some(m) = s.next().await {
+        seqs.push(m.expect("a quiet stream is not cut by timeout_ms").seq);
+    }
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    assert!(started.elapsed() >= Duration::from_millis(2000), "{:?}", started.elapsed());
+
+    // The wait for the response headers is still bounded by timeout_ms.
+    let started = Instant::now();
+    let err = c
+        .server_streaming_echo(quiet(Some(("x-delay-ms", "2000"))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+
+    // With a client deadline, the call as a whole ends at it (capped by timeout_ms and sent
+    // upstream), however the stream is paced.
+    let mut r = quiet(None);
+    r.set_timeout(Duration::from_millis(1000));
+    let started = Instant::now();
+    let ended = match c.server_streaming_echo(r).await {
+        Err(e) => e,
+        Ok(resp) => {
+            let mut s = resp.into_inner();
+            loop {
+                match s.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => break e,
+                    None => panic!("a stream longer than its deadline ended OK"),
+                }
+            }
+        }
+    };
+    assert!(
+        matches!(ended.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{ended:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1600), "{:?}", started.elapsed());
+}
+
 /// A `grpc-timeout` value as a duration (test side: digits and a unit).
 fn parse_grpc_timeout(v: &str) -> Duration {
     let (n, unit) = v.split_at(v.len() - 1);

@@ -8,6 +8,7 @@
 //! | metadata             | effect                                                            |
 //! |----------------------|-------------------------------------------------------------------|
 //! | `x-delay-ms: N`      | wait N ms before answering (streams: before the response headers) |
+//! | `x-gap-ms: N`        | server streaming: N ms between messages (a quiet stream)          |
 //! | `x-fail-code: N`     | answer with gRPC status N (and `x-fail-message` as its message)    |
 //! | `x-echo-*: v`        | sent back as response header metadata                              |
 //! | `x-trailer: v`       | sent back as trailer `x-trailer-echo: v` (with the final status)   |

@@ -167,6 +167,28 @@ impl Echo for EchoService {
         let req = request.into_inner();
         let n = req.count.max(1);
         let me = self.clone();
+        if let Some(gap) = number(&md, "x-gap-ms").filter(|ms| *ms > 0) {
+            // A quiet stream: the messages come `gap` ms apart, from a task of their own.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let last = ok_trailer(&md);
+            tokio::spawn(async move {
+                let _guard = guard;
+                for seq in 0..n {
+                    if seq > 0 {
+                        tokio::time::sleep(Duration::from_millis(gap)).await;
+                    }
+                    let reply = me.reply(req.message.clone(), req.payload.clone(), seq);
+                    if tx.send(Ok(reply)).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(last) = last {
+                    let _ = tx.send(last).await;
+                }
+            });
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            return Ok(answer(&self.label, &md, Box::pin(stream) as ResponseStream));
+        }
         let items = (0..n).map(move |seq| {
             let _ = &guard;
             Ok(me.reply(req.message.clone(), req.payload.clone(), seq))

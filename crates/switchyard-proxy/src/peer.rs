@@ -36,16 +36,22 @@ pub(crate) fn build(
     let per_read = if session.is_upgrade_req() {
         let tunnel = route.tunnel_timeout();
         session.set_read_timeout(Some(tunnel));
-        tunnel
+        Some(tunnel)
     } else if let Some((call, started)) = grpc {
-        // A gRPC call waits no longer than its deadline (the client's, capped by `timeout_ms`)
-        // for each read; never zero, which Pingora would take as "expired".
-        call.time_left(route.timeout(), started.elapsed())
-            .max(Duration::from_millis(1))
+        // A gRPC call waits for its response headers no longer than its deadline (the client's,
+        // capped by `timeout_ms`); never zero, which Pingora would take as "expired". After the
+        // headers a stream lives as long as its deadline allows, and without a deadline as long
+        // as both ends like: `timeout_ms` bounds the time to the headers, not the stream (the
+        // separate header timeout is vendor patch 0001).
+        let left = call
+            .time_left(route.timeout(), started.elapsed())
+            .max(Duration::from_millis(1));
+        peer.options.response_header_timeout = Some(left);
+        call.deadline.map(|_| left)
     } else {
-        route.timeout()
+        Some(route.timeout())
     };
-    peer.options.read_timeout = Some(per_read);
+    peer.options.read_timeout = per_read;
     peer.options.write_timeout = Some(route.timeout());
     peer.options.idle_timeout = Some(Duration::from_secs(60));
     if fresh {
