@@ -28,6 +28,7 @@ use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
+use std::mem::MaybeUninit;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -331,9 +332,11 @@ impl HttpSession {
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
             loop {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut req = httparse::Request::new(&mut headers);
-                let parsed = parse_req_buffer(&mut req, &buf);
+                // Uninitialised slots: httparse writes only the ones it fills, so the 8 KiB
+                // array is not zeroed on every parse attempt.
+                let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut []);
+                let parsed = parse_req_buffer(&mut req, &buf, &mut headers);
                 match parsed {
                     HeaderParseState::Complete(s) => {
                         self.raw_header = Some(BufRef(0, s));
@@ -1794,23 +1797,42 @@ fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
 }
 
 #[inline]
-fn parse_req_buffer<'buf>(
-    req: &mut httparse::Request<'_, 'buf>,
+fn parse_req_buffer<'h, 'buf>(
+    req: &mut httparse::Request<'h, 'buf>,
     buf: &'buf [u8],
+    headers: &'h mut [MaybeUninit<httparse::Header<'buf>>],
 ) -> HeaderParseState {
     use httparse::Result;
 
     #[cfg(feature = "patched_http1")]
-    fn parse<'buf>(req: &mut httparse::Request<'_, 'buf>, buf: &'buf [u8]) -> Result<usize> {
+    fn parse<'h, 'buf>(
+        req: &mut httparse::Request<'h, 'buf>,
+        buf: &'buf [u8],
+        headers: &'h mut [MaybeUninit<httparse::Header<'buf>>],
+    ) -> Result<usize> {
+        // The patched parser takes initialised slots.
+        for slot in headers.iter_mut() {
+            slot.write(httparse::EMPTY_HEADER);
+        }
+        // SAFETY: every slot was initialised just above.
+        let headers = unsafe {
+            &mut *(headers as *mut [MaybeUninit<httparse::Header<'buf>>]
+                as *mut [httparse::Header<'buf>])
+        };
+        *req = httparse::Request::new(headers);
         req.parse_unchecked(buf)
     }
 
     #[cfg(not(feature = "patched_http1"))]
-    fn parse<'buf>(req: &mut httparse::Request<'_, 'buf>, buf: &'buf [u8]) -> Result<usize> {
-        req.parse(buf)
+    fn parse<'h, 'buf>(
+        req: &mut httparse::Request<'h, 'buf>,
+        buf: &'buf [u8],
+        headers: &'h mut [MaybeUninit<httparse::Header<'buf>>],
+    ) -> Result<usize> {
+        req.parse_with_uninit_headers(buf, headers)
     }
 
-    let res = match parse(req, buf) {
+    let res = match parse(req, buf, headers) {
         Ok(s) => s,
         Err(e) => {
             return HeaderParseState::Invalid(e);
@@ -1877,6 +1899,62 @@ mod tests_stream {
         let res = http_stream.read_request().await;
         assert_eq!(input.len(), res.unwrap().unwrap());
         assert_eq!(0, http_stream.req_header().headers.len());
+    }
+
+    /// A request head with `n` header fields `X-H<i>: v<i>`.
+    fn head_with_headers(n: usize) -> Vec<u8> {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..n {
+            head.extend_from_slice(format!("X-H{i}: v{i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    #[tokio::test]
+    async fn read_header_counts_up_to_the_limit() {
+        // The header slots are uninitialised before parsing: every count up to MAX_HEADERS must
+        // come out exactly, each name and value in place.
+        init_log();
+        for n in [0, 1, 2, 255, MAX_HEADERS] {
+            let input = head_with_headers(n);
+            let mock_io = Builder::new().read(&input).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            let res = http_stream.read_request().await;
+            assert_eq!(input.len(), res.unwrap().unwrap(), "{n} headers");
+            let headers = &http_stream.req_header().headers;
+            assert_eq!(n, headers.len(), "{n} headers");
+            for i in 0..n {
+                assert_eq!(
+                    headers.get(format!("x-h{i}")).unwrap().as_bytes(),
+                    format!("v{i}").as_bytes()
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn read_header_count_over_the_limit_is_an_error() {
+        init_log();
+        let input = head_with_headers(MAX_HEADERS + 1);
+        let mock_io = Builder::new().read(&input).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        let res = http_stream.read_request().await;
+        assert_eq!(&InvalidHTTPHeader, res.unwrap_err().etype());
+    }
+
+    #[tokio::test]
+    async fn read_header_in_pieces_reparses_into_fresh_slots() {
+        // A head split across reads is parsed once per read (Partial, then Complete).
+        init_log();
+        let input = head_with_headers(40);
+        let (first, second) = input.split_at(input.len() / 2);
+        let mock_io = Builder::new().read(first).read(second).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        let res = http_stream.read_request().await;
+        assert_eq!(input.len(), res.unwrap().unwrap());
+        assert_eq!(40, http_stream.req_header().headers.len());
+        assert_eq!(b"v39", http_stream.get_header("x-h39").unwrap().as_bytes());
     }
 
     #[cfg(feature = "patched_http1")]
