@@ -29,11 +29,11 @@ pub struct ListenerTls {
     pub key: String,
     /// `certificates`: more certificate/key pairs, chosen by SNI from each certificate's SAN
     /// DNS names (wildcards included). Default empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub certificates: Vec<CertKeyPair>,
     /// `client_ca`: PEM file of the CAs client certificates must chain to; needed by
     /// `client_auth = "optional" | "required"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub client_ca: Option<String>,
     /// `client_auth`: `off` | `optional` | `required`. Default `off`.
     #[serde(default)]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
@@ -18,7 +18,7 @@ use x509_parser::der_parser::asn1_rs::ToDer;
 use x509_parser::x509::X509Name;
 
 /// The request header that carries the verified client certificate's subject upstream.
-pub const SUBJECT_HEADER: &str = "x-client-cert-subject";
+pub const SUBJECT_HEADER: HeaderName = HeaderName::from_static("x-client-cert-subject");
 
 /// The subject of a connection's verified client certificate, ready to send as a header value.
 #[derive(Debug, Clone)]
@@ -50,8 +50,8 @@ pub fn forward_subject(
     digest: Option<&Digest>,
     client_auth: bool,
 ) -> pingora::Result<()> {
-    if req.headers.contains_key(SUBJECT_HEADER) {
-        req.remove_header(SUBJECT_HEADER);
+    if req.headers.contains_key(&SUBJECT_HEADER) {
+        req.remove_header(&SUBJECT_HEADER);
     }
     if !client_auth {
         return Ok(());
