@@ -1,6 +1,7 @@
 //! TLS listeners (issue 19), over real sockets with certificates generated per test (rcgen) and
 //! real TLS clients (rustls): the certificate chosen by SNI (exact, wildcard, unknown, absent),
-//! certificates re-read by `POST /api/reload` and `SIGHUP` while requests keep flowing, client
+//! certificates re-read by `POST /api/reload` and `SIGHUP` while requests keep flowing (a
+//! handshake begun before a reload keeps its certificates), client
 //! certificates (`required`, `optional`) with `X-Client-Cert-Subject` as the origin receives it,
 //! `min_version`, the handshake deadline, bad certificates as config errors with their key path,
 //! and `conf/tls-sni.toml`.
@@ -104,6 +105,21 @@ async fn probe(
     path: &str,
     extra: &str,
 ) -> Result<Probe, String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    probe_on(tcp, hello, path, extra).await
+}
+
+/// Like [`probe`], with the TLS handshake on an already open connection.
+async fn probe_on(
+    tcp: tokio::net::TcpStream,
+    hello: Hello<'_>,
+    path: &str,
+    extra: &str,
+) -> Result<Probe, String> {
+    let addr = tcp.peer_addr().map_err(|e| format!("peer_addr: {e}"))?;
     let versions: &[&'static rustls::SupportedProtocolVersion] = if hello.tls12_only {
         &[&rustls::version::TLS12]
     } else {
@@ -126,10 +142,6 @@ async fn probe(
         None => ServerName::IpAddress(addr.ip().into()),
     };
     let step = Duration::from_secs(5);
-    let tcp = tokio::time::timeout(step, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut tls = tokio::time::timeout(step, connector.connect(name, tcp))
         .await
@@ -449,6 +461,11 @@ async fn certificates_are_reloaded_by_the_admin_api_and_sighup_under_load() {
     );
     loop_runs(&done, 5).await;
 
+    // A connection accepted before the reload: its handshake keeps the certificates it started
+    // with, even though its ClientHello comes after the reload.
+    let pending = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     // 1. Rotation: the same files get a new certificate and key; the config text is unchanged.
     let api_v2 = ca.issue(&["api.example.test"]);
     api_v2.write(dir.path(), "api");
@@ -459,6 +476,16 @@ async fn certificates_are_reloaded_by_the_admin_api_and_sighup_under_load() {
     assert!(
         took.is_some(),
         "the rotated certificate is not served within a second"
+    );
+    let hello = Hello {
+        sni: Some("api.example.test"),
+        ..Default::default()
+    };
+    let p = probe_on(pending, hello, "/pending", "").await.unwrap();
+    assert!(p.ok(), "{}", p.response);
+    assert!(
+        p.leaf == api_v1.cert_der.to_vec(),
+        "a handshake begun before the reload changed certificates"
     );
     loop_runs(&done, 3).await;
 
