@@ -1,10 +1,10 @@
 //! TLS listeners (issue 19), over real sockets with certificates generated per test (rcgen) and
 //! real TLS clients (rustls): the certificate chosen by SNI (exact, wildcard, unknown, absent),
 //! certificates re-read by `POST /api/reload` and `SIGHUP` while requests keep flowing (a
-//! handshake begun before a reload keeps its certificates), client
-//! certificates (`required`, `optional`) with `X-Client-Cert-Subject` as the origin receives it,
-//! `min_version`, the handshake deadline, bad certificates as config errors with their key path,
-//! and `conf/tls-sni.toml`.
+//! handshake begun before a reload keeps its certificates), client certificates (`required`,
+//! `optional`) with `X-Client-Cert-Subject` as the origin receives it, `min_version`, the
+//! handshake deadline, bad certificates as config errors with their key path, and
+//! `conf/tls-sni.toml`.
 
 mod support;
 
