@@ -87,6 +87,16 @@ impl TestCa {
     /// Issues a leaf certificate for `names` (DNS names or IP addresses; the first is also the
     /// common name), usable both as a server and as a client certificate.
     pub fn issue(&self, names: &[&str]) -> IssuedCert {
+        self.issue_with(names, |_| {})
+    }
+
+    /// Like [`TestCa::issue`], with `edit` applied to the parameters before signing (validity,
+    /// subject, ...).
+    pub fn issue_with(
+        &self,
+        names: &[&str],
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> IssuedCert {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(sans).unwrap();
         if let Some(first) = names.first() {
@@ -102,6 +112,7 @@ impl TestCa {
             rcgen::KeyUsagePurpose::DigitalSignature,
             rcgen::KeyUsagePurpose::KeyEncipherment,
         ];
+        edit(&mut params);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         IssuedCert {

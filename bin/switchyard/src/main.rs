@@ -63,6 +63,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match switchyard_config::load_file(&config) {
             Ok(cfg) => {
+                // Like `nginx -t`: the listeners' certificates must load (parse, match their
+                // keys, not be expired, have names), not only exist.
+                if let Err(e) = switchyard_proxy::listener_tls::load_all(&cfg) {
+                    eprintln!("error: {e}");
+                    eprintln!("configuration file {} has 1 error(s)", config.display());
+                    return ExitCode::from(2);
+                }
                 print_summary(&cfg);
                 println!("configuration file {} is valid", config.display());
                 ExitCode::SUCCESS

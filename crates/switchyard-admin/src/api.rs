@@ -218,6 +218,7 @@ impl AdminApp {
                 let rt = self.shared.runtime();
                 let mut value = serde_json::to_value(&*rt.config).unwrap_or_default();
                 redact(&mut value);
+                crate::certificates::annotate_config(&rt, &mut value);
                 AdminResponse::json(200, &value)
             }
             (_, ["api", "reload"]) => method_not_allowed("GET, POST"),

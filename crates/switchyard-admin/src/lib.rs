@@ -11,7 +11,7 @@
 //! | `PUT` | `/api/upstreams/{upstream}/servers/{host:port}/weight` | body `{"weight": N}`, `0..=10000` |
 //! | `POST` | `/api/reload` | re-read the config file (200 applied, 400 rejected with errors) |
 //! | `GET` | `/api/reload` | the last reload's report |
-//! | `GET` | `/api/config` | the running configuration as JSON |
+//! | `GET` | `/api/config` | the running configuration as JSON (with each `https` listener's `tls.loaded_certificates`: names, expiry) |
 //!
 //! Every endpoint needs `Authorization: Bearer <token>` when the environment variable named by
 //! `[admin].token_env` is set (Basic credentials with the token as password work too, for
@@ -35,6 +35,7 @@
 
 mod api;
 mod auth;
+mod certificates;
 pub mod guard;
 mod request;
 mod response;

@@ -45,10 +45,10 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
 
 /// Reads, parses and validates a configuration file.
 ///
-/// Like [`parse_str`], and in addition relative TLS file paths (`listeners[].tls.cert` and
-/// `.key`, `upstreams[].tls.ca`, `.client_cert` and `.client_key`) are resolved against the
-/// directory of the config file and must name existing files; the returned [`Config`] holds the
-/// resolved paths.
+/// Like [`parse_str`], and in addition relative TLS file paths (`listeners[].tls.cert`, `.key`,
+/// `.certificates[].cert` and `.key`, `.client_ca`; `upstreams[].tls.ca`, `.client_cert` and
+/// `.client_key`) are resolved against the directory of the config file and must name existing
+/// files; the returned [`Config`] holds the resolved paths.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -105,6 +105,19 @@ fn resolve_files(cfg: &mut Config, base: &Path) -> ConfigErrors {
         if let Some(tls) = &mut l.tls {
             check(format!("listeners[{i}].tls.cert"), &mut tls.cert);
             check(format!("listeners[{i}].tls.key"), &mut tls.key);
+            for (j, c) in tls.certificates.iter_mut().enumerate() {
+                check(
+                    format!("listeners[{i}].tls.certificates[{j}].cert"),
+                    &mut c.cert,
+                );
+                check(
+                    format!("listeners[{i}].tls.certificates[{j}].key"),
+                    &mut c.key,
+                );
+            }
+            if let Some(ca) = &mut tls.client_ca {
+                check(format!("listeners[{i}].tls.client_ca"), ca);
+            }
         }
     }
     for (i, u) in cfg.upstreams.iter_mut().enumerate() {

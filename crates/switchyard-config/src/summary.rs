@@ -93,6 +93,19 @@ pub fn summary(cfg: &Config) -> String {
                 }
                 if let Some(tls) = &l.tls {
                     notes.push(format!("cert {}", tls.cert));
+                    if !tls.certificates.is_empty() {
+                        notes.push(format!("+{} by SNI", tls.certificates.len()));
+                    }
+                    if tls.client_auth != crate::model::ClientAuth::Off {
+                        let mode = match tls.client_auth {
+                            crate::model::ClientAuth::Required => "required",
+                            _ => "optional",
+                        };
+                        notes.push(format!("client certificates {mode}"));
+                    }
+                    if tls.min_version == crate::model::TlsVersion::Tls13 {
+                        notes.push("TLS 1.3 only".to_string());
+                    }
                 }
                 if !l.allow.is_empty() {
                     notes.push(format!("allow {}", join(&l.allow)));

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub proxy_protocol_errors_total: IntCounterVec,
     /// `switchyard_dns_resolutions_total{upstream,result}`: server-name resolutions.
     pub dns_resolutions_total: IntCounterVec,
+    /// `switchyard_tls_certificate_expiry_seconds{listener,name}`: the expiry (`notAfter`, Unix
+    /// seconds) of the certificate an `https` listener serves for each of its names.
+    pub tls_certificate_expiry_seconds: IntGaugeVec,
     /// `switchyard_requests_total{route="",upstream="",code}` series, resolved once per code.
     unrouted: CodeCounters,
 }
@@ -158,6 +161,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "switchyard_dns_resolutions_total",
             "Resolutions of server domain names, by result.",
             &["upstream", "result"]
+        )?,
+        tls_certificate_expiry_seconds: register_int_gauge_vec!(
+            "switchyard_tls_certificate_expiry_seconds",
+            "Expiry (notAfter, Unix seconds) of the certificate a TLS listener serves for a name.",
+            &["listener", "name"]
         )?,
         unrouted: CodeCounters::new("", ""),
     })
@@ -271,6 +279,10 @@ fn unregistered() -> Metrics {
         tcp_bytes_total: cv("switchyard_tcp_bytes_total", &["listener", "direction"]),
         proxy_protocol_errors_total: cv("switchyard_proxy_protocol_errors_total", &["listener"]),
         dns_resolutions_total: cv("switchyard_dns_resolutions_total", &["upstream", "result"]),
+        tls_certificate_expiry_seconds: gv(
+            "switchyard_tls_certificate_expiry_seconds",
+            &["listener", "name"],
+        ),
         unrouted: CodeCounters::new("", ""),
     }
 }

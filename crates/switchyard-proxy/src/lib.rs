@@ -22,6 +22,7 @@ pub mod health_spec;
 pub mod host;
 pub mod hygiene;
 pub mod listener;
+pub mod listener_tls;
 pub mod metrics_endpoint;
 pub mod normalize;
 mod peer;

@@ -5,8 +5,10 @@
 //! health, in-flight counts and latency estimates, new servers wait for their first active check
 //! and removed servers stop being probed. An invalid file changes nothing: the error (key path and
 //! line) is logged, counted in `switchyard_config_reloads_total{result="failure"}` and returned.
-//! Listener changes cannot be applied in place: they need a graceful upgrade
-//! (`switchyard run -u`, see `docs/operations.md`); the report says so.
+//! Listener changes (address, protocol, added or removed listeners) cannot be applied in place:
+//! they need a graceful upgrade (`switchyard run -u`, see `docs/operations.md`); the report says
+//! so. A listener's `tls` is applied in place: every reload reads its certificate files again
+//! (see [`crate::listener_tls`]).
 //!
 //! This module builds the next runtime ([`next_runtime`]) and says what happened
 //! ([`ReloadReport`]); [`Shared::reload`](crate::Shared::reload) and
@@ -80,11 +82,10 @@ fn listener_changes(old: &[ListenerConfig], new: &[ListenerConfig]) -> Vec<Strin
     for n in new {
         match old.iter().find(|o| o.name == n.name) {
             None => out.push(format!("listener {} added", n.name)),
-            Some(o) if o.listen != n.listen || o.protocol != n.protocol || o.tls != n.tls => out
-                .push(format!(
-                    "listener {} changed its address, protocol or TLS",
-                    n.name
-                )),
+            Some(o) if o.listen != n.listen || o.protocol != n.protocol => out.push(format!(
+                "listener {} changed its address or protocol",
+                n.name
+            )),
             Some(_) => {}
         }
     }
@@ -108,8 +109,19 @@ pub fn next_runtime(
 ) -> Result<(Runtime, Vec<String>), ReloadReport> {
     let needs_upgrade = listener_changes(&current.config.listeners, &cfg.listeners);
     if !needs_upgrade.is_empty() {
-        // Keep serving on the listeners the process has; everything else is applied.
-        cfg.listeners = current.config.listeners.clone();
+        // Keep serving on the listeners the process has; everything else is applied, including
+        // the TLS of a listener that keeps its address and protocol.
+        let mut kept = current.config.listeners.clone();
+        for k in &mut kept {
+            if let Some(n) = cfg
+                .listeners
+                .iter()
+                .find(|n| n.name == k.name && n.listen == k.listen && n.protocol == k.protocol)
+            {
+                k.tls.clone_from(&n.tls);
+            }
+        }
+        cfg.listeners = kept;
     }
     // The running runtime's DNS tasks must not apply answers to pools the build changes.
     let dns_pause = current.dns.pause();

@@ -382,6 +382,11 @@ impl ProxyHttp for HttpGateway {
             ctx.client_host.clone(),
             cdn_loop_id,
         )?;
+        crate::listener_tls::subject::forward_subject(
+            upstream_request,
+            session.digest(),
+            listener.tls.as_ref().is_some_and(|t| t.verifies_clients()),
+        )?;
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
                 listener: &self.listener,

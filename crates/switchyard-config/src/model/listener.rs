@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
 use super::defaults::default_connect_timeout_ms;
+use super::listener_tls::ListenerTls;
 use super::proxy_protocol::ProxyProtocol;
 
 /// A listener's protocol.
@@ -95,14 +96,4 @@ impl ListenerConfig {
 
 fn default_tcp_idle_timeout_ms() -> u64 {
     600_000
-}
-
-/// `tls` of an `https` listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerTls {
-    /// `cert`: PEM certificate chain file.
-    pub cert: String,
-    /// `key`: PEM private key file.
-    pub key: String,
 }

@@ -15,6 +15,7 @@ mod group;
 mod health;
 mod limits;
 mod listener;
+mod listener_tls;
 mod metrics;
 mod proxy_protocol;
 mod route;
@@ -36,7 +37,8 @@ pub use limits::{
     EncodedSlashes, LimitsConfig, DEFAULT_HTTPS_READ_BUFFER_BYTES, DEFAULT_HTTP_READ_BUFFER_BYTES,
     MAX_READ_BUFFER_BYTES,
 };
-pub use listener::{ListenerConfig, ListenerProtocol, ListenerTls};
+pub use listener::{ListenerConfig, ListenerProtocol};
+pub use listener_tls::{CertKeyPair, ClientAuth, ListenerTls, TlsVersion};
 pub use metrics::MetricsConfig;
 pub use proxy_protocol::ProxyProtocol;
 pub use route::RouteConfig;

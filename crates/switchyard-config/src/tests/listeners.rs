@@ -179,3 +179,80 @@ accept_proxy_protocol_from = ["10.0.0.0/33"]
 "#;
     assert!(!errors(bad_cidr).is_empty());
 }
+
+#[test]
+fn listener_tls_rules() {
+    let text = r#"
+[[listeners]]
+name = "secure"
+protocol = "https"
+listen = "127.0.0.1:8443"
+tls = { cert = "a.pem", key = "a.key",
+        certificates = [ { cert = "b.pem", key = "" } ],
+        client_auth = "required" }
+"#;
+    assert_error(
+        text,
+        "listeners[0].tls.certificates[0].key",
+        "certificates = [",
+    );
+    let e = assert_error(text, "listeners[0].tls.client_auth", "client_auth =");
+    assert!(e.message.contains("client_ca"), "{e}");
+}
+
+#[test]
+fn listener_tls_enums_name_their_key() {
+    let text = r#"
+[[listeners]]
+name = "secure"
+protocol = "https"
+listen = "127.0.0.1:8443"
+tls = { cert = "a.pem", key = "a.key", min_version = "1.1" }
+"#;
+    let e = assert_error(text, "listeners[0].tls.min_version", "min_version");
+    assert!(e.message.contains("1.3"), "{e}");
+    let text = text.replace("min_version = \"1.1\"", "client_auth = \"maybe\"");
+    assert_error(&text, "listeners[0].tls.client_auth", "client_auth");
+}
+
+#[test]
+fn listener_tls_defaults() {
+    let cfg = crate::parse_str(
+        "[[listeners]]\nname = \"s\"\nprotocol = \"https\"\nlisten = \"127.0.0.1:8443\"\n\
+         tls = { cert = \"a.pem\", key = \"a.key\", client_ca = \"ca.pem\" }\n",
+    )
+    .unwrap();
+    let tls = cfg.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.client_auth, crate::ClientAuth::Off);
+    assert_eq!(tls.min_version, crate::TlsVersion::Tls12);
+    assert!(tls.certificates.is_empty());
+}
+
+#[test]
+fn load_file_resolves_and_checks_every_listener_tls_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.pem", "a.key", "b.pem"] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let file = dir.path().join("gw.toml");
+    std::fs::write(
+        &file,
+        "[[listeners]]\nname = \"s\"\nprotocol = \"https\"\nlisten = \"127.0.0.1:8443\"\n\
+         tls = { cert = \"a.pem\", key = \"a.key\",\n\
+         certificates = [ { cert = \"b.pem\", key = \"missing.key\" } ],\n\
+         client_ca = \"ca.pem\", client_auth = \"optional\" }\n",
+    )
+    .unwrap();
+    let errs = crate::load_file(&file).unwrap_err().errors;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].tls.certificates[0].key",
+            "listeners[0].tls.client_ca"
+        ],
+        "{errs:?}"
+    );
+    assert_eq!(errs[0].line, Some(6), "{}", errs[0]);
+    assert!(errs[0].message.contains("missing.key"), "{}", errs[0]);
+}

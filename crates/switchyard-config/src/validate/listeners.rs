@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::{known, Validator};
-use crate::model::{Algorithm, Config, HashOn, ListenerConfig, ListenerProtocol, ProxyProtocol};
+use crate::model::{
+    Algorithm, ClientAuth, Config, HashOn, ListenerConfig, ListenerProtocol, ListenerTls,
+    ProxyProtocol,
+};
 
 impl Validator {
     pub(super) fn listeners(&mut self, cfg: &Config) {
@@ -46,10 +49,7 @@ impl Validator {
                     format!("{p}.tls"),
                     "an https listener needs `tls = { cert = \"...\", key = \"...\" }`",
                 ),
-                Some(tls) => {
-                    self.non_empty(format!("{p}.tls.cert"), &tls.cert);
-                    self.non_empty(format!("{p}.tls.key"), &tls.key);
-                }
+                Some(tls) => self.listener_tls(&format!("{p}.tls"), tls),
             },
             _ => {
                 if l.tls.is_some() {
@@ -120,6 +120,30 @@ impl Validator {
         }
         self.positive(format!("{p}.connect_timeout_ms"), l.connect_timeout_ms);
         self.positive(format!("{p}.idle_timeout_ms"), l.idle_timeout_ms);
+    }
+}
+
+impl Validator {
+    /// `tls` of an `https` listener at `p`: every file named, and client auth with its CA.
+    fn listener_tls(&mut self, p: &str, tls: &ListenerTls) {
+        for (entry, cert, key) in tls.pairs() {
+            let at = if entry.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p}.{entry}")
+            };
+            self.non_empty(format!("{at}.cert"), cert);
+            self.non_empty(format!("{at}.key"), key);
+        }
+        match (&tls.client_ca, tls.client_auth) {
+            (None, ClientAuth::Optional | ClientAuth::Required) => self.err(
+                format!("{p}.client_auth"),
+                "client_auth = \"optional\" or \"required\" needs `client_ca` (the CAs client \
+                 certificates must chain to)",
+            ),
+            (Some(ca), _) => self.non_empty(format!("{p}.client_ca"), ca),
+            (None, ClientAuth::Off) => {}
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! | `deadline_stream.rs` | [`DeadlineStream`]: the stream the driver reads through |
 //! | `head_scan.rs` | the pure HTTP/1 head scanner the stream uses |
 //! | `proxy_accept.rs` | reading the PROXY header of a load balancer in front |
-//! | `tls.rs` | certificates of `https` listeners |
+//! | `tls.rs` | [`tls::TlsTerminate`]: the TLS handshake of `https` listeners, bounded by `header_timeout_ms` |
 //!
 //! ## Limits on client connections (`[limits]`)
 //!
@@ -30,8 +30,12 @@
 //!   `max_connections` with `503` and `Connection: close`, before reading anything (a `tcp`
 //!   listener's are closed without a byte: [`ConnLimit::closing`]).
 //!
-//! Both count in `switchyard_rejected_requests_total{listener, reason}` with the reasons
-//! `header_timeout` and `max_connections`.
+//! * [`tls::TlsTerminate`] bounds the TLS handshake of an `https` connection by the same
+//!   `header_timeout_ms`, from accept to the end of the handshake (the head deadline starts
+//!   after it).
+//!
+//! They count in `switchyard_rejected_requests_total{listener, reason}` with the reasons
+//! `header_timeout`, `max_connections`, `handshake_timeout` and `handshake_failed`.
 
 mod conn_limit;
 mod deadline_stream;
@@ -86,7 +90,7 @@ pub fn add(
             ));
         }
         ListenerProtocol::Https => {
-            server.add_service(https_service(conf, gateway(), l, limits, metrics)?);
+            https_service(server, conf, shared, gateway(), l, limits)?;
         }
         ListenerProtocol::Tcp => {
             server.add_service(tcp_service(Arc::clone(shared), l, limits));
@@ -188,47 +192,65 @@ pub(crate) fn read_buffer(
     pingora::listeners::L4BufferSettings::default().read(limits.read_buffer_for(listener.protocol))
 }
 
-/// An `https` listener: TLS termination (rustls; certificate chain and key from PEM files;
-/// HTTP/2 offered through ALPN) in front of the same HTTP gateway as plain listeners.
+/// An `https` listener: TLS termination ([`tls::TlsTerminate`]: certificates by SNI from the
+/// current runtime, client certificates, HTTP/2 offered through ALPN, the handshake bounded by
+/// `header_timeout_ms`) in front of the same HTTP gateway as plain listeners. With
+/// `accept_proxy_protocol`, the PROXY header is read before the handshake.
 fn https_service(
+    server: &mut Server,
     conf: &Arc<ServerConf>,
+    shared: &Arc<Shared>,
     gateway: HttpGateway,
     l: &ListenerConfig,
     limits: &LimitsConfig,
-    metrics: &'static Metrics,
-) -> Result<
-    pingora::services::listening::Service<
-        ConnLimit<KeepAliveDriver<pingora::proxy::HttpProxy<HttpGateway>>>,
-    >,
-    BuildError,
-> {
-    let scope = || format!("listener {}", l.name);
-    let tls_cfg = l.tls.as_ref().ok_or_else(|| {
-        BuildError::Invalid {
+) -> Result<(), BuildError> {
+    let has_tls = shared
+        .snapshot()
+        .listeners
+        .iter()
+        .any(|r| r.cfg.name == l.name && r.tls.is_some());
+    if !has_tls {
+        return Err(BuildError::Invalid {
             key: "tls".into(),
             reason: "an https listener needs a certificate".into(),
         }
-        .within(scope())
-    })?;
-    let cert = tls::load(&tls_cfg.cert, &tls_cfg.key).map_err(|e| e.within(scope()))?;
-    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
-        .map_err(|e| BuildError::Tls(format!("settings: {e}")).within(scope()))?;
-    settings.set_cert_resolver(Arc::new(cert));
-    settings.enable_h2();
-    let app = keep_alive_driver(conf, gateway, l, limits, metrics);
-    // With `accept_proxy_protocol`, the PROXY header is read before the TLS handshake.
-    Ok(pingora::services::listening::Service::with_listeners(
-        format!("listener {}", l.name),
-        proxy_accept::tls_listeners(l, limits, settings, metrics),
-        ConnLimit::new(app, limits.max_connections, &l.name, metrics),
-    ))
+        .within(format!("listener {}", l.name)));
+    }
+    let metrics = shared.metrics();
+    let app = ConnLimit::new(
+        keep_alive_driver(conf, gateway, l, limits, metrics),
+        limits.max_connections,
+        &l.name,
+        metrics,
+    );
+    let deadline = Duration::from_millis(limits.header_timeout_ms);
+    let tls = tls::TlsTerminate::new(app, Arc::clone(shared), &l.name, deadline);
+    if l.accept_proxy_protocol {
+        let app = proxy_accept::AcceptProxy::new(tls, l, metrics);
+        server.add_service(endpoint(app, l, limits));
+    } else {
+        server.add_service(endpoint(tls, l, limits));
+    }
+    Ok(())
 }
 
-/// No post-handshake callbacks (Pingora's constructor for resolver-based settings wants some).
-struct NoCallbacks;
-
-#[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for NoCallbacks {}
+/// A listening service of `app` alone on `listener`'s TCP address.
+fn endpoint<A>(
+    app: A,
+    listener: &ListenerConfig,
+    limits: &LimitsConfig,
+) -> pingora::services::listening::Service<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let mut svc =
+        pingora::services::listening::Service::new(format!("listener {}", listener.name), app);
+    svc.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
+            .l4_buffer(read_buffer(listener, limits)),
+    );
+    svc
+}
 
 /// The Pingora service of a `tcp` listener: a [`TcpProxy`] on the listener's address, at most
 /// `limits.max_connections` connections at once (the others are closed at once).

@@ -10,8 +10,10 @@
 //!
 //! * Plain listeners: [`AcceptProxy`] wraps the listener's [`ServerApp`] (e.g. Pingora's
 //!   `HttpProxy`).
-//! * TLS listeners: [`ProxyHeaderAcceptor`] implements Pingora's [`PreTlsProcess`]; install it
-//!   with `Listeners::set_pre_tls_callback` on the listener's endpoints.
+//! * TLS listeners: [`AcceptProxy`] wraps the listener's TLS termination
+//!   ([`super::tls::TlsTerminate`]), so the header is read before the handshake. For embedders
+//!   using Pingora's own TLS listener, [`ProxyHeaderAcceptor`] implements Pingora's
+//!   [`PreTlsProcess`] (install it with `Listeners::set_pre_tls_callback`).
 //!
 //! A missing, malformed, oversized or late header closes the connection and counts in
 //! `switchyard_proxy_protocol_errors_total{listener}`.
@@ -165,27 +167,4 @@ where
     async fn cleanup(&self) {
         self.inner.cleanup().await;
     }
-}
-
-/// The listening endpoint of an `https` listener: TLS with `settings` on the listener's address
-/// and, with `accept_proxy_protocol`, a [`ProxyHeaderAcceptor`] run before the TLS handshake
-/// (the TLS stream reports the socket digest of the TCP stream under it, so the carried client
-/// address is what the HTTP service sees). Use with
-/// `pingora::services::listening::Service::with_listeners`.
-pub fn tls_listeners(
-    listener: &switchyard_config::ListenerConfig,
-    limits: &switchyard_config::LimitsConfig,
-    settings: pingora::listeners::tls::TlsSettings,
-    metrics: &'static Metrics,
-) -> pingora::listeners::Listeners {
-    let mut listeners = pingora::listeners::Listeners::new();
-    listeners.add_listener(
-        pingora::listeners::ListenerConfig::tcp(listener.listen.to_string())
-            .tls(settings)
-            .l4_buffer(super::read_buffer(listener, limits)),
-    );
-    if listener.accept_proxy_protocol {
-        listeners.set_pre_tls_callback(Arc::new(ProxyHeaderAcceptor::new(listener, metrics)));
-    }
-    listeners
 }

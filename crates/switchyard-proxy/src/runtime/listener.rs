@@ -1,9 +1,11 @@
 //! Listeners at run time: their configuration and the router of the routes they serve.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use switchyard_config::{Cidr, Config, ListenerConfig, ListenerProtocol};
 
+use crate::listener_tls::ListenerTlsRuntime;
 use crate::router::{RouteSpec, Router};
 
 /// A listener's request-path view.
@@ -13,6 +15,9 @@ pub struct ListenerRuntime {
     pub cfg: ListenerConfig,
     /// Routes served on this listener.
     pub router: Router,
+    /// `https` listeners: certificates, client verification and versions, read from their files
+    /// when this runtime was built.
+    pub tls: Option<Arc<ListenerTlsRuntime>>,
 }
 
 impl ListenerRuntime {
@@ -65,6 +70,7 @@ pub(super) fn build(cfg: &Config) -> Vec<ListenerRuntime> {
             ListenerRuntime {
                 cfg: l.clone(),
                 router: Router::new(specs),
+                tls: None,
             }
         })
         .collect()

@@ -99,7 +99,13 @@ impl Runtime {
     ) -> Result<Runtime, BuildError> {
         let upstreams = upstream::build(&cfg, previous, metrics)?;
         let routes = route::build(&cfg, metrics)?;
-        let listeners = listener::build(&cfg);
+        let mut listeners = listener::build(&cfg);
+        for (l, tls) in listeners
+            .iter_mut()
+            .zip(crate::listener_tls::load_all(&cfg)?)
+        {
+            l.tls = tls;
+        }
         let cascade = if cfg.routes.iter().any(|r| r.require_cascade) {
             Some(CascadeVerifier {
                 key: cascade_key(&cfg)?,
@@ -112,6 +118,16 @@ impl Runtime {
         } else {
             None
         };
+        crate::listener_tls::publish_expiry(
+            metrics,
+            listeners
+                .iter()
+                .map(|l| (l.cfg.name.as_str(), l.tls.as_deref())),
+            previous
+                .into_iter()
+                .flat_map(|p| &p.listeners)
+                .map(|l| (l.cfg.name.as_str(), l.tls.as_deref())),
+        );
         Ok(Runtime {
             config: cfg,
             listeners,
