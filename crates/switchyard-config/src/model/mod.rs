@@ -16,6 +16,7 @@ mod health;
 mod limits;
 mod listener;
 mod metrics;
+mod observability;
 mod proxy_protocol;
 mod route;
 mod server;
@@ -38,6 +39,7 @@ pub use limits::{
 };
 pub use listener::{ListenerConfig, ListenerProtocol, ListenerTls};
 pub use metrics::MetricsConfig;
+pub use observability::{AccessLogConfig, AccessLogFormat, TracingConfig};
 pub use proxy_protocol::ProxyProtocol;
 pub use route::RouteConfig;
 pub use server::{parse_resolver, ServerConfig};
