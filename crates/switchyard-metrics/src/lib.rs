@@ -15,8 +15,9 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 
 pub use prometheus;
@@ -67,6 +68,13 @@ pub struct Metrics {
     pub proxy_protocol_errors_total: IntCounterVec,
     /// `switchyard_dns_resolutions_total{upstream,result}`: server-name resolutions.
     pub dns_resolutions_total: IntCounterVec,
+    /// `switchyard_access_log_dropped_total`: access-log lines dropped because the writer's
+    /// queue was full (the log never blocks a request); present whether or not a log is
+    /// configured.
+    pub access_log_dropped_total: IntCounter,
+    /// `switchyard_span_export_failures_total`: span batches the OTLP exporter failed to send
+    /// (collector unreachable or refusing).
+    pub span_export_failures_total: IntCounter,
     /// `switchyard_requests_total{route="",upstream="",code}` series, resolved once per code.
     unrouted: CodeCounters,
 }
@@ -158,6 +166,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "switchyard_dns_resolutions_total",
             "Resolutions of server domain names, by result.",
             &["upstream", "result"]
+        )?,
+        access_log_dropped_total: register_int_counter!(
+            "switchyard_access_log_dropped_total",
+            "Access-log lines dropped because the writer's queue was full."
+        )?,
+        span_export_failures_total: register_int_counter!(
+            "switchyard_span_export_failures_total",
+            "Span batches the OTLP exporter failed to send."
         )?,
         unrouted: CodeCounters::new("", ""),
     })
@@ -271,6 +287,16 @@ fn unregistered() -> Metrics {
         tcp_bytes_total: cv("switchyard_tcp_bytes_total", &["listener", "direction"]),
         proxy_protocol_errors_total: cv("switchyard_proxy_protocol_errors_total", &["listener"]),
         dns_resolutions_total: cv("switchyard_dns_resolutions_total", &["upstream", "result"]),
+        access_log_dropped_total: IntCounter::new(
+            "switchyard_access_log_dropped_total",
+            "switchyard_access_log_dropped_total",
+        )
+        .expect("valid opts"),
+        span_export_failures_total: IntCounter::new(
+            "switchyard_span_export_failures_total",
+            "switchyard_span_export_failures_total",
+        )
+        .expect("valid opts"),
         unrouted: CodeCounters::new("", ""),
     }
 }
