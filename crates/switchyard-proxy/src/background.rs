@@ -44,17 +44,16 @@ impl BackgroundService for Background {
                 None
             }
         };
-        let mut usr1 = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::user_defined1(),
-        ) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::error!(
+        let mut usr1 =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!(
                     "cannot install the SIGUSR1 handler, the access log cannot be reopened: {e}"
                 );
-                None
-            }
-        };
+                    None
+                }
+            };
         let telemetry = self.shared.telemetry();
         loop {
             tokio::select! {
