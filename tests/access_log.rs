@@ -496,3 +496,44 @@ async fn tcp_listeners_log_one_line_per_connection() {
     let d = l["duration_ms"].as_f64().unwrap();
     assert!((100.0..5000.0).contains(&d), "duration_ms {d}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_conf_observability_toml_checks_and_runs() {
+    let path = workspace_root().join("conf/observability.toml");
+    let (code, out, err) = check_file(&path);
+    assert_eq!(
+        code, 0,
+        "conf/observability.toml:\nstdout: {out}\nstderr: {err}"
+    );
+    assert!(out.contains("access log"), "{out}");
+
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let mut table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    table["listeners"].as_array_mut().unwrap()[0]["listen"] = toml::Value::String(free_addr());
+    table["metrics"]["listen"] = toml::Value::String(free_addr());
+    // No collector runs here: spans go to a closed loopback port (and are counted as failures).
+    table["tracing"]["otlp_endpoint"] =
+        toml::Value::String(format!("http://127.0.0.1:{}/v1/traces", free_port()));
+    let servers = table["upstreams"].as_array_mut().unwrap()[0]["groups"]
+        .as_array_mut()
+        .unwrap()[0]["servers"]
+        .as_array_mut()
+        .unwrap();
+    for (s, o) in servers.iter_mut().zip([&a, &b]) {
+        s["port"] = toml::Value::Integer(o.port().into());
+    }
+    let gw = Gateway::start(&toml::to_string(&table).unwrap());
+    let c = client();
+    for i in 0..4 {
+        let r = get(&c, &gw.url(&format!("/items/{i}"))).await;
+        assert_eq!(r.status, 200);
+        assert!(r.headers.contains_key("x-request-id"));
+    }
+    assert_eq!((a.request_count(), b.request_count()), (2, 2));
+    // `path = "access.log"` is relative to the config file's directory.
+    let lines = json_lines(&wait_lines(&gw.dir().join("access.log"), 4));
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["route"] == "items" && l["status"] == 200));
+}
