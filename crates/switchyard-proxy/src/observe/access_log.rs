@@ -78,3 +78,37 @@ impl AccessLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_lines_without_waiting() {
+        let dropped =
+            IntCounter::new("dropped_test", "dropped_test").unwrap_or_else(|e| panic!("{e}"));
+        // No writer thread: the queue (of 4) only fills.
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let log = AccessLog {
+            tx,
+            format: AccessLogFormat::Json,
+            dropped: dropped.clone(),
+            control: Arc::default(),
+            thread: Mutex::new(None),
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            log.send(b"line\n".to_vec());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(dropped.get(), 6);
+        assert_eq!(rx.try_iter().count(), 4);
+        drop(rx);
+        log.send(b"late\n".to_vec());
+        assert_eq!(
+            dropped.get(),
+            7,
+            "a line sent after the writer is gone is counted too"
+        );
+    }
+}
