@@ -645,7 +645,7 @@ impl ProxyHttp for HttpGateway {
     /// A client that went away (closed, reset, or failed a read or write) is not a proxy error:
     /// Pingora's `error!("Fail to proxy: …")` is replaced by an `info` line, as NGINX logs
     /// "client prematurely closed connection" at `info`. Everything else keeps Pingora's log.
-    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
         let client_gone = e.esource() == &ErrorSource::Downstream
             && matches!(
                 e.etype(),
@@ -658,7 +658,7 @@ impl ProxyHttp for HttpGateway {
                 session.req_header().method,
                 session.req_header().uri,
                 e.etype(),
-                _ctx.request_id()
+                ctx.request_id()
             );
         }
         client_gone
