@@ -537,3 +537,49 @@ async fn the_example_conf_observability_toml_checks_and_runs() {
         .iter()
         .all(|l| l["route"] == "items" && l["status"] == 200));
 }
+
+/// `[access_log]` to `grpc.log`, listener `web`, every path to an HTTP/2 upstream over `server`.
+fn grpc_config(server: SocketAddr) -> String {
+    format!(
+        "{}[access_log]\npath = \"grpc.log\"\n\n{}\
+         [[routes]]\nname = \"grpc\"\npath_prefix = \"/\"\nupstream = \"g\"\n\n\
+         [[upstreams]]\nname = \"g\"\nprotocol = \"http2\"\n  [[upstreams.groups]]\n  name = \"g\"\n\
+         \x20   [[upstreams.groups.servers]]\n    address = \"127.0.0.1\"\n    port = {}\n",
+        server_section("alog-grpc"),
+        listener_section("web", &free_addr()),
+        server.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_log_their_grpc_status() {
+    let origin = grpc_echo::Origin::start("a", None).await.unwrap();
+    let gw = Gateway::start(&grpc_config(origin.addr));
+    let mut c = grpc_echo::client::h2c(gw.listener("web")).await.unwrap();
+    let request = grpc_echo::pb::EchoRequest {
+        message: "hi".into(),
+        payload: vec![],
+        count: 0,
+    };
+    c.unary_echo(request.clone()).await.unwrap();
+    let lines = json_lines(&wait_lines(&gw.dir().join("grpc.log"), 1));
+    let l = &lines[0];
+    assert_eq!(l["protocol"], "HTTP/2.0", "{l}");
+    assert_eq!(l["path"], "/switchyard.test.Echo/UnaryEcho", "{l}");
+    assert_eq!(l["status"], 200, "{l}");
+    assert_eq!(l["grpc_status"], 0, "{l}");
+    assert_eq!(l["error"], Value::Null, "{l}");
+
+    // A server that refuses connections: the proxy answers UNAVAILABLE (14) under HTTP 200.
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::start(&grpc_config(dead));
+    let mut c = grpc_echo::client::h2c(gw.listener("web")).await.unwrap();
+    let err = c.unary_echo(request).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    let lines = json_lines(&wait_lines(&gw.dir().join("grpc.log"), 1));
+    let l = &lines[0];
+    assert_eq!(l["grpc_status"], 14, "{l}");
+    assert_eq!(l["attempts"], 1, "{l}");
+    assert_eq!(l["upstream_status"], Value::Null, "{l}");
+    assert_eq!(l["error"], "connect_error", "{l}");
+}
