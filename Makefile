@@ -57,6 +57,12 @@ bench-quick:
 bench-grpc:
 	./bench/grpc.sh
 
+## The cost of the JSON access log and of [tracing] at sample_ratio 1.0, as ratios of requests per
+## proxy CPU-second to Switchyard without them (needs a release build; see bench/observability.sh).
+.PHONY: bench-observability
+bench-observability:
+	./bench/observability.sh
+
 .PHONY: bench-instructions
 bench-instructions:
 	./bench/callgrind.sh

@@ -89,7 +89,7 @@ async fn header_rule_extension_changes_request_and_response_headers() {
     let first_id = origin
         .last_request()
         .unwrap()
-        .header("x-request-id")
+        .header("x-request-seq")
         .unwrap();
     assert!(first_id.starts_with("sy-"), "{first_id}");
 
@@ -98,13 +98,13 @@ async fn header_rule_extension_changes_request_and_response_headers() {
     let second_id = origin
         .last_request()
         .unwrap()
-        .header("x-request-id")
+        .header("x-request-seq")
         .unwrap();
     assert_ne!(first_id, second_id, "each request gets its own id");
 
     let kept = c
         .get(format!("http://{listen}/three"))
-        .header("x-request-id", "client-chosen")
+        .header("x-request-seq", "client-chosen")
         .send()
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn header_rule_extension_changes_request_and_response_headers() {
         origin
             .last_request()
             .unwrap()
-            .header("x-request-id")
+            .header("x-request-seq")
             .as_deref(),
         Some("client-chosen")
     );

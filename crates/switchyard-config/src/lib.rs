@@ -48,7 +48,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
 /// Like [`parse_str`], and in addition relative TLS file paths (`listeners[].tls.cert`, `.key`,
 /// `.certificates[].cert` and `.key`, `.client_ca`; `upstreams[].tls.ca`, `.client_cert` and
 /// `.client_key`) are resolved against the directory of the config file and must name existing
-/// files; the returned [`Config`] holds the resolved paths.
+/// files; a relative `[access_log].path` is resolved the same way and its directory must exist;
+/// the returned [`Config`] holds the resolved paths.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -80,9 +81,24 @@ fn deserialize(text: &str) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// Resolves relative TLS paths against `base` and checks that the files exist.
+/// Resolves relative TLS paths against `base` and checks that the files exist; resolves a
+/// relative `[access_log].path` and checks that its directory exists.
 fn resolve_files(cfg: &mut Config, base: &Path) -> ConfigErrors {
     let mut errors = ConfigErrors { errors: Vec::new() };
+    if let Some(log) = cfg.access_log.as_mut().filter(|l| !l.is_stdout()) {
+        if !log.path.trim().is_empty() && Path::new(&log.path).is_relative() {
+            log.path = base.join(&log.path).to_string_lossy().into_owned();
+        }
+        let dir = Path::new(&log.path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+            errors.errors.push(ConfigError::new(
+                "access_log.path",
+                format!("directory not found: {}", dir.display()),
+            ));
+        }
+    }
     let mut check = |key: String, value: &mut String| {
         if value.trim().is_empty() {
             return; // reported by validation

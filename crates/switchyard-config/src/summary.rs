@@ -71,6 +71,15 @@ pub fn summary(cfg: &Config) -> String {
             format!("cascade accepts {}", c.allowed_instances.join(", "))
         });
     }
+    if let Some(l) = &cfg.access_log {
+        extras.push(format!("access log {} ({:?})", l.path, l.format).to_lowercase());
+    }
+    if let Some(t) = &cfg.tracing {
+        extras.push(format!(
+            "traces to {} (sample ratio {})",
+            t.otlp_endpoint, t.sample_ratio
+        ));
+    }
     if !extras.is_empty() {
         let _ = writeln!(out, "{}", extras.join("; "));
     }

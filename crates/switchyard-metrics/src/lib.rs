@@ -15,8 +15,9 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 
 pub use prometheus;
@@ -70,6 +71,13 @@ pub struct Metrics {
     /// `switchyard_tls_certificate_expiry_seconds{listener,name}`: the expiry (`notAfter`, Unix
     /// seconds) of the certificate an `https` listener serves for each of its names.
     pub tls_certificate_expiry_seconds: IntGaugeVec,
+    /// `switchyard_access_log_dropped_total`: access-log lines dropped because the writer's
+    /// queue was full (the log never blocks a request); present whether or not a log is
+    /// configured.
+    pub access_log_dropped_total: IntCounter,
+    /// `switchyard_span_export_failures_total`: span batches the OTLP exporter failed to send
+    /// (collector unreachable or refusing).
+    pub span_export_failures_total: IntCounter,
     /// `switchyard_requests_total{route="",upstream="",code}` series, resolved once per code.
     unrouted: CodeCounters,
 }
@@ -166,6 +174,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "switchyard_tls_certificate_expiry_seconds",
             "Expiry (notAfter, Unix seconds) of the certificate a TLS listener serves for a name.",
             &["listener", "name"]
+        )?,
+        access_log_dropped_total: register_int_counter!(
+            "switchyard_access_log_dropped_total",
+            "Access-log lines dropped because the writer's queue was full."
+        )?,
+        span_export_failures_total: register_int_counter!(
+            "switchyard_span_export_failures_total",
+            "Span batches the OTLP exporter failed to send."
         )?,
         unrouted: CodeCounters::new("", ""),
     })
@@ -283,6 +299,16 @@ fn unregistered() -> Metrics {
             "switchyard_tls_certificate_expiry_seconds",
             &["listener", "name"],
         ),
+        access_log_dropped_total: IntCounter::new(
+            "switchyard_access_log_dropped_total",
+            "switchyard_access_log_dropped_total",
+        )
+        .expect("valid opts"),
+        span_export_failures_total: IntCounter::new(
+            "switchyard_span_export_failures_total",
+            "switchyard_span_export_failures_total",
+        )
+        .expect("valid opts"),
         unrouted: CodeCounters::new("", ""),
     }
 }

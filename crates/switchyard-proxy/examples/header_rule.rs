@@ -1,4 +1,5 @@
-//! An extension with header rules: a request id on every request, a response header naming the
+//! An extension with header rules: a sequence number on every request (`X-Request-Id` is built
+//! in; see `docs/configuration.md`), a response header naming the
 //! route and the server that answered, and no `Server` header leaking from upstreams.
 //!
 //! ```text
@@ -13,11 +14,11 @@ use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use switchyard_proxy::extension::{Decision, ExtContext, Extension, RequestInfo};
 
-/// The request id given to one request, kept in the per-request context.
+/// The sequence number given to one request, kept in the per-request context.
 #[derive(Clone, Copy)]
 struct RequestId(u64);
 
-/// Adds `x-request-id` upstream (unless the client sent one) and `x-served-by` downstream.
+/// Adds `x-request-seq` upstream (unless the client sent one) and `x-served-by` downstream.
 struct HeaderRules {
     next_id: AtomicU64,
 }
@@ -44,9 +45,9 @@ impl Extension for HeaderRules {
         _info: &RequestInfo<'_>,
         ctx: &mut ExtContext,
     ) -> pingora::Result<()> {
-        if req.headers.get("x-request-id").is_none() {
+        if req.headers.get("x-request-seq").is_none() {
             if let Some(RequestId(id)) = ctx.get::<RequestId>() {
-                req.insert_header("x-request-id", format!("sy-{id:016x}"))?;
+                req.insert_header("x-request-seq", format!("sy-{id:016x}"))?;
             }
         }
         Ok(())

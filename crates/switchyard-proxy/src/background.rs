@@ -1,5 +1,5 @@
-//! The gateway's background service: starts health checkers and DNS re-resolution, and reloads
-//! on SIGHUP.
+//! The gateway's background service: starts health checkers and DNS re-resolution, reloads on
+//! SIGHUP and reopens the access log on SIGUSR1.
 
 use std::sync::Arc;
 
@@ -44,9 +44,26 @@ impl BackgroundService for Background {
                 None
             }
         };
+        let mut usr1 =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!(
+                    "cannot install the SIGUSR1 handler, the access log cannot be reopened: {e}"
+                );
+                    None
+                }
+            };
+        let telemetry = self.shared.telemetry();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
+                Some(()) = async {
+                    match usr1.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => telemetry.reopen_log(),
                 Some(()) = async {
                     match hup.as_mut() {
                         Some(h) => h.recv().await,

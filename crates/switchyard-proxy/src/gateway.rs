@@ -141,6 +141,7 @@ impl Gateway {
         let runtime = Runtime::build_with_metrics(Arc::clone(&cfg), None, metrics)?;
         initial_health_round(&runtime)?;
         let shared = Shared::with_extensions(runtime, path, extensions);
+        shared.set_telemetry(crate::observe::Telemetry::start(&cfg, metrics)?);
         server.add_service(pingora::services::background::background_service(
             "switchyard background",
             Background::new(Arc::clone(&shared)),
@@ -164,6 +165,8 @@ impl Gateway {
         self.server.run(pingora::server::RunArgs {
             shutdown_signal: Box::new(crate::shutdown::Signals),
         });
+        // The last access-log lines and spans.
+        self.shared.telemetry().close();
         std::process::exit(0)
     }
 }

@@ -233,7 +233,8 @@ pub async fn respond(
     status: GrpcStatus,
     message: &str,
 ) -> pingora::Result<()> {
-    let resp = trailers_only(status, message)?;
+    let mut resp = trailers_only(status, message)?;
+    crate::responses::copy_request_id(session, &mut resp)?;
     session.write_response_header(Box::new(resp), true).await
 }
 

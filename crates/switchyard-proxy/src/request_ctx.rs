@@ -12,6 +12,8 @@ use switchyard_balance::{ServerId, Tried};
 use crate::attempt::Attempt;
 use crate::extension::ExtContext;
 use crate::grpc::GrpcCall;
+use crate::observe::trace_context::{SpanId, TraceContext};
+use crate::observe::tracer::AttemptSpan;
 use crate::retry::{FailureKind, Reconnect, Retries};
 use crate::router::Params;
 use crate::runtime::Runtime;
@@ -34,11 +36,25 @@ pub struct RequestCtx {
     pub(crate) upstream_status: Option<u16>,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) client_host: Option<HeaderValue>,
+    /// The request id: the client's `X-Request-Id` if valid, else a generated one.
+    pub(crate) request_id: Option<HeaderValue>,
     pub(crate) sticky_target: Option<ServerId>,
     /// Set for a gRPC call (`content-type: application/grpc…`).
     pub(crate) grpc: Option<GrpcCall>,
     pub(crate) ext: ExtContext,
     pub(crate) start: Instant,
+    /// The request's trace and Switchyard's server span (set in `request_filter`).
+    pub(crate) trace: Option<TraceContext>,
+    /// The span id of the current attempt, sent upstream as the `traceparent` parent.
+    pub(crate) attempt_span: SpanId,
+    /// Attempts begun (0 for a request refused before reaching a server).
+    pub(crate) attempts: u32,
+    /// The last server tried (kept only when requests are recorded).
+    pub(crate) server: Option<ServerId>,
+    /// Why the proxy refused or failed the request: the access log's `error` word.
+    pub(crate) error: Option<&'static str>,
+    /// The attempts' client spans (kept only for sampled requests with `[tracing]`).
+    pub(crate) spans: Vec<AttemptSpan>,
 }
 
 impl RequestCtx {
@@ -58,10 +74,17 @@ impl RequestCtx {
             upstream_status: None,
             client_ip: None,
             client_host: None,
+            request_id: None,
             sticky_target: None,
             grpc: None,
             ext: ExtContext::new(),
             start: Instant::now(),
+            trace: None,
+            attempt_span: [0; 8],
+            attempts: 0,
+            server: None,
+            error: None,
+            spans: Vec::new(),
         }
     }
 
@@ -74,16 +97,36 @@ impl RequestCtx {
         self.client_ip
     }
 
+    /// The request id, for log lines about the request.
+    pub fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    }
+
     /// Ends the current attempt as a failure of `kind`.
     pub(crate) fn fail_attempt(&mut self, kind: FailureKind) {
         self.last_failure = Some(kind);
         if let Some(a) = self.attempt.take() {
             log::warn!(
-                "upstream {} server {} failed: {kind:?}",
+                "upstream {} server {} failed: {kind:?} (request {})",
                 a.upstream().cfg.name,
-                a.id()
+                a.id(),
+                self.request_id()
             );
             a.fail(kind);
+            self.end_attempt_span(None, Some(kind.as_str()));
+        }
+    }
+
+    /// Ends the current attempt's client span (if one is kept) with the server's `status` or
+    /// the failure `error`.
+    pub(crate) fn end_attempt_span(&mut self, status: Option<u16>, error: Option<&'static str>) {
+        if let Some(span) = self.spans.last_mut().filter(|s| s.end.is_none()) {
+            span.end = Some(Instant::now());
+            span.status = status;
+            span.error = error;
         }
     }
 

@@ -5,6 +5,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use crate::observe::request_id;
+
 /// Non-standard status for a detected forwarding loop (as used by several CDNs).
 pub const LOOP_DETECTED: u16 = 463;
 
@@ -45,6 +47,7 @@ pub async fn respond_with(
     for (k, v) in headers {
         resp.insert_header(*k, *v)?;
     }
+    copy_request_id(session, &mut resp)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -69,12 +72,21 @@ pub async fn respond_decision(
         resp.append_header(k, v)?;
     }
     resp.insert_header("content-length", body.len().to_string())?;
+    copy_request_id(session, &mut resp)?;
     let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Answers carry the request's `X-Request-Id` (set on the request when it arrived).
+pub fn copy_request_id(session: &Session, resp: &mut ResponseHeader) -> Result<()> {
+    if let Some(id) = session.req_header().headers.get(request_id::HEADER) {
+        resp.insert_header(request_id::HEADER, id.clone())?;
     }
     Ok(())
 }

@@ -24,6 +24,17 @@ pub enum FailureKind {
     Error,
 }
 
+impl FailureKind {
+    /// The word for logs and spans: `connect_error`, `timeout` or `upstream_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect_error",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Error => "upstream_error",
+        }
+    }
+}
+
 /// The [`FailureKind`] of a Pingora error from an upstream.
 ///
 /// ```

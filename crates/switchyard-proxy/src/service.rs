@@ -31,6 +31,10 @@ use crate::grpc::{self, GrpcCall, GrpcStatus};
 use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
+use crate::observe::request_id;
+use crate::observe::trace_context::{new_span_id, traceparent, TraceContext, TRACEPARENT};
+use crate::observe::tracer::AttemptSpan;
+use crate::observe::Telemetry;
 use crate::reject::{Reject, RejectCounters};
 use crate::request_ctx::RequestCtx;
 use crate::request_key::{client_ip, cookie_value, hash_key};
@@ -53,6 +57,8 @@ pub struct HttpGateway {
     rejected: Arc<RejectCounters>,
     /// `instance_id` as the `CDN-Loop` entry (`None` if it is not a valid header value).
     cdn_loop_id: Option<HeaderValue>,
+    /// The access log and span exporter.
+    telemetry: Arc<Telemetry>,
 }
 
 impl HttpGateway {
@@ -62,6 +68,7 @@ impl HttpGateway {
             cdn_loop_id: instance_id_value(shared.instance_id()),
             listener_hint: shared.snapshot().listener_index(listener),
             rejected: Arc::default(),
+            telemetry: shared.telemetry(),
             shared,
             listener: listener.to_string(),
         }
@@ -82,7 +89,9 @@ impl HttpGateway {
         }
     }
 
-    fn reject(&self, reason: Reject) {
+    /// Counts a refused request and notes the reason for the access log.
+    fn reject(&self, ctx: &mut RequestCtx, reason: Reject) {
+        ctx.error = Some(reason.label());
         self.rejected
             .count(self.shared.metrics(), &self.listener, reason);
     }
@@ -118,6 +127,25 @@ impl HttpGateway {
             }
         }
         Ok(false)
+    }
+}
+
+impl HttpGateway {
+    /// Gives the request its id (kept or generated, and set on the request so that upstreams,
+    /// extensions and the proxy's own answers see it) and its trace (continued or started).
+    fn identify(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let incoming = req.headers.get(request_id::HEADER);
+        let id = request_id::of_request(incoming);
+        if incoming != Some(&id) {
+            req.insert_header(request_id::HEADER, id.clone())?;
+        }
+        ctx.request_id = Some(id);
+        let telemetry = &self.telemetry;
+        ctx.trace = Some(TraceContext::of_request(
+            req.headers.get(TRACEPARENT),
+            |t| telemetry.sample_new(t),
+        ));
+        Ok(())
     }
 }
 
@@ -165,6 +193,7 @@ impl ProxyHttp for HttpGateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.identify(session.req_header_mut(), ctx)?;
         let rt = self.shared.runtime();
         let Some(li) = self.listener_index(&rt) else {
             // The listener was removed by a reload: it keeps serving until the process is
@@ -184,14 +213,14 @@ impl ProxyHttp for HttpGateway {
         ctx.client_ip = client_ip(session.client_addr());
         if let Some(ip) = ctx.client_ip {
             if !listener.admits(ip) {
-                self.reject(Reject::Acl);
+                self.reject(ctx, Reject::Acl);
                 respond(session, 403).await?;
                 return Ok(true);
             }
         }
         let limits = &rt.config.limits;
         if let Err(reason) = sanitize(session.req_header_mut(), limits.encoded_slashes) {
-            self.reject(reason);
+            self.reject(ctx, reason);
             // The connection is not trusted with another request (as NGINX and HAProxy do
             // after a 400).
             session.set_keepalive(None);
@@ -199,7 +228,7 @@ impl ProxyHttp for HttpGateway {
             return Ok(true);
         }
         if loop_detected(session.req_header(), self.shared.instance_id()) {
-            self.reject(Reject::Loop);
+            self.reject(ctx, Reject::Loop);
             respond(session, LOOP_DETECTED).await?;
             return Ok(true);
         }
@@ -219,10 +248,10 @@ impl ProxyHttp for HttpGateway {
             req.method.as_str(),
         ) else {
             if req.method == http::Method::TRACE {
-                self.reject(Reject::Method);
+                self.reject(ctx, Reject::Method);
                 respond(session, 405).await?;
             } else {
-                self.reject(Reject::NoRoute);
+                self.reject(ctx, Reject::NoRoute);
                 respond(session, 404).await?;
             }
             return Ok(true);
@@ -234,12 +263,13 @@ impl ProxyHttp for HttpGateway {
             match verify_cascade(&rt, req) {
                 cascade::Verdict::Accept => {}
                 cascade::Verdict::Unauthorized => {
-                    self.reject(Reject::Cascade);
+                    self.reject(ctx, Reject::Cascade);
+                    ctx.error = Some("unauthorized");
                     respond(session, 401).await?;
                     return Ok(true);
                 }
                 cascade::Verdict::Forbidden => {
-                    self.reject(Reject::Cascade);
+                    self.reject(ctx, Reject::Cascade);
                     respond(session, 403).await?;
                     return Ok(true);
                 }
@@ -263,7 +293,7 @@ impl ProxyHttp for HttpGateway {
                 "route {} leads to upstream {}, which speaks HTTP/1.1; gRPC needs protocol = http2",
                 route.cfg.name, upstream.cfg.name
             );
-            self.reject(Reject::GrpcNeedsHttp2);
+            self.reject(ctx, Reject::GrpcNeedsHttp2);
             grpc::respond(session, GrpcStatus::Internal, &message).await?;
             return Ok(true);
         }
@@ -313,6 +343,7 @@ impl ProxyHttp for HttpGateway {
         else {
             if ctx.tried.is_empty() {
                 upstream.count_no_server();
+                ctx.error = Some("all_down");
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no server available",
@@ -337,6 +368,17 @@ impl ProxyHttp for HttpGateway {
             server,
             snap.now_nanos(),
         ));
+        // The attempt's span id (sent upstream in `traceparent`); when requests are recorded,
+        // its server, and its client span if the trace is sampled and exported.
+        ctx.attempts += 1;
+        ctx.attempt_span = new_span_id();
+        if self.telemetry.records() {
+            ctx.server = Some(server.spec.id.clone());
+            if self.telemetry.tracer.is_some() && ctx.trace.is_some_and(|t| t.sampled) {
+                ctx.spans
+                    .push(AttemptSpan::begin(ctx.attempt_span, &server.spec));
+            }
+        }
         let peer = crate::peer::build(
             upstream,
             route,
@@ -387,6 +429,12 @@ impl ProxyHttp for HttpGateway {
             session.digest(),
             listener.tls.as_ref().is_some_and(|t| t.verifies_clients()),
         )?;
+        if let Some(trace) = &ctx.trace {
+            upstream_request.insert_header(
+                TRACEPARENT,
+                traceparent(&trace.trace_id, &ctx.attempt_span, trace.sampled),
+            )?;
+        }
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
                 listener: &self.listener,
@@ -438,6 +486,9 @@ impl ProxyHttp for HttpGateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(id) = &ctx.request_id {
+            upstream_response.insert_header(request_id::HEADER, id.clone())?;
+        }
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
                 listener: &self.listener,
@@ -533,6 +584,7 @@ impl ProxyHttp for HttpGateway {
                     e.etype().as_str()
                 );
                 ctx.reconnect = Reconnect::Pending(a.stale_connection());
+                ctx.end_attempt_span(None, Some("stale_connection"));
                 e.set_retry(true);
                 return e;
             }
@@ -558,8 +610,13 @@ impl ProxyHttp for HttpGateway {
     {
         let code = failure_status(e, ctx.last_failure);
         if code == 408 {
-            self.reject(Reject::BodyTimeout);
+            self.reject(ctx, Reject::BodyTimeout);
         }
+        log::debug!(
+            "request {}: failed with {code}: {}",
+            ctx.request_id(),
+            e.etype().as_str()
+        );
         if let Some(call) = ctx.grpc.as_mut().filter(|_| code > 0) {
             if session.response_written().is_none() {
                 // A call the proxy failed is answered as gRPC (trailers-only), as Envoy does.
@@ -593,7 +650,7 @@ impl ProxyHttp for HttpGateway {
     /// A client that went away (closed, reset, or failed a read or write) is not a proxy error:
     /// Pingora's `error!("Fail to proxy: …")` is replaced by an `info` line, as NGINX logs
     /// "client prematurely closed connection" at `info`. Everything else keeps Pingora's log.
-    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
         let client_gone = e.esource() == &ErrorSource::Downstream
             && matches!(
                 e.etype(),
@@ -601,13 +658,25 @@ impl ProxyHttp for HttpGateway {
             );
         if client_gone {
             log::info!(
-                "client closed the connection before the response was complete: {} {} ({:?})",
+                "client closed the connection before the response was complete: {} {} ({:?}, \
+                 request {})",
                 session.req_header().method,
                 session.req_header().uri,
-                e.etype()
+                e.etype(),
+                ctx.request_id()
             );
         }
         client_gone
+    }
+
+    /// The request in Pingora's own error lines ("Fail to proxy: …"): method, path, host and
+    /// the request id.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        format!(
+            "{}, request_id: {}",
+            session.as_ref().request_summary(),
+            ctx.request_id()
+        )
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -619,11 +688,20 @@ impl ProxyHttp for HttpGateway {
         let grpc_status = ctx.grpc.as_ref().and_then(|c| c.status);
         if let Some(a) = ctx.attempt.take() {
             match (ctx.upstream_status, e) {
-                (Some(status), _) => a.answered_grpc(status, grpc_status),
-                (None, Some(_)) => a.errored(),
+                (Some(status), _) => {
+                    a.answered_grpc(status, grpc_status);
+                    ctx.end_attempt_span(Some(status), None);
+                }
+                (None, Some(_)) => {
+                    a.errored();
+                    ctx.end_attempt_span(None, Some(FailureKind::Error.as_str()));
+                }
                 // Ended before the server was asked anything (the client went away).
                 (None, None) => drop(a),
             }
+        }
+        if self.telemetry.records() {
+            crate::request_log::record(&self.telemetry, session, e, ctx, &self.listener, code);
         }
         match (ctx.rt.as_ref(), ctx.route) {
             (Some(rt), Some(r)) => {

@@ -11,6 +11,7 @@ use switchyard_config::Config;
 use switchyard_metrics::Metrics;
 
 use crate::extension::Extension;
+use crate::observe::Telemetry;
 use crate::reload::{self, ReloadReport};
 use crate::runtime::Runtime;
 
@@ -40,6 +41,8 @@ pub struct Shared {
     last_reload: Mutex<Option<ReloadReport>>,
     /// Embedder extensions, in registration order.
     extensions: Vec<Arc<dyn Extension>>,
+    /// The access log and span exporter (set once when the gateway is built).
+    telemetry: OnceLock<Arc<Telemetry>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -80,6 +83,7 @@ impl Shared {
             reload_lock: tokio::sync::Mutex::new(()),
             last_reload: Mutex::new(None),
             extensions,
+            telemetry: OnceLock::new(),
         })
     }
 
@@ -113,6 +117,17 @@ impl Shared {
     #[inline]
     pub fn extensions(&self) -> &[Arc<dyn Extension>] {
         &self.extensions
+    }
+
+    /// The access log and span exporter (none until [`Shared::set_telemetry`]).
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        self.telemetry.get().cloned().unwrap_or_default()
+    }
+
+    /// Sets the access log and span exporter, before the services are built. Only the first
+    /// call counts.
+    pub fn set_telemetry(&self, telemetry: Telemetry) {
+        let _ = self.telemetry.set(Arc::new(telemetry));
     }
 
     /// The file reloads read, if the configuration came from one.

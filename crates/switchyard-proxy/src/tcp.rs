@@ -23,7 +23,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -31,12 +31,14 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use switchyard_balance::{InFlight, Tried};
-use switchyard_config::ProxyProtocol;
+use switchyard_config::{AccessLogFormat, ProxyProtocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::attempt::Attempt;
+use crate::observe::tcp_record::TcpRecord;
+use crate::observe::Telemetry;
 use crate::proxy_protocol::{encode, read_header};
 use crate::reject::Reject;
 use crate::request_key::{inet_addr, ip_key};
@@ -91,6 +93,8 @@ pub struct TcpProxy {
     active: IntGauge,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
+    /// The access log.
+    telemetry: Arc<Telemetry>,
 }
 
 /// Decrements the active-connections gauge however the connection ends.
@@ -112,6 +116,7 @@ impl TcpProxy {
             bytes_in: m.tcp_bytes_total.with_label_values(&[listener, "in"]),
             bytes_out: m.tcp_bytes_total.with_label_values(&[listener, "out"]),
             listener: listener.to_string(),
+            telemetry: shared.telemetry(),
             shared,
         }
     }
@@ -124,8 +129,39 @@ impl TcpProxy {
             .inc();
     }
 
-    /// Proxies one client connection to the end.
-    pub async fn handle(&self, mut client: Stream) -> TcpOutcome {
+    /// Proxies one client connection to the end; with an access log, writes its line.
+    pub async fn handle(&self, client: Stream) -> TcpOutcome {
+        let Some(log) = &self.telemetry.access_log else {
+            return self.serve(client, &mut None).await;
+        };
+        let since = Instant::now();
+        let mut rec = Some(TcpRecord {
+            start: Some(SystemTime::now()),
+            ..TcpRecord::default()
+        });
+        let outcome = self.serve(client, &mut rec).await;
+        if let Some(rec) = rec {
+            let rt = self.shared.snapshot();
+            let upstream = rt
+                .listener_index(&self.listener)
+                .and_then(|li| rt.listeners[li].cfg.upstream.as_deref())
+                .unwrap_or_default();
+            let duration = since.elapsed();
+            log.send(match log.format() {
+                AccessLogFormat::Json => {
+                    rec.json(&self.listener, upstream, outcome.as_str(), duration)
+                }
+                AccessLogFormat::Combined => {
+                    rec.combined(&self.listener, outcome.as_str(), duration)
+                }
+            });
+        }
+        outcome
+    }
+
+    /// Proxies one client connection to the end, noting in `rec` (if any) what the access log
+    /// records.
+    async fn serve(&self, mut client: Stream, rec: &mut Option<TcpRecord>) -> TcpOutcome {
         let _active = {
             self.active.inc();
             ActiveGuard(self.active.clone())
@@ -161,6 +197,9 @@ impl TcpProxy {
                 }
             }
         }
+        if let Some(rec) = rec.as_mut() {
+            rec.client_ip = peer.map(|p| p.ip());
+        }
         if let Some(ip) = peer.map(|p| p.ip()) {
             if !admits(&lcfg.allow, &lcfg.deny, ip) {
                 self.shared
@@ -183,7 +222,7 @@ impl TcpProxy {
 
         let connect_timeout = Duration::from_millis(lcfg.connect_timeout_ms.max(1));
         let (mut server, _inflight, server_addr) =
-            match self.connect(upstream, key, connect_timeout).await {
+            match self.connect(upstream, key, connect_timeout, rec).await {
                 Ok(connected) => connected,
                 Err(outcome) => {
                     self.count(&upstream_name, outcome);
@@ -214,14 +253,19 @@ impl TcpProxy {
         }
 
         let idle = Duration::from_millis(lcfg.idle_timeout_ms.max(1));
-        let outcome = pipe(
+        let counted = Transferred::default();
+        let outcome = pipe_counted(
             &mut client,
             &mut server,
             idle,
-            &self.bytes_in,
-            &self.bytes_out,
+            (&self.bytes_in, &self.bytes_out),
+            &counted,
         )
         .await;
+        if let Some(rec) = rec.as_mut() {
+            rec.bytes_received = counted.received.load(Ordering::Relaxed);
+            rec.bytes_sent = counted.sent.load(Ordering::Relaxed);
+        }
         if outcome == TcpOutcome::IdleTimeout {
             log::debug!(
                 "listener {}: closing idle connection to {server_addr}",
@@ -241,6 +285,7 @@ impl TcpProxy {
         upstream: &UpstreamRuntime,
         key: Option<u64>,
         timeout: Duration,
+        rec: &mut Option<TcpRecord>,
     ) -> Result<(TcpStream, InFlight, SocketAddr), TcpOutcome> {
         let snap = upstream.pool.snapshot();
         let mut tried = Tried::default();
@@ -250,6 +295,10 @@ impl TcpProxy {
                 break;
             };
             tried.insert(&server.stats);
+            if let Some(rec) = rec.as_mut() {
+                rec.attempts += 1;
+                rec.server = Some(server.spec.id.to_string());
+            }
             let attempt = Attempt::begin(upstream, index, server, snap.now_nanos());
             let addr = server.spec.addr;
             let kind = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -313,14 +362,51 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    pipe_counted(
+        client,
+        server,
+        idle,
+        (bytes_in, bytes_out),
+        &Transferred::default(),
+    )
+    .await
+}
+
+/// The bytes one connection moved, each way.
+#[derive(Debug, Default)]
+pub struct Transferred {
+    /// Client to server.
+    pub received: AtomicU64,
+    /// Server to client.
+    pub sent: AtomicU64,
+}
+
+/// [`pipe`], also adding the connection's bytes to `counted`.
+pub async fn pipe_counted<C, S>(
+    client: &mut C,
+    server: &mut S,
+    idle: Duration,
+    (bytes_in, bytes_out): (&IntCounter, &IntCounter),
+    counted: &Transferred,
+) -> TcpOutcome
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let epoch = Instant::now();
     let last = AtomicU64::new(0);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(server);
     let both = async {
         tokio::try_join!(
-            copy_half(&mut cr, &mut sw, &last, epoch, bytes_in),
-            copy_half(&mut sr, &mut cw, &last, epoch, bytes_out),
+            copy_half(
+                &mut cr,
+                &mut sw,
+                &last,
+                epoch,
+                (bytes_in, &counted.received)
+            ),
+            copy_half(&mut sr, &mut cw, &last, epoch, (bytes_out, &counted.sent)),
         )
     };
     tokio::select! {
@@ -346,7 +432,7 @@ async fn copy_half<R, W>(
     w: &mut W,
     last: &AtomicU64,
     epoch: Instant,
-    counter: &IntCounter,
+    (counter, total): (&IntCounter, &AtomicU64),
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -369,6 +455,7 @@ where
         w.flush().await?;
         last.store(elapsed_ms(epoch), Ordering::Relaxed);
         counter.inc_by(n as u64);
+        total.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

@@ -9,6 +9,7 @@ use super::cascade::CascadeConfig;
 use super::limits::LimitsConfig;
 use super::listener::{ListenerConfig, ListenerProtocol};
 use super::metrics::MetricsConfig;
+use super::observability::{AccessLogConfig, TracingConfig};
 use super::route::RouteConfig;
 use super::server::ServerConfig;
 use super::upstream::UpstreamConfig;
@@ -66,6 +67,12 @@ pub struct Config {
     /// `[cascade]`: API cascading between instances; absent = off.
     #[serde(default)]
     pub cascade: Option<CascadeConfig>,
+    /// `[access_log]`: one line per request and per TCP connection; absent = no access log.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+    /// `[tracing]`: OpenTelemetry spans over OTLP/HTTP; absent = none exported.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
 }
 
 impl Config {

@@ -17,6 +17,7 @@ mod limits;
 mod listener;
 mod listener_tls;
 mod metrics;
+mod observability;
 mod proxy_protocol;
 mod route;
 mod server;
@@ -40,6 +41,7 @@ pub use limits::{
 pub use listener::{ListenerConfig, ListenerProtocol};
 pub use listener_tls::{CertKeyPair, ClientAuth, ListenerTls, TlsVersion};
 pub use metrics::MetricsConfig;
+pub use observability::{AccessLogConfig, AccessLogFormat, TracingConfig};
 pub use proxy_protocol::ProxyProtocol;
 pub use route::RouteConfig;
 pub use server::{parse_resolver, ServerConfig};

@@ -2,6 +2,7 @@
 //! like `model/` and `validate/`.
 
 mod listeners;
+mod observability;
 mod parse;
 mod peer_compat;
 mod routes;

@@ -9,6 +9,7 @@ mod cascade;
 mod groups;
 mod health;
 mod listeners;
+mod observability;
 mod routes;
 mod server;
 mod sticky;
@@ -48,6 +49,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigErrors> {
     v.routes(cfg);
     v.upstreams(cfg);
     v.cascade(cfg);
+    v.observability(cfg);
     if v.errors.is_empty() {
         Ok(())
     } else {

@@ -1,0 +1,43 @@
+//! Rules of `[access_log]` and `[tracing]`.
+
+use super::Validator;
+use crate::model::Config;
+
+impl Validator {
+    pub(super) fn observability(&mut self, cfg: &Config) {
+        if let Some(log) = &cfg.access_log {
+            self.non_empty("access_log.path", &log.path);
+        }
+        if let Some(t) = &cfg.tracing {
+            self.non_empty("tracing.service_name", &t.service_name);
+            if !(0.0..=1.0).contains(&t.sample_ratio) {
+                self.err("tracing.sample_ratio", "must be between 0.0 and 1.0");
+            }
+            if let Err(msg) = check_otlp_endpoint(&t.otlp_endpoint) {
+                self.err("tracing.otlp_endpoint", msg);
+            }
+        }
+    }
+}
+
+/// `otlp_endpoint` must be `http://host[:port][/path]`.
+fn check_otlp_endpoint(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(
+            "https is not supported: send spans to a local collector over http \
+                    (e.g. http://127.0.0.1:4318/v1/traces), which forwards them with TLS"
+                .to_string(),
+        );
+    }
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    match authority {
+        Some(a) if !a.is_empty() && !a.starts_with(':') && !a.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{url}` is not an http:// URL with a host (e.g. http://127.0.0.1:4318/v1/traces)"
+        )),
+    }
+}

@@ -1,0 +1,78 @@
+//! Request ids: an incoming `X-Request-Id` is kept when it is 1 to 128 visible ASCII characters,
+//! otherwise a new one is generated — 128 random bits as 32 lowercase hex digits, unique across a
+//! fleet without coordination (the chance of two equal ids among 10^15 requests is below 10^-8).
+
+use http::HeaderValue;
+
+/// The header carrying the id, to upstreams and in every response.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// The longest incoming id that is kept.
+pub const MAX_LEN: usize = 128;
+
+/// True if `value` is kept as the request's id: 1 to [`MAX_LEN`] visible ASCII characters
+/// (`!` to `~`: no space, no control character).
+///
+/// ```
+/// use switchyard_proxy::observe::request_id::is_valid;
+/// assert!(is_valid(b"abc-123"));
+/// assert!(!is_valid(b""));
+/// assert!(!is_valid(b"a b"));
+/// assert!(!is_valid(&[b'a'; 129]));
+/// ```
+pub fn is_valid(value: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&value.len()) && value.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// The id of a request whose `X-Request-Id` header is `incoming`: that value if it is valid
+/// ([`is_valid`]), else a new one ([`generate`]).
+pub fn of_request(incoming: Option<&HeaderValue>) -> HeaderValue {
+    match incoming {
+        Some(v) if is_valid(v.as_bytes()) => v.clone(),
+        _ => generate(),
+    }
+}
+
+/// A new id: 128 random bits as 32 lowercase hex digits.
+///
+/// ```
+/// use switchyard_proxy::observe::request_id::generate;
+/// let (a, b) = (generate(), generate());
+/// assert_eq!(a.len(), 32);
+/// assert_ne!(a, b);
+/// ```
+pub fn generate() -> HeaderValue {
+    let mut buf = [0u8; 32];
+    hex_into(&rand::random::<[u8; 16]>(), &mut buf);
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_ids_are_kept_only_when_valid() {
+        let ok = HeaderValue::from_static("req-42_!~");
+        assert_eq!(of_request(Some(&ok)), ok);
+        let long = HeaderValue::from_bytes(&[b'x'; 129]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(of_request(Some(&long)).len(), 32);
+        let max = HeaderValue::from_bytes(&[b'x'; 128]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(of_request(Some(&max)), max);
+        let tab = HeaderValue::from_bytes(b"a\tb").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(of_request(Some(&tab)), tab);
+        let utf8 = HeaderValue::from_bytes("é".as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(of_request(Some(&utf8)), utf8);
+        let new = of_request(None);
+        assert!(new.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+    }
+}

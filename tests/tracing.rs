@@ -1,0 +1,393 @@
+//! OpenTelemetry export over real sockets: a real OTLP/HTTP receiver (hyper, decoding
+//! `ExportTraceServiceRequest` with the `opentelemetry-proto` types) gets one server span per
+//! request and one client span per attempt, with the parent/child structure of a retried
+//! request and the span ids the origins saw in `traceparent`; parent-based sampling; and an
+//! unreachable collector costs no request and is counted.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use support::*;
+
+/// A span as received, with its resource's `service.name`.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    span: Span,
+}
+
+/// An OTLP/HTTP (protobuf) trace receiver on 127.0.0.1.
+struct Collector {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<Received>>>,
+    posts: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let posts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (s, p) = (spans.clone(), posts.clone());
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (spans, posts) = (s.clone(), p.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (spans, posts) = (spans.clone(), posts.clone());
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let ctype = req
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            posts.lock().unwrap().push((path, ctype));
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let export = ExportTraceServiceRequest::decode(body).unwrap();
+                            for rs in export.resource_spans {
+                                let service = rs
+                                    .resource
+                                    .as_ref()
+                                    .and_then(|r| string_attr(&r.attributes, "service.name"))
+                                    .unwrap_or_default();
+                                for ss in rs.scope_spans {
+                                    for span in ss.spans {
+                                        spans.lock().unwrap().push(Received {
+                                            service: service.clone(),
+                                            span,
+                                        });
+                                    }
+                                }
+                            }
+                            let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(Full::new(bytes::Bytes::from(answer)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(conn), svc)
+                        .await;
+                });
+            }
+        });
+        Collector { addr, spans, posts }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/v1/traces", self.addr)
+    }
+
+    /// The spans of trace `trace` (hex), once at least `n` arrived (waits ≤ 8 s; `n` = 0: no
+    /// wait).
+    fn wait_trace(&self, trace: &str, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let got: Vec<Received> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| hex(&r.span.trace_id) == trace)
+                .cloned()
+                .collect();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(AnyValue::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        }
+    })
+}
+
+fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(AnyValue::IntValue(i)) => Some(*i),
+            _ => None,
+        }
+    })
+}
+
+/// `[tracing]` to `endpoint` with `ratio`; route `/` over `servers` (round robin).
+fn config(endpoint: &str, ratio: f64, servers: &[SocketAddr]) -> String {
+    format!(
+        "{}[metrics]\nlisten = \"{}\"\n\n[tracing]\notlp_endpoint = \"{endpoint}\"\n\
+         service_name = \"edge-gw\"\nsample_ratio = {ratio:.1}\n\n{}\
+         [[routes]]\nname = \"r\"\npath = \"/items/{{id}}\"\nupstream = \"u\"\n\n{}",
+        server_section("otel"),
+        free_addr(),
+        listener_section("web", &free_addr()),
+        upstream_section_for("u", servers),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_a_retried_request_reach_a_real_otlp_receiver() {
+    let collector = Collector::start().await;
+    let broken = Origin::start("broken");
+    broken.set_mode(OriginMode::Reset);
+    let good = Origin::start("good");
+    let gw = Gateway::start(&config(
+        &collector.url(),
+        1.0,
+        &[broken.addr(), good.addr()],
+    ));
+    let c = client();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    // Round robin over [broken, good]: at least one of two requests is retried.
+    for i in 0..2 {
+        let r = send(
+            &c,
+            "GET",
+            &gw.url(&format!("/items/{i}?q=1")),
+            Some("shop.test:8080"),
+            &[
+                ("traceparent", &format!("00-{trace}-{parent}-01")),
+                ("x-request-id", &format!("otel-{i}")),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let retried = broken.requests()[0].uri.clone();
+    let first_tp = broken.requests()[0].header("traceparent").unwrap();
+    let second_tp = good
+        .requests()
+        .into_iter()
+        .find(|r| r.uri == retried)
+        .and_then(|r| r.header("traceparent"))
+        .unwrap();
+    let attempt_span = |tp: &str| tp.split('-').nth(2).unwrap().to_string();
+
+    // 2 requests: 2 server spans, and 3 or 4 client spans.
+    let spans = collector.wait_trace(trace, 5);
+    let servers: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    assert!(spans.iter().all(|r| r.service == "edge-gw"), "service.name");
+    let server = servers
+        .iter()
+        .find(|s| {
+            string_attr(&s.attributes, "url.path").as_deref()
+                == Some(retried.split('?').next().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no server span for {retried}: {servers:#?}"));
+    assert_eq!(
+        hex(&server.parent_span_id),
+        parent,
+        "the caller's span is the parent"
+    );
+    assert_eq!(server.name, "GET /items/{id}");
+    let a = &server.attributes;
+    assert_eq!(
+        string_attr(a, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(string_attr(a, "http.route").as_deref(), Some("/items/{id}"));
+    assert_eq!(
+        string_attr(a, "server.address").as_deref(),
+        Some("shop.test")
+    );
+    assert_eq!(string_attr(a, "url.query").as_deref(), Some("q=1"));
+    assert_eq!(string_attr(a, "url.scheme").as_deref(), Some("http"));
+    assert_eq!(int_attr(a, "http.response.status_code"), Some(200));
+    assert_eq!(string_attr(a, "switchyard.route").as_deref(), Some("r"));
+    assert!(string_attr(a, "switchyard.request_id").is_some_and(|id| id.starts_with("otel-")));
+    assert!(server.end_time_unix_nano >= server.start_time_unix_nano);
+
+    let mut clients: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| s.kind == SpanKind::Client as i32 && s.parent_span_id == server.span_id)
+        .collect();
+    clients.sort_by_key(|s| int_attr(&s.attributes, "switchyard.retry"));
+    assert_eq!(
+        clients.len(),
+        2,
+        "two attempts under the retried request: {spans:#?}"
+    );
+    let (first, second) = (clients[0], clients[1]);
+    assert_eq!(int_attr(&first.attributes, "switchyard.retry"), Some(0));
+    assert_eq!(int_attr(&second.attributes, "switchyard.retry"), Some(1));
+    assert_eq!(
+        int_attr(&second.attributes, "http.request.resend_count"),
+        Some(1)
+    );
+    assert_eq!(
+        string_attr(&first.attributes, "switchyard.server"),
+        Some(format!("g/127.0.0.1:{}", broken.port()))
+    );
+    assert_eq!(
+        string_attr(&second.attributes, "switchyard.server"),
+        Some(format!("g/127.0.0.1:{}", good.port()))
+    );
+    assert_eq!(
+        string_attr(&second.attributes, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        int_attr(&second.attributes, "server.port"),
+        Some(good.port().into())
+    );
+    assert_eq!(
+        int_attr(&second.attributes, "http.response.status_code"),
+        Some(200)
+    );
+    assert!(
+        string_attr(&first.attributes, "error.type").is_some(),
+        "the failed attempt"
+    );
+    assert_eq!(
+        int_attr(&first.attributes, "http.response.status_code"),
+        None
+    );
+    // The span ids the origins received as parents are the client spans'.
+    assert_eq!(hex(&first.span_id), attempt_span(&first_tp));
+    assert_eq!(hex(&second.span_id), attempt_span(&second_tp));
+    assert!(first.start_time_unix_nano <= second.start_time_unix_nano);
+    assert!(server.start_time_unix_nano <= first.start_time_unix_nano);
+    assert!(second.end_time_unix_nano <= server.end_time_unix_nano);
+
+    let posts = collector.posts.lock().unwrap().clone();
+    assert!(
+        posts
+            .iter()
+            .all(|(p, t)| p == "/v1/traces" && t == "application/x-protobuf"),
+        "{posts:?}"
+    );
+    assert!(
+        posts.len() < 5,
+        "spans are exported in batches, not one request each: {} posts",
+        posts.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_follows_the_parent_and_new_traces_are_sampled_by_ratio() {
+    let collector = Collector::start().await;
+    let origin = Origin::start("o");
+    let gw = Gateway::start(&config(&collector.url(), 1.0, &[origin.addr()]));
+    let c = client();
+    let unsampled = "11111111111111111111111111111111";
+    let r = send(
+        &c,
+        "GET",
+        &gw.url("/items/u"),
+        None,
+        &[(
+            "traceparent",
+            &format!("00-{unsampled}-2222222222222222-00"),
+        )],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // A new trace (ratio 1.0): sampled, flagged so upstream, and exported without a parent.
+    let r = get(&c, &gw.url("/items/new")).await;
+    assert_eq!(r.status, 200);
+    let tp = origin
+        .last_request()
+        .unwrap()
+        .header("traceparent")
+        .unwrap();
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts[3], "01", "{tp}");
+    let spans = collector.wait_trace(parts[1], 2);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let server = spans
+        .iter()
+        .find(|r| r.span.kind == SpanKind::Server as i32)
+        .unwrap();
+    assert!(server.span.parent_span_id.is_empty() || server.span.parent_span_id == [0; 8]);
+    // Spans are exported in order: the unsampled request's would have come first.
+    assert!(
+        collector.wait_trace(unsampled, 0).is_empty(),
+        "a trace flagged not sampled is not exported"
+    );
+
+    // sample_ratio = 0: new traces are not sampled (and flagged so upstream).
+    let gw0 = Gateway::start(&config(&collector.url(), 0.0, &[origin.addr()]));
+    let r = get(&c, &gw0.url("/items/zero")).await;
+    assert_eq!(r.status, 200);
+    let tp = origin
+        .last_request()
+        .unwrap()
+        .header("traceparent")
+        .unwrap();
+    assert!(tp.ends_with("-00"), "{tp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_costs_no_request_and_is_counted() {
+    let origin = Origin::start("o");
+    let closed = format!("http://127.0.0.1:{}/v1/traces", free_port());
+    let gw = Gateway::start(&config(&closed, 1.0, &[origin.addr()]));
+    let c = client();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..200 {
+        let t = Instant::now();
+        let r = get(&c, &gw.url(&format!("/items/{i}"))).await;
+        assert_eq!(r.status, 200);
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest request {slowest:?} with the collector down"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let failures = metric_sum(
+            &gw.metrics().await,
+            "switchyard_span_export_failures_total",
+            &[],
+        );
+        if failures >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no export failure counted:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.log().contains("cannot export"), "{}", gw.log());
+}
