@@ -5,6 +5,8 @@
 //! switchyard run -c conf/demo.toml        # run
 //! switchyard run -c conf/demo.toml -u     # graceful upgrade: take over a running instance's sockets
 //! switchyard check -c conf/demo.toml      # validate and summarise, like `nginx -t`
+//! switchyard push -c fleet.toml --etcd http://127.0.0.1:2379 --prefix /switchyard/prod
+//! switchyard pull --etcd http://127.0.0.1:2379 --prefix /switchyard/prod
 //! ```
 
 use std::path::PathBuf;
@@ -56,11 +58,145 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Validate a file like `check` and write its shared sections to `<prefix>/config` in etcd;
+    /// prints the new revision. Exit 2 on a validation error, 3 when the revision guard fails.
+    Push {
+        /// The configuration file (local sections are left out, with a note).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Write even if another push landed since the revision read.
+        #[arg(long)]
+        force: bool,
+        /// Write only if `<prefix>/config` is at this revision (0 = absent).
+        #[arg(long, value_name = "N", conflicts_with = "force")]
+        expect_revision: Option<i64>,
+    },
+    /// Print the shared document at `<prefix>/config` (its revision goes to standard error).
+    Pull {
+        /// A file whose `[cluster]` gives endpoints, prefix, TLS and auth.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Where `push` and `pull` find etcd.
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    /// An etcd endpoint (repeatable); default: the file's `[cluster].etcd_endpoints`.
+    #[arg(long = "etcd", value_name = "URL")]
+    etcd: Vec<String>,
+    /// The fleet's key prefix; default: the file's `[cluster].prefix`.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+}
+
+impl TargetArgs {
+    /// The target, taking TLS and auth (and defaults) from `file`'s `[cluster]` if it parses.
+    fn target(self, file: Option<&std::path::Path>) -> Result<switchyard_cluster::Target, String> {
+        let cluster = file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| toml::from_str::<switchyard_config::Config>(&t).ok())
+            .and_then(|c| c.cluster);
+        let base = file
+            .and_then(|f| f.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| std::path::Path::new("."));
+        switchyard_cluster::Target::new(cluster, self.etcd, self.prefix, base)
+    }
+}
+
+/// Runs `fut` on a small Tokio runtime (the CLI's etcd commands).
+fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(fut))
+        .map_err(|e| e.to_string())
+}
+
+fn push(
+    config: PathBuf,
+    target: TargetArgs,
+    force: bool,
+    expect_revision: Option<i64>,
+) -> ExitCode {
+    let target = match target.target(Some(&config)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = block_on(switchyard_cluster::push(
+        &config,
+        &target,
+        force,
+        expect_revision,
+    ));
+    match outcome {
+        Ok(Ok(pushed)) => {
+            for s in &pushed.left_out {
+                eprintln!("note: section `{s}` is local to each instance and was not pushed");
+            }
+            println!("{}", pushed.revision);
+            eprintln!(
+                "pushed {}/config at revision {}",
+                target.cluster.prefix, pushed.revision
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn pull(config: Option<PathBuf>, target: TargetArgs) -> ExitCode {
+    let target = match target.target(config.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match block_on(switchyard_cluster::pull(&target)) {
+        Ok(Ok(Some((text, revision)))) => {
+            print!("{text}");
+            eprintln!("revision {revision}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(None)) => {
+            eprintln!("error: no document at {}/config", target.cluster.prefix);
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Push {
+            config,
+            target,
+            force,
+            expect_revision,
+        } => push(config, target, force, expect_revision),
+        Command::Pull { config, target } => pull(config, target),
         Command::Check { config } => match switchyard_config::load_file(&config) {
             Ok(cfg) => {
                 print_summary(&cfg);
@@ -97,8 +233,24 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let admin_cfg = cfg.admin.clone();
+            // With `[cluster]`, the shared sections come from etcd (or the cache).
+            let (cfg, fleet) = match switchyard_cluster::bootstrap(cfg.clone(), &config) {
+                Some(b) => (b.config, Some(b.agent)),
+                None => (cfg, None),
+            };
             match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
                 Ok(mut gw) => {
+                    if let Some(agent) = fleet {
+                        switchyard_cluster::attach(&agent, &gw.shared);
+                        gw.server
+                            .add_service(pingora::services::background::background_service(
+                                "switchyard cluster",
+                                switchyard_cluster::FleetService::new(
+                                    agent,
+                                    std::sync::Arc::clone(&gw.shared),
+                                ),
+                            ));
+                    }
                     if let Some(admin) = admin_cfg {
                         match switchyard_admin::service(&admin, std::sync::Arc::clone(&gw.shared)) {
                             Ok(svc) => {

@@ -35,6 +35,7 @@
 
 mod api;
 mod auth;
+mod cluster_section;
 pub mod guard;
 mod request;
 mod response;

@@ -16,7 +16,7 @@ use crate::views::{self, Rates, ServerView};
 pub const DEFAULT_REFRESH_S: u32 = 5;
 
 /// HTML-escapes `s`.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -44,7 +44,7 @@ fn ago(ms: u64) -> String {
 }
 
 /// `YYYY-MM-DD hh:mm:ss UTC` from Unix seconds (proleptic Gregorian calendar).
-fn utc(unix_s: u64) -> String {
+pub(crate) fn utc(unix_s: u64) -> String {
     let days = i64::try_from(unix_s / 86_400).unwrap_or(0);
     let secs = unix_s % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -269,6 +269,10 @@ pub fn render(shared: &Shared, rates: &Rates, refresh_s: u32) -> String {
         );
     }
     out.push_str("</table>\n");
+
+    if let Some(fleet) = shared.fleet() {
+        crate::cluster_section::render(&mut out, &fleet.view());
+    }
 
     out.push_str("<h2>Upstreams</h2>\n");
     for u in &view.upstreams {

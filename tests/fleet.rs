@@ -1,0 +1,480 @@
+//! Fleets on a real etcd (issue 21): the shared document at `<prefix>/config` reaches every
+//! gateway, `switchyard push`/`pull`, invalid documents, the revision guard, the cache, and etcd
+//! outages. Every test starts its own etcd on loopback (tests/support/etcd.rs).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A unique fleet prefix.
+fn prefix() -> String {
+    format!("/sy-test/{}", unique_id("fleet"))
+}
+
+/// A gateway's local file: `[server]`, one listener `web`, `[metrics]`, `[admin]` and
+/// `[cluster]` with `extra` appended to it.
+fn local_file(id: &str, endpoints: &str, prefix: &str, cluster_extra: &str) -> String {
+    format!(
+        "[server]\ninstance_id = \"{id}\"\nthreads = 1\ngrace_period_s = 1\n\n{}\
+         [metrics]\nlisten = \"{}\"\n\n[admin]\nlisten = \"{}\"\n\n\
+         [cluster]\netcd_endpoints = {endpoints}\nprefix = \"{prefix}\"\n{cluster_extra}\n",
+        listener_section("web", &free_addr()),
+        free_addr(),
+        free_addr(),
+    )
+}
+
+/// A shared document: route `all` to upstream `api` over `origins`.
+fn document(origins: &[&Origin]) -> String {
+    format!(
+        "[[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"api\"\n\n{}",
+        upstream_section("api", origins)
+    )
+}
+
+/// Runs `switchyard push` on `text` with `args` after `-c FILE --etcd URL --prefix P`.
+fn push(etcd: &Etcd, prefix: &str, text: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    std::fs::write(&path, text).unwrap();
+    let endpoint = etcd.endpoint();
+    let mut all = vec![
+        "push",
+        "-c",
+        path.to_str().unwrap(),
+        "--etcd",
+        &endpoint,
+        "--prefix",
+        prefix,
+    ];
+    all.extend_from_slice(args);
+    run_cli(&all)
+}
+
+/// Pushes `text` and returns the revision printed.
+fn push_ok(etcd: &Etcd, prefix: &str, text: &str) -> i64 {
+    let (code, out, err) = push(etcd, prefix, text, &[]);
+    assert_eq!(code, 0, "push failed: {err}");
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("push printed {out:?}"))
+}
+
+/// Waits until `GET /` through `gw` is answered by origin `want` (or, for `None`, 404).
+async fn wait_origin(gw: &Gateway, want: Option<&str>, timeout: Duration) -> bool {
+    let client = fresh_client();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = get(&client, &gw.url("/")).await;
+        let ok = match want {
+            Some(name) => r.origin().as_deref() == Some(name),
+            None => r.status == 404,
+        };
+        if ok {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of a metric without labels from `gw`.
+async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let body = get(&client(), &format!("http://{}/metrics", gw.metrics_addr()))
+        .await
+        .body;
+    metric_sum(&parse_metrics(&body), name, labels)
+}
+
+/// `GET /api/cluster` on `gw`.
+async fn cluster(gw: &Gateway) -> serde_json::Value {
+    let r = get(&client(), &gw.admin_url("/api/cluster")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+async fn wait_metric(gw: &Gateway, name: &str, want: f64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if metric(gw, name, &[]).await == want {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_converge_on_each_push() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw1 = Gateway::start(&local_file("gw-1", &etcd.endpoints_toml(), &p, ""));
+    let gw2 = Gateway::start(&local_file("gw-2", &etcd.endpoints_toml(), &p, ""));
+    // No document yet: nothing is routed.
+    assert!(wait_origin(&gw1, None, Duration::from_secs(1)).await);
+
+    let r1 = push_ok(&etcd, &p, &document(&[&a]));
+    for gw in [&gw1, &gw2] {
+        assert!(
+            wait_origin(gw, Some("a"), Duration::from_secs(2)).await,
+            "{}",
+            gw.log()
+        );
+    }
+    let r2 = push_ok(&etcd, &p, &document(&[&b]));
+    assert!(r2 > r1);
+    for gw in [&gw1, &gw2] {
+        assert!(wait_origin(gw, Some("b"), Duration::from_secs(2)).await);
+        assert!(
+            wait_metric(
+                gw,
+                "switchyard_config_revision",
+                r2 as f64,
+                Duration::from_secs(2)
+            )
+            .await
+        );
+        assert_eq!(metric(gw, "switchyard_config_source_up", &[]).await, 1.0);
+    }
+    // pull prints what was pushed.
+    let (code, out, err) = run_cli(&["pull", "--etcd", &etcd.endpoint(), "--prefix", &p]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, document(&[&b]));
+    assert!(err.contains(&format!("revision {r2}")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_validates_and_leaves_local_sections_out() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let a = Origin::start("a");
+    // A full file: its local sections are not pushed.
+    let full = format!("{}{}", server_section("push"), document(&[&a]));
+    let (code, _, err) = push(&etcd, &p, &full, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("section `server` is local"), "{err}");
+    let stored = etcd.get(&format!("{p}/config")).unwrap();
+    assert!(!stored.contains("instance_id"), "{stored}");
+    assert!(stored.contains("[[routes]]"));
+
+    // An invalid file: exit 2, key path and line, nothing written.
+    let before = etcd.get(&format!("{p}/config"));
+    let bad = document(&[&a]).replace("upstream = \"api\"", "upstream = \"nope\"");
+    let (code, _, err) = push(&etcd, &p, &bad, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("routes[0].upstream (line 4"), "{err}");
+    assert_eq!(etcd.get(&format!("{p}/config")), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revision_guard_refuses_a_stale_push() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let a = Origin::start("a");
+    let r1 = push_ok(&etcd, &p, &document(&[&a]));
+    // Another push landed since revision r1 - 1 was read: refused with exit 3.
+    let stale = (r1 - 1).to_string();
+    let (code, _, err) = push(&etcd, &p, &document(&[&a]), &["--expect-revision", &stale]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("revision guard failed"), "{err}");
+    let cur = r1.to_string();
+    let (code, out, err) = push(&etcd, &p, &document(&[&a]), &["--expect-revision", &cur]);
+    assert_eq!(code, 0, "{err}");
+    let r2: i64 = out.trim().parse().unwrap();
+    assert!(r2 > r1);
+    // The old revision again: refused, unless forced.
+    let (code, _, _) = push(&etcd, &p, &document(&[&a]), &["--expect-revision", &cur]);
+    assert_eq!(code, 3);
+    let (code, out, err) = push(&etcd, &p, &document(&[&a]), &["--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().parse::<i64>().unwrap() > r2);
+    // A first push to an empty prefix is guarded by revision 0.
+    let (code, _, err) = push(
+        &etcd,
+        &format!("{p}-new"),
+        &document(&[&a]),
+        &["--expect-revision", "0"],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_documents_written_directly_are_rejected_per_instance() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file("gw-bad", &etcd.endpoints_toml(), &p, ""));
+    let r1 = push_ok(&etcd, &p, &document(&[&a]));
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(2)).await);
+
+    // A route to an unknown upstream, written around `push`: the gateway keeps revision r1.
+    let bad = document(&[&b]).replace("upstream = \"api\"", "upstream = \"nope\"");
+    etcd.put(&format!("{p}/config"), &bad);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let view = loop {
+        let v = cluster(&gw).await;
+        if !v["last_error"].is_null() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let err = view["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("routes[0].upstream (line 4"), "{view}");
+    assert_eq!(view["applied_revision"], r1);
+    assert!(view["latest_revision"].as_i64().unwrap() > r1);
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(1)).await);
+    assert_eq!(
+        metric(&gw, "switchyard_config_revision", &[]).await,
+        r1 as f64
+    );
+    assert!(metric(&gw, "switchyard_cluster_errors_total", &[("kind", "apply")]).await >= 1.0);
+    // The status page shows it too.
+    let page = get(&client(), &gw.admin_url("/status")).await.body;
+    assert!(page.contains("id=\"cluster\""), "{page}");
+    assert!(page.contains("routes[0].upstream"), "{page}");
+
+    // A document naming a listener this instance lacks is this instance's error.
+    let edge = document(&[&b]).replace(
+        "upstream = \"api\"\n",
+        "upstream = \"api\"\nlisteners = [\"edge\"]\n",
+    );
+    etcd.put(&format!("{p}/config"), &edge);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let view = cluster(&gw).await;
+    assert!(
+        view["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("routes[0].listeners[0]"),
+        "{view}"
+    );
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(1)).await);
+
+    // A valid one is applied again.
+    let r3 = push_ok(&etcd, &p, &document(&[&b]));
+    assert!(wait_origin(&gw, Some("b"), Duration::from_secs(2)).await);
+    let view = cluster(&gw).await;
+    assert_eq!(view["applied_revision"], r3);
+    assert!(view["last_error"].is_null(), "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outage_keeps_serving_and_the_watch_resumes() {
+    let mut etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file("gw-out", &etcd.endpoints_toml(), &p, ""));
+    push_ok(&etcd, &p, &document(&[&a]));
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(2)).await);
+
+    etcd.stop();
+    assert!(
+        wait_metric(
+            &gw,
+            "switchyard_config_source_up",
+            0.0,
+            Duration::from_secs(10)
+        )
+        .await,
+        "{}",
+        gw.log()
+    );
+    // Serving goes on.
+    let client = fresh_client();
+    for _ in 0..20 {
+        assert_eq!(
+            get(&client, &gw.url("/")).await.origin().as_deref(),
+            Some("a")
+        );
+    }
+    assert_eq!(cluster(&gw).await["source_up"], false);
+
+    etcd.restart();
+    assert!(
+        wait_metric(
+            &gw,
+            "switchyard_config_source_up",
+            1.0,
+            Duration::from_secs(10)
+        )
+        .await,
+        "{}",
+        gw.log()
+    );
+    let r = push_ok(&etcd, &p, &document(&[&b]));
+    assert!(wait_origin(&gw, Some("b"), Duration::from_secs(2)).await);
+    assert_eq!(
+        metric(&gw, "switchyard_config_revision", &[]).await,
+        r as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_revision_forces_a_full_read() {
+    let mut etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file("gw-compact", &etcd.endpoints_toml(), &p, ""));
+    push_ok(&etcd, &p, &document(&[&a]));
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(2)).await);
+    etcd.stop();
+    assert!(
+        wait_metric(
+            &gw,
+            "switchyard_config_source_up",
+            0.0,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    etcd.restart();
+    // While the gateway is away: several revisions, then a compaction past its resume point.
+    let r = {
+        push_ok(&etcd, &p, &document(&[&a, &b]));
+        let r = push_ok(&etcd, &p, &document(&[&b]));
+        etcd.compact_now();
+        r
+    };
+    assert!(
+        wait_origin(&gw, Some("b"), Duration::from_secs(10)).await,
+        "{}",
+        gw.log()
+    );
+    assert!(
+        wait_metric(
+            &gw,
+            "switchyard_config_revision",
+            r as f64,
+            Duration::from_secs(2)
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_from_the_cache() {
+    let mut etcd = Etcd::start();
+    let p = prefix();
+    let a = Origin::start("a");
+    let keep = tempfile::tempdir().unwrap();
+    let cache = keep.path().join("cache.toml");
+    let extra = format!("cache_path = \"{}\"\n", cache.display());
+    let r = push_ok(&etcd, &p, &document(&[&a]));
+    {
+        let gw = Gateway::start(&local_file("gw-cold", &etcd.endpoints_toml(), &p, &extra));
+        assert!(wait_origin(&gw, Some("a"), Duration::from_secs(2)).await);
+    }
+    assert!(Path::new(&cache).is_file());
+    etcd.stop();
+    // etcd down at start-up: the cached document serves.
+    let gw = Gateway::start(&local_file("gw-cold", &etcd.endpoints_toml(), &p, &extra));
+    assert!(
+        wait_origin(&gw, Some("a"), Duration::from_secs(1)).await,
+        "{}",
+        gw.log()
+    );
+    assert_eq!(metric(&gw, "switchyard_config_source_up", &[]).await, 0.0);
+    assert_eq!(
+        metric(&gw, "switchyard_config_revision", &[]).await,
+        r as f64
+    );
+    // Without a cache: nothing routed, and it keeps trying.
+    let bare = Gateway::start(&local_file("gw-bare", &etcd.endpoints_toml(), &p, ""));
+    assert!(wait_origin(&bare, None, Duration::from_secs(1)).await);
+    etcd.restart();
+    assert!(
+        wait_origin(&bare, Some("a"), Duration::from_secs(10)).await,
+        "{}",
+        bare.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_under_load_fail_no_request() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file("gw-load", &etcd.endpoints_toml(), &p, ""));
+    push_ok(&etcd, &p, &document(&[&a]));
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(2)).await);
+    let url = gw.url("/");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, stop) = (url.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let client = client();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            // Bounded: at most 5000 requests or until told to stop.
+            for _ in 0..5000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    for i in 0..6 {
+        let doc = if i % 2 == 0 {
+            document(&[&a, &b])
+        } else {
+            document(&[&b])
+        };
+        tokio::task::spawn_blocking({
+            let (etcd_ep, p) = (etcd.endpoint(), p.clone());
+            move || {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("f.toml");
+                std::fs::write(&path, doc).unwrap();
+                let (code, _, err) = run_cli(&[
+                    "push",
+                    "-c",
+                    path.to_str().unwrap(),
+                    "--etcd",
+                    &etcd_ep,
+                    "--prefix",
+                    &p,
+                ]);
+                assert_eq!(code, 0, "{err}");
+            }
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for h in load {
+        let (o, f) = h.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 100, "only {ok} requests went through");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during pushes",
+        ok + failed
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "switchyard_config_reloads_total",
+            &[("result", "failure")]
+        )
+        .await,
+        0.0
+    );
+}
