@@ -478,3 +478,310 @@ async fn pushes_under_load_fail_no_request() {
         0.0
     );
 }
+
+/// The members listed by `GET /api/cluster` on `gw`, by instance id.
+async fn members(gw: &Gateway) -> Vec<serde_json::Value> {
+    cluster(gw).await["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_members(gw: &Gateway, want: &[&str], timeout: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = members(gw).await;
+        let ids: Vec<&str> = m.iter().filter_map(|m| m["instance_id"].as_str()).collect();
+        if ids == want || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_appear_flag_the_behind_and_leave() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let a = Origin::start("a");
+    let id = |n: &str| format!("{}-{n}", unique_id("m"));
+    let (id1, id2, id3) = (id("1"), id("2"), id("3"));
+    let gw1 = Gateway::start(&local_file(&id1, &etcd.endpoints_toml(), &p, ""));
+    // gw2 also has a listener `edge`.
+    let gw2_text =
+        local_file(&id2, &etcd.endpoints_toml(), &p, "") + &listener_section("edge", &free_addr());
+    let gw2 = Gateway::start(&gw2_text);
+    let mut gw3 = Gateway::start(&local_file(&id3, &etcd.endpoints_toml(), &p, ""));
+    let r1 = push_ok(&etcd, &p, &document(&[&a]));
+    let mut want = [id1.as_str(), id2.as_str(), id3.as_str()];
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let m = wait_members(&gw1, &want, Duration::from_secs(3)).await;
+        if m.iter().all(|m| m["applied_revision"] == r1) {
+            for m in &m {
+                assert_eq!(m["behind"], false, "{m}");
+                assert_eq!(m["version"], env!("CARGO_PKG_VERSION"));
+                assert!(m["last_error"].is_null());
+                assert!(m["started_at"].as_u64().unwrap() > 1_600_000_000);
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "members did not converge: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cluster(&gw1).await["latest_revision"], r1);
+
+    // A document naming `edge`: gw2 applies it, gw1 and gw3 cannot and are flagged behind.
+    let edge = document(&[&a]).replace(
+        "upstream = \"api\"\n",
+        "upstream = \"api\"\nlisteners = [\"edge\"]\n",
+    );
+    // push validates the merged view: a full file whose listeners are left out of the push.
+    let full = format!(
+        "{}{}{edge}",
+        listener_section("web", &free_addr()),
+        listener_section("edge", &free_addr())
+    );
+    let r2 = push_ok(&etcd, &p, &full);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let view = loop {
+        let v = cluster(&gw2).await;
+        let m = v["members"].as_array().cloned().unwrap_or_default();
+        let done = m.iter().all(|m| {
+            (m["instance_id"] == id2.as_str() && m["applied_revision"] == r2)
+                || (m["instance_id"] != id2.as_str() && !m["last_error"].is_null())
+        });
+        if done || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for m in view["members"].as_array().unwrap() {
+        if m["instance_id"] == id2.as_str() {
+            assert_eq!(m["behind"], false, "{view}");
+        } else {
+            assert_eq!(m["behind"], true, "{view}");
+            assert_eq!(m["applied_revision"], r1, "{view}");
+            assert!(m["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("routes[0].listeners[0]"));
+        }
+    }
+    let page = get(&client(), &gw2.admin_url("/status")).await.body;
+    assert!(
+        page.contains(&format!("data-member=\"{id1}\" data-behind=\"true\"")),
+        "{page}"
+    );
+
+    // A graceful shutdown revokes the lease: gone at once.
+    gw3.signal("TERM");
+    assert!(gw3.wait_exit(Duration::from_secs(10)).is_some());
+    let mut two = [id1.as_str(), id2.as_str()];
+    two.sort();
+    let m = wait_members(&gw1, &two, Duration::from_secs(2)).await;
+    assert_eq!(m.len(), 2, "{m:?}\n{}", gw3.log());
+    // A killed member goes when its lease expires (10 s).
+    let killed = Instant::now();
+    drop(gw2);
+    let m = wait_members(&gw1, &[id1.as_str()], Duration::from_secs(15)).await;
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        killed.elapsed() > Duration::from_secs(3),
+        "the lease ended too early"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_instance_id_is_reported() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let id = unique_id("dup");
+    let gw1 = Gateway::start(&local_file(&id, &etcd.endpoints_toml(), &p, ""));
+    assert_eq!(
+        wait_members(&gw1, &[id.as_str()], Duration::from_secs(3))
+            .await
+            .len(),
+        1
+    );
+    let gw2 = Gateway::start(&local_file(&id, &etcd.endpoints_toml(), &p, ""));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let v = cluster(&gw2).await;
+        let problems = v["problems"].to_string();
+        if problems.contains("duplicate instance_id") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}\n{}", gw2.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metric(
+            &gw2,
+            "switchyard_cluster_errors_total",
+            &[("kind", "duplicate_instance")]
+        )
+        .await
+            >= 1.0
+    );
+    // The first instance's record is untouched.
+    let rec = etcd.get(&format!("{p}/members/{id}")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    assert_eq!(rec["instance_id"], id.as_str());
+    drop(gw1);
+}
+
+/// Which origins answer `n` requests through `gw`.
+async fn spread(gw: &Gateway, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let client = fresh_client();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let r = get(&client, &gw.url("/")).await;
+        *seen
+            .entry(r.origin().unwrap_or(format!("status {}", r.status)))
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Waits until `n` requests through `gw` reach exactly the origins `want`.
+async fn wait_spread(gw: &Gateway, want: &[&str], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = spread(gw, 8).await;
+        let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+        if names == want {
+            return true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("last spread: {seen:?}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_reach_every_instance_and_survive_pushes_until_cleared() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw1 = Gateway::start(&local_file(
+        &unique_id("o1"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    let gw2 = Gateway::start(&local_file(
+        &unique_id("o2"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    push_ok(&etcd, &p, &document(&[&a, &b]));
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a", "b"], Duration::from_secs(3)).await);
+    }
+    // Disable `a` on gw1: gw2 follows.
+    let server = format!("127.0.0.1:{}", a.port());
+    let url = gw1.admin_url(&format!("/api/upstreams/api/servers/{server}/disable"));
+    let r = send(&client(), "POST", &url, None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stored = etcd.get(&format!("{p}/overrides/api/{server}")).unwrap();
+    assert_eq!(stored, r#"{"enabled":false}"#);
+    let changed = Instant::now();
+    assert!(wait_spread(&gw2, &["b"], Duration::from_secs(2)).await);
+    assert!(changed.elapsed() < Duration::from_secs(2));
+    assert!(wait_spread(&gw1, &["b"], Duration::from_secs(1)).await);
+
+    // It survives a push and a reload.
+    push_ok(
+        &etcd,
+        &p,
+        &(document(&[&a, &b]) + "\n[variables]\nv = \"2\"\n"),
+    );
+    gw2.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for gw in [&gw1, &gw2] {
+        assert_eq!(spread(gw, 10).await.keys().collect::<Vec<_>>(), ["b"]);
+    }
+    // Cleared on gw2: both serve `a` again.
+    let url = gw2.admin_url(&format!("/api/upstreams/api/servers/{server}/override"));
+    let r = send(&client(), "DELETE", &url, None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a", "b"], Duration::from_secs(2)).await);
+    }
+    let r = send(&client(), "DELETE", &url, None, &[]).await;
+    assert_eq!(r.status, 404, "nothing left to clear");
+    // An unknown server is refused before anything is written.
+    let url = gw1.admin_url("/api/upstreams/api/servers/127.0.0.1:1/drain");
+    assert_eq!(send(&client(), "POST", &url, None, &[]).await.status, 404);
+    assert!(etcd.keys(&format!("{p}/overrides/")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_servers_join_and_leave_with_and_without_leases() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b, c) = (Origin::start("a"), Origin::start("b"), Origin::start("c"));
+    let gw1 = Gateway::start(&local_file(
+        &unique_id("d1"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    let gw2 = Gateway::start(&local_file(
+        &unique_id("d2"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    push_ok(&etcd, &p, &document(&[&a]));
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a"], Duration::from_secs(3)).await);
+    }
+    let key_b = format!("{p}/upstreams/api/servers/g/127.0.0.1:{}", b.port());
+    etcd.put(&key_b, "{}");
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a", "b"], Duration::from_secs(2)).await);
+    }
+    // It survives a push of the document.
+    push_ok(&etcd, &p, &(document(&[&a]) + "\n[variables]\nv = \"2\"\n"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(spread(&gw1, 8).await.len(), 2);
+    // Under a lease: gone when the lease is revoked.
+    let key_c = format!("{p}/upstreams/api/servers/g/127.0.0.1:{}", c.port());
+    let lease = etcd.put_with_lease(&key_c, r#"{"weight": 1}"#, 30);
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a", "b", "c"], Duration::from_secs(2)).await);
+    }
+    etcd.revoke(&lease);
+    etcd.del(&key_b);
+    for gw in [&gw1, &gw2] {
+        assert!(wait_spread(gw, &["a"], Duration::from_secs(2)).await);
+    }
+    // A lease that expires by itself.
+    etcd.put_with_lease(&key_c, "{}", 2);
+    assert!(wait_spread(&gw1, &["a", "c"], Duration::from_secs(2)).await);
+    assert!(wait_spread(&gw1, &["a"], Duration::from_secs(6)).await);
+    // A disabled one receives nothing; a group the document lacks is reported.
+    etcd.put(&key_b, r#"{"enabled": false}"#);
+    let bad = format!("{p}/upstreams/api/servers/nope/127.0.0.1:{}", c.port());
+    etcd.put(&bad, "{}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let v = cluster(&gw2).await;
+        if v["problems"].to_string().contains("has no group nope") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(spread(&gw2, 10).await.keys().collect::<Vec<_>>(), ["a"]);
+    let ups = get(&client(), &gw2.admin_url("/api/upstreams/api"))
+        .await
+        .body;
+    assert!(ups.contains(&format!("127.0.0.1:{}", b.port())), "{ups}");
+}
