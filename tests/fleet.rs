@@ -487,6 +487,17 @@ async fn members(gw: &Gateway) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+async fn wait_member_count(gw: &Gateway, n: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = members(gw).await.len();
+        if m == n || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_members(gw: &Gateway, want: &[&str], timeout: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -784,4 +795,145 @@ async fn dynamic_servers_join_and_leave_with_and_without_leases() {
         .await
         .body;
     assert!(ups.contains(&format!("127.0.0.1:{}", b.port())), "{ups}");
+}
+
+/// Runs `switchyard push -c FILE` (the file's `[cluster]` gives endpoints, prefix, TLS and
+/// auth) with `env`; returns (exit code, stdout, stderr).
+fn push_with(text: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut cmd = std::process::Command::new(switchyard_bin());
+    cmd.arg("push").arg("-c").arg(&path).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_client_certificates_and_password_auth() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = EtcdTls::generate(certs.path());
+    let mut etcd = Etcd::start_cluster(1, Some(tls.clone()));
+    let p = prefix();
+    etcd.enable_auth("gateway", "s3cret", &format!("{p}/"));
+    let a = Origin::start("a");
+    let cluster_tls = format!(
+        "etcd_ca = \"{}\"\netcd_cert = \"{}\"\netcd_key = \"{}\"\n\
+         etcd_user_env = \"FLEET_USER\"\netcd_password_env = \"FLEET_PASSWORD\"\n",
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    let env = [("FLEET_USER", "gateway"), ("FLEET_PASSWORD", "s3cret")];
+    let local = local_file(&unique_id("tls"), &etcd.endpoints_toml(), &p, &cluster_tls);
+    let gw = Gateway::start_with_env(&local, &env);
+    // push takes TLS and auth from the file's [cluster]; the password only from the environment.
+    let full = format!("{local}{}", document(&[&a]));
+    let (code, out, err) = push_with(&full, &[], &env);
+    assert_eq!(code, 0, "{err}");
+    let r: i64 = out.trim().parse().unwrap();
+    assert!(
+        wait_origin(&gw, Some("a"), Duration::from_secs(3)).await,
+        "{}",
+        gw.log()
+    );
+    assert_eq!(
+        metric(&gw, "switchyard_config_revision", &[]).await,
+        r as f64
+    );
+    assert_eq!(wait_member_count(&gw, 1, Duration::from_secs(3)).await, 1);
+    // Secrets never reach etcd.
+    let stored = etcd.get(&format!("{p}/config")).unwrap();
+    assert!(
+        !stored.contains("s3cret") && !stored.contains("FLEET_PASSWORD"),
+        "{stored}"
+    );
+
+    // A wrong password: refused by etcd, the instance reports its source down.
+    let bad_env = [("FLEET_USER", "gateway"), ("FLEET_PASSWORD", "wrong")];
+    let local = local_file(
+        &unique_id("tls-bad"),
+        &etcd.endpoints_toml(),
+        &p,
+        &cluster_tls,
+    );
+    let bad = Gateway::start_with_env(&local, &bad_env);
+    assert!(wait_origin(&bad, None, Duration::from_secs(1)).await);
+    assert_eq!(metric(&bad, "switchyard_config_source_up", &[]).await, 0.0);
+    let (code, _, err) = push_with(&full, &[], &bad_env);
+    assert_eq!(code, 1, "{err}");
+    // Without the client certificate the TLS handshake fails.
+    let no_cert = cluster_tls
+        .lines()
+        .filter(|l| !l.starts_with("etcd_cert") && !l.starts_with("etcd_key"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let local = local_file(
+        &unique_id("tls-nocert"),
+        &etcd.endpoints_toml(),
+        &p,
+        &no_cert,
+    );
+    let (code, out, err) = push_with(&format!("{local}{}", document(&[&a])), &[], &env);
+    assert_eq!(code, 1, "{out}{err}\n{local}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_etcd_cluster_survives_losing_one() {
+    let mut etcd = Etcd::start_cluster(3, None);
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file(
+        &unique_id("c3"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    let eps = etcd.endpoints();
+    let push_to = |eps: &[String], doc: &str| {
+        let mut args: Vec<&str> = vec!["--prefix", &p];
+        for e in eps {
+            args.push("--etcd");
+            args.push(e);
+        }
+        push_with(doc, &args, &[])
+    };
+    let (code, _, err) = push_to(&eps, &document(&[&a]));
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_origin(&gw, Some("a"), Duration::from_secs(3)).await);
+    // Each member in turn is killed (so the one the gateway talks to is, at some point): pushes
+    // through the other two still reach it.
+    for killed in 0..3 {
+        etcd.kill(killed);
+        let live: Vec<String> = (0..3)
+            .filter(|i| *i != killed)
+            .map(|i| eps[i].clone())
+            .collect();
+        let origin = if killed % 2 == 0 { &b } else { &a };
+        let (code, _, err) = push_to(&live, &document(&[origin]));
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            wait_origin(&gw, Some(origin.name()), Duration::from_secs(10)).await,
+            "member {killed} killed: {}",
+            gw.log()
+        );
+        etcd.restart();
+    }
+    assert!(
+        wait_metric(
+            &gw,
+            "switchyard_config_source_up",
+            1.0,
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    assert_eq!(wait_member_count(&gw, 1, Duration::from_secs(3)).await, 1);
 }

@@ -5,8 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use switchyard_config::ClusterConfig;
+
+use crate::keys::Keys;
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,16 +96,34 @@ pub fn options(c: &ClusterConfig, base: &Path) -> Result<ConnectOptions, Connect
     Ok(opts)
 }
 
-/// Connects to the endpoints of `c` (an authenticated client when user/password are set).
+/// Connects to one of the endpoints of `c` (an authenticated client when user/password are
+/// set): each is tried in turn, starting after the one used last, and the first that answers a
+/// read of `<prefix>/config` is used. One endpoint at a time, so that a dead member of an etcd
+/// cluster ends the session (and the next connection goes elsewhere) instead of failing some
+/// calls behind a balancer.
 pub async fn connect(c: &ClusterConfig, base: &Path) -> Result<Client, ConnectError> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let opts = options(c, base)?;
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT * 2,
-        Client::connect(&c.etcd_endpoints, Some(opts)),
-    )
-    .await
-    {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT * 2)),
+    let probe = Keys::new(&c.prefix).config();
+    let n = c.etcd_endpoints.len().max(1);
+    let first = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut last = ConnectError::Timeout(CONNECT_TIMEOUT);
+    for i in 0..n {
+        let Some(endpoint) = c.etcd_endpoints.get((first + i) % n) else {
+            break;
+        };
+        let attempt = async {
+            let mut client = Client::connect([endpoint], Some(opts.clone())).await?;
+            client
+                .get(probe.as_str(), Some(GetOptions::new().with_count_only()))
+                .await?;
+            Ok::<Client, etcd_client::Error>(client)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => last = ConnectError::Etcd(e),
+            Err(_) => last = ConnectError::Timeout(CONNECT_TIMEOUT),
+        }
     }
+    Err(last)
 }

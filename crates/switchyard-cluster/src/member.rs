@@ -24,6 +24,8 @@ const RETRY: Duration = Duration::from_millis(500);
 
 /// Runs until shutdown, then revokes the lease.
 pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
+    // The lease survives a broken connection when it can: a new session first tries to keep
+    // the old one alive, so that the member key is not taken for another instance's.
     let mut lease: Option<(Client, i64)> = None;
     loop {
         let err = tokio::select! {
@@ -34,13 +36,13 @@ pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
             log::warn!("cluster: membership: {e}");
             agent.metrics.error("member");
         }
-        lease = None;
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep(RETRY) => {}
         }
     }
-    if let Some((mut client, id)) = lease {
+    if let Some((client, id)) = lease {
+        let mut client = agent.client().unwrap_or(client);
         match tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(id)).await {
             Ok(Ok(_)) => log::info!("cluster: left the fleet (member lease revoked)"),
             _ => log::warn!("cluster: could not revoke the member lease; it expires by itself"),
@@ -48,13 +50,23 @@ pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
     }
 }
 
-/// Grants a lease and keeps the member key under it; returns why it stopped (`None`: not
-/// connected yet).
+/// Grants a lease (or takes the previous one back while it lives) and keeps the member key under
+/// it; returns why it stopped (`None`: not connected yet).
 async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<String> {
     let mut client = agent.client()?;
-    let id = match client.lease_grant(LEASE_TTL_S, None).await {
-        Ok(r) => r.id(),
-        Err(e) => return Some(format!("cannot grant a lease: {e}")),
+    let previous = match lease {
+        Some((_, id)) => match client.lease_time_to_live(*id, None).await {
+            Ok(r) if r.ttl() > 0 => Some(*id),
+            _ => None,
+        },
+        None => None,
+    };
+    let id = match previous {
+        Some(id) => id,
+        None => match client.lease_grant(LEASE_TTL_S, None).await {
+            Ok(r) => r.id(),
+            Err(e) => return Some(format!("cannot grant a lease: {e}")),
+        },
     };
     *lease = Some((client.clone(), id));
     let (mut keeper, mut responses) = match client.lease_keep_alive(id).await {
