@@ -937,3 +937,127 @@ async fn a_three_member_etcd_cluster_survives_losing_one() {
     );
     assert_eq!(wait_member_count(&gw, 1, Duration::from_secs(3)).await, 1);
 }
+
+/// CPU time (user + system, clock ticks) and resident memory (KiB) of process `pid`.
+fn cpu_and_rss(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let cpu = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
+/// The measurement (run by hand: `cargo test --test fleet measure -- --ignored
+/// --nocapture`): time from a push landing to both of 2 gateways running it, over 20 pushes,
+/// with a bounded load running through the first gateway; then the idle cost of the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn measure_push_to_apply_and_idle_cost() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw1 = Gateway::start(&local_file(
+        &unique_id("ms1"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    let gw2 = Gateway::start(&local_file(
+        &unique_id("ms2"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
+    push_ok(&etcd, &p, &document(&[&a]));
+    assert!(wait_origin(&gw1, Some("a"), Duration::from_secs(3)).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop) = (gw1.url("/"), stop.clone());
+            tokio::spawn(async move {
+                let client = client();
+                let (mut ok, mut failed) = (0u32, 0u32);
+                for _ in 0..200_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let doc = if i % 2 == 0 {
+            document(&[&a, &b])
+        } else {
+            document(&[&a])
+        };
+        let r = tokio::task::block_in_place(|| push_ok(&etcd, &p, &doc));
+        let landed = Instant::now();
+        let mut pending = vec![&gw1, &gw2];
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for gw in pending {
+                if metric(gw, "switchyard_config_revision", &[]).await != r as f64 {
+                    still.push(gw);
+                }
+            }
+            pending = still;
+            assert!(
+                landed.elapsed() < Duration::from_secs(5),
+                "push {i} not applied"
+            );
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        took.push(landed.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for h in load {
+        let (o, f) = h.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    took.sort();
+    println!(
+        "push -> applied on both gateways, 20 pushes: median {:?}, max {:?} (min {:?})",
+        took[took.len() / 2],
+        took[took.len() - 1],
+        took[0]
+    );
+    println!("requests during pushes: {ok} ok, {failed} failed");
+
+    // Idle: 10 s without changes, a fleet member beside a plain gateway.
+    let plain = Gateway::start(&format!(
+        "{}{}[[routes]]\nname = \"all\"\nupstream = \"api\"\n\n{}",
+        server_section("plain"),
+        listener_section("web", &free_addr()),
+        upstream_section("api", &[&a])
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (c1, _) = cpu_and_rss(gw2.pid());
+    let (c0, _) = cpu_and_rss(plain.pid());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (c1b, rss1) = cpu_and_rss(gw2.pid());
+    let (c0b, rss0) = cpu_and_rss(plain.pid());
+    println!(
+        "idle 10 s: fleet member {} ticks CPU, {rss1} KiB RSS; plain gateway {} ticks, {rss0} KiB",
+        c1b - c1,
+        c0b - c0
+    );
+    assert_eq!(failed, 0);
+}
