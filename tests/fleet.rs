@@ -1061,3 +1061,40 @@ async fn measure_push_to_apply_and_idle_cost() {
     );
     assert_eq!(failed, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_servers_are_checked_before_traffic() {
+    let etcd = Etcd::start();
+    let p = prefix();
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let gw = Gateway::start(&local_file(&unique_id("hc"), &etcd.endpoints_toml(), &p, ""));
+    let doc = document(&[&a])
+        + "  [upstreams.health.active]\n  protocol = \"tcp\"\n  interval_ms = 100\n  \
+           healthy_threshold = 1\n  unhealthy_threshold = 1\n";
+    push_ok(&etcd, &p, &doc);
+    assert!(wait_spread(&gw, &["a"], Duration::from_secs(3)).await);
+    // Nothing listens there: the server never passes a check, so never gets a request.
+    let dead = free_port();
+    etcd.put(&format!("{p}/upstreams/api/servers/g/127.0.0.1:{dead}"), "{}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let ups = get(&client(), &gw.admin_url("/api/upstreams/api")).await.body;
+        if ups.contains(&format!("127.0.0.1:{dead}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ups}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(spread(&gw, 30).await.keys().collect::<Vec<_>>(), ["a"]);
+    let server = format!("g/127.0.0.1:{dead}");
+    let tried = metric(
+        &gw,
+        "switchyard_upstream_requests_total",
+        &[("upstream", "api"), ("server", &server)],
+    )
+    .await;
+    assert_eq!(tried, 0.0, "an unchecked server got traffic");
+    // A live one passes its check and joins.
+    etcd.put(&format!("{p}/upstreams/api/servers/g/127.0.0.1:{}", b.port()), "{}");
+    assert!(wait_spread(&gw, &["a", "b"], Duration::from_secs(3)).await);
+}
