@@ -1067,7 +1067,12 @@ async fn dynamic_servers_are_checked_before_traffic() {
     let etcd = Etcd::start();
     let p = prefix();
     let (a, b) = (Origin::start("a"), Origin::start("b"));
-    let gw = Gateway::start(&local_file(&unique_id("hc"), &etcd.endpoints_toml(), &p, ""));
+    let gw = Gateway::start(&local_file(
+        &unique_id("hc"),
+        &etcd.endpoints_toml(),
+        &p,
+        "",
+    ));
     let doc = document(&[&a])
         + "  [upstreams.health.active]\n  protocol = \"tcp\"\n  interval_ms = 100\n  \
            healthy_threshold = 1\n  unhealthy_threshold = 1\n";
@@ -1075,10 +1080,15 @@ async fn dynamic_servers_are_checked_before_traffic() {
     assert!(wait_spread(&gw, &["a"], Duration::from_secs(3)).await);
     // Nothing listens there: the server never passes a check, so never gets a request.
     let dead = free_port();
-    etcd.put(&format!("{p}/upstreams/api/servers/g/127.0.0.1:{dead}"), "{}");
+    etcd.put(
+        &format!("{p}/upstreams/api/servers/g/127.0.0.1:{dead}"),
+        "{}",
+    );
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let ups = get(&client(), &gw.admin_url("/api/upstreams/api")).await.body;
+        let ups = get(&client(), &gw.admin_url("/api/upstreams/api"))
+            .await
+            .body;
         if ups.contains(&format!("127.0.0.1:{dead}")) {
             break;
         }
@@ -1095,6 +1105,9 @@ async fn dynamic_servers_are_checked_before_traffic() {
     .await;
     assert_eq!(tried, 0.0, "an unchecked server got traffic");
     // A live one passes its check and joins.
-    etcd.put(&format!("{p}/upstreams/api/servers/g/127.0.0.1:{}", b.port()), "{}");
+    etcd.put(
+        &format!("{p}/upstreams/api/servers/g/127.0.0.1:{}", b.port()),
+        "{}",
+    );
     assert!(wait_spread(&gw, &["a", "b"], Duration::from_secs(3)).await);
 }

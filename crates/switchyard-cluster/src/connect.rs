@@ -75,10 +75,14 @@ pub fn options(c: &ClusterConfig, base: &Path) -> Result<ConnectOptions, Connect
         .with_keep_alive(KEEP_ALIVE, KEEP_ALIVE)
         .with_keep_alive_while_idle(true);
     if let (Some(user), Some(password)) = (&c.etcd_user_env, &c.etcd_password_env) {
-        opts = opts.with_user(
-            env("etcd_user_env", user)?,
-            env("etcd_password_env", password)?,
-        );
+        // etcd's auth tokens expire (5 min by default): refresh them instead of failing every
+        // call made after that on this connection.
+        opts = opts
+            .with_user(
+                env("etcd_user_env", user)?,
+                env("etcd_password_env", password)?,
+            )
+            .with_auto_token_refresh(true);
     }
     if c.etcd_endpoints.iter().any(|e| e.starts_with("https://")) {
         let mut tls = TlsOptions::new();
