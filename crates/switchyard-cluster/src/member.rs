@@ -54,10 +54,13 @@ pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
 /// it; returns why it stopped (`None`: not connected yet).
 async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<String> {
     let mut client = agent.client()?;
+    // An error here (etcd electing a leader, say) is not an answer: granting a new lease while
+    // the old one lives would find our own key held and report a duplicate.
     let previous = match lease {
         Some((_, id)) => match client.lease_time_to_live(*id, None).await {
             Ok(r) if r.ttl() > 0 => Some(*id),
-            _ => None,
+            Ok(_) => None,
+            Err(e) => return Some(format!("cannot check the member lease: {e}")),
         },
         None => None,
     };
