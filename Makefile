@@ -5,6 +5,7 @@ CARGO ?= cargo
 
 deps:
 	./scripts/ensure-build-deps.sh
+	./scripts/ensure-fleet-deps.sh
 
 build: deps
 	$(CARGO) build --workspace --all-targets

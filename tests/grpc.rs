@@ -521,13 +521,21 @@ async fn timeout_ms_bounds_the_wait_for_headers_not_the_life_of_a_stream() {
         r
     };
     let started = Instant::now();
-    let mut s = c.server_streaming_echo(quiet(None)).await.unwrap().into_inner();
+    let mut s = c
+        .server_streaming_echo(quiet(None))
+        .await
+        .unwrap()
+        .into_inner();
     let mut seqs = Vec::new();
     while let Some(m) = s.next().await {
         seqs.push(m.expect("a quiet stream is not cut by timeout_ms").seq);
     }
     assert_eq!(seqs, vec![0, 1, 2, 3]);
-    assert!(started.elapsed() >= Duration::from_millis(2000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
 
     // The wait for the response headers is still bounded by timeout_ms.
     let started = Instant::now();
@@ -536,7 +544,11 @@ async fn timeout_ms_bounds_the_wait_for_headers_not_the_life_of_a_stream() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 
     // With a client deadline, the call as a whole ends at it (capped by timeout_ms and sent
     // upstream), however the stream is paced.
@@ -560,7 +572,11 @@ async fn timeout_ms_bounds_the_wait_for_headers_not_the_life_of_a_stream() {
         matches!(ended.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{ended:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(1600), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1600),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// A `grpc-timeout` value as a duration (test side: digits and a unit).

@@ -24,6 +24,7 @@
 mod binary;
 mod client;
 mod config;
+mod etcd;
 mod gateway;
 mod metrics;
 mod origin;
@@ -34,8 +35,8 @@ mod upgrade_origin;
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use {
-    binary::*, client::*, config::*, gateway::*, metrics::*, origin::*, raw_origin::*, tls::*,
-    upgrade_origin::*,
+    binary::*, client::*, config::*, etcd::*, gateway::*, metrics::*, origin::*, raw_origin::*,
+    tls::*, upgrade_origin::*,
 };
 
 use std::collections::BTreeMap;

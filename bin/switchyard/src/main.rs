@@ -5,12 +5,18 @@
 //! switchyard run -c conf/demo.toml        # run
 //! switchyard run -c conf/demo.toml -u     # graceful upgrade: take over a running instance's sockets
 //! switchyard check -c conf/demo.toml      # validate and summarise, like `nginx -t`
+//! switchyard push -c fleet.toml --etcd http://127.0.0.1:2379 --prefix /switchyard/prod
+//! switchyard pull --etcd http://127.0.0.1:2379 --prefix /switchyard/prod
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod fleet_cli;
+
+use fleet_cli::TargetArgs;
 
 /// mimalloc as the global allocator (feature `mimalloc`, on by default): measured +30% requests
 /// per proxy CPU-second over glibc's malloc (`docs/benchmarks.md`, "Levers"). It is built without
@@ -56,11 +62,41 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Validate a file like `check` and write its shared sections to `<prefix>/config` in etcd;
+    /// prints the new revision. Exit 2 on a validation error, 3 when the revision guard fails.
+    Push {
+        /// The configuration file (local sections are left out, with a note).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Write even if another push landed since the revision read.
+        #[arg(long)]
+        force: bool,
+        /// Write only if `<prefix>/config` is at this revision (0 = absent).
+        #[arg(long, value_name = "N", conflicts_with = "force")]
+        expect_revision: Option<i64>,
+    },
+    /// Print the shared document at `<prefix>/config` (its revision goes to standard error).
+    Pull {
+        /// A file whose `[cluster]` gives endpoints, prefix, TLS and auth.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Push {
+            config,
+            target,
+            force,
+            expect_revision,
+        } => fleet_cli::push(config, target, force, expect_revision),
+        Command::Pull { config, target } => fleet_cli::pull(config, target),
         Command::Check { config } => match switchyard_config::load_file(&config) {
             Ok(cfg) => {
                 // Like `nginx -t`: the listeners' certificates must load (parse, match their
@@ -104,8 +140,24 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let admin_cfg = cfg.admin.clone();
+            // With `[cluster]`, the shared sections come from etcd (or the cache).
+            let (cfg, fleet) = match switchyard_cluster::bootstrap(cfg.clone(), &config) {
+                Some(b) => (b.config, Some(b.agent)),
+                None => (cfg, None),
+            };
             match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
                 Ok(mut gw) => {
+                    if let Some(agent) = fleet {
+                        switchyard_cluster::attach(&agent, &gw.shared);
+                        gw.server
+                            .add_service(pingora::services::background::background_service(
+                                "switchyard cluster",
+                                switchyard_cluster::FleetService::new(
+                                    agent,
+                                    std::sync::Arc::clone(&gw.shared),
+                                ),
+                            ));
+                    }
                     if let Some(admin) = admin_cfg {
                         match switchyard_admin::service(&admin, std::sync::Arc::clone(&gw.shared)) {
                             Ok(svc) => {

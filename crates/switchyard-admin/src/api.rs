@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use switchyard_balance::ServerId;
 use switchyard_config::MAX_WEIGHT;
-use switchyard_proxy::{Runtime, Shared};
+use switchyard_proxy::{Runtime, ServerOverride, Shared};
 
 use crate::auth::Auth;
 use crate::guard;
@@ -25,6 +25,16 @@ enum Change {
 }
 
 impl Change {
+    /// The fleet-wide override this change becomes with `[cluster]`.
+    fn as_override(self) -> ServerOverride {
+        match self {
+            Change::Enable => ServerOverride::Enabled(true),
+            Change::Disable => ServerOverride::Enabled(false),
+            Change::Drain => ServerOverride::Weight(0),
+            Change::Weight(w) => ServerOverride::Weight(w),
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Change::Enable => "enabled".to_string(),
@@ -203,6 +213,10 @@ impl AdminApp {
                     Err(e) => AdminResponse::error(400, &e),
                 }
             }
+            ("DELETE", ["api", "upstreams", up, "servers", server, "override"]) => {
+                self.clear_override(up, server).await
+            }
+            (_, ["api", "upstreams", _, "servers", _, "override"]) => method_not_allowed("DELETE"),
             (_, ["api", "upstreams", _, "servers", _, "weight"]) => method_not_allowed("PUT"),
             (_, ["api", "upstreams", _, "servers", _, _]) => method_not_allowed("POST"),
             ("POST", ["api", "reload"]) => {
@@ -221,6 +235,14 @@ impl AdminApp {
                 crate::certificates::annotate_config(&rt, &mut value);
                 AdminResponse::json(200, &value)
             }
+            ("GET", ["api", "cluster"]) => match self.shared.fleet() {
+                Some(fleet) => AdminResponse::json(200, &fleet.view()),
+                None => AdminResponse::error(
+                    404,
+                    "this instance is not part of a fleet (no [cluster] section)",
+                ),
+            },
+            (_, ["api", "cluster"]) => method_not_allowed("GET"),
             (_, ["api", "reload"]) => method_not_allowed("GET, POST"),
             (_, ["api", "config" | "upstreams"] | ["status"]) => method_not_allowed("GET"),
             _ => AdminResponse::error(
@@ -231,6 +253,28 @@ impl AdminApp {
     }
 
     async fn change(&self, upstream: &str, server: &str, change: Change) -> AdminResponse {
+        // With `[cluster]` the change is stored as a fleet-wide override first (every instance,
+        // this one included, applies it from the watch); the in-place change below makes it
+        // visible here at once.
+        if let Some(fleet) = self.shared.fleet() {
+            if let Err(missing) = matching_servers(&self.shared.runtime(), upstream, server) {
+                return missing;
+            }
+            if let Err(e) = fleet
+                .set_override(upstream, server, change.as_override())
+                .await
+            {
+                return AdminResponse::error(
+                    503,
+                    &format!("cannot store the change for the fleet: {e}"),
+                );
+            }
+            log::info!(
+                "admin: upstream {upstream} server {server} {} for the whole fleet (until \
+                 DELETE .../override)",
+                change.describe()
+            );
+        }
         // Serialised with reloads, so a change never lands on a pool a reload is replacing.
         self.shared
             .apply_admin_change(|rt| self.change_in(rt, upstream, server, change))
@@ -245,22 +289,15 @@ impl AdminApp {
         server: &str,
         change: Change,
     ) -> AdminResponse {
-        let Some(up) = rt.upstream(upstream) else {
-            return AdminResponse::error(404, &format!("no upstream named {upstream}"));
+        let (up, ids) = match matching_servers(rt, upstream, server) {
+            Ok(found) => found,
+            Err(missing) => return missing,
         };
-        let ids: Vec<ServerId> = up
-            .pool
-            .specs()
-            .into_iter()
-            .map(|s| s.id)
-            .filter(|id| addresses(id, server))
-            .collect();
-        if ids.is_empty() {
-            return AdminResponse::error(
-                404,
-                &format!("upstream {upstream} has no server {server} (use host:port)"),
-            );
-        }
+        let until = if self.shared.fleet().is_some() {
+            "fleet-wide, until the override is cleared"
+        } else {
+            "until the next reload"
+        };
         for id in &ids {
             up.pool.modify(id.as_str(), |spec| match change {
                 Change::Enable => spec.enabled = true,
@@ -269,13 +306,72 @@ impl AdminApp {
                 Change::Weight(w) => spec.weight = w,
             });
             log::info!(
-                "admin: upstream {upstream} server {id} {} (until the next reload)",
+                "admin: upstream {upstream} server {id} {} ({until})",
                 change.describe()
             );
         }
         up.health.sync_servers();
         AdminResponse::json(200, &views::upstream_view(up, &self.rates, Some(&ids)))
     }
+}
+
+impl AdminApp {
+    /// `DELETE /api/upstreams/{upstream}/servers/{host:port}/override`: the fleet-wide override
+    /// goes; every instance composes its configuration again without it.
+    async fn clear_override(&self, upstream: &str, server: &str) -> AdminResponse {
+        let Some(fleet) = self.shared.fleet() else {
+            return AdminResponse::error(
+                404,
+                "no [cluster] section: admin changes are local and last until the next reload",
+            );
+        };
+        match fleet.clear_override(upstream, server).await {
+            Ok(true) => {
+                log::info!("admin: override of upstream {upstream} server {server} cleared");
+                AdminResponse::json(200, &json!({ "cleared": true }))
+            }
+            Ok(false) => AdminResponse::error(
+                404,
+                &format!("no override for upstream {upstream} server {server}"),
+            ),
+            Err(e) => AdminResponse::error(503, &format!("cannot clear the override: {e}")),
+        }
+    }
+}
+
+/// The upstream `upstream` of `rt` and the identities of its servers `server` addresses, or the
+/// 404 answer saying which is missing.
+fn matching_servers<'a>(
+    rt: &'a Runtime,
+    upstream: &str,
+    server: &str,
+) -> Result<
+    (
+        &'a Arc<switchyard_proxy::runtime::UpstreamRuntime>,
+        Vec<ServerId>,
+    ),
+    AdminResponse,
+> {
+    let Some(up) = rt.upstream(upstream) else {
+        return Err(AdminResponse::error(
+            404,
+            &format!("no upstream named {upstream}"),
+        ));
+    };
+    let ids: Vec<ServerId> = up
+        .pool
+        .specs()
+        .into_iter()
+        .map(|s| s.id)
+        .filter(|id| addresses(id, server))
+        .collect();
+    if ids.is_empty() {
+        return Err(AdminResponse::error(
+            404,
+            &format!("upstream {upstream} has no server {server} (use host:port)"),
+        ));
+    }
+    Ok((up, ids))
 }
 
 fn method_not_allowed(allow: &str) -> AdminResponse {

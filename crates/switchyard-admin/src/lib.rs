@@ -36,6 +36,7 @@
 mod api;
 mod auth;
 mod certificates;
+mod cluster_section;
 pub mod guard;
 mod request;
 mod response;

@@ -271,6 +271,10 @@ pub fn render(shared: &Shared, rates: &Rates, refresh_s: u32) -> String {
     }
     out.push_str("</table>\n");
 
+    if let Some(fleet) = shared.fleet() {
+        crate::cluster_section::render(&mut out, &fleet.view());
+    }
+
     out.push_str("<h2>Upstreams</h2>\n");
     for u in &view.upstreams {
         let in_rotation = u.servers.iter().filter(|s| s.healthy && s.enabled).count();

@@ -12,6 +12,7 @@
 mod error;
 mod model;
 pub mod path_pattern;
+mod shared_doc;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use path_pattern::{PathPattern, PathPatternError, PathSegment};
+pub use shared_doc::{local_sections_in, merge_shared_document, shared_part, SharedMerge};
 pub use summary::summary;
 pub use validate::{validate, MAX_ALLOWED_INSTANCES, MAX_RETRIES, MAX_WEIGHT};
 

@@ -14,6 +14,7 @@ pub mod cascade;
 pub mod dns;
 pub mod error;
 pub mod extension;
+pub mod fleet;
 pub mod gateway;
 pub mod grpc;
 pub mod headers;
@@ -49,6 +50,7 @@ mod upstream_request;
 pub mod upstream_tls;
 
 pub use error::BuildError;
+pub use fleet::{ClusterView, Fleet, MemberView, ServerOverride};
 pub use gateway::Gateway;
 pub use runtime::Runtime;
 pub use service::HttpGateway;

@@ -11,6 +11,7 @@ use switchyard_config::Config;
 use switchyard_metrics::Metrics;
 
 use crate::extension::Extension;
+use crate::fleet::Fleet;
 use crate::observe::Telemetry;
 use crate::reload::{self, ReloadReport};
 use crate::runtime::Runtime;
@@ -43,6 +44,8 @@ pub struct Shared {
     extensions: Vec<Arc<dyn Extension>>,
     /// The access log and span exporter (set once when the gateway is built).
     telemetry: OnceLock<Arc<Telemetry>>,
+    /// The fleet this instance belongs to (`[cluster]`), set once at start-up.
+    fleet: OnceLock<Arc<dyn Fleet>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -84,6 +87,7 @@ impl Shared {
             last_reload: Mutex::new(None),
             extensions,
             telemetry: OnceLock::new(),
+            fleet: OnceLock::new(),
         })
     }
 
@@ -141,6 +145,30 @@ impl Shared {
         let _ = self.background.set(handle);
     }
 
+    /// Makes this instance part of `fleet`: reloads compose the local file with the fleet's
+    /// shared sections, admin changes become fleet-wide. Only the first call counts.
+    pub fn set_fleet(&self, fleet: Arc<dyn Fleet>) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// The fleet this instance belongs to, if `[cluster]` is configured.
+    pub fn fleet(&self) -> Option<&Arc<dyn Fleet>> {
+        self.fleet.get()
+    }
+
+    /// Applies the configuration a fleet composed (`Ok`) or reports why it could not
+    /// (`Err`, one error per line), serialised with reloads and admin changes, counted and
+    /// remembered like a reload.
+    pub async fn apply_from_fleet(&self, composed: Result<Config, Vec<String>>) -> ReloadReport {
+        let _guard = self.reload_lock.lock().await;
+        let report = match composed {
+            Ok(cfg) => self.apply(cfg),
+            Err(errors) => ReloadReport::failed(errors),
+        };
+        self.record(&report);
+        report
+    }
+
     /// The outcome of the last reload attempt, if there was one.
     pub fn last_reload(&self) -> Option<ReloadReport> {
         self.last_reload
@@ -156,7 +184,13 @@ impl Shared {
         let report = match &self.config_path {
             None => ReloadReport::failed(vec!["no configuration file to reload".to_string()]),
             Some(path) => match switchyard_config::load_file(path) {
-                Ok(cfg) => self.apply(cfg),
+                Ok(cfg) => match self.fleet.get() {
+                    Some(fleet) => match fleet.compose(cfg) {
+                        Ok(cfg) => self.apply(cfg),
+                        Err(errors) => ReloadReport::failed(errors),
+                    },
+                    None => self.apply(cfg),
+                },
                 Err(errs) => {
                     ReloadReport::failed(errs.errors.iter().map(|e| e.to_string()).collect())
                 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::admin::AdminConfig;
 use super::cascade::CascadeConfig;
+use super::cluster::ClusterConfig;
 use super::limits::LimitsConfig;
 use super::listener::{ListenerConfig, ListenerProtocol};
 use super::metrics::MetricsConfig;
@@ -73,6 +74,10 @@ pub struct Config {
     /// `[tracing]`: OpenTelemetry spans over OTLP/HTTP; absent = none exported.
     #[serde(default)]
     pub tracing: Option<TracingConfig>,
+    /// `[cluster]`: shared configuration from etcd (`docs/fleet.md`); absent = this file is the
+    /// only source.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {

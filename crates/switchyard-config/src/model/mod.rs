@@ -9,6 +9,7 @@ mod admin;
 mod algorithm;
 mod cascade;
 mod cidr;
+mod cluster;
 mod config;
 mod defaults;
 mod group;
@@ -29,6 +30,7 @@ pub use admin::AdminConfig;
 pub use algorithm::{Algorithm, HashOn, HashRing};
 pub use cascade::CascadeConfig;
 pub use cidr::Cidr;
+pub use cluster::ClusterConfig;
 pub use config::Config;
 pub use group::{GroupConfig, ServerEntry};
 pub use health::{

@@ -1,6 +1,7 @@
 //! Parsing, defaults, validation and error locations, on real TOML text; one file per section,
 //! like `model/` and `validate/`.
 
+mod cluster;
 mod listeners;
 mod observability;
 mod parse;

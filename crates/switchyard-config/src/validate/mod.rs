@@ -6,6 +6,7 @@
 
 mod backend_path;
 mod cascade;
+mod cluster;
 mod groups;
 mod health;
 mod listeners;
@@ -50,6 +51,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigErrors> {
     v.upstreams(cfg);
     v.cascade(cfg);
     v.observability(cfg);
+    v.cluster(cfg);
     if v.errors.is_empty() {
         Ok(())
     } else {
