@@ -24,6 +24,7 @@ pub mod hygiene;
 pub mod listener;
 pub mod metrics_endpoint;
 pub mod normalize;
+pub mod overload;
 mod peer;
 pub mod pem;
 pub mod proxy_protocol;

@@ -39,6 +39,9 @@ pub struct RequestCtx {
     pub(crate) grpc: Option<GrpcCall>,
     pub(crate) ext: ExtContext,
     pub(crate) start: Instant,
+    /// No server had room (every one at its `max_in_flight`, the queue full or timed out): the
+    /// 503 carries `Retry-After`.
+    pub(crate) overloaded: bool,
 }
 
 impl RequestCtx {
@@ -62,6 +65,7 @@ impl RequestCtx {
             grpc: None,
             ext: ExtContext::new(),
             start: Instant::now(),
+            overloaded: false,
         }
     }
 

@@ -8,6 +8,11 @@ use pingora::Result;
 /// Non-standard status for a detected forwarding loop (as used by several CDNs).
 pub const LOOP_DETECTED: u16 = 463;
 
+/// The body of a 503 for an overloaded upstream (every server at its `max_in_flight`, the queue
+/// full or timed out); sent with `Retry-After`.
+pub const OVERLOADED: &str =
+    "503 Service Unavailable: every upstream server is busy; retry later\n";
+
 /// The body the gateway sends with its own `code` responses.
 pub fn body_for(code: u16) -> &'static str {
     match code {

@@ -31,10 +31,11 @@ use crate::grpc::{self, GrpcCall, GrpcStatus};
 use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
+use crate::overload::{self, NoServer};
 use crate::reject::{Reject, RejectCounters};
 use crate::request_ctx::RequestCtx;
 use crate::request_key::{client_ip, cookie_value, hash_key};
-use crate::responses::{respond, respond_decision, LOOP_DETECTED};
+use crate::responses::{respond, respond_decision, respond_with, LOOP_DETECTED, OVERLOADED};
 use crate::retry::{
     failure_kind, failure_status, request_not_written, stale_connection, FailureKind, Reconnect,
 };
@@ -307,35 +308,57 @@ impl ProxyHttp for HttpGateway {
             let (i, s) = snap.find(id)?;
             (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some((i, s))
         });
-        let Some((index, server)) = reconnect
-            .or(sticky)
-            .or_else(|| snap.pick_at(ctx.key, &ctx.tried))
-        else {
-            if ctx.tried.is_empty() {
+        // The named server if it has room (`max_in_flight`), else the selector's pick (which
+        // may wait in the upstream's queue).
+        let named = reconnect.or(sticky).and_then(|(i, s)| {
+            let slot = s.stats.try_begin(s.spec.max_in_flight, snap.now_nanos())?;
+            Some((Arc::clone(&snap), i, slot))
+        });
+        let reconnecting = reconnect.is_some() && named.is_some();
+        let claimed = match named {
+            Some(claim) => Ok(claim),
+            None => overload::admit(upstream, ctx.key, &ctx.tried)
+                .await
+                .map(|c| (c.snapshot, c.index, c.inflight)),
+        };
+        let (snap, index, inflight) = match claimed {
+            Ok(claim) => claim,
+            Err(why) if ctx.tried.is_empty() => {
+                if why.is_overload() {
+                    ctx.overloaded = true;
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "every server is at its max_in_flight",
+                    ));
+                }
                 upstream.count_no_server();
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no server available",
                 ));
             }
-            let code = match ctx.last_failure {
-                Some(FailureKind::Timeout) => 504,
-                _ => 502,
-            };
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(code),
-                "retries exhausted: no untried server left",
-            ));
+            Err(why) => {
+                let code = match ctx.last_failure {
+                    Some(FailureKind::Timeout) => 504,
+                    _ => 502,
+                };
+                let msg = match why {
+                    NoServer::Unavailable => "retries exhausted: no untried server left",
+                    _ => "retries exhausted: every untried server is at its max_in_flight",
+                };
+                return Err(Error::explain(ErrorType::HTTPStatus(code), msg));
+            }
         };
-        if !ctx.tried.is_empty() || reconnect.is_some() {
+        let server = &snap.servers()[index];
+        if !ctx.tried.is_empty() || reconnecting {
             route.metrics.retried();
         }
         ctx.tried.insert(&server.stats);
-        ctx.attempt = Some(Attempt::begin(
+        ctx.attempt = Some(Attempt::claimed(
             Arc::clone(upstream),
             index,
             server,
-            snap.now_nanos(),
+            inflight,
         ));
         let peer = crate::peer::build(
             upstream,
@@ -343,7 +366,7 @@ impl ProxyHttp for HttpGateway {
             server,
             session,
             ctx.grpc.as_ref().map(|c| (c, ctx.start)),
-            reconnect.is_some(),
+            reconnecting,
         );
         Ok(Box::new(peer))
     }
@@ -575,7 +598,18 @@ impl ProxyHttp for HttpGateway {
             // (`Connection: close`), or a keep-alive client would send its next request into a
             // closed socket.
             session.set_keepalive(None);
-            if let Err(err) = respond(session, code).await {
+            let sent = if code == 503 && ctx.overloaded {
+                respond_with(
+                    session,
+                    code,
+                    OVERLOADED,
+                    &[("retry-after", overload::RETRY_AFTER_S)],
+                )
+                .await
+            } else {
+                respond(session, code).await
+            };
+            if let Err(err) = sent {
                 log::debug!("could not send {code} to the client: {err}");
             }
         }

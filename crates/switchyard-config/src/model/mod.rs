@@ -17,6 +17,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod proxy_protocol;
+mod resilience;
 mod route;
 mod server;
 mod status_range;

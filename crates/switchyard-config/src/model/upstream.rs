@@ -8,6 +8,7 @@ use super::group::{GroupConfig, ServerEntry};
 use super::health::HealthConfig;
 use super::listener::{ListenerConfig, ListenerProtocol};
 use super::proxy_protocol::ProxyProtocol;
+use super::resilience::default_queue_timeout_ms;
 use super::sticky::StickyConfig;
 
 /// Upstream scheme.
@@ -97,6 +98,17 @@ pub struct UpstreamConfig {
     /// `resolve_interval_ms`: how often server names are re-resolved. Default 30000.
     #[serde(default = "default_resolve_interval_ms")]
     pub resolve_interval_ms: u64,
+    /// `max_in_flight_per_server`: the most requests (or TCP connections) in flight on each
+    /// server at once; a server's own `max_in_flight` replaces it. 0 = unlimited (default).
+    #[serde(default)]
+    pub max_in_flight_per_server: u32,
+    /// `queue_size`: requests that may wait for a free server when every one is at its limit.
+    /// Default 0 (no queue: such a request gets 503 at once).
+    #[serde(default)]
+    pub queue_size: u32,
+    /// `queue_timeout_ms`: a queued request still waiting after this gets 503. Default 1000.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
     /// `[upstreams.sticky]`: cookie-insertion session persistence; absent = off.
     #[serde(default)]
     pub sticky: Option<StickyConfig>,

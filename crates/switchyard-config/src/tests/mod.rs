@@ -4,6 +4,7 @@
 mod listeners;
 mod parse;
 mod peer_compat;
+mod resilience;
 mod routes;
 mod server;
 mod upstreams;

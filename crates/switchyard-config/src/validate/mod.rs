@@ -9,6 +9,7 @@ mod cascade;
 mod groups;
 mod health;
 mod listeners;
+mod resilience;
 mod routes;
 mod server;
 mod sticky;
@@ -47,6 +48,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigErrors> {
     v.listeners(cfg);
     v.routes(cfg);
     v.upstreams(cfg);
+    v.resilience(cfg);
     v.cascade(cfg);
     if v.errors.is_empty() {
         Ok(())

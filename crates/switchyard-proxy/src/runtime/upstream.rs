@@ -14,7 +14,7 @@ use switchyard_config::{
 };
 use switchyard_health::UpstreamHealth;
 use switchyard_metrics::prometheus::IntCounter;
-use switchyard_metrics::{Metrics, ServerMetrics};
+use switchyard_metrics::{Metrics, QueueMetrics, Resilience, ServerMetrics};
 
 use super::{cascade_key, BuildError, Runtime};
 use crate::dns::{self, Resolved};
@@ -43,6 +43,8 @@ pub struct UpstreamRuntime {
     pub tls: Option<UpstreamTlsRuntime>,
     /// `switchyard_no_server_total{upstream}`, resolved on first use.
     no_server: OnceLock<IntCounter>,
+    /// The queue's metric handles (refusals by reason, length, wait).
+    pub queue_metrics: QueueMetrics,
     /// The metric families the upstream reports to.
     metrics: &'static Metrics,
     /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
@@ -404,6 +406,7 @@ pub(super) fn build(
             sticky,
             cascade_key,
             no_server: OnceLock::new(),
+            queue_metrics: Resilience::global().queue(&up.name),
             metrics,
             hash_on: hash_on(up),
         }));

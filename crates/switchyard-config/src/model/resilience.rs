@@ -1,0 +1,8 @@
+//! Defaults and types of the resilience keys (DESIGN "Resilience"): per-server concurrency
+//! limits and the upstream queue. The keys themselves live on the tables they configure
+//! (`[[upstreams]]`, `[[upstreams.groups.servers]]`), whose fields refuse unknown keys.
+
+/// `queue_timeout_ms` default: HAProxy's `timeout queue` is commonly set to a second or so.
+pub(super) fn default_queue_timeout_ms() -> u64 {
+    1000
+}

@@ -1,0 +1,70 @@
+//! The resilience keys: defaults, server overrides, and the rules that tie them together.
+
+use super::*;
+
+const BASE: &str = r#"
+[[upstreams]]
+name = "api"
+"#;
+
+#[test]
+fn defaults_are_off() {
+    let cfg = parse_str(&format!(
+        "{BASE}groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+    ))
+    .unwrap();
+    let up = &cfg.upstreams[0];
+    assert_eq!(up.max_in_flight_per_server, 0);
+    assert_eq!(up.queue_size, 0);
+    assert_eq!(up.queue_timeout_ms, 1000);
+    assert_eq!(up.groups[0].servers[0].max_in_flight, None);
+}
+
+#[test]
+fn a_server_limit_replaces_the_upstream_one() {
+    let cfg = parse_str(&format!(
+        "{BASE}max_in_flight_per_server = 10\nqueue_size = 5\n\
+         groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}, \
+         {{ address = \"10.0.0.2\", max_in_flight = 50 }}, {{ address = \"10.0.0.3\", max_in_flight = 0 }}] }}]\n"
+    ))
+    .unwrap();
+    let up = &cfg.upstreams[0];
+    let limits: Vec<u32> = up
+        .servers()
+        .map(|(_, s, _, _)| s.effective_max_in_flight(up.max_in_flight_per_server))
+        .collect();
+    assert_eq!(limits, [10, 50, 0]);
+}
+
+#[test]
+fn a_queue_needs_a_limit_and_a_timeout() {
+    let text = format!(
+        "{BASE}queue_size = 5\nqueue_timeout_ms = 0\n\
+         groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+    );
+    let errs = errors(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"upstreams[0].queue_size"), "{paths:?}");
+    assert!(
+        paths.contains(&"upstreams[0].queue_timeout_ms"),
+        "{paths:?}"
+    );
+    assert_error(
+        &text,
+        "upstreams[0].queue_timeout_ms",
+        "queue_timeout_ms = 0",
+    );
+}
+
+#[test]
+fn negative_limits_are_refused() {
+    let errs = errors(&format!(
+        "{BASE}max_in_flight_per_server = -1\n\
+         groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.path.contains("max_in_flight_per_server")),
+        "{errs:?}"
+    );
+}
