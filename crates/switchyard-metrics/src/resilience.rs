@@ -1,5 +1,5 @@
 //! The resilience families: the upstream queue (requests refused by it, its length, the time
-//! requests waited in it).
+//! requests waited in it) and retry budgets.
 //!
 //! Registered in the default registry on first use of [`Resilience::global`], beside
 //! [`crate::Metrics`]; the request path holds per-upstream handles ([`QueueMetrics`]) resolved
@@ -32,6 +32,9 @@ pub struct Resilience {
     /// `switchyard_queue_wait_seconds{upstream}`: how long queued requests waited (served or
     /// not).
     pub queue_wait_seconds: HistogramVec,
+    /// `switchyard_retry_budget_exhausted_total{upstream}`: retries denied by the upstream's
+    /// retry budget (the request got the failure it would have retried).
+    pub retry_budget_exhausted_total: IntCounterVec,
 }
 
 /// One upstream's queue handles.
@@ -63,6 +66,11 @@ const WAIT: (&str, &str) = (
     "Time requests waited in an upstream's queue",
 );
 
+const BUDGET: (&str, &str) = (
+    "switchyard_retry_budget_exhausted_total",
+    "Retries denied by the upstream's retry budget",
+);
+
 fn wait_opts() -> HistogramOpts {
     // 1 ms .. ~33 s.
     HistogramOpts::new(WAIT.0, WAIT.1).buckets(
@@ -79,6 +87,7 @@ fn build() -> prometheus::Result<Resilience> {
         )?,
         queue_length: register_int_gauge_vec!(LENGTH.0, LENGTH.1, &["upstream"])?,
         queue_wait_seconds: register_histogram_vec!(wait_opts(), &["upstream"])?,
+        retry_budget_exhausted_total: register_int_counter_vec!(BUDGET.0, BUDGET.1, &["upstream"])?,
     })
 }
 
@@ -94,6 +103,11 @@ fn unregistered() -> Resilience {
         queue_length: IntGaugeVec::new(Opts::new(LENGTH.0, LENGTH.1), &["upstream"])
             .expect("valid opts"),
         queue_wait_seconds: HistogramVec::new(wait_opts(), &["upstream"]).expect("valid opts"),
+        retry_budget_exhausted_total: IntCounterVec::new(
+            Opts::new(BUDGET.0, BUDGET.1),
+            &["upstream"],
+        )
+        .expect("valid opts"),
     }
 }
 

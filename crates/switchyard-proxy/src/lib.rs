@@ -34,6 +34,7 @@ pub mod request_ctx;
 pub mod request_key;
 pub mod responses;
 pub mod retry;
+pub mod retry_budget;
 pub mod rewrite;
 pub mod router;
 pub mod runtime;

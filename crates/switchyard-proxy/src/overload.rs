@@ -10,6 +10,7 @@
 //! |---|---|---|---|---|
 //! | every server full, no queue or queue full | 503 + `Retry-After` | status 14 | closed | `full` |
 //! | waited `queue_timeout_ms` | 503 + `Retry-After` | status 14 | closed | `timeout` |
+//! | the route's `deadline_ms` passed while queued | 504 | status 4 | — | `deadline` |
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ pub enum NoServer {
     Full,
     /// Waited `queue_timeout_ms` in the queue.
     QueueTimeout,
+    /// The route's `deadline_ms` passed while the request waited in the queue: 504.
+    Deadline,
 }
 
 impl NoServer {
@@ -43,11 +46,13 @@ pub const RETRY_AFTER_S: &str = "1";
 
 /// Claims a server of `up` for an attempt: a retry (`tried` not empty) takes a free server or
 /// none; a first attempt claims directly, or waits in the upstream's queue (at most
-/// `queue_size` waiting, for at most `queue_timeout_ms`). Refusals for overload are counted.
+/// `queue_size` waiting, for at most `queue_timeout_ms`, and never past `deadline`). Refusals
+/// for overload are counted.
 pub async fn admit(
     up: &UpstreamRuntime,
     key: Option<u64>,
     tried: &Tried,
+    deadline: Option<Instant>,
 ) -> Result<Claim, NoServer> {
     if !tried.is_empty() {
         let snapshot = up.pool.snapshot();
@@ -69,12 +74,16 @@ pub async fn admit(
         Err(Refusal::Full) => {}
         Err(_) => return Err(NoServer::Unavailable),
     }
-    queued(up, key).await
+    queued(up, key, deadline).await
 }
 
 /// The queued part of [`admit`]: the wait, its timeout and its metrics.
 #[cold]
-async fn queued(up: &UpstreamRuntime, key: Option<u64>) -> Result<Claim, NoServer> {
+async fn queued(
+    up: &UpstreamRuntime,
+    key: Option<u64>,
+    deadline: Option<Instant>,
+) -> Result<Claim, NoServer> {
     let metrics = &up.queue_metrics;
     let queue_size = usize::try_from(up.cfg.queue_size).unwrap_or(usize::MAX);
     if queue_size == 0 {
@@ -87,7 +96,12 @@ async fn queued(up: &UpstreamRuntime, key: Option<u64>) -> Result<Claim, NoServe
     }
     let start = Instant::now();
     metrics.length.inc();
-    let timeout = Duration::from_millis(up.cfg.queue_timeout_ms);
+    let queue_timeout = Duration::from_millis(up.cfg.queue_timeout_ms);
+    let left = deadline.map(|d| d.saturating_duration_since(start));
+    let (timeout, by_deadline) = match left {
+        Some(left) if left < queue_timeout => (left, true),
+        _ => (queue_timeout, false),
+    };
     let waited = tokio::time::timeout(timeout, up.pool.admit_queued(key, queue_size)).await;
     metrics.length.dec();
     metrics.wait.observe(start.elapsed().as_secs_f64());
@@ -101,6 +115,14 @@ async fn queued(up: &UpstreamRuntime, key: Option<u64>) -> Result<Claim, NoServe
                 up.cfg.name
             );
             Err(NoServer::Full)
+        }
+        Err(_) if by_deadline => {
+            metrics.rejected_deadline.inc();
+            log::warn!(
+                "upstream {}: the route's deadline passed while the request waited in the queue",
+                up.cfg.name
+            );
+            Err(NoServer::Deadline)
         }
         Err(_) => {
             metrics.rejected_timeout.inc();

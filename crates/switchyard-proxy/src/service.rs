@@ -39,7 +39,8 @@ use crate::responses::{respond, respond_decision, respond_with, LOOP_DETECTED, O
 use crate::retry::{
     failure_kind, failure_status, request_not_written, stale_connection, FailureKind, Reconnect,
 };
-use crate::runtime::Runtime;
+use crate::retry_budget::backoff;
+use crate::runtime::{Runtime, UpstreamRuntime};
 use crate::shared::Shared;
 
 /// The HTTP gateway service of one listener.
@@ -280,6 +281,9 @@ impl ProxyHttp for HttpGateway {
         if rt.config.limits.retry_buffer_bytes > 0 {
             session.as_mut().enable_retry_buffering();
         }
+        if route.cfg.deadline_ms > 0 {
+            ctx.deadline = Some(ctx.start + Duration::from_millis(route.cfg.deadline_ms));
+        }
         ctx.rt = Some(rt);
         Ok(false)
     }
@@ -300,6 +304,26 @@ impl ProxyHttp for HttpGateway {
         };
         let route = &rt.routes[route_idx];
         let upstream = &rt.upstreams[route.upstream];
+        if ctx.deadline_passed() {
+            return Err(deadline_exceeded(upstream));
+        }
+        // Jittered exponential backoff before a retry (not before a stale connection's
+        // reconnect, which is not the server's failure), cut short by the deadline.
+        if upstream.cfg.retry_backoff_ms > 0
+            && !ctx.tried.is_empty()
+            && !matches!(ctx.reconnect, Reconnect::Pending(_))
+        {
+            let wait = backoff(
+                upstream.cfg.retry_backoff_ms,
+                ctx.retries.total,
+                rand::random::<f64>(),
+            );
+            let wait = ctx.time_left().map_or(wait, |left| wait.min(left));
+            tokio::time::sleep(wait).await;
+            if ctx.deadline_passed() {
+                return Err(deadline_exceeded(upstream));
+            }
+        }
         let snap = upstream.pool.snapshot();
         // After a stale keep-alive connection: the same server again, on a fresh connection
         // (unless a reload removed it meanwhile).
@@ -317,12 +341,13 @@ impl ProxyHttp for HttpGateway {
         let reconnecting = reconnect.is_some() && named.is_some();
         let claimed = match named {
             Some(claim) => Ok(claim),
-            None => overload::admit(upstream, ctx.key, &ctx.tried)
+            None => overload::admit(upstream, ctx.key, &ctx.tried, ctx.deadline)
                 .await
                 .map(|c| (c.snapshot, c.index, c.inflight)),
         };
         let (snap, index, inflight) = match claimed {
             Ok(claim) => claim,
+            Err(NoServer::Deadline) => return Err(deadline_exceeded(upstream)),
             Err(why) if ctx.tried.is_empty() => {
                 if why.is_overload() {
                     ctx.overloaded = true;
@@ -368,6 +393,15 @@ impl ProxyHttp for HttpGateway {
             ctx.grpc.as_ref().map(|c| (c, ctx.start)),
             reconnecting,
         );
+        let mut peer = peer;
+        if let Some(left) = ctx.time_left() {
+            // `deadline_ms`: no try outlives the request's deadline.
+            let cap = |t: &mut Option<Duration>| *t = Some(t.map_or(left, |t| t.min(left)));
+            cap(&mut peer.options.connection_timeout);
+            cap(&mut peer.options.total_connection_timeout);
+            cap(&mut peer.options.read_timeout);
+            cap(&mut peer.options.write_timeout);
+        }
         Ok(Box::new(peer))
     }
 
@@ -422,11 +456,20 @@ impl ProxyHttp for HttpGateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(status);
+        if retry_on_status(session, ctx, status) {
+            // Dropped with its connection: the body of a retried response is never forwarded.
+            ctx.status_retry = true;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "response status retried on another server (retry_on_statuses)",
+            ));
+        }
         if let Some(call) = ctx.grpc.as_mut() {
             // A trailers-only answer carries its status in the header block.
             call.note_status(&upstream_response.headers);
@@ -512,25 +555,28 @@ impl ProxyHttp for HttpGateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.status_retry) {
+            // A `retry_on_statuses` answer: the server answered, which its metrics and passive
+            // health checks see; the request goes to another server.
+            if let (Some(a), Some(status)) = (ctx.attempt.take(), ctx.upstream_status.take()) {
+                log::info!(
+                    "upstream {} server {} answered {status}: retrying on another server",
+                    a.upstream().cfg.name,
+                    a.id()
+                );
+                a.answered(status);
+            }
+            ctx.retries.count(true);
+            e.set_retry(true);
+            return e;
+        }
         if e.esource() == &ErrorSource::Downstream {
             // The client went away or sent garbage: not the server's fault, no retry.
             drop(ctx.attempt.take());
             e.set_retry(false);
             return e;
         }
-        // `retry_non_idempotent` (NGINX `proxy_next_upstream non_idempotent`): POST and PATCH
-        // are retried after sending like idempotent methods.
-        let retryable_method = session.req_header().method.is_idempotent()
-            || ctx
-                .rt
-                .as_ref()
-                .zip(ctx.route)
-                .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
-        // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
-        let truncated = session.as_ref().retry_buffer_truncated()
-            || ctx.rt.as_ref().is_some_and(|rt| {
-                session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
-            });
+        let (retryable_method, truncated) = replayable(session, ctx);
         // A pooled keep-alive connection the server had closed (NGINX retries these too, and
         // so do browsers): once per request, the same server again on a fresh connection,
         // whatever `retries` says — for idempotent requests (and others with
@@ -665,4 +711,58 @@ impl ProxyHttp for HttpGateway {
             _ => self.shared.metrics().count_unrouted(code),
         }
     }
+}
+
+/// Whether a request may be sent again after it was sent once: its method (idempotent, or any
+/// with `retry_non_idempotent`, NGINX `proxy_next_upstream non_idempotent`), and whether its
+/// body was cut from the retry buffer (larger than `retry_buffer_bytes`, or any body when it is
+/// 0): `(retryable_method, truncated)`.
+fn replayable(session: &Session, ctx: &RequestCtx) -> (bool, bool) {
+    let retryable_method = session.req_header().method.is_idempotent()
+        || ctx
+            .rt
+            .as_ref()
+            .zip(ctx.route)
+            .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
+    let truncated = session.as_ref().retry_buffer_truncated()
+        || ctx.rt.as_ref().is_some_and(|rt| {
+            session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
+        });
+    (retryable_method, truncated)
+}
+
+/// True if a response head with `status` is to be retried on another server: the route lists
+/// it in `retry_on_statuses`, the request may be sent again ([`replayable`]; gRPC calls never
+/// are), an untried server is there, and the retry policy, deadline and budget allow it.
+/// Otherwise the response goes to the client (the last one, when retries ran out).
+fn retry_on_status(session: &Session, ctx: &mut RequestCtx, status: u16) -> bool {
+    let Some((rt, r)) = ctx.rt.as_ref().zip(ctx.route) else {
+        return false;
+    };
+    let route = &rt.routes[r];
+    if route.cfg.retry_on_statuses.is_empty()
+        || !route.cfg.retry_on_statuses.contains(&status)
+        || ctx.grpc.is_some()
+    {
+        return false;
+    }
+    let (retryable_method, truncated) = replayable(session, ctx);
+    if !retryable_method || truncated {
+        return false;
+    }
+    let untried = rt.upstreams[route.upstream]
+        .pool
+        .snapshot()
+        .pick_at(ctx.key, &ctx.tried)
+        .is_some();
+    untried && ctx.may_retry(true)
+}
+
+/// The error of a request whose `deadline_ms` passed before a response head: 504.
+fn deadline_exceeded(upstream: &UpstreamRuntime) -> Box<Error> {
+    log::warn!(
+        "upstream {}: the route's deadline_ms passed before a response",
+        upstream.cfg.name
+    );
+    Error::explain(ErrorType::HTTPStatus(504), "deadline_ms exceeded")
 }

@@ -257,7 +257,7 @@ impl TcpProxy {
         for _ in 0..attempts {
             // The connection holds a slot of the server's `max_in_flight` while it lasts; the
             // first connect may wait in the upstream's queue.
-            let claim = match overload::admit(upstream, key, &tried).await {
+            let claim = match overload::admit(upstream, key, &tried, None).await {
                 Ok(claim) => claim,
                 Err(why) => {
                     refusal = why;

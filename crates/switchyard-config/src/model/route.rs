@@ -57,6 +57,16 @@ pub struct RouteConfig {
     /// `proxy_next_upstream non_idempotent`). Default false.
     #[serde(default)]
     pub retry_non_idempotent: bool,
+    /// `retry_on_statuses`: a response with one of these statuses (400..=599) is retried on
+    /// another server under the rules of a failure after sending (idempotent methods, never a
+    /// server twice, counted against `retries`); the last one is returned when no retry is
+    /// left. Default none.
+    #[serde(default)]
+    pub retry_on_statuses: Vec<u16>,
+    /// `deadline_ms`: the whole request — queueing, every try and the backoff between them —
+    /// must get its response head within this; exceeded: 504. 0 = none (default).
+    #[serde(default)]
+    pub deadline_ms: u64,
     /// `require_cascade`: accept only signed requests from allowed instances. Default false.
     #[serde(default)]
     pub require_cascade: bool,

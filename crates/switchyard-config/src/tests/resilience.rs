@@ -68,3 +68,39 @@ fn negative_limits_are_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn retry_keys_defaults_and_rules() {
+    let ok = parse_str(&format!(
+        "[[routes]]\nname = \"r\"\nupstream = \"api\"\n{BASE}\
+         groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+    ))
+    .unwrap();
+    let (r, u) = (&ok.routes[0], &ok.upstreams[0]);
+    assert!(r.retry_on_statuses.is_empty());
+    assert_eq!(r.deadline_ms, 0);
+    assert_eq!(
+        (
+            u.retry_budget_percent,
+            u.retry_budget_min,
+            u.retry_backoff_ms
+        ),
+        (20, 3, 0)
+    );
+
+    let text = format!(
+        "[[routes]]\nname = \"r\"\nupstream = \"api\"\nretry_on_statuses = [503, 302]\n\
+         {BASE}retry_budget_percent = 101\n\
+         groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+    );
+    let errs = errors(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"routes[0].retry_on_statuses[1]"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"upstreams[0].retry_budget_percent"),
+        "{paths:?}"
+    );
+}

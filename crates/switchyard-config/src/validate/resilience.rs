@@ -1,4 +1,5 @@
-//! Rules of the resilience keys of `[[upstreams]]`: queue size and timeout.
+//! Rules of the resilience keys: queue size and timeout, retry budget (`[[upstreams]]`), and
+//! `retry_on_statuses` (`[[routes]]`).
 
 use super::Validator;
 use crate::model::{Config, UpstreamConfig};
@@ -12,6 +13,16 @@ impl Validator {
         for (i, u) in cfg.upstreams.iter().enumerate() {
             self.upstream_resilience(&format!("upstreams[{i}]"), u);
         }
+        for (i, r) in cfg.routes.iter().enumerate() {
+            for (j, status) in r.retry_on_statuses.iter().enumerate() {
+                if !(400..=599).contains(status) {
+                    self.err(
+                        format!("routes[{i}].retry_on_statuses[{j}]"),
+                        format!("must be an error status, 400..=599, got {status}"),
+                    );
+                }
+            }
+        }
     }
 
     fn upstream_resilience(&mut self, p: &str, u: &UpstreamConfig) {
@@ -22,6 +33,12 @@ impl Validator {
             );
         }
         self.positive(format!("{p}.queue_timeout_ms"), u.queue_timeout_ms);
+        if u.retry_budget_percent > 100 {
+            self.err(
+                format!("{p}.retry_budget_percent"),
+                format!("must be 0..=100, got {}", u.retry_budget_percent),
+            );
+        }
         if u.queue_size > 0
             && !u
                 .servers()

@@ -19,6 +19,7 @@ use switchyard_metrics::{Metrics, QueueMetrics, Resilience, ServerMetrics};
 use super::{cascade_key, BuildError, Runtime};
 use crate::dns::{self, Resolved};
 use crate::health_observer::MetricsObserver;
+use crate::retry_budget::RetryBudget;
 use crate::sticky::Sticky;
 use crate::upstream_tls::UpstreamTlsRuntime;
 
@@ -45,6 +46,10 @@ pub struct UpstreamRuntime {
     no_server: OnceLock<IntCounter>,
     /// The queue's metric handles (refusals by reason, length, wait).
     pub queue_metrics: QueueMetrics,
+    /// Retries in flight, against `retry_budget_percent` / `retry_budget_min`.
+    pub retry_budget: RetryBudget,
+    /// `switchyard_retry_budget_exhausted_total{upstream}`.
+    pub budget_exhausted: IntCounter,
     /// The metric families the upstream reports to.
     metrics: &'static Metrics,
     /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
@@ -407,6 +412,10 @@ pub(super) fn build(
             cascade_key,
             no_server: OnceLock::new(),
             queue_metrics: Resilience::global().queue(&up.name),
+            retry_budget: RetryBudget::default(),
+            budget_exhausted: Resilience::global()
+                .retry_budget_exhausted_total
+                .with_label_values(&[&up.name]),
             metrics,
             hash_on: hash_on(up),
         }));
