@@ -1,5 +1,5 @@
 //! The resilience families: the upstream queue (requests refused by it, its length, the time
-//! requests waited in it) and retry budgets.
+//! requests waited in it), retry budgets and rate limits.
 //!
 //! Registered in the default registry on first use of [`Resilience::global`], beside
 //! [`crate::Metrics`]; the request path holds per-upstream handles ([`QueueMetrics`]) resolved
@@ -35,6 +35,9 @@ pub struct Resilience {
     /// `switchyard_retry_budget_exhausted_total{upstream}`: retries denied by the upstream's
     /// retry budget (the request got the failure it would have retried).
     pub retry_budget_exhausted_total: IntCounterVec,
+    /// `switchyard_rate_limited_total{route}`: requests answered 429 by the route's
+    /// `[routes.rate_limit]` (never sent upstream).
+    pub rate_limited_total: IntCounterVec,
 }
 
 /// One upstream's queue handles.
@@ -71,6 +74,11 @@ const BUDGET: (&str, &str) = (
     "Retries denied by the upstream's retry budget",
 );
 
+const LIMITED: (&str, &str) = (
+    "switchyard_rate_limited_total",
+    "Requests answered 429 by the route's rate limit",
+);
+
 fn wait_opts() -> HistogramOpts {
     // 1 ms .. ~33 s.
     HistogramOpts::new(WAIT.0, WAIT.1).buckets(
@@ -88,6 +96,7 @@ fn build() -> prometheus::Result<Resilience> {
         queue_length: register_int_gauge_vec!(LENGTH.0, LENGTH.1, &["upstream"])?,
         queue_wait_seconds: register_histogram_vec!(wait_opts(), &["upstream"])?,
         retry_budget_exhausted_total: register_int_counter_vec!(BUDGET.0, BUDGET.1, &["upstream"])?,
+        rate_limited_total: register_int_counter_vec!(LIMITED.0, LIMITED.1, &["route"])?,
     })
 }
 
@@ -108,6 +117,8 @@ fn unregistered() -> Resilience {
             &["upstream"],
         )
         .expect("valid opts"),
+        rate_limited_total: IntCounterVec::new(Opts::new(LIMITED.0, LIMITED.1), &["route"])
+            .expect("valid opts"),
     }
 }
 

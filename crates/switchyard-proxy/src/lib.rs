@@ -28,6 +28,7 @@ pub mod overload;
 mod peer;
 pub mod pem;
 pub mod proxy_protocol;
+pub mod rate_limit;
 pub mod reject;
 pub mod reload;
 pub mod request_ctx;

@@ -22,6 +22,7 @@ pub fn body_for(code: u16) -> &'static str {
         404 => "404 Not Found: no route matches this request\n",
         408 => "408 Request Timeout\n",
         413 => "413 Payload Too Large\n",
+        429 => "429 Too Many Requests: over this route's rate limit\n",
         431 => "431 Request Header Fields Too Large\n",
         LOOP_DETECTED => "463 Loop Detected: this request already passed through this gateway\n",
         500 => "500 Internal Server Error\n",

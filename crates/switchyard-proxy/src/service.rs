@@ -22,6 +22,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use switchyard_balance::{Clock, MonotonicClock};
 use switchyard_config::RouteConfig;
 
 use crate::attempt::Attempt;
@@ -32,10 +33,13 @@ use crate::headers::{instance_id_value, loop_detected, request_host, set_forward
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
 use crate::overload::{self, NoServer};
+use crate::rate_limit::Verdict;
 use crate::reject::{Reject, RejectCounters};
 use crate::request_ctx::RequestCtx;
-use crate::request_key::{client_ip, cookie_value, hash_key};
-use crate::responses::{respond, respond_decision, respond_with, LOOP_DETECTED, OVERLOADED};
+use crate::request_key::{client_ip, cookie_value, hash_key, rate_limit_key};
+use crate::responses::{
+    body_for, respond, respond_decision, respond_with, LOOP_DETECTED, OVERLOADED,
+};
 use crate::retry::{
     failure_kind, failure_status, request_not_written, stale_connection, FailureKind, Reconnect,
 };
@@ -232,6 +236,25 @@ impl ProxyHttp for HttpGateway {
         ctx.route = Some(route_idx);
         ctx.params = params;
         let route = &rt.routes[route_idx];
+        // `[routes.rate_limit]`: before any upstream work (and before cascade signatures).
+        if let Some(limit) = &route.rate_limit {
+            let key = rate_limit_key(req, ctx.client_ip, &limit.key);
+            if let Verdict::Deny { retry_after_s } =
+                limit.limiter.check(key, MonotonicClock.now_nanos())
+            {
+                limit.limited.inc();
+                log::debug!("route {}: rate limited ({})", route.cfg.name, limit.key);
+                let retry_after = retry_after_s.to_string();
+                respond_with(
+                    session,
+                    429,
+                    body_for(429),
+                    &[("retry-after", retry_after.as_str())],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         if route.cfg.require_cascade {
             match verify_cascade(&rt, req) {
                 cascade::Verdict::Accept => {}

@@ -17,6 +17,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod proxy_protocol;
+mod rate_limit;
 mod resilience;
 mod route;
 mod server;
@@ -40,6 +41,7 @@ pub use limits::{
 pub use listener::{ListenerConfig, ListenerProtocol, ListenerTls};
 pub use metrics::MetricsConfig;
 pub use proxy_protocol::ProxyProtocol;
+pub use rate_limit::{RateLimitConfig, RateLimitKey};
 pub use route::RouteConfig;
 pub use server::{parse_resolver, ServerConfig};
 pub use status_range::StatusRange;

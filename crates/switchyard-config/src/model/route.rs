@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::defaults::{default_connect_timeout_ms, default_timeout_ms};
+use super::rate_limit::RateLimitConfig;
 use crate::path_pattern::PathPattern;
 
 fn default_tunnel_timeout_ms() -> u64 {
@@ -67,6 +68,9 @@ pub struct RouteConfig {
     /// must get its response head within this; exceeded: 504. 0 = none (default).
     #[serde(default)]
     pub deadline_ms: u64,
+    /// `[routes.rate_limit]`: a token bucket per key; absent = no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     /// `require_cascade`: accept only signed requests from allowed instances. Default false.
     #[serde(default)]
     pub require_cascade: bool,

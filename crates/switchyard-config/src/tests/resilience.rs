@@ -104,3 +104,42 @@ fn retry_keys_defaults_and_rules() {
         "{paths:?}"
     );
 }
+
+#[test]
+fn rate_limit_table() {
+    let route = |table: &str| {
+        format!(
+            "[[routes]]\nname = \"r\"\nupstream = \"api\"\n  [routes.rate_limit]\n{table}\n\
+             {BASE}groups = [{{ name = \"g\", servers = [{{ address = \"10.0.0.1\" }}] }}]\n"
+        )
+    };
+    let cfg = parse_str(&route("  requests_per_s = 2.5")).unwrap();
+    let rl = cfg.routes[0].rate_limit.as_ref().unwrap();
+    assert_eq!(rl.key, RateLimitKey::SourceIp);
+    assert_eq!(
+        rl.effective_burst(),
+        3,
+        "default burst: the rate rounded up"
+    );
+    let cfg = parse_str(&route(
+        "  requests_per_s = 100\n  burst = 10\n  key = \"cookie:session\"",
+    ))
+    .unwrap();
+    let rl = cfg.routes[0].rate_limit.as_ref().unwrap();
+    assert_eq!(rl.key, RateLimitKey::Cookie("session".into()));
+    assert_eq!(rl.effective_burst(), 10);
+
+    let text = route("  requests_per_s = 0\n  burst = 0");
+    let errs = errors(&text);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"routes[0].rate_limit.requests_per_s"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"routes[0].rate_limit.burst"), "{paths:?}");
+    let errs = errors(&route("  requests_per_s = 1\n  key = \"uri\""));
+    assert!(
+        errs[0].message.contains("unknown rate limit key"),
+        "{errs:?}"
+    );
+}

@@ -14,6 +14,18 @@ impl Validator {
             self.upstream_resilience(&format!("upstreams[{i}]"), u);
         }
         for (i, r) in cfg.routes.iter().enumerate() {
+            if let Some(rl) = &r.rate_limit {
+                let p = format!("routes[{i}].rate_limit");
+                if !(rl.requests_per_s.is_finite() && rl.requests_per_s > 0.0) {
+                    self.err(
+                        format!("{p}.requests_per_s"),
+                        format!("must be greater than 0, got {}", rl.requests_per_s),
+                    );
+                }
+                if rl.burst == Some(0) {
+                    self.err(format!("{p}.burst"), "must be at least 1");
+                }
+            }
             for (j, status) in r.retry_on_statuses.iter().enumerate() {
                 if !(400..=599).contains(status) {
                     self.err(
