@@ -477,3 +477,61 @@ async fn connections_over_max_connections_are_closed_unserved() {
     assert!(served, "a slot was not released after a connection closed");
     assert_eq!(held.len(), 1);
 }
+
+/// `max_in_flight_per_server` counts connections: the second one waits in the queue until the
+/// first closes, a third finds the queue full and is closed without reaching the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_honour_max_in_flight_and_the_queue() {
+    let a = TcpServer::start("a", Mode::GreetEcho).await;
+    let gw = Gateway::start(&config(
+        "tcp-limit",
+        "",
+        "max_in_flight_per_server = 1\nqueue_size = 1\nqueue_timeout_ms = 3000",
+        &[a.addr],
+    ));
+    let addr = gw.listener("db");
+    let mut first = connect(addr).await;
+    assert_eq!(read_line(&mut first).await, "a");
+    // The harness's readiness probe was proxied too.
+    let base = a.conns();
+    let mut second = connect(addr).await;
+    let mut b = [0u8; 1];
+    assert!(
+        timeout(Duration::from_millis(300), second.read(&mut b))
+            .await
+            .is_err(),
+        "the second connection waits: the server has one in flight"
+    );
+    let mut third = connect(addr).await;
+    let n = timeout(Duration::from_secs(2), third.read(&mut b))
+        .await
+        .expect("the third connection is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a greeting (queue full)");
+    assert_eq!(a.conns(), base, "neither reached the server");
+    drop(first);
+    assert_eq!(
+        read_line(&mut second).await,
+        "a",
+        "served once the slot freed"
+    );
+    assert_eq!(a.conns(), base + 1);
+    let samples = gw.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &samples,
+            "switchyard_queue_rejected_total",
+            &[("upstream", "pool"), ("reason", "full")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &samples,
+            "switchyard_tcp_connections_total",
+            &[("outcome", "overloaded")]
+        ),
+        1.0
+    );
+    a.stop().await;
+}

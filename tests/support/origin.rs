@@ -82,6 +82,9 @@ struct OriginState {
     delay_ms: AtomicU64,
     mode: AtomicU8,
     connections: AtomicUsize,
+    /// Requests being answered now, and the most ever at once (see [`Origin::peak_concurrency`]).
+    active: AtomicUsize,
+    peak: AtomicUsize,
     requests: Mutex<Vec<RecordedRequest>>,
     conn_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -145,6 +148,8 @@ impl Origin {
             delay_ms: AtomicU64::new(0),
             mode: AtomicU8::new(OriginMode::Normal.to_u8()),
             connections: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
             conn_tasks: Mutex::new(Vec::new()),
         });
@@ -253,6 +258,17 @@ impl Origin {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// The most requests this origin was answering at once (from the request head to the end of
+    /// its answer's delay), as the origin itself counted them.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
+    }
+
+    /// Requests being answered now.
+    pub fn active_requests(&self) -> usize {
+        self.state.active.load(Ordering::SeqCst)
+    }
+
     /// Forgets recorded requests and resets the connection counter.
     pub fn clear(&self) {
         self.state.requests.lock().unwrap().clear();
@@ -351,6 +367,15 @@ impl AsyncWrite for ResettableIo {
     }
 }
 
+/// Counts a request as answered when its handler ends (or is dropped with its connection).
+struct ActiveGuard(Arc<OriginState>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve_connection(stream: TokioTcpStream, peer: SocketAddr, state: Arc<OriginState>) {
     let _ = stream.set_nodelay(true);
     // 0 = keep going, 1 = reset, 2 = close.
@@ -368,6 +393,9 @@ async fn serve_connection(stream: TokioTcpStream, peer: SocketAddr, state: Arc<O
             let abort_kind = abort_kind.clone();
             let abort = abort.clone();
             async move {
+                let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
+                state.peak.fetch_max(now, Ordering::SeqCst);
+                let _active = ActiveGuard(state.clone());
                 let recorded = record(req, peer).await;
                 state.requests.lock().unwrap().push(recorded);
                 let mode = OriginMode::from_u8(state.mode.load(Ordering::SeqCst));

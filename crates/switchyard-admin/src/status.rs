@@ -121,7 +121,11 @@ fn server_row(out: &mut String, s: &ServerView) {
          <td>{transition}</td></tr>",
         id = esc(&s.id),
         health = s.health,
-        in_flight = s.in_flight,
+        in_flight = if s.max_in_flight > 0 {
+            format!("{} / {}", s.in_flight, s.max_in_flight)
+        } else {
+            s.in_flight.to_string()
+        },
         ewma = s.ewma_ms,
         requests = s.requests,
         failures = s.failures,
@@ -303,7 +307,23 @@ pub fn render(shared: &Shared, rates: &Rates, refresh_s: u32) -> String {
         for s in &u.servers {
             server_row(&mut out, s);
         }
-        out.push_str("</table></section>\n");
+        out.push_str("</table>\n");
+        if let Some(q) = &u.queue {
+            let _ = writeln!(
+                out,
+                "<p class=\"meta queue\" data-queue-waiting=\"{w}\">Queue: <b>{w}</b> waiting \
+                 (size {size}, timeout {t} ms) · {n} waited, mean {mean:.1} ms · refused: \
+                 {full} full, {timeout} timed out</p>",
+                w = q.waiting,
+                size = q.size,
+                t = q.timeout_ms,
+                n = q.waited_total,
+                mean = q.mean_wait_ms,
+                full = q.rejected_full,
+                timeout = q.rejected_timeout,
+            );
+        }
+        out.push_str("</section>\n");
     }
     out.push_str(
         "<p class=\"meta\">Run-time changes made through the admin API (enable, disable, drain, \

@@ -35,8 +35,30 @@ pub struct UpstreamView {
     pub active_checks: bool,
     /// True if passive health checks are configured.
     pub passive_checks: bool,
+    /// The queue of requests waiting for a free server (`max_in_flight`), when a server has a
+    /// limit.
+    pub queue: Option<QueueView>,
     /// Every server, in configuration order.
     pub servers: Vec<ServerView>,
+}
+
+/// An upstream's queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueView {
+    /// Requests waiting now.
+    pub waiting: usize,
+    /// `queue_size`.
+    pub size: u32,
+    /// `queue_timeout_ms`.
+    pub timeout_ms: u64,
+    /// Requests that waited so far (served or not).
+    pub waited_total: u64,
+    /// Their mean wait, milliseconds (0 when none waited).
+    pub mean_wait_ms: f64,
+    /// Requests refused because every server was full: `full`, `timeout`.
+    pub rejected_full: u64,
+    /// Requests that waited `queue_timeout_ms` in vain.
+    pub rejected_timeout: u64,
 }
 
 /// One server of an upstream.
@@ -64,6 +86,8 @@ pub struct ServerView {
     pub healthy: bool,
     /// Requests currently in flight.
     pub in_flight: u32,
+    /// Its `max_in_flight` (0 = unlimited).
+    pub max_in_flight: u32,
     /// Peak-EWMA latency estimate, milliseconds.
     pub ewma_ms: f64,
     /// Requests sent since the server appeared (kept across reloads).
@@ -180,6 +204,7 @@ pub fn server_view(
         health: state,
         healthy: server.stats.is_healthy(),
         in_flight: server.stats.in_flight(),
+        max_in_flight: spec.max_in_flight,
         ewma_ms: (server.stats.ewma_nanos(now_ns) / 1e6 * 1000.0).round() / 1000.0,
         requests,
         failures: server.stats.failures(),
@@ -215,7 +240,28 @@ pub fn upstream_view(
         panic_mode: snap.is_panic(),
         active_checks: up.health.has_active(),
         passive_checks: up.health.has_passive(),
+        queue: snap.is_limited().then(|| queue_view(up)),
         servers,
+    }
+}
+
+/// The queue of `up`, from its counter of waiters and its metrics.
+fn queue_view(up: &UpstreamRuntime) -> QueueView {
+    let m = &up.queue_metrics;
+    let waited_total = m.wait.get_sample_count();
+    let mean_wait_ms = if waited_total == 0 {
+        0.0
+    } else {
+        (m.wait.get_sample_sum() / waited_total as f64 * 1e6).round() / 1000.0
+    };
+    QueueView {
+        waiting: up.pool.store().queue().waiting(),
+        size: up.cfg.queue_size,
+        timeout_ms: up.cfg.queue_timeout_ms,
+        waited_total,
+        mean_wait_ms,
+        rejected_full: m.rejected_full.get(),
+        rejected_timeout: m.rejected_timeout.get(),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct ServerSpec {
     pub standby: bool,
     /// False = receives nothing.
     pub enabled: bool,
+    /// Most requests (or TCP connections) in flight at once; 0 = unlimited. A server at its
+    /// limit is skipped by every selector like an unavailable one.
+    pub max_in_flight: u32,
 }
 
 impl ServerSpec {
@@ -84,7 +87,13 @@ impl ServerSpec {
             weight,
             standby: false,
             enabled: true,
+            max_in_flight: 0,
         }
+    }
+    /// Sets the in-flight limit (0 = unlimited).
+    pub fn max_in_flight(mut self, limit: u32) -> Self {
+        self.max_in_flight = limit;
+        self
     }
     /// Sets the standby flag.
     pub fn standby(mut self, standby: bool) -> Self {

@@ -8,7 +8,9 @@
 //!   health flags that survive every rebuild of a selector (reloads, weight changes);
 //! - [`Pool`]: an upstream at run time, publishing immutable [`Snapshot`]s through `ArcSwap`, so a
 //!   pick is synchronous, lock-free and allocation-free;
-//! - the selectors behind the [`Selector`] trait.
+//! - the selectors behind the [`Selector`] trait;
+//! - admission ([`admission`]): per-server `max_in_flight` slots claimed atomically with the
+//!   pick, and the upstream's bounded FIFO [`queue`] for requests that find every server full.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,15 +28,18 @@
 //! assert_eq!(picks, [8081, 8081, 8081, 8082, 8081, 8081]);
 //! ```
 
+pub mod admission;
 pub mod clock;
 mod hash;
 pub mod identity;
 pub mod pool;
+pub mod queue;
 pub mod select;
 mod server;
 pub mod stats;
 pub mod tried;
 
+pub use admission::{Claim, Refusal};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use hash::hash_key;
 pub use identity::{ServerId, ServerSpec};

@@ -116,6 +116,9 @@ pub struct Snapshot {
     fallbacks: Vec<Fallback>,
     build: SelectorBuild,
     clock: Arc<dyn Clock>,
+    /// True if a server has a `max_in_flight`: a first pick that finds every server of the
+    /// serving tier full overflows to the standby tier.
+    limited: bool,
 }
 
 /// A tier a retry falls through to.
@@ -123,6 +126,9 @@ pub struct Snapshot {
 struct Fallback {
     candidates: Vec<usize>,
     selector: OnceLock<Box<dyn Selector>>,
+    /// Panic mode's tier (every enabled server, healthy or not): only retries reach it, never
+    /// the overflow of full servers.
+    panic: bool,
 }
 
 /// How a snapshot builds a selector over a tier.
@@ -181,16 +187,18 @@ impl Snapshot {
             AllDownPolicy::Reject => Vec::new(),
         };
         let panic = primary.is_empty() && standby.is_empty() && !panic_tier.is_empty();
-        let mut tiers = [primary, standby, panic_tier]
+        let mut tiers = [(primary, false), (standby, false), (panic_tier, true)]
             .into_iter()
-            .filter(|t| !t.is_empty());
-        let candidates = tiers.next().unwrap_or_default();
+            .filter(|(t, _)| !t.is_empty());
+        let candidates = tiers.next().map(|(t, _)| t).unwrap_or_default();
         let fallbacks = tiers
-            .map(|candidates| Fallback {
+            .map(|(candidates, panic)| Fallback {
                 candidates,
                 selector: OnceLock::new(),
+                panic,
             })
             .collect();
+        let limited = servers.iter().any(|s| s.spec.max_in_flight > 0);
         let build = match &opts.custom {
             Some(factory) => SelectorBuild::Custom(Arc::clone(factory)),
             None => SelectorBuild::Builtin(opts.algorithm, opts.hash_ring),
@@ -205,6 +213,7 @@ impl Snapshot {
             fallbacks,
             build,
             clock: Arc::clone(&opts.clock),
+            limited,
         }
     }
 
@@ -258,6 +267,20 @@ impl Snapshot {
     /// assert!(std::ptr::eq(&snap.servers()[i], server));
     /// ```
     pub fn pick_at(&self, key: Option<u64>, tried: &Tried) -> Option<(usize, &Server)> {
+        self.pick_in_tiers(key, tried, !tried.is_empty())
+    }
+
+    /// [`Snapshot::pick_at`], skipping the servers in `skip` (tried, or found full meanwhile);
+    /// `retry` if the request already tried a server (only retries reach panic mode's tier).
+    /// A server at its `max_in_flight` is skipped by the selectors like a tried one; when the
+    /// whole serving tier is full, the standby tier takes the overflow.
+    pub(crate) fn pick_in_tiers(
+        &self,
+        key: Option<u64>,
+        skip: &Tried,
+        retry: bool,
+    ) -> Option<(usize, &Server)> {
+        let tried = skip;
         if self.candidates.is_empty() {
             return None;
         }
@@ -273,16 +296,25 @@ impl Snapshot {
         };
         match self.selector.pick(&ctx) {
             Some(i) => Some((i, &self.servers[i])),
-            None if tried.is_empty() || self.fallbacks.is_empty() => None,
-            None => self.pick_fallback(key, tried),
+            None if self.fallbacks.is_empty() => None,
+            None if retry || self.limited => self.pick_fallback(key, tried, retry),
+            None => None,
         }
     }
 
     /// A retry's pick from the tiers after the serving one (builds their selectors on first
     /// use: the first fall-through of a snapshot allocates, later ones do not).
     #[cold]
-    fn pick_fallback(&self, key: Option<u64>, tried: &Tried) -> Option<(usize, &Server)> {
+    fn pick_fallback(
+        &self,
+        key: Option<u64>,
+        tried: &Tried,
+        retry: bool,
+    ) -> Option<(usize, &Server)> {
         self.fallbacks.iter().find_map(|tier| {
+            if tier.panic && !retry {
+                return None;
+            }
             let selector = tier
                 .selector
                 .get_or_init(|| self.build.build(&self.servers, &tier.candidates));
@@ -326,6 +358,24 @@ impl Snapshot {
     /// Indices of the servers picks choose from.
     pub fn candidates(&self) -> &[usize] {
         &self.candidates
+    }
+    /// True if a server has a `max_in_flight` limit.
+    pub fn is_limited(&self) -> bool {
+        self.limited
+    }
+    /// True if a server a first attempt could use (serving tier or standby, not in `skip`) is
+    /// at its limit: the reason a pick found nothing, when it is not that nothing is available.
+    pub(crate) fn any_full(&self, skip: &Tried) -> bool {
+        let tiers = std::iter::once(self.candidates.as_slice()).chain(
+            self.fallbacks
+                .iter()
+                .filter(|t| !t.panic)
+                .map(|t| t.candidates.as_slice()),
+        );
+        tiers.flatten().any(|&i| {
+            let s = &self.servers[i];
+            !s.has_room() && !skip.contains(&s.stats)
+        })
     }
     /// True if the snapshot is in panic mode (no server available; using every enabled one).
     pub fn is_panic(&self) -> bool {

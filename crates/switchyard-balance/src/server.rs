@@ -20,3 +20,12 @@ impl Server {
         self.spec.enabled && self.spec.weight > 0 && self.stats.is_healthy()
     }
 }
+
+impl Server {
+    /// True if the server is below its `max_in_flight` (always, when it has none).
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        let limit = self.spec.max_in_flight;
+        limit == 0 || self.stats.in_flight() < limit
+    }
+}

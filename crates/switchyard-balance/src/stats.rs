@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::identity::ServerId;
+use crate::queue::SlotQueue;
 
 /// How a proxied request ended, as far as load estimation is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct ServerStats {
     ewma_bits: AtomicU64,
     ewma_stamp: AtomicU64,
     healthy: AtomicBool,
+    /// The upstream's queue, told when a slot frees (stats made by a [`StatsStore`]).
+    queue: Option<Arc<SlotQueue>>,
 }
 
 impl Default for ServerStats {
@@ -55,6 +58,7 @@ impl Default for ServerStats {
             ewma_bits: AtomicU64::new(0f64.to_bits()),
             ewma_stamp: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            queue: None,
         }
     }
 }
@@ -92,6 +96,35 @@ impl ServerStats {
         }
     }
 
+    /// Starts tracking a request if fewer than `limit` are in flight (0 = no limit): the
+    /// atomic check-and-count behind `max_in_flight`, so that concurrent picks of the last free
+    /// slot cannot both take it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::ServerStats;
+    /// let s = Arc::new(ServerStats::default());
+    /// let a = s.try_begin(1, 0).unwrap();
+    /// assert!(s.try_begin(1, 0).is_none());
+    /// drop(a);
+    /// assert!(s.try_begin(1, 0).is_some());
+    /// ```
+    pub fn try_begin(self: &Arc<Self>, limit: u32, now_ns: u64) -> Option<InFlight> {
+        if limit == 0 {
+            return Some(self.begin(now_ns));
+        }
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(InFlight {
+            stats: Arc::clone(self),
+            start_ns: now_ns,
+            done: false,
+        })
+    }
+
     /// The peak-EWMA latency estimate in nanoseconds, decayed to `now_ns`.
     pub fn ewma_nanos(&self, now_ns: u64) -> f64 {
         let v = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
@@ -127,7 +160,17 @@ impl ServerStats {
     }
 
     fn end(&self, outcome: Option<(Outcome, u64)>, start_ns: u64) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match &self.queue {
+            // Sequentially consistent with the queue's count of waiters (see `SlotQueue`): a
+            // request that joins the queue either is seen here or sees this slot free.
+            Some(queue) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                queue.slot_freed();
+            }
+            None => {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         if let Some((outcome, now_ns)) = outcome {
             self.requests.fetch_add(1, Ordering::Relaxed);
             let rtt = now_ns.saturating_sub(start_ns) as f64;
@@ -188,6 +231,8 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct StatsStore {
     map: Mutex<HashMap<ServerId, Arc<ServerStats>>>,
+    /// Requests waiting for a free server of this upstream.
+    queue: Arc<SlotQueue>,
 }
 
 impl StatsStore {
@@ -200,10 +245,18 @@ impl StatsStore {
     pub fn get_or_insert_with(&self, id: &ServerId, initially_healthy: bool) -> Arc<ServerStats> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(id.clone()).or_insert_with(|| {
-            let s = ServerStats::default();
+            let s = ServerStats {
+                queue: Some(Arc::clone(&self.queue)),
+                ..ServerStats::default()
+            };
             s.set_healthy(initially_healthy);
             Arc::new(s)
         }))
+    }
+    /// The upstream's queue of requests waiting for a free server (kept across reloads, like
+    /// the stats).
+    pub fn queue(&self) -> &Arc<SlotQueue> {
+        &self.queue
     }
     /// The stats of `id` if it exists.
     pub fn get(&self, id: &ServerId) -> Option<Arc<ServerStats>> {

@@ -131,3 +131,51 @@ fn picks_do_not_allocate() {
         }
     }
 }
+
+#[test]
+fn claims_under_limits_do_not_allocate() {
+    for algorithm in [
+        Algorithm::Wrr,
+        Algorithm::LeastConn,
+        Algorithm::Ewma,
+        Algorithm::ConsistentHash,
+        Algorithm::Random,
+    ] {
+        // Limits of 1..=3 and a standby server: claims skip full servers, overflow to standby,
+        // and race-free check-and-count their slot.
+        let mut specs: Vec<ServerSpec> = (0..8)
+            .map(|i| {
+                let addr = format!("10.0.0.{}:80", i + 1);
+                ServerSpec::new("g", addr.parse().unwrap(), 1 + i % 3).max_in_flight(1 + i % 3)
+            })
+            .collect();
+        specs.push(ServerSpec::new("g", "10.0.1.1:80".parse().unwrap(), 1).standby(true));
+        let pool = Pool::new(
+            "t",
+            PoolOptions::new(algorithm),
+            specs,
+            Arc::new(StatsStore::default()),
+        );
+        let snap = pool.snapshot();
+        // Warm up: per-thread RNG, and the standby tier's selector (built on first overflow).
+        let held: Vec<_> = (0..20)
+            .filter_map(|_| snap.claim(Some(7), &Tried::default(), 0).ok())
+            .collect();
+        drop(held);
+        let (claimed, allocations) = counted(|| {
+            let mut claimed = 0usize;
+            let mut slots: [Option<switchyard_balance::InFlight>; 20] = Default::default();
+            for i in 0..10_000u64 {
+                let slot = &mut slots[(i % 20) as usize];
+                *slot = None;
+                if let Ok((_, g)) = snap.claim(Some(i), &Tried::default(), 0) {
+                    claimed += 1;
+                    *slot = Some(g);
+                }
+            }
+            claimed
+        });
+        assert_eq!(allocations, 0, "{algorithm}: claims allocated");
+        assert!(claimed >= 9_000, "{algorithm}: {claimed}");
+    }
+}

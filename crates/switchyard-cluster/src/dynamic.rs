@@ -109,6 +109,8 @@ pub fn merge(cfg: &mut Config, keys: &BTreeMap<(String, String, String), String>
             weight: value.weight,
             standby: value.standby,
             enabled: value.enabled,
+            // The upstream's `max_in_flight_per_server` applies to dynamic servers.
+            max_in_flight: None,
         };
         g.servers.push(entry);
     }

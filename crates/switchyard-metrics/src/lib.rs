@@ -22,6 +22,9 @@ use prometheus::{
 
 pub use prometheus;
 
+pub mod resilience;
+pub use resilience::{QueueMetrics, Resilience};
+
 /// Every Switchyard metric family.
 #[derive(Debug)]
 pub struct Metrics {

@@ -46,10 +46,18 @@ impl<U: Deref<Target = UpstreamRuntime>> Attempt<U> {
     /// `now_ns` on the pool's clock: the server counts it in flight from now.
     #[inline]
     pub fn begin(upstream: U, index: usize, server: &Server, now_ns: u64) -> Self {
+        let inflight = server.stats.begin(now_ns);
+        Self::claimed(upstream, index, server, inflight)
+    }
+
+    /// Starts an attempt on `server` (at `index` in the upstream's snapshot) with the
+    /// in-flight slot already claimed for it ([`crate::overload::admit`]).
+    #[inline]
+    pub fn claimed(upstream: U, index: usize, server: &Server, inflight: InFlight) -> Self {
         Attempt {
             metrics: upstream.metrics_at(index, &server.spec.id),
             id: server.spec.id.clone(),
-            inflight: server.stats.begin(now_ns),
+            inflight,
             upstream,
             header_ns: None,
         }

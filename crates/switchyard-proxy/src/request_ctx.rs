@@ -15,6 +15,7 @@ use crate::grpc::GrpcCall;
 use crate::observe::trace_context::{SpanId, TraceContext};
 use crate::observe::tracer::AttemptSpan;
 use crate::retry::{FailureKind, Reconnect, Retries};
+use crate::retry_budget::{self, RetryTicket};
 use crate::router::Params;
 use crate::runtime::Runtime;
 
@@ -55,6 +56,17 @@ pub struct RequestCtx {
     pub(crate) error: Option<&'static str>,
     /// The attempts' client spans (kept only for sampled requests with `[tracing]`).
     pub(crate) spans: Vec<AttemptSpan>,
+    /// No server had room (every one at its `max_in_flight`, the queue full or timed out): the
+    /// 503 carries `Retry-After`.
+    pub(crate) overloaded: bool,
+    /// `deadline_ms` of the route, from the request's start: every try, the backoff between
+    /// them and queueing must end by then.
+    pub(crate) deadline: Option<Instant>,
+    /// The response head just received has a status of `retry_on_statuses` and is being
+    /// retried (its body is dropped with the connection).
+    pub(crate) status_retry: bool,
+    /// The request's place in its upstream's retry budget, from its first retry on.
+    pub(crate) retry_ticket: Option<RetryTicket>,
 }
 
 impl RequestCtx {
@@ -85,6 +97,10 @@ impl RequestCtx {
             server: None,
             error: None,
             spans: Vec::new(),
+            overloaded: false,
+            deadline: None,
+            status_retry: false,
+            retry_ticket: None,
         }
     }
 
@@ -130,12 +146,31 @@ impl RequestCtx {
         }
     }
 
-    /// True if the route's retry policy allows another attempt; `after_send` if the failed one
-    /// had sent the request.
-    pub(crate) fn may_retry(&self, after_send: bool) -> bool {
-        self.rt
-            .as_ref()
-            .zip(self.route)
-            .is_some_and(|(rt, r)| rt.routes[r].retry.allows(&self.retries, after_send))
+    /// True if another attempt is allowed: by the route's retry policy (`after_send` if the
+    /// failed attempt had sent the request), by its `deadline_ms`, and by the upstream's retry
+    /// budget (whose place the request takes on its first retry; a denial is counted).
+    pub(crate) fn may_retry(&mut self, after_send: bool) -> bool {
+        let Some((rt, r)) = self.rt.as_ref().zip(self.route) else {
+            return false;
+        };
+        let route = &rt.routes[r];
+        if !route.retry.allows(&self.retries, after_send) || self.deadline_passed() {
+            return false;
+        }
+        if self.retry_ticket.is_none() {
+            self.retry_ticket = retry_budget::take(&rt.upstreams[route.upstream]);
+        }
+        self.retry_ticket.is_some()
+    }
+
+    /// True if the route's `deadline_ms` has passed.
+    pub(crate) fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Time left before the route's `deadline_ms`, if it has one.
+    pub(crate) fn time_left(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 }

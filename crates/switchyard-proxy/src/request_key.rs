@@ -132,6 +132,32 @@ pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .map(|(_, v)| v)
 }
 
+/// The key a route's rate limit counts `req` by (see [`crate::rate_limit`]): a hash of the
+/// client's IP, of a header's or cookie's value, or one key for the whole route. Requests
+/// without the header or cookie (or without a client address) share key 0.
+pub fn rate_limit_key(
+    req: &RequestHeader,
+    client: Option<IpAddr>,
+    key: &switchyard_config::RateLimitKey,
+) -> u64 {
+    use switchyard_config::RateLimitKey;
+    match key {
+        RateLimitKey::SourceIp => match client {
+            Some(IpAddr::V4(ip)) => hash_bytes(&ip.octets()),
+            Some(IpAddr::V6(ip)) => hash_bytes(&ip.octets()),
+            None => 0,
+        },
+        RateLimitKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map_or(0, |v| hash_bytes(v.as_bytes())),
+        RateLimitKey::Cookie(name) => {
+            cookie_value(req, name).map_or(0, |v| hash_bytes(v.as_bytes()))
+        }
+        RateLimitKey::Route => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

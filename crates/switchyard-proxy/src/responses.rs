@@ -10,6 +10,11 @@ use crate::observe::request_id;
 /// Non-standard status for a detected forwarding loop (as used by several CDNs).
 pub const LOOP_DETECTED: u16 = 463;
 
+/// The body of a 503 for an overloaded upstream (every server at its `max_in_flight`, the queue
+/// full or timed out); sent with `Retry-After`.
+pub const OVERLOADED: &str =
+    "503 Service Unavailable: every upstream server is busy; retry later\n";
+
 /// The body the gateway sends with its own `code` responses.
 pub fn body_for(code: u16) -> &'static str {
     match code {
@@ -19,6 +24,7 @@ pub fn body_for(code: u16) -> &'static str {
         404 => "404 Not Found: no route matches this request\n",
         408 => "408 Request Timeout\n",
         413 => "413 Payload Too Large\n",
+        429 => "429 Too Many Requests: over this route's rate limit\n",
         431 => "431 Request Header Fields Too Large\n",
         LOOP_DETECTED => "463 Loop Detected: this request already passed through this gateway\n",
         500 => "500 Internal Server Error\n",

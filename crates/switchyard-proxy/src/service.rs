@@ -22,6 +22,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use switchyard_balance::{Clock, MonotonicClock};
 use switchyard_config::RouteConfig;
 
 use crate::attempt::Attempt;
@@ -35,14 +36,19 @@ use crate::observe::request_id;
 use crate::observe::trace_context::{new_span_id, traceparent, TraceContext, TRACEPARENT};
 use crate::observe::tracer::AttemptSpan;
 use crate::observe::Telemetry;
+use crate::overload::{self, NoServer};
+use crate::rate_limit::Verdict;
 use crate::reject::{Reject, RejectCounters};
 use crate::request_ctx::RequestCtx;
-use crate::request_key::{client_ip, cookie_value, hash_key};
-use crate::responses::{respond, respond_decision, LOOP_DETECTED};
+use crate::request_key::{client_ip, cookie_value, hash_key, rate_limit_key};
+use crate::responses::{
+    body_for, respond, respond_decision, respond_with, LOOP_DETECTED, OVERLOADED,
+};
 use crate::retry::{
     failure_kind, failure_status, request_not_written, stale_connection, FailureKind, Reconnect,
 };
-use crate::runtime::Runtime;
+use crate::retry_budget::backoff;
+use crate::runtime::{Runtime, UpstreamRuntime};
 use crate::shared::Shared;
 
 /// The HTTP gateway service of one listener.
@@ -259,6 +265,32 @@ impl ProxyHttp for HttpGateway {
         ctx.route = Some(route_idx);
         ctx.params = params;
         let route = &rt.routes[route_idx];
+        // `[routes.rate_limit]`: before any upstream work (and before cascade signatures).
+        if let Some(limit) = &route.rate_limit {
+            let key = rate_limit_key(req, ctx.client_ip, &limit.key);
+            if let Verdict::Deny { retry_after_s } =
+                limit.limiter.check(key, MonotonicClock.now_nanos())
+            {
+                limit.limited.inc();
+                ctx.error = Some("rate_limited");
+                log::debug!("route {}: rate limited ({})", route.cfg.name, limit.key);
+                if GrpcCall::of(req).is_some() {
+                    // A gRPC call over its rate: RESOURCE_EXHAUSTED, as Envoy's rate limit
+                    // filter answers gRPC.
+                    grpc::respond(session, GrpcStatus::ResourceExhausted, "rate limited").await?;
+                    return Ok(true);
+                }
+                let retry_after = retry_after_s.to_string();
+                respond_with(
+                    session,
+                    429,
+                    body_for(429),
+                    &[("retry-after", retry_after.as_str())],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         if route.cfg.require_cascade {
             match verify_cascade(&rt, req) {
                 cascade::Verdict::Accept => {}
@@ -309,6 +341,9 @@ impl ProxyHttp for HttpGateway {
         if rt.config.limits.retry_buffer_bytes > 0 {
             session.as_mut().enable_retry_buffering();
         }
+        if route.cfg.deadline_ms > 0 {
+            ctx.deadline = Some(ctx.start + Duration::from_millis(route.cfg.deadline_ms));
+        }
         ctx.rt = Some(rt);
         Ok(false)
     }
@@ -329,6 +364,26 @@ impl ProxyHttp for HttpGateway {
         };
         let route = &rt.routes[route_idx];
         let upstream = &rt.upstreams[route.upstream];
+        if ctx.deadline_passed() {
+            return Err(deadline_exceeded(upstream));
+        }
+        // Jittered exponential backoff before a retry (not before a stale connection's
+        // reconnect, which is not the server's failure), cut short by the deadline.
+        if upstream.cfg.retry_backoff_ms > 0
+            && !ctx.tried.is_empty()
+            && !matches!(ctx.reconnect, Reconnect::Pending(_))
+        {
+            let wait = backoff(
+                upstream.cfg.retry_backoff_ms,
+                ctx.retries.total,
+                rand::random::<f64>(),
+            );
+            let wait = ctx.time_left().map_or(wait, |left| wait.min(left));
+            tokio::time::sleep(wait).await;
+            if ctx.deadline_passed() {
+                return Err(deadline_exceeded(upstream));
+            }
+        }
         let snap = upstream.pool.snapshot();
         // After a stale keep-alive connection: the same server again, on a fresh connection
         // (unless a reload removed it meanwhile).
@@ -337,11 +392,30 @@ impl ProxyHttp for HttpGateway {
             let (i, s) = snap.find(id)?;
             (snap.candidates().contains(&i) && !ctx.tried.contains(&s.stats)).then_some((i, s))
         });
-        let Some((index, server)) = reconnect
-            .or(sticky)
-            .or_else(|| snap.pick_at(ctx.key, &ctx.tried))
-        else {
-            if ctx.tried.is_empty() {
+        // The named server if it has room (`max_in_flight`), else the selector's pick (which
+        // may wait in the upstream's queue).
+        let named = reconnect.or(sticky).and_then(|(i, s)| {
+            let slot = s.stats.try_begin(s.spec.max_in_flight, snap.now_nanos())?;
+            Some((Arc::clone(&snap), i, slot))
+        });
+        let reconnecting = reconnect.is_some() && named.is_some();
+        let claimed = match named {
+            Some(claim) => Ok(claim),
+            None => overload::admit(upstream, ctx.key, &ctx.tried, ctx.deadline)
+                .await
+                .map(|c| (c.snapshot, c.index, c.inflight)),
+        };
+        let (snap, index, inflight) = match claimed {
+            Ok(claim) => claim,
+            Err(NoServer::Deadline) => return Err(deadline_exceeded(upstream)),
+            Err(why) if ctx.tried.is_empty() => {
+                if why.is_overload() {
+                    ctx.overloaded = true;
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "every server is at its max_in_flight",
+                    ));
+                }
                 upstream.count_no_server();
                 ctx.error = Some("all_down");
                 return Err(Error::explain(
@@ -349,24 +423,28 @@ impl ProxyHttp for HttpGateway {
                     "no server available",
                 ));
             }
-            let code = match ctx.last_failure {
-                Some(FailureKind::Timeout) => 504,
-                _ => 502,
-            };
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(code),
-                "retries exhausted: no untried server left",
-            ));
+            Err(why) => {
+                let code = match ctx.last_failure {
+                    Some(FailureKind::Timeout) => 504,
+                    _ => 502,
+                };
+                let msg = match why {
+                    NoServer::Unavailable => "retries exhausted: no untried server left",
+                    _ => "retries exhausted: every untried server is at its max_in_flight",
+                };
+                return Err(Error::explain(ErrorType::HTTPStatus(code), msg));
+            }
         };
-        if !ctx.tried.is_empty() || reconnect.is_some() {
+        let server = &snap.servers()[index];
+        if !ctx.tried.is_empty() || reconnecting {
             route.metrics.retried();
         }
         ctx.tried.insert(&server.stats);
-        ctx.attempt = Some(Attempt::begin(
+        ctx.attempt = Some(Attempt::claimed(
             Arc::clone(upstream),
             index,
             server,
-            snap.now_nanos(),
+            inflight,
         ));
         // The attempt's span id (sent upstream in `traceparent`); when requests are recorded,
         // its server, and its client span if the trace is sampled and exported.
@@ -385,8 +463,17 @@ impl ProxyHttp for HttpGateway {
             server,
             session,
             ctx.grpc.as_ref().map(|c| (c, ctx.start)),
-            reconnect.is_some(),
+            reconnecting,
         );
+        let mut peer = peer;
+        if let Some(left) = ctx.time_left() {
+            // `deadline_ms`: no try outlives the request's deadline.
+            let cap = |t: &mut Option<Duration>| *t = Some(t.map_or(left, |t| t.min(left)));
+            cap(&mut peer.options.connection_timeout);
+            cap(&mut peer.options.total_connection_timeout);
+            cap(&mut peer.options.read_timeout);
+            cap(&mut peer.options.write_timeout);
+        }
         Ok(Box::new(peer))
     }
 
@@ -452,11 +539,20 @@ impl ProxyHttp for HttpGateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(status);
+        if retry_on_status(session, ctx, status) {
+            // Dropped with its connection: the body of a retried response is never forwarded.
+            ctx.status_retry = true;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "response status retried on another server (retry_on_statuses)",
+            ));
+        }
         if let Some(call) = ctx.grpc.as_mut() {
             // A trailers-only answer carries its status in the header block.
             call.note_status(&upstream_response.headers);
@@ -545,25 +641,28 @@ impl ProxyHttp for HttpGateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.status_retry) {
+            // A `retry_on_statuses` answer: the server answered, which its metrics and passive
+            // health checks see; the request goes to another server.
+            if let (Some(a), Some(status)) = (ctx.attempt.take(), ctx.upstream_status.take()) {
+                log::info!(
+                    "upstream {} server {} answered {status}: retrying on another server",
+                    a.upstream().cfg.name,
+                    a.id()
+                );
+                a.answered(status);
+            }
+            ctx.retries.count(true);
+            e.set_retry(true);
+            return e;
+        }
         if e.esource() == &ErrorSource::Downstream {
             // The client went away or sent garbage: not the server's fault, no retry.
             drop(ctx.attempt.take());
             e.set_retry(false);
             return e;
         }
-        // `retry_non_idempotent` (NGINX `proxy_next_upstream non_idempotent`): POST and PATCH
-        // are retried after sending like idempotent methods.
-        let retryable_method = session.req_header().method.is_idempotent()
-            || ctx
-                .rt
-                .as_ref()
-                .zip(ctx.route)
-                .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
-        // A body larger than `retry_buffer_bytes` (or any body when it is 0) cannot be replayed.
-        let truncated = session.as_ref().retry_buffer_truncated()
-            || ctx.rt.as_ref().is_some_and(|rt| {
-                session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
-            });
+        let (retryable_method, truncated) = replayable(session, ctx);
         // A pooled keep-alive connection the server had closed (NGINX retries these too, and
         // so do browsers): once per request, the same server again on a fresh connection,
         // whatever `retries` says — for idempotent requests (and others with
@@ -637,7 +736,18 @@ impl ProxyHttp for HttpGateway {
             // (`Connection: close`), or a keep-alive client would send its next request into a
             // closed socket.
             session.set_keepalive(None);
-            if let Err(err) = respond(session, code).await {
+            let sent = if code == 503 && ctx.overloaded {
+                respond_with(
+                    session,
+                    code,
+                    OVERLOADED,
+                    &[("retry-after", overload::RETRY_AFTER_S)],
+                )
+                .await
+            } else {
+                respond(session, code).await
+            };
+            if let Err(err) = sent {
                 log::debug!("could not send {code} to the client: {err}");
             }
         }
@@ -714,4 +824,58 @@ impl ProxyHttp for HttpGateway {
             _ => self.shared.metrics().count_unrouted(code),
         }
     }
+}
+
+/// Whether a request may be sent again after it was sent once: its method (idempotent, or any
+/// with `retry_non_idempotent`, NGINX `proxy_next_upstream non_idempotent`), and whether its
+/// body was cut from the retry buffer (larger than `retry_buffer_bytes`, or any body when it is
+/// 0): `(retryable_method, truncated)`.
+fn replayable(session: &Session, ctx: &RequestCtx) -> (bool, bool) {
+    let retryable_method = session.req_header().method.is_idempotent()
+        || ctx
+            .rt
+            .as_ref()
+            .zip(ctx.route)
+            .is_some_and(|(rt, r)| rt.routes[r].cfg.retry_non_idempotent);
+    let truncated = session.as_ref().retry_buffer_truncated()
+        || ctx.rt.as_ref().is_some_and(|rt| {
+            session.as_ref().body_bytes_read() > rt.config.limits.retry_buffer_bytes
+        });
+    (retryable_method, truncated)
+}
+
+/// True if a response head with `status` is to be retried on another server: the route lists
+/// it in `retry_on_statuses`, the request may be sent again ([`replayable`]; gRPC calls never
+/// are), an untried server is there, and the retry policy, deadline and budget allow it.
+/// Otherwise the response goes to the client (the last one, when retries ran out).
+fn retry_on_status(session: &Session, ctx: &mut RequestCtx, status: u16) -> bool {
+    let Some((rt, r)) = ctx.rt.as_ref().zip(ctx.route) else {
+        return false;
+    };
+    let route = &rt.routes[r];
+    if route.cfg.retry_on_statuses.is_empty()
+        || !route.cfg.retry_on_statuses.contains(&status)
+        || ctx.grpc.is_some()
+    {
+        return false;
+    }
+    let (retryable_method, truncated) = replayable(session, ctx);
+    if !retryable_method || truncated {
+        return false;
+    }
+    let untried = rt.upstreams[route.upstream]
+        .pool
+        .snapshot()
+        .pick_at(ctx.key, &ctx.tried)
+        .is_some();
+    untried && ctx.may_retry(true)
+}
+
+/// The error of a request whose `deadline_ms` passed before a response head: 504.
+fn deadline_exceeded(upstream: &UpstreamRuntime) -> Box<Error> {
+    log::warn!(
+        "upstream {}: the route's deadline_ms passed before a response",
+        upstream.cfg.name
+    );
+    Error::explain(ErrorType::HTTPStatus(504), "deadline_ms exceeded")
 }

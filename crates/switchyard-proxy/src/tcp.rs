@@ -30,7 +30,7 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
-use switchyard_balance::{InFlight, Tried};
+use switchyard_balance::{Claim, InFlight, Tried};
 use switchyard_config::{AccessLogFormat, ProxyProtocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use crate::attempt::Attempt;
 use crate::observe::tcp_record::TcpRecord;
 use crate::observe::Telemetry;
+use crate::overload::{self, NoServer};
 use crate::proxy_protocol::{encode, read_header};
 use crate::reject::Reject;
 use crate::request_key::{inet_addr, ip_key};
@@ -66,6 +67,8 @@ pub enum TcpOutcome {
     ProxyProtocolError,
     /// No server was available (all down, disabled or drained).
     NoServer,
+    /// Every server was at its `max_in_flight` (and the queue full, or waited out).
+    Overloaded,
     /// Every candidate server refused or timed out.
     ConnectFailed,
 }
@@ -80,6 +83,7 @@ impl TcpOutcome {
             TcpOutcome::Denied => "denied",
             TcpOutcome::ProxyProtocolError => "proxy_protocol_error",
             TcpOutcome::NoServer => "no_server",
+            TcpOutcome::Overloaded => "overloaded",
             TcpOutcome::ConnectFailed => "connect_failed",
         }
     }
@@ -287,20 +291,39 @@ impl TcpProxy {
         timeout: Duration,
         rec: &mut Option<TcpRecord>,
     ) -> Result<(TcpStream, InFlight, SocketAddr), TcpOutcome> {
-        let snap = upstream.pool.snapshot();
         let mut tried = Tried::default();
-        let attempts = snap.servers().len().clamp(1, MAX_CONNECT_ATTEMPTS);
+        let attempts = upstream
+            .pool
+            .snapshot()
+            .servers()
+            .len()
+            .clamp(1, MAX_CONNECT_ATTEMPTS);
+        let mut refusal = NoServer::Unavailable;
         for _ in 0..attempts {
-            let Some((index, server)) = snap.pick_at(key, &tried) else {
-                break;
+            // The connection holds a slot of the server's `max_in_flight` while it lasts; the
+            // first connect may wait in the upstream's queue.
+            let claim = match overload::admit(upstream, key, &tried, None).await {
+                Ok(claim) => claim,
+                Err(why) => {
+                    refusal = why;
+                    break;
+                }
             };
+            let Claim {
+                snapshot,
+                index,
+                inflight,
+                ..
+            } = claim;
+            let server = &snapshot.servers()[index];
             tried.insert(&server.stats);
             if let Some(rec) = rec.as_mut() {
                 rec.attempts += 1;
                 rec.server = Some(server.spec.id.to_string());
             }
-            let attempt = Attempt::begin(upstream, index, server, snap.now_nanos());
             let addr = server.spec.addr;
+            let server_id = &server.spec.id;
+            let attempt = Attempt::claimed(upstream, index, server, inflight);
             let kind = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(conn)) => return Ok((conn, attempt.connected(), addr)),
                 Ok(Err(e)) => {
@@ -308,7 +331,7 @@ impl TcpProxy {
                         "listener {}: upstream {} server {} connect failed: {e}",
                         self.listener,
                         upstream.cfg.name,
-                        server.spec.id
+                        server_id
                     );
                     FailureKind::Connect
                 }
@@ -317,7 +340,7 @@ impl TcpProxy {
                         "listener {}: upstream {} server {} connect timed out after {timeout:?}",
                         self.listener,
                         upstream.cfg.name,
-                        server.spec.id
+                        server_id
                     );
                     FailureKind::Timeout
                 }
@@ -325,6 +348,15 @@ impl TcpProxy {
             attempt.fail(kind);
         }
         if tried.is_empty() {
+            if refusal.is_overload() {
+                log::warn!(
+                    "listener {}: upstream {}: every server is at its max_in_flight; \
+                     connection closed",
+                    self.listener,
+                    upstream.cfg.name
+                );
+                return Err(TcpOutcome::Overloaded);
+            }
             upstream.count_no_server();
             Err(TcpOutcome::NoServer)
         } else {

@@ -186,12 +186,13 @@ pub struct PickContext<'a> {
 }
 
 impl PickContext<'_> {
-    /// True if server `i` may be picked (not tried yet).
+    /// True if server `i` may be picked: not tried yet, and below its `max_in_flight` (a full
+    /// server is skipped like an unavailable one: hashing walks on to the next on the ring).
     #[inline]
     pub fn allowed(&self, i: usize) -> bool {
-        self.servers
-            .get(i)
-            .is_some_and(|s| self.tried.is_empty() || !self.tried.contains(&s.stats))
+        self.servers.get(i).is_some_and(|s| {
+            (self.tried.is_empty() || !self.tried.contains(&s.stats)) && s.has_room()
+        })
     }
 }
 

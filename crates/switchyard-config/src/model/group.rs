@@ -53,6 +53,10 @@ pub struct ServerEntry {
     /// `enabled`: false = receives nothing. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `max_in_flight`: this server's limit of requests in flight, replacing the upstream's
+    /// `max_in_flight_per_server` (higher or lower); 0 = unlimited.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
 }
 
 impl ServerEntry {
@@ -68,6 +72,12 @@ impl ServerEntry {
     /// The server's effective weight given its group's weight.
     pub fn effective_weight(&self, group_weight: u32) -> u32 {
         self.weight.unwrap_or(group_weight)
+    }
+
+    /// The server's in-flight limit given its upstream's `max_in_flight_per_server` (0 =
+    /// unlimited).
+    pub fn effective_max_in_flight(&self, upstream_default: u32) -> u32 {
+        self.max_in_flight.unwrap_or(upstream_default)
     }
 
     /// `host:port` as used in the server's identity (`group/host:port`) and in the admin API;

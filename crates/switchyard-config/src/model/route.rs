@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::defaults::{default_connect_timeout_ms, default_timeout_ms};
+use super::rate_limit::RateLimitConfig;
 use crate::path_pattern::PathPattern;
 
 fn default_tunnel_timeout_ms() -> u64 {
@@ -57,6 +58,19 @@ pub struct RouteConfig {
     /// `proxy_next_upstream non_idempotent`). Default false.
     #[serde(default)]
     pub retry_non_idempotent: bool,
+    /// `retry_on_statuses`: a response with one of these statuses (400..=599) is retried on
+    /// another server under the rules of a failure after sending (idempotent methods, never a
+    /// server twice, counted against `retries`); the last one is returned when no retry is
+    /// left. Default none.
+    #[serde(default)]
+    pub retry_on_statuses: Vec<u16>,
+    /// `deadline_ms`: the whole request — queueing, every try and the backoff between them —
+    /// must get its response head within this; exceeded: 504. 0 = none (default).
+    #[serde(default)]
+    pub deadline_ms: u64,
+    /// `[routes.rate_limit]`: a token bucket per key; absent = no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     /// `require_cascade`: accept only signed requests from allowed instances. Default false.
     #[serde(default)]
     pub require_cascade: bool,

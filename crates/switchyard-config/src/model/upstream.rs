@@ -8,6 +8,9 @@ use super::group::{GroupConfig, ServerEntry};
 use super::health::HealthConfig;
 use super::listener::{ListenerConfig, ListenerProtocol};
 use super::proxy_protocol::ProxyProtocol;
+use super::resilience::{
+    default_queue_timeout_ms, default_retry_budget_min, default_retry_budget_percent,
+};
 use super::sticky::StickyConfig;
 
 /// Upstream scheme.
@@ -97,6 +100,28 @@ pub struct UpstreamConfig {
     /// `resolve_interval_ms`: how often server names are re-resolved. Default 30000.
     #[serde(default = "default_resolve_interval_ms")]
     pub resolve_interval_ms: u64,
+    /// `max_in_flight_per_server`: the most requests (or TCP connections) in flight on each
+    /// server at once; a server's own `max_in_flight` replaces it. 0 = unlimited (default).
+    #[serde(default)]
+    pub max_in_flight_per_server: u32,
+    /// `queue_size`: requests that may wait for a free server when every one is at its limit.
+    /// Default 0 (no queue: such a request gets 503 at once).
+    #[serde(default)]
+    pub queue_size: u32,
+    /// `queue_timeout_ms`: a queued request still waiting after this gets 503. Default 1000.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+    /// `retry_budget_percent`: retries in flight to this upstream may be at most this share of
+    /// its requests in flight, 0..=100. Default 20.
+    #[serde(default = "default_retry_budget_percent")]
+    pub retry_budget_percent: u32,
+    /// `retry_budget_min`: this many retries in flight are always allowed. Default 3.
+    #[serde(default = "default_retry_budget_min")]
+    pub retry_budget_min: u32,
+    /// `retry_backoff_ms`: base of the jittered exponential backoff before each retry (0 =
+    /// none). Default 0.
+    #[serde(default)]
+    pub retry_backoff_ms: u64,
     /// `[upstreams.sticky]`: cookie-insertion session persistence; absent = off.
     #[serde(default)]
     pub sticky: Option<StickyConfig>,

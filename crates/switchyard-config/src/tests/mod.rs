@@ -6,6 +6,7 @@ mod listeners;
 mod observability;
 mod parse;
 mod peer_compat;
+mod resilience;
 mod routes;
 mod server;
 mod upstreams;

@@ -11,6 +11,7 @@ mod groups;
 mod health;
 mod listeners;
 mod observability;
+mod resilience;
 mod routes;
 mod server;
 mod sticky;
@@ -49,6 +50,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigErrors> {
     v.listeners(cfg);
     v.routes(cfg);
     v.upstreams(cfg);
+    v.resilience(cfg);
     v.cascade(cfg);
     v.observability(cfg);
     v.cluster(cfg);

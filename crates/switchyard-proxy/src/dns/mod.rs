@@ -177,6 +177,7 @@ pub fn build_specs(
                         weight,
                         standby: s.standby,
                         enabled: s.enabled,
+                        max_in_flight: s.effective_max_in_flight(up.max_in_flight_per_server),
                     },
                 };
                 specs.push(spec);

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use switchyard_config::{Config, RouteConfig};
-use switchyard_metrics::{Metrics, RouteMetrics};
+use switchyard_config::{Config, RateLimitKey, RouteConfig};
+use switchyard_metrics::prometheus::IntCounter;
+use switchyard_metrics::{Metrics, Resilience, RouteMetrics};
 
 use super::BuildError;
+use crate::rate_limit::{RateLimiter, DEFAULT_MAX_KEYS};
 use crate::retry::RetryPolicy;
 use crate::rewrite::Template;
 
@@ -24,6 +26,20 @@ pub struct RouteRuntime {
     pub host_header: Option<http::HeaderValue>,
     /// `retries`.
     pub retry: RetryPolicy,
+    /// `[routes.rate_limit]`, if set.
+    pub rate_limit: Option<RouteRateLimit>,
+}
+
+/// A route's rate limit at run time: its buckets, what they are keyed by, and
+/// `switchyard_rate_limited_total{route}`. A reload builds new, full buckets.
+#[derive(Debug)]
+pub struct RouteRateLimit {
+    /// The token buckets.
+    pub limiter: RateLimiter,
+    /// What requests are counted by.
+    pub key: RateLimitKey,
+    /// `switchyard_rate_limited_total{route}`.
+    pub limited: IntCounter,
 }
 
 impl RouteRuntime {
@@ -78,6 +94,17 @@ pub(super) fn build(
             cfg: r.clone(),
             upstream: upstream_index(&r.upstream)?,
             metrics: metrics.route(&r.name, &r.upstream),
+            rate_limit: r.rate_limit.as_ref().map(|rl| RouteRateLimit {
+                limiter: RateLimiter::new(
+                    rl.requests_per_s,
+                    rl.effective_burst(),
+                    DEFAULT_MAX_KEYS,
+                ),
+                key: rl.key.clone(),
+                limited: Resilience::global()
+                    .rate_limited_total
+                    .with_label_values(&[&r.name]),
+            }),
             rewrite,
             host_header,
             retry: RetryPolicy::from_config(r.retries),

@@ -14,11 +14,12 @@ use switchyard_config::{
 };
 use switchyard_health::UpstreamHealth;
 use switchyard_metrics::prometheus::IntCounter;
-use switchyard_metrics::{Metrics, ServerMetrics};
+use switchyard_metrics::{Metrics, QueueMetrics, Resilience, ServerMetrics};
 
 use super::{cascade_key, BuildError, Runtime};
 use crate::dns::{self, Resolved};
 use crate::health_observer::MetricsObserver;
+use crate::retry_budget::RetryBudget;
 use crate::sticky::Sticky;
 use crate::upstream_tls::UpstreamTlsRuntime;
 
@@ -43,6 +44,12 @@ pub struct UpstreamRuntime {
     pub tls: Option<UpstreamTlsRuntime>,
     /// `switchyard_no_server_total{upstream}`, resolved on first use.
     no_server: OnceLock<IntCounter>,
+    /// The queue's metric handles (refusals by reason, length, wait).
+    pub queue_metrics: QueueMetrics,
+    /// Retries in flight, against `retry_budget_percent` / `retry_budget_min`.
+    pub retry_budget: RetryBudget,
+    /// `switchyard_retry_budget_exhausted_total{upstream}`.
+    pub budget_exhausted: IntCounter,
     /// The metric families the upstream reports to.
     metrics: &'static Metrics,
     /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
@@ -404,6 +411,11 @@ pub(super) fn build(
             sticky,
             cascade_key,
             no_server: OnceLock::new(),
+            queue_metrics: Resilience::global().queue(&up.name),
+            retry_budget: RetryBudget::default(),
+            budget_exhausted: Resilience::global()
+                .retry_budget_exhausted_total
+                .with_label_values(&[&up.name]),
             metrics,
             hash_on: hash_on(up),
         }));
