@@ -27,6 +27,13 @@ const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
     "system"
 };
 
+/// The commit this binary was built from, when the build said so (`SWITCHYARD_COMMIT` at build
+/// time, as `make dist` sets it); exported as the `commit` label of `switchyard_build_info`.
+const BUILD_COMMIT: &str = match option_env!("SWITCHYARD_COMMIT") {
+    Some(c) if !c.is_empty() => c,
+    _ => switchyard_metrics::build_info::UNKNOWN_COMMIT,
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",
@@ -110,6 +117,12 @@ fn main() -> ExitCode {
                                 return ExitCode::from(1);
                             }
                         }
+                    }
+                    if let Err(e) = switchyard_metrics::build_info::register(
+                        env!("CARGO_PKG_VERSION"),
+                        BUILD_COMMIT,
+                    ) {
+                        log::warn!("switchyard_build_info is not exported: {e}");
                     }
                     log::info!(
                         "switchyard {} starting (allocator: {ALLOCATOR})",
