@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod pid_file;
+
 /// mimalloc as the global allocator (feature `mimalloc`, on by default): measured +30% requests
 /// per proxy CPU-second over glibc's malloc (`docs/benchmarks.md`, "Levers"). It is built without
 /// transparent huge pages (`no_thp`): with them, peak RSS grew from 14 to 22 MiB for no gain.
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let admin_cfg = cfg.admin.clone();
+            let pid_path = PathBuf::from(&cfg.server.pid_file);
             match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
                 Ok(mut gw) => {
                     if let Some(admin) = admin_cfg {
@@ -123,6 +126,17 @@ fn main() -> ExitCode {
                         BUILD_COMMIT,
                     ) {
                         log::warn!("switchyard_build_info is not exported: {e}");
+                    }
+                    // Name this process in the PID file: with `-u` the old process has handed
+                    // its listening sockets over by now (bootstrap), so the file moves to the new
+                    // process before the old one exits.
+                    let pid = std::process::id();
+                    match pid_file::write(&pid_path, pid) {
+                        Ok(()) => log::info!("PID {pid} written to {}", pid_path.display()),
+                        Err(e) => log::warn!(
+                            "cannot write server.pid_file {}: {e} (upgrades read it)",
+                            pid_path.display()
+                        ),
                     }
                     log::info!(
                         "switchyard {} starting (allocator: {ALLOCATOR})",
