@@ -208,3 +208,56 @@ async fn the_exec_reload_helper_reloads_and_upgrades_gracefully() {
         "the new process runs with -u"
     );
 }
+
+#[test]
+fn packaged_config_and_deb_assets_match_the_unit() {
+    // The example config the .deb installs puts the PID file and the upgrade socket where the
+    // unit's PIDFile= and ExecReload= look, and passes `switchyard check`.
+    let conf = workspace_root().join("conf/switchyard.toml");
+    let table: toml::Table = std::fs::read_to_string(&conf).unwrap().parse().unwrap();
+    assert_eq!(
+        table["server"]["pid_file"].as_str(),
+        Some("/run/switchyard/switchyard.pid")
+    );
+    assert_eq!(
+        table["server"]["upgrade_sock"].as_str(),
+        Some("/run/switchyard/upgrade.sock")
+    );
+    let (code, out, err) = run_cli(&["check", "-c", conf.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Every asset cargo-deb packs exists (the release binary aside), and the unit is packed.
+    let manifest: toml::Table =
+        std::fs::read_to_string(workspace_root().join("bin/switchyard/Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let pkg_dir = workspace_root().join("bin/switchyard");
+    let assets = deb["assets"].as_array().unwrap();
+    let mut dests = Vec::new();
+    for asset in assets {
+        let src = asset[0].as_str().unwrap();
+        dests.push(asset[1].as_str().unwrap().to_string());
+        if src.starts_with("target/") {
+            continue;
+        }
+        let path = pkg_dir.join(src.trim_end_matches("*.md"));
+        assert!(path.exists(), "deb asset {src} ({})", path.display());
+    }
+    for want in [
+        "usr/bin/",
+        "usr/lib/switchyard/",
+        "etc/switchyard/switchyard.toml",
+    ] {
+        assert!(
+            dests.iter().any(|d| d == want),
+            "deb installs {want}: {dests:?}"
+        );
+    }
+    let units = deb["systemd-units"]["unit-scripts"].as_str().unwrap();
+    assert!(pkg_dir.join(units).join("switchyard.service").exists());
+    assert!(pkg_dir
+        .join(deb["license-file"][0].as_str().unwrap())
+        .exists());
+}
