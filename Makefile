@@ -81,3 +81,25 @@ FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
+## Release artifacts in dist/: switchyard-<version>-<arch>-linux.tar.gz (binary, systemd unit and
+## its helper, example config, docs, dashboards, licence) and the .deb (cargo-deb; installed if
+## missing). Needs a release build. The binary's switchyard_build_info carries the git commit.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+ARCH := $(shell uname -m)
+DIST_NAME := switchyard-$(VERSION)-$(ARCH)-linux
+.PHONY: dist
+dist: deps
+	SWITCHYARD_COMMIT="$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+		$(CARGO) build --release --locked -p switchyard --bin switchyard
+	command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	rm -rf dist/$(DIST_NAME) && mkdir -p dist/$(DIST_NAME)/docs dist/$(DIST_NAME)/contrib
+	cp target/release/switchyard dist/$(DIST_NAME)/
+	cp LICENSE README.md dist/$(DIST_NAME)/
+	cp conf/switchyard.toml dist/$(DIST_NAME)/switchyard.toml
+	cp docs/*.md dist/$(DIST_NAME)/docs/
+	cp -r contrib/systemd contrib/grafana contrib/prometheus dist/$(DIST_NAME)/contrib/
+	tar -C dist -czf dist/$(DIST_NAME).tar.gz $(DIST_NAME)
+	rm -rf dist/$(DIST_NAME)
+	$(CARGO) deb -p switchyard --no-build --output dist/
+	@ls -l dist/

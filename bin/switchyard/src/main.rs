@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod fleet_cli;
+mod pid_file;
 
 use fleet_cli::TargetArgs;
 
@@ -31,6 +32,13 @@ const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
     "mimalloc"
 } else {
     "system"
+};
+
+/// The commit this binary was built from, when the build said so (`SWITCHYARD_COMMIT` at build
+/// time, as `make dist` sets it); exported as the `commit` label of `switchyard_build_info`.
+const BUILD_COMMIT: &str = match option_env!("SWITCHYARD_COMMIT") {
+    Some(c) if !c.is_empty() => c,
+    _ => switchyard_metrics::build_info::UNKNOWN_COMMIT,
 };
 
 #[derive(Debug, Parser)]
@@ -145,6 +153,7 @@ fn main() -> ExitCode {
                 Some(b) => (b.config, Some(b.agent)),
                 None => (cfg, None),
             };
+            let pid_path = PathBuf::from(&cfg.server.pid_file);
             match switchyard_proxy::Gateway::build_from(cfg, Some(config.clone()), Some(opt)) {
                 Ok(mut gw) => {
                     if let Some(agent) = fleet {
@@ -169,6 +178,23 @@ fn main() -> ExitCode {
                                 return ExitCode::from(1);
                             }
                         }
+                    }
+                    if let Err(e) = switchyard_metrics::build_info::register(
+                        env!("CARGO_PKG_VERSION"),
+                        BUILD_COMMIT,
+                    ) {
+                        log::warn!("switchyard_build_info is not exported: {e}");
+                    }
+                    // Name this process in the PID file: with `-u` the old process has handed
+                    // its listening sockets over by now (bootstrap), so the file moves to the new
+                    // process before the old one exits.
+                    let pid = std::process::id();
+                    match pid_file::write(&pid_path, pid) {
+                        Ok(()) => log::info!("PID {pid} written to {}", pid_path.display()),
+                        Err(e) => log::warn!(
+                            "cannot write server.pid_file {}: {e} (upgrades read it)",
+                            pid_path.display()
+                        ),
                     }
                     log::info!(
                         "switchyard {} starting (allocator: {ALLOCATOR})",

@@ -15,15 +15,16 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec,
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge_vec, Gauge, GaugeVec, Histogram, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub use prometheus;
 
 pub mod resilience;
 pub use resilience::{QueueMetrics, Resilience};
+pub mod build_info;
 
 /// Every Switchyard metric family.
 #[derive(Debug)]
@@ -57,6 +58,9 @@ pub struct Metrics {
     pub backend_ejections_total: IntCounterVec,
     /// `switchyard_backend_in_flight{upstream,server}`: requests in flight per server.
     pub backend_in_flight: IntGaugeVec,
+    /// `switchyard_backend_ewma_seconds{upstream,server}`: the peak-EWMA latency estimate the
+    /// `ewma` selector reads, copied from the server's statistics at each scrape.
+    pub backend_ewma_seconds: GaugeVec,
     /// `switchyard_config_reloads_total{result}`: reloads (`success`/`failure`).
     pub config_reloads_total: IntCounterVec,
     /// `switchyard_tcp_connections_total{listener,upstream,outcome}`: TCP proxy connections.
@@ -141,6 +145,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         backend_in_flight: register_int_gauge_vec!(
             "switchyard_backend_in_flight",
             "Requests in flight to each server.",
+            &["upstream", "server"]
+        )?,
+        backend_ewma_seconds: register_gauge_vec!(
+            "switchyard_backend_ewma_seconds",
+            "Peak-EWMA latency estimate of each server, in seconds (decays without traffic).",
             &["upstream", "server"]
         )?,
         config_reloads_total: register_int_counter_vec!(
@@ -244,6 +253,9 @@ impl Metrics {
             in_flight: self
                 .backend_in_flight
                 .with_label_values(&[upstream, server]),
+            ewma_seconds: self
+                .backend_ewma_seconds
+                .with_label_values(&[upstream, server]),
         }
     }
 }
@@ -289,6 +301,14 @@ fn unregistered() -> Metrics {
             &["upstream", "server"],
         ),
         backend_in_flight: gv("switchyard_backend_in_flight", &["upstream", "server"]),
+        backend_ewma_seconds: GaugeVec::new(
+            opts(
+                "switchyard_backend_ewma_seconds",
+                "switchyard_backend_ewma_seconds",
+            ),
+            &["upstream", "server"],
+        )
+        .expect("valid opts"),
         config_reloads_total: cv("switchyard_config_reloads_total", &["result"]),
         tcp_connections_total: cv(
             "switchyard_tcp_connections_total",
@@ -441,6 +461,8 @@ pub struct ServerMetrics {
     pub healthy: IntGauge,
     /// The in-flight gauge.
     pub in_flight: IntGauge,
+    /// The peak-EWMA latency gauge, in seconds.
+    pub ewma_seconds: Gauge,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use pingora_prometheus::PrometheusHttpApp;
 
 /// Serves `/metrics` through `pingora-prometheus` (the default registry, where
 /// [`switchyard_metrics::Metrics`] registers) and answers 404 on other paths. Before each scrape
-/// it copies the live per-server state (in-flight count, health) into its gauges, so those cost
+/// it copies the live per-server state (in-flight count, health, EWMA latency) into its gauges, so those cost
 /// nothing on the request path.
 #[derive(Debug, Default)]
 pub struct MetricsApp {
@@ -30,10 +30,12 @@ impl MetricsApp {
         };
         let rt = shared.snapshot();
         for up in &rt.upstreams {
+            let now_ns = up.pool.now_nanos();
             for server in up.pool.snapshot().servers() {
                 if let Some(m) = up.server_metrics(&server.spec.id) {
                     m.in_flight.set(i64::from(server.stats.in_flight()));
                     m.healthy.set(i64::from(server.stats.is_healthy()));
+                    m.ewma_seconds.set(server.stats.ewma_nanos(now_ns) / 1e9);
                 }
             }
         }

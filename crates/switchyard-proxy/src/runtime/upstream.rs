@@ -199,6 +199,9 @@ impl UpstreamRuntime {
             let _ = metrics
                 .backend_in_flight
                 .remove_label_values(&[&self.cfg.name, id.as_str()]);
+            let _ = metrics
+                .backend_ewma_seconds
+                .remove_label_values(&[&self.cfg.name, id.as_str()]);
         }
         self.server_metrics.store(Arc::new(next));
         for server in self.pool.snapshot().servers() {
