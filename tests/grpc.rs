@@ -579,6 +579,43 @@ async fn timeout_ms_bounds_the_wait_for_headers_not_the_life_of_a_stream() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_call_gets_resource_exhausted_and_never_reaches_the_origin() {
+    let pki = Pki::new();
+    let origin = grpc_echo::Origin::start("o", None).await.unwrap();
+    let gw = Gateway::start(&gateway_config(
+        "grpc-rate",
+        &pki,
+        "[routes.rate_limit]\nrequests_per_s = 1\nburst = 2\nkey = \"route\"",
+        &upstream("g", "http2", "http", &[origin.addr], ""),
+    ));
+    let mut c = h2c_client(&gw).await;
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        match c.unary_echo(req(&format!("r{i}"), vec![])).await {
+            Ok(_) => codes.push(Code::Ok),
+            Err(e) => {
+                if e.code() == Code::ResourceExhausted {
+                    assert_eq!(e.message(), "rate limited");
+                }
+                codes.push(e.code())
+            }
+        }
+    }
+    // A burst of 2 passes, the rest (well within the second) are refused as gRPC answers.
+    assert_eq!(&codes[..2], &[Code::Ok, Code::Ok], "{codes:?}");
+    assert!(
+        codes[2..].iter().all(|c| *c == Code::ResourceExhausted),
+        "{codes:?}"
+    );
+    assert_eq!(origin.stats.calls(), 2);
+    let samples = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&samples, "switchyard_rate_limited_total", &[("route", "grpc")]),
+        3.0
+    );
+}
+
 /// A `grpc-timeout` value as a duration (test side: digits and a unit).
 fn parse_grpc_timeout(v: &str) -> Duration {
     let (n, unit) = v.split_at(v.len() - 1);
