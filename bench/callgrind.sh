@@ -18,7 +18,8 @@
 # Environment:
 #   CG_PEERS="switchyard bare nginx haproxy"   peers to count (also any label of CG_EXTRA, and
 #                                               `switchyard-full`: ewma + active checks + metrics)
-#   CG_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds or wrapper scripts
+#   CG_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds or wrapper scripts;
+#                                               label=BIN@FILE appends FILE (TOML) to the config
 #   CG_SECONDS=8 CG_WARMUP=2 CG_CONNS=4        measured seconds, warm-up seconds, wrk connections
 #   CG_PORT_BASE=18500                          ports BASE+1 .. BASE+9 on 127.0.0.1
 #   CG_SKIP_BUILD=1                             use the binaries already built
@@ -196,7 +197,15 @@ command_of() {
     *)
       for extra in ${CG_EXTRA:-}; do
         label="${extra%%=*}"; path="${extra#*=}"
-        [ "$label" = "$1" ] && { echo "$path run -c $TMP/switchyard.toml"; return 0; }
+        [ "$label" = "$1" ] || continue
+        # `label=BIN@FILE`: BIN with FILE's TOML appended to the config (e.g. an [access_log]).
+        if [ "${path#*@}" != "$path" ]; then
+          cat "$TMP/switchyard.toml" "${path#*@}" >"$TMP/switchyard-$label.toml"
+          echo "${path%%@*} run -c $TMP/switchyard-$label.toml"
+        else
+          echo "$path run -c $TMP/switchyard.toml"
+        fi
+        return 0
       done
       return 1
       ;;
