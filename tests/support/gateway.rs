@@ -319,6 +319,25 @@ impl Gateway {
     pub async fn metrics(&self) -> Vec<Sample> {
         parse_metrics(&self.metrics_text().await)
     }
+
+    /// `/metrics` once the sum of `name{labels}` reaches `want` (or after 3 s, whatever it is
+    /// then). A request's outcome is counted in Pingora's `logging` hook, which runs after the
+    /// response was written: a client may have read it a moment before the count moves.
+    pub async fn metrics_once(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: f64,
+    ) -> Vec<Sample> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let samples = self.metrics().await;
+            if metric_sum(&samples, name, labels) >= want || std::time::Instant::now() > deadline {
+                return samples;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Gateway {
