@@ -611,7 +611,11 @@ async fn a_rate_limited_call_gets_resource_exhausted_and_never_reaches_the_origi
     assert_eq!(origin.stats.calls(), 2);
     let samples = gw.metrics().await;
     assert_eq!(
-        metric_sum(&samples, "switchyard_rate_limited_total", &[("route", "grpc")]),
+        metric_sum(
+            &samples,
+            "switchyard_rate_limited_total",
+            &[("route", "grpc")]
+        ),
         3.0
     );
 }

@@ -19,6 +19,11 @@
 //! A new measure plugs into both strategies without rewriting a pick; a whole new algorithm
 //! implements [`Selector`].
 //!
+//! Slow start ([`crate::slow_start`]) thins the visits of a ramping server in `wrr`, `random` and
+//! the weighted draws and tie-breaks of `least_conn`/`ewma`, and scales its load in the latter
+//! ([`Load::less_ramped`]); hashing is not ramped. A selector built while nothing ramps pays one
+//! predictable branch per pick for it.
+//!
 //! No built-in pick allocates, takes a lock or makes a system call (the crate's `no_alloc` test
 //! checks the first with a counting global allocator).
 
