@@ -608,7 +608,7 @@ async fn a_rate_limited_call_gets_resource_exhausted_and_never_reaches_the_origi
         codes[2..].iter().all(|c| *c == Code::ResourceExhausted),
         "{codes:?}"
     );
-    assert_eq!(origin.stats.calls(), 2);
+    assert_eq!(origin.calls(), 2);
     let samples = gw.metrics().await;
     assert_eq!(
         metric_sum(
