@@ -185,8 +185,9 @@ pub struct PickContext<'a> {
     pub key: Option<u64>,
     /// Servers this request already tried: never pick them again.
     pub tried: &'a Tried,
-    /// Now, from the pool's clock. Only read when the selector's [`Selector::needs_clock`] is
-    /// true; otherwise the snapshot skips the clock and passes 0.
+    /// Now, from the pool's clock: the reading a claim takes anyway for the in-flight count
+    /// ([`crate::Snapshot::claim`]), else read for the pick only when the selector's
+    /// [`Selector::needs_clock`] is true (a plain [`crate::Snapshot::pick`] otherwise passes 0).
     pub now_ns: u64,
 }
 
