@@ -27,7 +27,9 @@
 //! - hashing (`consistent_hash`) is not ramped: moving keys away from a recovering server and back
 //!   would break the affinity hashing exists for.
 //!
-//! A selector built when nothing ramps costs nothing more per pick than without slow start.
+//! A selector built when nothing ramps costs nothing more per pick than without slow start (one
+//! predictable branch). One built during a ramp keeps checking ramps until the next snapshot
+//! build after the window, which clears them; an ended ramp costs one atomic load per draw.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
