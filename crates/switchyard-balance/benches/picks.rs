@@ -118,7 +118,12 @@ fn ramping_picks(c: &mut Criterion) {
             let opts = PoolOptions::new(algorithm)
                 .clock(Arc::clone(&clock) as _)
                 .slow_start_ms(10_000);
-            let pool = Pool::new("bench", opts, specs.clone(), Arc::new(StatsStore::default()));
+            let pool = Pool::new(
+                "bench",
+                opts,
+                specs.clone(),
+                Arc::new(StatsStore::default()),
+            );
             let ramping: Vec<ServerSpec> = specs.iter().step_by(10).cloned().collect();
             pool.update_from(|cur| {
                 cur.iter()

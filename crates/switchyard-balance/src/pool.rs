@@ -475,6 +475,7 @@ impl Pool {
     /// stays.
     pub fn update(&self, specs: Vec<ServerSpec>) {
         let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_removed(&guard, &specs);
         *guard = specs;
         self.snapshot
             .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
@@ -509,10 +510,22 @@ impl Pool {
         if new == *guard {
             return None;
         }
+        self.note_removed(&guard, &new);
         let old = std::mem::replace(&mut *guard, new);
         self.snapshot
             .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
         Some((old, guard.clone()))
+    }
+
+    /// Marks the servers of `old` that are not in `new` out of service (slow start: one that
+    /// comes back while its stats are kept enters service again).
+    fn note_removed(&self, old: &[ServerSpec], new: &[ServerSpec]) {
+        let kept: std::collections::HashSet<&ServerId> = new.iter().map(|s| &s.id).collect();
+        for spec in old.iter().filter(|s| !kept.contains(&s.id)) {
+            if let Some(stats) = self.store.get(&spec.id) {
+                stats.service().leave();
+            }
+        }
     }
 
     /// Changes one server's spec in place; returns false if no server has that identity.

@@ -94,6 +94,13 @@ impl ServiceState {
         self.is_ramping()
     }
 
+    /// The server left the upstream (reload, DNS, cluster): if it comes back while its stats are
+    /// kept, it enters service again (and ramps).
+    pub(crate) fn leave(&self) {
+        self.in_service.store(false, Ordering::Release);
+        self.ramps_on_entry.store(true, Ordering::Relaxed);
+    }
+
     /// True if a ramp is under way (or ended since the last snapshot build).
     #[inline]
     pub fn is_ramping(&self) -> bool {

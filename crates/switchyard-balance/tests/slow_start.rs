@@ -202,6 +202,16 @@ fn health_recovery_reload_and_dns_additions_ramp_survivors_keep_their_state() {
     let want = switchyard_balance::slow_start::RAMP_ONE * 55 / 100;
     assert!(half.abs_diff(want) <= 1, "B's ramp restarted: {half}");
     assert!(!snap.servers()[0].stats.service().is_ramping());
+    // A server removed (DNS answer without it) and added back while its stats are kept ramps.
+    clock.advance_ms(WINDOW_MS);
+    p.update(specs()[..1].to_vec());
+    p.update(specs());
+    let now = clock.now_nanos_ms() * 1_000_000;
+    assert_eq!(
+        p.snapshot().servers()[1].ramp(now),
+        switchyard_balance::slow_start::RAMP_FLOOR
+    );
+    assert!(!p.snapshot().servers()[0].stats.service().is_ramping());
     // After the window, the next build ends every ramp: picks are plain wrr again.
     clock.advance_ms(WINDOW_MS);
     p.refresh();
