@@ -334,9 +334,9 @@ impl<L: Load> LeastLoaded<L> {
 
     /// The tie-break's start, thinned like `wrr` when a candidate ramps.
     #[inline]
-    fn start(&self, tree: &WrrTree, ctx: &PickContext<'_>) -> usize {
+    fn start<const RAMPED: bool>(&self, tree: &WrrTree, ctx: &PickContext<'_>) -> usize {
         let mut p = tree.next();
-        if self.ramped {
+        if RAMPED {
             for _ in 0..4 {
                 if ramp_accepts(ctx, &self.candidates, p) {
                     break;
@@ -348,7 +348,13 @@ impl<L: Load> LeastLoaded<L> {
     }
 
     #[inline]
-    fn scan(&self, ctx: &PickContext<'_>, part: &[usize], best: &mut Option<usize>, check: bool) {
+    fn scan<const RAMPED: bool>(
+        &self,
+        ctx: &PickContext<'_>,
+        part: &[usize],
+        best: &mut Option<usize>,
+        check: bool,
+    ) {
         for &i in part {
             if check && !ctx.allowed(i) {
                 continue;
@@ -360,7 +366,7 @@ impl<L: Load> LeastLoaded<L> {
                 Some(b) => ctx
                     .servers
                     .get(b)
-                    .is_some_and(|b| less_at(&self.load, self.ramped, server, b, ctx.now_ns)),
+                    .is_some_and(|b| less_at(&self.load, RAMPED, server, b, ctx.now_ns)),
                 None => true,
             };
             if better {
@@ -370,17 +376,30 @@ impl<L: Load> LeastLoaded<L> {
     }
 }
 
-impl<L: Load> Selector for LeastLoaded<L> {
-    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+impl<L: Load> LeastLoaded<L> {
+    /// A pick; `RAMPED` (slow start under way) is a constant so that the usual pick is
+    /// compiled without the ramp's branches.
+    #[inline]
+    fn pick_with<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let start = self
-            .start(self.start.as_ref()?, ctx)
+            .start::<RAMPED>(self.start.as_ref()?, ctx)
             .min(self.candidates.len());
         let (tail, head) = self.candidates.split_at(start);
         let check = !ctx.tried.is_empty();
         let mut best = None;
-        self.scan(ctx, head, &mut best, check);
-        self.scan(ctx, tail, &mut best, check);
+        self.scan::<RAMPED>(ctx, head, &mut best, check);
+        self.scan::<RAMPED>(ctx, tail, &mut best, check);
         best
+    }
+}
+
+impl<L: Load> Selector for LeastLoaded<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        if self.ramped {
+            self.pick_with::<true>(ctx)
+        } else {
+            self.pick_with::<false>(ctx)
+        }
     }
     fn needs_clock(&self) -> bool {
         self.load.needs_clock() || self.ramped
@@ -416,9 +435,9 @@ impl<L: Load> P2c<L> {
 
     /// One weighted draw, thinned like `random` when a candidate ramps.
     #[inline]
-    fn sample(&self, ctx: &PickContext<'_>) -> Option<usize> {
+    fn sample<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let mut p = self.table.sample(rng::next_u64())?;
-        if self.ramped {
+        if RAMPED {
             for _ in 0..4 {
                 if ramp_accepts(ctx, &self.candidates, p) {
                     break;
@@ -431,11 +450,11 @@ impl<L: Load> P2c<L> {
 
     /// Two distinct positions (the second differs from the first whenever n > 1).
     #[inline]
-    fn draw_two(&self, ctx: &PickContext<'_>) -> Option<(usize, usize)> {
+    fn draw_two<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<(usize, usize)> {
         let n = self.table.len();
-        let a = self.sample(ctx)?;
+        let a = self.sample::<RAMPED>(ctx)?;
         for _ in 0..3 {
-            let b = self.sample(ctx)?;
+            let b = self.sample::<RAMPED>(ctx)?;
             if b != a {
                 return Some((a, b));
             }
@@ -446,20 +465,23 @@ impl<L: Load> P2c<L> {
     }
 }
 
-impl<L: Load> Selector for P2c<L> {
-    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+impl<L: Load> P2c<L> {
+    /// A pick; `RAMPED` (slow start under way) is a constant so that the usual pick is
+    /// compiled without the ramp's branches.
+    #[inline]
+    fn pick_with<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let servers = ctx.servers;
         if self.candidates.len() == 1 {
             let i = self.candidates[0];
             return ctx.allowed(i).then_some(i);
         }
         for _ in 0..4 {
-            let (pa, pb) = self.draw_two(ctx)?;
+            let (pa, pb) = self.draw_two::<RAMPED>(ctx)?;
             let (a, b) = (*self.candidates.get(pa)?, *self.candidates.get(pb)?);
             match (ctx.allowed(a), ctx.allowed(b)) {
                 (true, true) => {
                     let (sa, sb) = (servers.get(a)?, servers.get(b)?);
-                    return Some(if less_at(&self.load, self.ramped, sb, sa, ctx.now_ns) {
+                    return Some(if less_at(&self.load, RAMPED, sb, sa, ctx.now_ns) {
                         b
                     } else {
                         a
@@ -479,7 +501,7 @@ impl<L: Load> Selector for P2c<L> {
             let better = match best {
                 Some(b) => less_at(
                     &self.load,
-                    self.ramped,
+                    RAMPED,
                     servers.get(i)?,
                     servers.get(b)?,
                     ctx.now_ns,
@@ -491,6 +513,16 @@ impl<L: Load> Selector for P2c<L> {
             }
         }
         best
+    }
+}
+
+impl<L: Load> Selector for P2c<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        if self.ramped {
+            self.pick_with::<true>(ctx)
+        } else {
+            self.pick_with::<false>(ctx)
+        }
     }
     fn needs_clock(&self) -> bool {
         self.load.needs_clock() || self.ramped
