@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use switchyard_balance::{
-    Algorithm, Clock, InFlight, MonotonicClock, Outcome, Pool, PoolOptions, ServerSpec, StatsStore,
-    Tried,
+    Algorithm, Clock, InFlight, ManualClock, MonotonicClock, Outcome, Pool, PoolOptions,
+    ServerSpec, StatsStore, Tried,
 };
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
@@ -95,6 +95,55 @@ fn picks(c: &mut Criterion) {
     group.finish();
 }
 
+fn ramping_picks(c: &mut Criterion) {
+    // Slow start under way: a tenth of the servers re-entered service 3 s into a 10 s window.
+    // A manual clock, so the figure is the ramp's own cost (the gateway passes the clock
+    // reading the request takes anyway).
+    for (name, algorithm) in [
+        ("wrr", Algorithm::Wrr),
+        ("least_conn", Algorithm::LeastConn),
+        ("ewma", Algorithm::Ewma),
+        ("random", Algorithm::Random),
+    ] {
+        let mut group = c.benchmark_group(format!("pick_ramping/{name}"));
+        for n in [100, 10_000] {
+            let clock = Arc::new(ManualClock::default());
+            clock.advance_ms(60_000);
+            let specs: Vec<ServerSpec> = (0..n)
+                .map(|i| {
+                    let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 0xff, i & 0xff);
+                    ServerSpec::new("bench", addr.parse().unwrap(), mixed_weight(i))
+                })
+                .collect();
+            let opts = PoolOptions::new(algorithm)
+                .clock(Arc::clone(&clock) as _)
+                .slow_start_ms(10_000);
+            let pool = Pool::new(
+                "bench",
+                opts,
+                specs.clone(),
+                Arc::new(StatsStore::default()),
+            );
+            let ramping: Vec<ServerSpec> = specs.iter().step_by(10).cloned().collect();
+            pool.update_from(|cur| {
+                cur.iter()
+                    .filter(|s| !ramping.contains(s))
+                    .cloned()
+                    .collect()
+            });
+            pool.update(specs);
+            clock.advance_ms(3_000);
+            let snap = pool.snapshot();
+            assert!(snap.servers()[0].stats.service().is_ramping());
+            let tried = Tried::default();
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+                b.iter(|| black_box(snap.pick(None, &tried).map(|s| s.spec.weight)))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn builds(c: &mut Criterion) {
     // Snapshot build (rebuilt on every reload, weight or health change) at 10,000 servers.
     let mut group = c.benchmark_group("build/10000");
@@ -117,5 +166,5 @@ fn clock(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, picks, builds, clock);
+criterion_group!(benches, picks, ramping_picks, builds, clock);
 criterion_main!(benches);

@@ -83,14 +83,14 @@ impl Snapshot {
     ) -> Result<(usize, InFlight), Refusal> {
         let retry = !tried.is_empty();
         if !self.is_limited() {
-            return match self.pick_in_tiers(key, tried, retry) {
+            return match self.pick_in_tiers(key, tried, retry, Some(now_ns)) {
                 Some((i, s)) => Ok((i, s.stats.begin(now_ns))),
                 None => Err(Refusal::Unavailable),
             };
         }
         let mut skip = *tried;
         for _ in 0..MAX_CLAIM_RACES {
-            let Some((i, s)) = self.pick_in_tiers(key, &skip, retry) else {
+            let Some((i, s)) = self.pick_in_tiers(key, &skip, retry, Some(now_ns)) else {
                 break;
             };
             match s.stats.try_begin(s.spec.max_in_flight, now_ns) {

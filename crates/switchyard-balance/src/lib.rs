@@ -10,7 +10,8 @@
 //!   pick is synchronous, lock-free and allocation-free;
 //! - the selectors behind the [`Selector`] trait;
 //! - admission ([`admission`]): per-server `max_in_flight` slots claimed atomically with the
-//!   pick, and the upstream's bounded FIFO [`queue`] for requests that find every server full.
+//!   pick, and the upstream's bounded FIFO [`queue`] for requests that find every server full;
+//! - [`slow_start`]: the ramp of a server's share when it (re)enters service.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -36,6 +37,7 @@ pub mod pool;
 pub mod queue;
 pub mod select;
 mod server;
+pub mod slow_start;
 pub mod stats;
 pub mod tried;
 

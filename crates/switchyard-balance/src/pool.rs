@@ -41,6 +41,9 @@ pub struct PoolOptions {
     /// The ring of [`Algorithm::ConsistentHash`], and so the hash of request keys
     /// ([`Pool::hash_key`]). Default Maglev.
     pub hash_ring: HashRing,
+    /// Slow start: a server (re)entering service ramps to its full weight over this many
+    /// nanoseconds (see [`crate::slow_start`]); 0 = off (default).
+    pub slow_start_ns: u64,
 }
 
 impl std::fmt::Debug for PoolOptions {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for PoolOptions {
             .field("custom", &self.custom.is_some())
             .field("initially_healthy", &self.initially_healthy)
             .field("hash_ring", &self.hash_ring)
+            .field("slow_start_ns", &self.slow_start_ns)
             .finish()
     }
 }
@@ -65,7 +69,13 @@ impl PoolOptions {
             custom: None,
             initially_healthy: true,
             hash_ring: HashRing::Maglev,
+            slow_start_ns: 0,
         }
+    }
+    /// Sets the slow-start window in milliseconds (0 = off; see [`crate::slow_start`]).
+    pub fn slow_start_ms(mut self, ms: u64) -> Self {
+        self.slow_start_ns = ms.saturating_mul(1_000_000);
+        self
     }
     /// Sets the ring of [`Algorithm::ConsistentHash`] (see [`HashRing`]).
     pub fn hash_ring(mut self, ring: HashRing) -> Self {
@@ -173,6 +183,15 @@ impl Snapshot {
                 spec: spec.clone(),
             })
             .collect();
+        // Slow start: who enters service with this build (one clock read per build, if on).
+        let now = (opts.slow_start_ns > 0).then(|| opts.clock.now_nanos());
+        for s in &servers {
+            let out_by_config = !s.spec.enabled || s.spec.weight == 0;
+            s.stats
+                .service()
+                .observe(s.is_available(), out_by_config, now, opts.slow_start_ns);
+        }
+        store.mark_started();
         let tier = |standby: bool| -> Vec<usize> {
             (0..servers.len())
                 .filter(|&i| servers[i].spec.standby == standby && servers[i].is_available())
@@ -267,18 +286,20 @@ impl Snapshot {
     /// assert!(std::ptr::eq(&snap.servers()[i], server));
     /// ```
     pub fn pick_at(&self, key: Option<u64>, tried: &Tried) -> Option<(usize, &Server)> {
-        self.pick_in_tiers(key, tried, !tried.is_empty())
+        self.pick_in_tiers(key, tried, !tried.is_empty(), None)
     }
 
     /// [`Snapshot::pick_at`], skipping the servers in `skip` (tried, or found full meanwhile);
     /// `retry` if the request already tried a server (only retries reach panic mode's tier).
     /// A server at its `max_in_flight` is skipped by the selectors like a tried one; when the
-    /// whole serving tier is full, the standby tier takes the overflow.
+    /// whole serving tier is full, the standby tier takes the overflow. `now`: the caller's
+    /// clock reading, if it has one (else the clock is read only if the selector needs it).
     pub(crate) fn pick_in_tiers(
         &self,
         key: Option<u64>,
         skip: &Tried,
         retry: bool,
+        now: Option<u64>,
     ) -> Option<(usize, &Server)> {
         let tried = skip;
         if self.candidates.is_empty() {
@@ -288,16 +309,16 @@ impl Snapshot {
             servers: &self.servers,
             key,
             tried,
-            now_ns: if self.needs_clock {
-                self.clock.now_nanos()
-            } else {
-                0
+            now_ns: match now {
+                Some(now) => now,
+                None if self.needs_clock => self.clock.now_nanos(),
+                None => 0,
             },
         };
         match self.selector.pick(&ctx) {
             Some(i) => Some((i, &self.servers[i])),
             None if self.fallbacks.is_empty() => None,
-            None if retry || self.limited => self.pick_fallback(key, tried, retry),
+            None if retry || self.limited => self.pick_fallback(key, tried, retry, now),
             None => None,
         }
     }
@@ -310,6 +331,7 @@ impl Snapshot {
         key: Option<u64>,
         tried: &Tried,
         retry: bool,
+        now: Option<u64>,
     ) -> Option<(usize, &Server)> {
         self.fallbacks.iter().find_map(|tier| {
             if tier.panic && !retry {
@@ -322,10 +344,10 @@ impl Snapshot {
                 servers: &self.servers,
                 key,
                 tried,
-                now_ns: if selector.needs_clock() {
-                    self.clock.now_nanos()
-                } else {
-                    0
+                now_ns: match now {
+                    Some(now) => now,
+                    None if selector.needs_clock() => self.clock.now_nanos(),
+                    None => 0,
                 },
             };
             selector.pick(&ctx).map(|i| (i, &self.servers[i]))
@@ -453,6 +475,7 @@ impl Pool {
     /// stays.
     pub fn update(&self, specs: Vec<ServerSpec>) {
         let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_removed(&guard, &specs);
         *guard = specs;
         self.snapshot
             .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
@@ -487,10 +510,22 @@ impl Pool {
         if new == *guard {
             return None;
         }
+        self.note_removed(&guard, &new);
         let old = std::mem::replace(&mut *guard, new);
         self.snapshot
             .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
         Some((old, guard.clone()))
+    }
+
+    /// Marks the servers of `old` that are not in `new` out of service (slow start: one that
+    /// comes back while its stats are kept enters service again).
+    fn note_removed(&self, old: &[ServerSpec], new: &[ServerSpec]) {
+        let kept: std::collections::HashSet<&ServerId> = new.iter().map(|s| &s.id).collect();
+        for spec in old.iter().filter(|s| !kept.contains(&s.id)) {
+            if let Some(stats) = self.store.get(&spec.id) {
+                stats.service().leave();
+            }
+        }
     }
 
     /// Changes one server's spec in place; returns false if no server has that identity.

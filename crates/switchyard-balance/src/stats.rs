@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::identity::ServerId;
 use crate::queue::SlotQueue;
+use crate::slow_start::ServiceState;
 
 /// How a proxied request ended, as far as load estimation is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct ServerStats {
     healthy: AtomicBool,
     /// The upstream's queue, told when a slot frees (stats made by a [`StatsStore`]).
     queue: Option<Arc<SlotQueue>>,
+    /// In service or not, and the slow-start ramp (kept across reloads with the stats).
+    service: ServiceState,
 }
 
 impl Default for ServerStats {
@@ -59,6 +62,7 @@ impl Default for ServerStats {
             ewma_stamp: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             queue: None,
+            service: ServiceState::default(),
         }
     }
 }
@@ -80,6 +84,10 @@ impl ServerStats {
     /// health layer marks them otherwise before publishing them.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+    /// The server's service history and slow-start ramp (see [`crate::slow_start`]).
+    pub fn service(&self) -> &ServiceState {
+        &self.service
     }
     /// Sets the health verdict; returns true if it changed.
     pub fn set_healthy(&self, healthy: bool) -> bool {
@@ -233,6 +241,9 @@ pub struct StatsStore {
     map: Mutex<HashMap<ServerId, Arc<ServerStats>>>,
     /// Requests waiting for a free server of this upstream.
     queue: Arc<SlotQueue>,
+    /// A snapshot was built over this store: servers seen from now on arrived after start-up
+    /// (their first entry into service ramps, with slow start).
+    started: AtomicBool,
 }
 
 impl StatsStore {
@@ -247,11 +258,16 @@ impl StatsStore {
         Arc::clone(map.entry(id.clone()).or_insert_with(|| {
             let s = ServerStats {
                 queue: Some(Arc::clone(&self.queue)),
+                service: ServiceState::arriving(self.started.load(Ordering::Acquire)),
                 ..ServerStats::default()
             };
             s.set_healthy(initially_healthy);
             Arc::new(s)
         }))
+    }
+    /// Notes that the start-up snapshot was built: servers seen later are late arrivals.
+    pub(crate) fn mark_started(&self) {
+        self.started.store(true, Ordering::Release);
     }
     /// The upstream's queue of requests waiting for a free server (kept across reloads, like
     /// the stats).

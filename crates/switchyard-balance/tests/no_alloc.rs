@@ -179,3 +179,65 @@ fn claims_under_limits_do_not_allocate() {
         assert!(claimed >= 9_000, "{algorithm}: {claimed}");
     }
 }
+
+#[test]
+fn picks_during_slow_start_do_not_allocate() {
+    use switchyard_balance::{Clock, ManualClock};
+    for algorithm in [
+        Algorithm::Wrr,
+        Algorithm::LeastConn,
+        Algorithm::Ewma,
+        Algorithm::ConsistentHash,
+        Algorithm::Random,
+    ] {
+        // Small pools (full scans) and large ones (P2C); a third of the servers ramp.
+        for n in [3usize, 100] {
+            let clock = Arc::new(ManualClock::default());
+            clock.advance_ms(60_000);
+            let specs: Vec<ServerSpec> = (0..n)
+                .map(|i| {
+                    let addr = format!("10.0.{}.{}:80", i >> 8, i & 0xff);
+                    ServerSpec::new("g", addr.parse().unwrap(), 1 + (i as u32 % 5))
+                })
+                .collect();
+            let pool = Pool::new(
+                "t",
+                PoolOptions::new(algorithm)
+                    .clock(Arc::clone(&clock) as _)
+                    .slow_start_ms(10_000),
+                specs.clone(),
+                Arc::new(StatsStore::default()),
+            );
+            let ramping: Vec<&str> = specs.iter().step_by(3).map(|s| s.id.as_str()).collect();
+            for id in &ramping {
+                pool.modify(id, |s| s.enabled = false);
+            }
+            for id in &ramping {
+                pool.modify(id, |s| s.enabled = true);
+            }
+            clock.advance_ms(3_000);
+            let snap = pool.snapshot();
+            assert!(snap.servers()[0].stats.service().is_ramping());
+            let _ = snap.pick(Some(1), &Tried::default());
+            let (found, allocations) = counted(|| {
+                let mut found = 0usize;
+                for i in 0..10_000u64 {
+                    let now = clock.now_nanos();
+                    if let Ok((_, g)) = snap.claim(Some(i), &Tried::default(), now) {
+                        found += 1;
+                        g.finish(switchyard_balance::Outcome::Success, now + 1_000);
+                    }
+                    if snap.pick(Some(i), &Tried::default()).is_some() {
+                        found += 1;
+                    }
+                }
+                found
+            });
+            assert_eq!(
+                allocations, 0,
+                "{algorithm} with {n} servers, ramping, allocated"
+            );
+            assert_eq!(found, 20_000, "{algorithm} with {n} servers");
+        }
+    }
+}

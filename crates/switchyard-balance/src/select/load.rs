@@ -47,6 +47,7 @@ use super::alias::AliasTable;
 use super::wrr::WrrTree;
 use super::{rng, weighted, PickContext, Selector};
 use crate::server::Server;
+use crate::slow_start::{accepts, any_ramping, RAMP_ONE};
 
 /// A measure of how loaded a server is: lower cost is better.
 ///
@@ -62,6 +63,14 @@ pub trait Load: Send + Sync + Debug {
     #[inline]
     fn less(&self, a: &Server, b: &Server, now_ns: u64) -> bool {
         self.cost(a, now_ns) < self.cost(b, now_ns)
+    }
+    /// [`Load::less`] for servers carrying `a_share` and `b_share` of their weights (slow start,
+    /// in [`RAMP_ONE`]ths; see [`Server::ramp`]): a ramping server should look proportionally
+    /// more loaded. The default ignores the shares.
+    #[inline]
+    fn less_ramped(&self, a: &Server, a_share: u32, b: &Server, b_share: u32, now_ns: u64) -> bool {
+        let _ = (a_share, b_share);
+        self.less(a, b, now_ns)
     }
     /// True if `cost`/`less` read `now_ns` (the default); false saves a clock read per pick
     /// (`now_ns` is then 0).
@@ -140,6 +149,16 @@ impl Load for InFlightPerWeight {
             weight: u64::from(server.spec.weight),
         }
     }
+    /// In flight against the weight times its share: a server at 10% of its weight is as
+    /// loaded with one request as its full self with ten.
+    #[inline]
+    fn less_ramped(&self, a: &Server, a_share: u32, b: &Server, b_share: u32, _now: u64) -> bool {
+        let ratio = |s: &Server, share: u32| Ratio {
+            load: u64::from(s.stats.in_flight()) * u64::from(RAMP_ONE),
+            weight: u64::from(s.spec.weight) * u64::from(share),
+        };
+        ratio(a, a_share) < ratio(b, b_share)
+    }
     fn needs_clock(&self) -> bool {
         false
     }
@@ -207,6 +226,39 @@ fn decay(dt_ns: u64) -> f64 {
     (-(dt_ns as f64) / crate::stats::EWMA_DECAY_NS).exp()
 }
 
+/// `ca` (stamped `ta`) below `cb` (stamped `tb`), both decayed to the later stamp. Decay is at
+/// most 1, so when the older estimate is already the smaller one the answer is known without
+/// the `exp` (about half of the comparisons).
+#[inline]
+fn decayed_less(ca: f64, ta: u64, cb: f64, tb: u64) -> bool {
+    if ta < tb {
+        ca < cb || ca * decay(tb - ta) < cb
+    } else if tb < ta {
+        ca < cb && ca < cb * decay(ta - tb)
+    } else {
+        ca < cb
+    }
+}
+
+/// `a` less loaded than `b` by `load`, with their slow-start shares if the selector ramps.
+#[inline]
+fn less_at<L: Load>(load: &L, ramped: bool, a: &Server, b: &Server, now_ns: u64) -> bool {
+    if ramped {
+        load.less_ramped(a, a.ramp(now_ns), b, b.ramp(now_ns), now_ns)
+    } else {
+        load.less(a, b, now_ns)
+    }
+}
+
+/// True if the candidate at `pos` passes its ramp's thinning (always when it does not ramp).
+#[inline]
+fn ramp_accepts(ctx: &PickContext<'_>, candidates: &[usize], pos: usize) -> bool {
+    candidates
+        .get(pos)
+        .and_then(|&i| ctx.servers.get(i))
+        .is_none_or(|s| accepts(s.ramp(ctx.now_ns)))
+}
+
 impl Load for PeakEwma {
     type Cost = f64;
     /// The cost decayed to `now_ns` (what an operator would read).
@@ -227,13 +279,24 @@ impl Load for PeakEwma {
     fn less(&self, a: &Server, b: &Server, _now_ns: u64) -> bool {
         let (ca, ta) = self.undecayed(a);
         let (cb, tb) = self.undecayed(b);
-        // Decay is at most 1, so when the older estimate is already the smaller one the answer
-        // is known without the `exp` (about half of the comparisons).
         match (ta, tb) {
-            (Some(ta), Some(tb)) if ta < tb => ca < cb || ca * decay(tb - ta) < cb,
-            (Some(ta), Some(tb)) if tb < ta => ca < cb && ca < cb * decay(ta - tb),
-            (Some(_), Some(_)) => ca < cb,
+            (Some(ta), Some(tb)) => decayed_less(ca, ta, cb, tb),
             _ => a.stats.in_flight() < b.stats.in_flight(),
+        }
+    }
+    /// The cost divided by the share: a server at 10% of its weight looks ten times as
+    /// loaded. Without estimates, (in flight + 1) divided by the share.
+    #[inline]
+    fn less_ramped(&self, a: &Server, a_share: u32, b: &Server, b_share: u32, _now: u64) -> bool {
+        let (sa, sb) = (f64::from(a_share.max(1)), f64::from(b_share.max(1)));
+        let (ca, ta) = self.undecayed(a);
+        let (cb, tb) = self.undecayed(b);
+        match (ta, tb) {
+            (Some(ta), Some(tb)) => decayed_less(ca / sa, ta, cb / sb, tb),
+            _ => {
+                let queue = |s: &Server| f64::from(s.stats.in_flight()) + 1.0;
+                queue(a) * sb < queue(b) * sa
+            }
         }
     }
     fn needs_clock(&self) -> bool {
@@ -252,6 +315,8 @@ pub struct LeastLoaded<L> {
     load: L,
     candidates: Vec<usize>,
     start: Option<WrrTree>,
+    /// A candidate ramps (slow start): loads are compared with shares, tie-breaks thinned.
+    ramped: bool,
 }
 
 impl<L: Load> LeastLoaded<L> {
@@ -263,11 +328,33 @@ impl<L: Load> LeastLoaded<L> {
             load,
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
             start: WrrTree::new(&weights),
+            ramped: any_ramping(servers, candidates),
         }
     }
 
+    /// The tie-break's start, thinned like `wrr` when a candidate ramps.
     #[inline]
-    fn scan(&self, ctx: &PickContext<'_>, part: &[usize], best: &mut Option<usize>, check: bool) {
+    fn start<const RAMPED: bool>(&self, tree: &WrrTree, ctx: &PickContext<'_>) -> usize {
+        let mut p = tree.next();
+        if RAMPED {
+            for _ in 0..4 {
+                if ramp_accepts(ctx, &self.candidates, p) {
+                    break;
+                }
+                p = tree.next();
+            }
+        }
+        p
+    }
+
+    #[inline]
+    fn scan<const RAMPED: bool>(
+        &self,
+        ctx: &PickContext<'_>,
+        part: &[usize],
+        best: &mut Option<usize>,
+        check: bool,
+    ) {
         for &i in part {
             if check && !ctx.allowed(i) {
                 continue;
@@ -279,7 +366,7 @@ impl<L: Load> LeastLoaded<L> {
                 Some(b) => ctx
                     .servers
                     .get(b)
-                    .is_some_and(|b| self.load.less(server, b, ctx.now_ns)),
+                    .is_some_and(|b| less_at(&self.load, RAMPED, server, b, ctx.now_ns)),
                 None => true,
             };
             if better {
@@ -289,18 +376,33 @@ impl<L: Load> LeastLoaded<L> {
     }
 }
 
-impl<L: Load> Selector for LeastLoaded<L> {
-    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
-        let start = self.start.as_ref()?.next().min(self.candidates.len());
+impl<L: Load> LeastLoaded<L> {
+    /// A pick; `RAMPED` (slow start under way) is a constant so that the usual pick is
+    /// compiled without the ramp's branches.
+    #[inline]
+    fn pick_with<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        let start = self
+            .start::<RAMPED>(self.start.as_ref()?, ctx)
+            .min(self.candidates.len());
         let (tail, head) = self.candidates.split_at(start);
         let check = !ctx.tried.is_empty();
         let mut best = None;
-        self.scan(ctx, head, &mut best, check);
-        self.scan(ctx, tail, &mut best, check);
+        self.scan::<RAMPED>(ctx, head, &mut best, check);
+        self.scan::<RAMPED>(ctx, tail, &mut best, check);
         best
     }
+}
+
+impl<L: Load> Selector for LeastLoaded<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        if self.ramped {
+            self.pick_with::<true>(ctx)
+        } else {
+            self.pick_with::<false>(ctx)
+        }
+    }
     fn needs_clock(&self) -> bool {
-        self.load.needs_clock()
+        self.load.needs_clock() || self.ramped
     }
 }
 
@@ -314,6 +416,8 @@ pub struct P2c<L> {
     load: L,
     candidates: Vec<usize>,
     table: AliasTable,
+    /// A candidate ramps (slow start): loads are compared with shares, draws thinned.
+    ramped: bool,
 }
 
 impl<L: Load> P2c<L> {
@@ -325,16 +429,32 @@ impl<L: Load> P2c<L> {
             load,
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
             table: AliasTable::new(&weights),
+            ramped: any_ramping(servers, candidates),
         }
+    }
+
+    /// One weighted draw, thinned like `random` when a candidate ramps.
+    #[inline]
+    fn sample<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        let mut p = self.table.sample(rng::next_u64())?;
+        if RAMPED {
+            for _ in 0..4 {
+                if ramp_accepts(ctx, &self.candidates, p) {
+                    break;
+                }
+                p = self.table.sample(rng::next_u64())?;
+            }
+        }
+        Some(p)
     }
 
     /// Two distinct positions (the second differs from the first whenever n > 1).
     #[inline]
-    fn draw_two(&self) -> Option<(usize, usize)> {
+    fn draw_two<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<(usize, usize)> {
         let n = self.table.len();
-        let a = self.table.sample(rng::next_u64())?;
+        let a = self.sample::<RAMPED>(ctx)?;
         for _ in 0..3 {
-            let b = self.table.sample(rng::next_u64())?;
+            let b = self.sample::<RAMPED>(ctx)?;
             if b != a {
                 return Some((a, b));
             }
@@ -345,20 +465,23 @@ impl<L: Load> P2c<L> {
     }
 }
 
-impl<L: Load> Selector for P2c<L> {
-    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+impl<L: Load> P2c<L> {
+    /// A pick; `RAMPED` (slow start under way) is a constant so that the usual pick is
+    /// compiled without the ramp's branches.
+    #[inline]
+    fn pick_with<const RAMPED: bool>(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let servers = ctx.servers;
         if self.candidates.len() == 1 {
             let i = self.candidates[0];
             return ctx.allowed(i).then_some(i);
         }
         for _ in 0..4 {
-            let (pa, pb) = self.draw_two()?;
+            let (pa, pb) = self.draw_two::<RAMPED>(ctx)?;
             let (a, b) = (*self.candidates.get(pa)?, *self.candidates.get(pb)?);
             match (ctx.allowed(a), ctx.allowed(b)) {
                 (true, true) => {
                     let (sa, sb) = (servers.get(a)?, servers.get(b)?);
-                    return Some(if self.load.less(sb, sa, ctx.now_ns) {
+                    return Some(if less_at(&self.load, RAMPED, sb, sa, ctx.now_ns) {
                         b
                     } else {
                         a
@@ -376,7 +499,13 @@ impl<L: Load> Selector for P2c<L> {
                 continue;
             }
             let better = match best {
-                Some(b) => self.load.less(servers.get(i)?, servers.get(b)?, ctx.now_ns),
+                Some(b) => less_at(
+                    &self.load,
+                    RAMPED,
+                    servers.get(i)?,
+                    servers.get(b)?,
+                    ctx.now_ns,
+                ),
                 None => true,
             };
             if better {
@@ -385,7 +514,17 @@ impl<L: Load> Selector for P2c<L> {
         }
         best
     }
+}
+
+impl<L: Load> Selector for P2c<L> {
+    fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        if self.ramped {
+            self.pick_with::<true>(ctx)
+        } else {
+            self.pick_with::<false>(ctx)
+        }
+    }
     fn needs_clock(&self) -> bool {
-        self.load.needs_clock()
+        self.load.needs_clock() || self.ramped
     }
 }

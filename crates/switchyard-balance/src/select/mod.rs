@@ -19,6 +19,11 @@
 //! A new measure plugs into both strategies without rewriting a pick; a whole new algorithm
 //! implements [`Selector`].
 //!
+//! Slow start ([`crate::slow_start`]) thins the visits of a ramping server in `wrr`, `random` and
+//! the weighted draws and tie-breaks of `least_conn`/`ewma`, and scales its load in the latter
+//! ([`Load::less_ramped`]); hashing is not ramped. A selector built while nothing ramps pays one
+//! predictable branch per pick for it.
+//!
 //! No built-in pick allocates, takes a lock or makes a system call (the crate's `no_alloc` test
 //! checks the first with a counting global allocator).
 
@@ -180,8 +185,9 @@ pub struct PickContext<'a> {
     pub key: Option<u64>,
     /// Servers this request already tried: never pick them again.
     pub tried: &'a Tried,
-    /// Now, from the pool's clock. Only read when the selector's [`Selector::needs_clock`] is
-    /// true; otherwise the snapshot skips the clock and passes 0.
+    /// Now, from the pool's clock: the reading a claim takes anyway for the in-flight count
+    /// ([`crate::Snapshot::claim`]), else read for the pick only when the selector's
+    /// [`Selector::needs_clock`] is true (a plain [`crate::Snapshot::pick`] otherwise passes 0).
     pub now_ns: u64,
 }
 

@@ -28,6 +28,8 @@ use crate::server::Server;
 pub struct WeightedRandom {
     table: AliasTable,
     candidates: Vec<usize>,
+    /// A candidate ramps (slow start): picks thin its draws.
+    ramped: bool,
 }
 
 impl WeightedRandom {
@@ -38,6 +40,7 @@ impl WeightedRandom {
         WeightedRandom {
             table: AliasTable::new(&weights),
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
+            ramped: crate::slow_start::any_ramping(servers, candidates),
         }
     }
 }
@@ -45,6 +48,15 @@ impl WeightedRandom {
 impl Selector for WeightedRandom {
     #[inline]
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
+        if self.ramped {
+            let draw = || {
+                self.candidates
+                    .get(self.table.sample(rng::next_u64())?)
+                    .copied()
+            };
+            return crate::slow_start::pick_thinned(ctx, draw)
+                .or_else(|| fallback(ctx, &self.candidates));
+        }
         for _ in 0..self.candidates.len().min(8) {
             let i = *self.candidates.get(self.table.sample(rng::next_u64())?)?;
             if ctx.allowed(i) {
@@ -53,7 +65,8 @@ impl Selector for WeightedRandom {
         }
         fallback(ctx, &self.candidates)
     }
+    /// Only while a candidate ramps (slow start).
     fn needs_clock(&self) -> bool {
-        false
+        self.ramped
     }
 }

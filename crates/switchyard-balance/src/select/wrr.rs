@@ -239,6 +239,8 @@ pub struct SmoothWrr {
     /// Server indices, grouped by class.
     members: Vec<u32>,
     candidates: Vec<usize>,
+    /// A candidate ramps (slow start): picks thin its visits.
+    ramped: bool,
 }
 
 impl SmoothWrr {
@@ -282,6 +284,7 @@ impl SmoothWrr {
             classes,
             members,
             candidates: weighted.iter().map(|&(i, _)| i).collect(),
+            ramped: crate::slow_start::any_ramping(servers, candidates),
         }
     }
 
@@ -315,6 +318,10 @@ impl Selector for SmoothWrr {
     #[inline]
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let tree = self.tree.as_ref()?;
+        if self.ramped {
+            return crate::slow_start::pick_thinned(ctx, || self.next(tree))
+                .or_else(|| fallback(ctx, &self.candidates));
+        }
         // A retry may land on tried servers; a few more tickets usually find another, then fall
         // back to a scan.
         for _ in 0..self.candidates.len().min(8) {
@@ -326,8 +333,9 @@ impl Selector for SmoothWrr {
         fallback(ctx, &self.candidates)
     }
 
+    /// Only while a candidate ramps (slow start).
     fn needs_clock(&self) -> bool {
-        false
+        self.ramped
     }
 }
 

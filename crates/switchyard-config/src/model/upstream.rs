@@ -104,6 +104,12 @@ pub struct UpstreamConfig {
     /// server at once; a server's own `max_in_flight` replaces it. 0 = unlimited (default).
     #[serde(default)]
     pub max_in_flight_per_server: u32,
+    /// `slow_start_ms`: a server that (re)enters service — healthy again, enabled, or added by
+    /// reload, DNS or the cluster — ramps from 10% to its full weight (and its share of
+    /// `least_conn`/`ewma` traffic) over this window; not the servers present at start-up, not
+    /// hashing. 0 = off (default); at most one hour.
+    #[serde(default)]
+    pub slow_start_ms: u64,
     /// `queue_size`: requests that may wait for a free server when every one is at its limit.
     /// Default 0 (no queue: such a request gets 503 at once).
     #[serde(default)]

@@ -143,3 +143,24 @@ fn rate_limit_table() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn slow_start_default_and_bounds() {
+    let servers = "groups = [{ name = \"g\", servers = [{ address = \"10.0.0.1\" }] }]\n";
+    let cfg = parse_str(&format!("{BASE}{servers}")).unwrap();
+    assert_eq!(cfg.upstreams[0].slow_start_ms, 0);
+    let cfg = parse_str(&format!("{BASE}slow_start_ms = 3600000\n{servers}")).unwrap();
+    assert_eq!(cfg.upstreams[0].slow_start_ms, 3_600_000);
+
+    let text = format!("{BASE}slow_start_ms = 3600001\n{servers}");
+    assert_error(
+        &text,
+        "upstreams[0].slow_start_ms",
+        "slow_start_ms = 3600001",
+    );
+    let errs = errors(&format!("{BASE}slow_start_ms = -5\n{servers}"));
+    assert!(
+        errs.iter().any(|e| e.path.contains("slow_start_ms")),
+        "{errs:?}"
+    );
+}

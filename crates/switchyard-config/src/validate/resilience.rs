@@ -8,6 +8,10 @@ use crate::model::{Config, UpstreamConfig};
 /// a million is far beyond anything one instance should hold waiting.
 const MAX_QUEUE_SIZE: u32 = 1_000_000;
 
+/// The longest `slow_start_ms`: one hour (longer ramps are more likely a unit mistake, such as
+/// seconds written as milliseconds times a thousand, than a plan).
+pub(crate) const MAX_SLOW_START_MS: u64 = 3_600_000;
+
 impl Validator {
     pub(super) fn resilience(&mut self, cfg: &Config) {
         for (i, u) in cfg.upstreams.iter().enumerate() {
@@ -45,6 +49,15 @@ impl Validator {
             );
         }
         self.positive(format!("{p}.queue_timeout_ms"), u.queue_timeout_ms);
+        if u.slow_start_ms > MAX_SLOW_START_MS {
+            self.err(
+                format!("{p}.slow_start_ms"),
+                format!(
+                    "must be at most {MAX_SLOW_START_MS} (one hour), got {}",
+                    u.slow_start_ms
+                ),
+            );
+        }
         if u.retry_budget_percent > 100 {
             self.err(
                 format!("{p}.retry_budget_percent"),

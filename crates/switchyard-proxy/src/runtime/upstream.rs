@@ -132,6 +132,7 @@ fn same_shape(a: &UpstreamConfig, b: &UpstreamConfig) -> bool {
         && a.scheme == b.scheme
         && a.port == b.port
         && a.proxy_protocol == b.proxy_protocol
+        && a.slow_start_ms == b.slow_start_ms
 }
 
 impl UpstreamRuntime {
@@ -370,7 +371,8 @@ pub(super) fn build(
                         WhenAllDown::Reject => AllDownPolicy::Reject,
                         WhenAllDown::All => AllDownPolicy::All,
                     })
-                    .initially_healthy(checks.initially_healthy());
+                    .initially_healthy(checks.initially_healthy())
+                    .slow_start_ms(up.slow_start_ms);
                 let pool = Arc::new(Pool::new(&up.name, opts, specs, store));
                 let health = UpstreamHealth::with_observer(
                     Arc::clone(&pool),
