@@ -935,7 +935,12 @@ async fn a_three_member_etcd_cluster_survives_losing_one() {
         )
         .await
     );
-    assert_eq!(wait_member_count(&gw, 1, Duration::from_secs(3)).await, 1);
+    assert_eq!(
+        wait_member_count(&gw, 1, Duration::from_secs(3)).await,
+        1,
+        "{}",
+        gw.log()
+    );
 }
 
 /// CPU time (user + system, clock ticks) and resident memory (KiB) of process `pid`.

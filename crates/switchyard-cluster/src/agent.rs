@@ -54,7 +54,8 @@ pub struct FleetAgent {
     pub(crate) instance_id: String,
     pub(crate) started_at: u64,
     pub(crate) inner: Mutex<Inner>,
-    client: Mutex<Option<Client>>,
+    /// The sync session's client; membership follows it (see [`FleetAgent::watch_client`]).
+    client: tokio::sync::watch::Sender<Option<Client>>,
     /// Wakes the membership keeper when the member record changed.
     pub(crate) member_changed: tokio::sync::Notify,
     pub(crate) metrics: &'static ClusterMetrics,
@@ -97,7 +98,7 @@ impl FleetAgent {
                 source_up: false,
                 resume_from: None,
             }),
-            client: Mutex::new(None),
+            client: tokio::sync::watch::Sender::new(None),
             member_changed: tokio::sync::Notify::new(),
             metrics: ClusterMetrics::global(),
         })
@@ -109,14 +110,18 @@ impl FleetAgent {
 
     /// The connected client, if any.
     pub(crate) fn client(&self) -> Option<Client> {
-        self.client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.client.borrow().clone()
     }
 
+    /// Replaces the connected client (`None`: the session ended); watchers are woken.
     pub(crate) fn set_client(&self, client: Option<Client>) {
-        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client;
+        self.client.send_replace(client);
+    }
+
+    /// A receiver woken whenever the client is replaced: work done over one connection (the
+    /// member lease) moves to the next one instead of waiting on a dead member.
+    pub(crate) fn watch_client(&self) -> tokio::sync::watch::Receiver<Option<Client>> {
+        self.client.subscribe()
     }
 
     /// Records whether etcd is reachable (`switchyard_config_source_up`).

@@ -21,15 +21,22 @@ pub const LEASE_TTL_S: i64 = 10;
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(3);
 /// Wait before trying again after a failure.
 const RETRY: Duration = Duration::from_millis(500);
+/// How long one etcd call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs until shutdown, then revokes the lease.
 pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
     // The lease survives a broken connection when it can: a new session first tries to keep
     // the old one alive, so that the member key is not taken for another instance's.
     let mut lease: Option<(Client, i64)> = None;
+    let mut connection = agent.watch_client();
     loop {
+        connection.borrow_and_update();
         let err = tokio::select! {
             _ = shutdown.changed() => break,
+            // The sync session moved to another etcd member (or lost etcd): start again on
+            // the new connection rather than wait on the old one.
+            _ = connection.changed() => None,
             e = keep(&agent, &mut lease) => e,
         };
         if let Some(e) = err {
@@ -50,6 +57,21 @@ pub async fn run(agent: Arc<FleetAgent>, mut shutdown: ShutdownWatch) {
     }
 }
 
+/// `call` bounded by [`CALL_TIMEOUT`]: an etcd member that stops answering (restarted, cut off
+/// from its peers) is an error to retry, not a wait without end.
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!(
+            "{what}: etcd did not answer within {CALL_TIMEOUT:?}"
+        )),
+    }
+}
+
 /// Grants a lease (or takes the previous one back while it lives) and keeps the member key under
 /// it; returns why it stopped (`None`: not connected yet).
 async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<String> {
@@ -57,25 +79,36 @@ async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<S
     // An error here (etcd electing a leader, say) is not an answer: granting a new lease while
     // the old one lives would find our own key held and report a duplicate.
     let previous = match lease {
-        Some((_, id)) => match client.lease_time_to_live(*id, None).await {
+        Some((_, id)) => match bounded(
+            "cannot check the member lease",
+            client.lease_time_to_live(*id, None),
+        )
+        .await
+        {
             Ok(r) if r.ttl() > 0 => Some(*id),
             Ok(_) => None,
-            Err(e) => return Some(format!("cannot check the member lease: {e}")),
+            Err(e) => return Some(e),
         },
         None => None,
     };
     let id = match previous {
         Some(id) => id,
-        None => match client.lease_grant(LEASE_TTL_S, None).await {
+        None => match bounded(
+            "cannot grant a lease",
+            client.lease_grant(LEASE_TTL_S, None),
+        )
+        .await
+        {
             Ok(r) => r.id(),
-            Err(e) => return Some(format!("cannot grant a lease: {e}")),
+            Err(e) => return Some(e),
         },
     };
     *lease = Some((client.clone(), id));
-    let (mut keeper, mut responses) = match client.lease_keep_alive(id).await {
-        Ok(k) => k,
-        Err(e) => return Some(format!("cannot keep the lease alive: {e}")),
-    };
+    let (mut keeper, mut responses) =
+        match bounded("cannot keep the lease alive", client.lease_keep_alive(id)).await {
+            Ok(k) => k,
+            Err(e) => return Some(e),
+        };
     let key = agent.keys.member(&agent.instance_id);
     let mut written: Option<String> = None;
     let mut tick = tokio::time::interval(KEEP_ALIVE_EVERY);
@@ -85,7 +118,12 @@ async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<S
             Err(e) => return Some(e.to_string()),
         };
         if written.as_deref() != Some(record.as_str()) {
-            match register(&mut client, &key, &record, id).await {
+            match bounded(
+                &format!("cannot write {key}"),
+                register(&mut client, &key, &record, id),
+            )
+            .await
+            {
                 Ok(true) => {
                     if agent.inner().duplicate.take().is_some() {
                         log::info!("cluster: registered as {} at last", agent.instance_id);
@@ -103,18 +141,18 @@ async fn keep(agent: &FleetAgent, lease: &mut Option<(Client, i64)>) -> Option<S
                         agent.metrics.error("duplicate_instance");
                     }
                 }
-                Err(e) => return Some(format!("cannot write {key}: {e}")),
+                Err(e) => return Some(e),
             }
         }
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = keeper.keep_alive().await {
-                    return Some(format!("keep-alive failed: {e}"));
+                if let Err(e) = bounded("keep-alive failed", keeper.keep_alive()).await {
+                    return Some(e);
                 }
-                match responses.message().await {
+                match bounded("keep-alive failed", responses.message()).await {
                     Ok(Some(r)) if r.ttl() > 0 => {}
                     Ok(_) => return Some("the member lease expired".to_string()),
-                    Err(e) => return Some(format!("keep-alive failed: {e}")),
+                    Err(e) => return Some(e),
                 }
             }
             _ = agent.member_changed.notified() => {}
