@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use switchyard_config::{Config, ServerEntry, MAX_WEIGHT};
+use switchyard_config::{Config, ServerEntry};
 
 /// The JSON value of a server key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -63,19 +63,13 @@ pub fn merge(cfg: &mut Config, keys: &BTreeMap<(String, String, String), String>
     let mut problems = Vec::new();
     for ((upstream, group, host_port), json) in keys {
         let what = format!("dynamic server {upstream}/{group}/{host_port}");
-        let value: ServerValue = match serde_json::from_str(json) {
+        let value: ServerValue = match crate::json_value::parse(&what, json) {
             Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("{what}: ignored, invalid JSON: {e}"));
+            Err(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
-        if value.weight.is_some_and(|w| w > MAX_WEIGHT) {
-            problems.push(format!(
-                "{what}: ignored, weight must be at most {MAX_WEIGHT}"
-            ));
-            continue;
-        }
         let Some((address, port)) = split_host_port(host_port) else {
             problems.push(format!("{what}: ignored, the key must end in host:port"));
             continue;
@@ -115,6 +109,12 @@ pub fn merge(cfg: &mut Config, keys: &BTreeMap<(String, String, String), String>
         g.servers.push(entry);
     }
     problems
+}
+
+impl crate::json_value::Weighted for ServerValue {
+    fn weight(&self) -> Option<u32> {
+        self.weight
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod compose;
 pub mod connect;
 pub mod dynamic;
+pub mod json_value;
 pub mod keys;
 pub mod member;
 pub mod metrics;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use switchyard_config::{Config, MAX_WEIGHT};
+use switchyard_config::Config;
 use switchyard_proxy::ServerOverride;
 
 /// The JSON value of an override key.
@@ -46,19 +46,13 @@ pub fn apply(cfg: &mut Config, overrides: &BTreeMap<(String, String), String>) -
     let mut problems = Vec::new();
     for ((upstream, server), json) in overrides {
         let what = format!("override {upstream}/{server}");
-        let value: OverrideValue = match serde_json::from_str(json) {
+        let value: OverrideValue = match crate::json_value::parse(&what, json) {
             Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("{what}: ignored, invalid JSON: {e}"));
+            Err(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
-        if value.weight.is_some_and(|w| w > MAX_WEIGHT) {
-            problems.push(format!(
-                "{what}: ignored, weight must be at most {MAX_WEIGHT}"
-            ));
-            continue;
-        }
         let Some(up) = cfg.upstreams.iter_mut().find(|u| &u.name == upstream) else {
             problems.push(format!(
                 "{what}: no upstream {upstream} (kept until cleared)"
@@ -88,6 +82,12 @@ pub fn apply(cfg: &mut Config, overrides: &BTreeMap<(String, String), String>) -
         }
     }
     problems
+}
+
+impl crate::json_value::Weighted for OverrideValue {
+    fn weight(&self) -> Option<u32> {
+        self.weight
+    }
 }
 
 #[cfg(test)]
