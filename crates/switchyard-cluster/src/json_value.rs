@@ -16,7 +16,7 @@ pub trait Weighted {
 ///
 /// ```
 /// use switchyard_cluster::json_value::{parse, Weighted};
-/// #[derive(serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize)]
 /// struct V { weight: Option<u32> }
 /// impl Weighted for V { fn weight(&self) -> Option<u32> { self.weight } }
 /// assert!(parse::<V>("k", r#"{"weight":3}"#).is_ok());
