@@ -477,8 +477,7 @@ impl Pool {
         let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
         self.note_removed(&guard, &specs);
         *guard = specs;
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
     }
 
     /// Replaces the server list with `next(current)`, computed under the same lock as
@@ -512,9 +511,16 @@ impl Pool {
         }
         self.note_removed(&guard, &new);
         let old = std::mem::replace(&mut *guard, new);
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
         Some((old, guard.clone()))
+    }
+
+    /// Builds and publishes a snapshot of `specs`, then pokes the queue: a server that entered
+    /// service or a raised limit is capacity no freed slot announces (see [`crate::queue`]).
+    fn publish(&self, specs: &[ServerSpec]) {
+        self.snapshot
+            .store(Arc::new(Snapshot::build(specs, &self.store, &self.opts)));
+        self.store.queue().poke();
     }
 
     /// Marks the servers of `old` that are not in `new` out of service (slow start: one that
@@ -535,15 +541,13 @@ impl Pool {
             return false;
         };
         change(spec);
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
         true
     }
 
     /// Rebuilds the snapshot after a health change.
     pub fn refresh(&self) {
         let guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
     }
 }
