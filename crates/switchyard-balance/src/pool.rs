@@ -399,6 +399,43 @@ impl Snapshot {
             !s.has_room() && !skip.contains(&s.stats)
         })
     }
+    /// True if a retry after trying the servers in `tried` would find a server (one not tried,
+    /// with room, in a tier a retry reaches), without picking one: the selectors' state (smooth
+    /// WRR's rotation, a random draw) is left as it is, so deciding whether to retry does not
+    /// move the order the next requests are served in.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore, Tried};
+    /// let specs = vec![
+    ///     ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1),
+    ///     ServerSpec::new("g", "127.0.0.1:8082".parse().unwrap(), 1),
+    /// ];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// let mut tried = Tried::default();
+    /// tried.insert(&snap.servers()[0].stats);
+    /// assert!(snap.has_untried(&tried));
+    /// // The rotation did not move: the next pick is still the first server.
+    /// assert_eq!(snap.pick(None, &Tried::default()).unwrap().spec.addr.port(), 8081);
+    /// tried.insert(&snap.servers()[1].stats);
+    /// assert!(!snap.has_untried(&tried));
+    /// ```
+    pub fn has_untried(&self, tried: &Tried) -> bool {
+        let retry = !tried.is_empty();
+        let fallbacks = self
+            .fallbacks
+            .iter()
+            .filter(|t| (retry || self.limited) && (retry || !t.panic))
+            .map(|t| t.candidates.as_slice());
+        std::iter::once(self.candidates.as_slice())
+            .chain(fallbacks)
+            .flatten()
+            .any(|&i| {
+                let s = &self.servers[i];
+                !tried.contains(&s.stats) && s.has_room()
+            })
+    }
     /// True if the snapshot is in panic mode (no server available; using every enabled one).
     pub fn is_panic(&self) -> bool {
         self.panic

@@ -863,11 +863,11 @@ fn retry_on_status(session: &Session, ctx: &mut RequestCtx, status: u16) -> bool
     if !retryable_method || truncated {
         return false;
     }
+    // Asked without picking: a retry not taken must not move the selector's rotation.
     let untried = rt.upstreams[route.upstream]
         .pool
         .snapshot()
-        .pick_at(ctx.key, &ctx.tried)
-        .is_some();
+        .has_untried(&ctx.tried);
     untried && ctx.may_retry(true)
 }
 
