@@ -273,7 +273,13 @@ impl ProxyHttp for HttpGateway {
             {
                 limit.limited.inc();
                 ctx.error = Some("rate_limited");
-                log::debug!("route {}: rate limited ({})", route.cfg.name, limit.key);
+                if let Some(more) = limit.log.admit() {
+                    log::warn!(
+                        "route {}: rate limited ({}){more}",
+                        route.cfg.name,
+                        limit.key
+                    );
+                }
                 if GrpcCall::of(req).is_some() {
                     // A gRPC call over its rate: RESOURCE_EXHAUSTED, as Envoy's rate limit
                     // filter answers gRPC.
