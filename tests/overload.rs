@@ -260,3 +260,30 @@ async fn a_consistent_hash_key_whose_server_is_full_goes_elsewhere_then_comes_ba
         "the key returns to its server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_are_all_counted_but_logged_once_per_interval() {
+    let o = Origin::start("flooded");
+    o.set_delay(Duration::from_millis(500));
+    let gw = start(
+        "refusal-log",
+        "max_in_flight_per_server = 1\nqueue_size = 1\nqueue_timeout_ms = 5000",
+        &server(&o, ""),
+    );
+    let answers = burst(&gw, 20).await;
+    let refused = answers.iter().filter(|a| a.0 == 503).count();
+    assert!(refused >= 15, "most of the burst was refused: {answers:?}");
+    assert_eq!(
+        rejected(&gw, "full").await,
+        refused as f64,
+        "every one counted"
+    );
+    let log = gw.log();
+    let lines = log.lines().filter(|l| l.contains("queue full")).count();
+    assert_eq!(
+        lines, 1,
+        "the first refusal is logged, the others only counted:\n{log}"
+    );
+    // The next line, after the interval, carries the count of those left out (not waited
+    // for here: ten seconds).
+}
