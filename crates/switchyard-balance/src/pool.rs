@@ -426,7 +426,9 @@ impl Snapshot {
         let fallbacks = self
             .fallbacks
             .iter()
-            .filter(|t| (retry || self.limited) && (retry || !t.panic))
+            // A retry reaches every tier; a first attempt only the standby tier, and only
+            // when full servers (not absent ones) left the serving tier empty-handed.
+            .filter(|t| retry || (self.limited && !t.panic))
             .map(|t| t.candidates.as_slice());
         std::iter::once(self.candidates.as_slice())
             .chain(fallbacks)
