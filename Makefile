@@ -69,8 +69,9 @@ bench-instructions:
 	./bench/callgrind.sh
 
 ## Failure scenarios beside NGINX and HAProxy (issue 8): (a) an origin killed and restarted under
-## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections.
-## SCENARIO=a|b|c runs one; see bench/scenarios/run.sh for SCEN_* settings.
+## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections, (d) overload:
+## one of three origins 10x slower (issue 20). SCENARIO=a|b|c|d runs one; see
+## bench/scenarios/run.sh for SCEN_* settings.
 .PHONY: bench-scenarios
 bench-scenarios:
 	./bench/scenarios/run.sh

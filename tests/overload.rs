@@ -260,3 +260,84 @@ async fn a_consistent_hash_key_whose_server_is_full_goes_elsewhere_then_comes_ba
         "the key returns to its server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_are_all_counted_but_logged_once_per_interval() {
+    let o = Origin::start("flooded");
+    o.set_delay(Duration::from_millis(500));
+    let gw = start(
+        "refusal-log",
+        "max_in_flight_per_server = 1\nqueue_size = 1\nqueue_timeout_ms = 5000",
+        &server(&o, ""),
+    );
+    let answers = burst(&gw, 20).await;
+    let refused = answers.iter().filter(|a| a.0 == 503).count();
+    assert!(refused >= 15, "most of the burst was refused: {answers:?}");
+    assert_eq!(
+        rejected(&gw, "full").await,
+        refused as f64,
+        "every one counted"
+    );
+    let log = gw.log();
+    let lines = log.lines().filter(|l| l.contains("queue full")).count();
+    assert_eq!(
+        lines, 1,
+        "the first refusal is logged, the others only counted:\n{log}"
+    );
+    // The next line, after the interval, carries the count of those left out (not waited
+    // for here: ten seconds).
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_enabled_while_requests_wait_serves_them_at_once() {
+    // `a` is busy for 1.5 s with the only slot; `b` is disabled. A request queued behind it
+    // must go to `b` as soon as the admin API enables it, not when `a`'s slot frees.
+    let (a, b) = (Origin::start("busy"), Origin::start("back"));
+    a.set_delay(Duration::from_millis(1500));
+    let gw = start(
+        "enable-wakes",
+        "max_in_flight_per_server = 1\nqueue_size = 5\nqueue_timeout_ms = 5000",
+        &format!("{}{}", server(&a, ""), server(&b, "")),
+    );
+    let admin = |verb: &str| {
+        gw.admin_url(&format!(
+            "/api/upstreams/u/servers/127.0.0.1:{}/{verb}",
+            b.port()
+        ))
+    };
+    let c = fresh_client();
+    assert_eq!(
+        send(&c, "POST", &admin("disable"), None, &[]).await.status,
+        200
+    );
+    let first = {
+        let url = gw.url("/first");
+        tokio::spawn(async move { get(&fresh_client(), &url).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = {
+        let url = gw.url("/queued");
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = get(&fresh_client(), &url).await;
+            (r.status, r.origin(), t.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        send(&c, "POST", &admin("enable"), None, &[]).await.status,
+        200
+    );
+    let (status, origin, took) = queued.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        origin.as_deref(),
+        Some("back"),
+        "served by the enabled server"
+    );
+    assert!(
+        took < Duration::from_millis(1000),
+        "woken when the server was enabled, not when the busy slot freed: {took:?}"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+}

@@ -261,3 +261,28 @@ async fn the_deadline_bounds_every_try_together() {
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_retry_that_is_not_taken_leaves_the_wrr_order_alone() {
+    // `a` answers 503, which the route lists but may not retry (`retries = 0`): deciding so
+    // must not advance the smooth WRR rotation, so the three servers still take turns.
+    let (a, b, c) = (Origin::start("a"), Origin::start("b"), Origin::start("c"));
+    let all = [&a, &b, &c];
+    a.set_status(503);
+    let gw = start(
+        "status-no-retry",
+        &[(
+            "/",
+            "retry_on_statuses = [503]\nretries = 0",
+            "algorithm = \"wrr\"",
+        )],
+        &all,
+    );
+    let cl = fresh_client();
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(get(&cl, &gw.url(&format!("/n/{i}"))).await.status);
+    }
+    assert_eq!(counts(&all), [10, 10, 10], "each server in turn");
+    assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 10);
+}

@@ -12,6 +12,16 @@
 #                 master-worker (`-W`), SIGUSR2 to the master (new worker, old one `-sf`).
 #   c  memory     SCEN_IDLE_CONNS keep-alive client connections, each sends one request and then
 #                 idles; RSS growth of the proxy (VmRSS of all its processes) per connection.
+#   d  overload   three demo origins, o2 slowed to SCEN_D_SLOW_MS per answer (the others
+#                 SCEN_D_FAST_MS), under `wrk -tSCEN_D_THREADS -cSCEN_D_CONNS -dSCEN_D_SECONDS --latency`:
+#                 Switchyard wrr without limits, wrr with max_in_flight_per_server = SCEN_D_LIMIT +
+#                 queue_size = SCEN_D_QUEUE / queue_timeout_ms = SCEN_D_QUEUE_TIMEOUT_MS, and ewma;
+#                 NGINX with `max_conns=SCEN_D_LIMIT` per server (NGINX OSS has no queue: a request
+#                 that finds every server at max_conns gets 502); HAProxy with `maxconn SCEN_D_LIMIT`
+#                 per server and its queue (`timeout queue SCEN_D_QUEUE_TIMEOUT_MS`). Request rate,
+#                 p50/p90/p99/max latency and errors (non-2xx + socket errors) for each;
+#                 SCEN_D_ROUNDS interleaved rounds (every variant once per round), the median
+#                 round reported (one 10 s run on a busy machine is noise).
 #
 # Layout (2 cores): origins, wrk, pollers and the idle-connection client on CPU 0; the proxy alone
 # on CPU 1. Every proxy runs one worker (Switchyard threads = 1, NGINX worker_processes 1, HAProxy
@@ -29,6 +39,8 @@
 #   SCEN_B_SECONDS=15 SCEN_RELOADS=20 SCEN_RELOAD_EVERY=0.5 SCEN_RELOAD_START=2
 #   SCEN_IDLE_CONNS=10000 SCEN_IDLE_HOLD=3   (c: seconds the connections stay idle before the
 #                                             second RSS reading)
+#   SCEN_D_SECONDS=10 SCEN_D_CONNS=64 SCEN_D_THREADS=2 SCEN_D_FAST_MS=2 SCEN_D_SLOW_MS=20
+#   SCEN_D_LIMIT=16 SCEN_D_QUEUE=128 SCEN_D_QUEUE_TIMEOUT_MS=1000 SCEN_D_ROUNDS=3
 #   SCEN_PORT_BASE=19000    ports BASE+1 .. BASE+40 on 127.0.0.1 (checked free first)
 #   SCEN_SKIP_BUILD=1       use the binaries already built
 #   SCEN_WAIT_QUIET=1       first wait (up to SCEN_WAIT_MAX=1200 s) for 1-min load < SCEN_QUIET=1.0
@@ -43,9 +55,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 
-SCENARIO="${SCENARIO:-a b c}"
+SCENARIO="${SCENARIO:-a b c d}"
 SCENARIO="$(echo "$SCENARIO" | tr ',' ' ')"
-[ "$SCENARIO" = all ] && SCENARIO="a b c"
+[ "$SCENARIO" = all ] && SCENARIO="a b c d"
 PROXIES="${SCEN_PROXIES:-switchyard nginx haproxy}"
 CONNS="${SCEN_CONNS:-16}"
 A_SECONDS="${SCEN_A_SECONDS:-20}"
@@ -57,6 +69,15 @@ RELOAD_EVERY="${SCEN_RELOAD_EVERY:-0.5}"
 RELOAD_START="${SCEN_RELOAD_START:-2}"
 IDLE_CONNS="${SCEN_IDLE_CONNS:-10000}"
 IDLE_HOLD="${SCEN_IDLE_HOLD:-3}"
+D_SECONDS="${SCEN_D_SECONDS:-10}"
+D_CONNS="${SCEN_D_CONNS:-64}"
+D_THREADS="${SCEN_D_THREADS:-2}"
+D_FAST_MS="${SCEN_D_FAST_MS:-2}"
+D_SLOW_MS="${SCEN_D_SLOW_MS:-20}"
+D_LIMIT="${SCEN_D_LIMIT:-16}"
+D_QUEUE="${SCEN_D_QUEUE:-128}"
+D_QUEUE_TIMEOUT_MS="${SCEN_D_QUEUE_TIMEOUT_MS:-1000}"
+D_ROUNDS="${SCEN_D_ROUNDS:-3}"
 PORT_BASE="${SCEN_PORT_BASE:-19000}"
 OUT_DIR="${SCEN_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -66,11 +87,12 @@ DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 log() { printf '[scenarios] %s\n' "$*" >&2; }
 die() { printf '[scenarios] error: %s\n' "$*" >&2; exit 1; }
 
-for v in "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START"; do
+for v in "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START" \
+  "$D_SECONDS" "$D_CONNS" "$D_THREADS" "$D_FAST_MS" "$D_SLOW_MS" "$D_LIMIT" "$D_QUEUE" "$D_QUEUE_TIMEOUT_MS" "$D_ROUNDS"; do
   case "$v" in '' | *[!0-9]*) die "numeric settings must be integers (got '$v')" ;; esac
 done
 [ "$KILL_AT" -lt "$RESTART_AT" ] && [ "$RESTART_AT" -lt "$A_SECONDS" ] || die "need SCEN_KILL_AT < SCEN_RESTART_AT < SCEN_A_SECONDS"
-for s in $SCENARIO; do case "$s" in a | b | c) ;; *) die "unknown scenario '$s' (a b c)" ;; esac; done
+for s in $SCENARIO; do case "$s" in a | b | c | d) ;; *) die "unknown scenario '$s' (a b c d)" ;; esac; done
 for p in $PROXIES; do case "$p" in switchyard | nginx | haproxy) ;; *) die "unknown proxy '$p'" ;; esac; done
 
 now_ms() { date +%s%3N; }
@@ -258,7 +280,7 @@ proxy_label() { case "$1" in switchyard) echo "Switchyard" ;; nginx) echo "NGINX
 # nginx_conf FILE NSERVERS
 nginx_conf() {
   local file="$1" n="$2" i servers=""
-  for i in $(seq 0 $((n - 1))); do servers+="    server 127.0.0.1:${P_O[$i]} max_fails=2 fail_timeout=2s;"$'\n'; done
+  for i in $(seq 0 $((n - 1))); do servers+="    server 127.0.0.1:${P_O[$i]} max_fails=2 fail_timeout=2s${NGINX_SERVER_EXTRA:-};"$'\n'; done
   mkdir -p "$TMP/nginx"
   cat >"$file.tmp" <<EOF
 worker_processes 1;
@@ -301,7 +323,7 @@ EOF
 # haproxy_conf FILE NSERVERS
 haproxy_conf() {
   local file="$1" n="$2" i servers=""
-  for i in $(seq 0 $((n - 1))); do servers+="  server o$((i + 1)) 127.0.0.1:${P_O[$i]}"$'\n'; done
+  for i in $(seq 0 $((n - 1))); do servers+="  server o$((i + 1)) 127.0.0.1:${P_O[$i]}${HAPROXY_SERVER_EXTRA:-}"$'\n'; done
   cat >"$file.tmp" <<EOF
 global
   nbthread 1
@@ -329,6 +351,7 @@ backend origins
   balance roundrobin
   option httpchk GET /health
   default-server check inter 1s fall 2 rise 2
+${HAPROXY_BACKEND_EXTRA:-}
 $servers
 listen stats
   bind 127.0.0.1:$P_HAPROXY_STATS
@@ -350,7 +373,8 @@ switchyard_conf() {
     printf '[[listeners]]\nname = "web"\nprotocol = "http"\nlisten = "127.0.0.1:%s"\n\n' "$P_SY"
     printf '[[routes]]\nname = "all"\nlisteners = ["web"]\npath_prefix = "/"\nupstream = "origins"\n'
     printf 'timeout_ms = 5000\nconnect_timeout_ms = 1000\n\n'
-    printf '[[upstreams]]\nname = "origins"\nalgorithm = "wrr"\n\n'
+    # SY_ALGORITHM / SY_UPSTREAM_EXTRA: scenario d's variants (defaults: plain wrr).
+    printf '[[upstreams]]\nname = "origins"\nalgorithm = "%s"\n%b\n\n' "${SY_ALGORITHM:-wrr}" "${SY_UPSTREAM_EXTRA:-}"
     printf '  [[upstreams.groups]]\n  name = "local"\n  weight = 1\n\n'
     for i in $(seq 0 $((n - 1))); do
       printf '    [[upstreams.groups.servers]]\n    address = "127.0.0.1"\n    port = %s\n\n' "${P_O[$i]}"
@@ -376,10 +400,11 @@ write_conf() {
 # Origins and proxies
 # ---------------------------------------------------------------------------------------------
 declare -A ORIGIN_PID
-start_origin() { # INDEX (0..2)
-  local i="$1"
+start_origin() { # INDEX (0..2) [DELAY_MS: before every answer but /health]
+  local i="$1" delay=()
+  [ "${2:-0}" -gt 0 ] && delay=(--delay-ms "$2")
   start "origin$((i + 1))" 0 "${P_O[$i]}" "$DEMO_ORIGIN_BIN" --listen "127.0.0.1:${P_O[$i]}" --name "o$((i + 1))" \
-    || die "origin o$((i + 1)) did not start"
+    "${delay[@]}" || die "origin o$((i + 1)) did not start"
   ORIGIN_PID[$i]=$STARTED_PID
 }
 start_origins() { local i; for i in 0 1 2; do start_origin "$i"; done; }
@@ -703,6 +728,119 @@ report_c() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# d: overload — one slow origin of three
+# ---------------------------------------------------------------------------------------------
+# wrk_latency_ms FILE PERCENT: the latency at PERCENT (50, 90, 99) of wrk --latency, in ms;
+# "max" for the maximum.
+wrk_latency_ms() {
+  awk -v want="$2" '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
+      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+      return v + 0
+    }
+    want == "max" && $1 == "Latency" && NF >= 4 { printf "%.1f", ms($4); exit }
+    $1 == want "%" { printf "%.1f", ms($2); exit }' "$1"
+}
+
+# run_d PROXY VARIANT ROUND: one measured run of scenario d.
+run_d() {
+  local p="$1" v="$2" round="$3" port wrkout="$TMP/d-$1-$2-$3.wrk"
+  port="$(proxy_port "$p")"
+  SY_ALGORITHM=wrr SY_UPSTREAM_EXTRA="" NGINX_SERVER_EXTRA="" HAPROXY_SERVER_EXTRA="" HAPROXY_BACKEND_EXTRA=""
+  case "$v" in
+    limits) SY_UPSTREAM_EXTRA="max_in_flight_per_server = $D_LIMIT\nqueue_size = $D_QUEUE\nqueue_timeout_ms = $D_QUEUE_TIMEOUT_MS" ;;
+    ewma) SY_ALGORITHM=ewma ;;
+    max_conns) NGINX_SERVER_EXTRA=" max_conns=$D_LIMIT" ;;
+    maxconn)
+      HAPROXY_SERVER_EXTRA=" maxconn $D_LIMIT"
+      HAPROXY_BACKEND_EXTRA="  timeout queue ${D_QUEUE_TIMEOUT_MS}ms"
+      ;;
+  esac
+  log "d/$p/$v (round $round): o2 answers in ${D_SLOW_MS} ms, o1/o3 in ${D_FAST_MS} ms; wrk -t$D_THREADS -c$D_CONNS -d${D_SECONDS}s"
+  start_origin 0 "$D_FAST_MS"
+  start_origin 1 "$D_SLOW_MS"
+  start_origin 2 "$D_FAST_MS"
+  start_proxy "$p" 3
+  warm "$p"
+  timeout $((D_SECONDS + 20)) taskset -c 0 \
+    wrk -t"$D_THREADS" -c"$D_CONNS" -d"${D_SECONDS}s" --timeout 5s --latency "http://127.0.0.1:$port/" >"$wrkout" 2>&1 || true
+  stop_proxy "$p"
+  stop_origins
+  SY_ALGORITHM=wrr SY_UPSTREAM_EXTRA="" NGINX_SERVER_EXTRA="" HAPROXY_SERVER_EXTRA="" HAPROXY_BACKEND_EXTRA=""
+  local counts req non2xx sockerr detail rps p50 p90 p99 max
+  counts="$(wrk_counts "$wrkout")"
+  read -r req non2xx sockerr detail <<<"$counts"
+  [ "$req" -gt 0 ] || { log "d/$p/$v: wrk gave no result:"; tail -5 "$wrkout" >&2; }
+  rps="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$wrkout")"
+  p50="$(wrk_latency_ms "$wrkout" 50)"
+  p90="$(wrk_latency_ms "$wrkout" 90)"
+  p99="$(wrk_latency_ms "$wrkout" 99)"
+  max="$(wrk_latency_ms "$wrkout" max)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$v" "$req" "${rps:-0}" "${p50:-0}" "${p90:-0}" "${p99:-0}" "${max:-0}" \
+    "$non2xx" "$sockerr" "$detail" >>"$TMP/d-rounds.tsv"
+  log "d/$p/$v: $req requests (${rps:-?}/s), p50 ${p50:-?} ms, p99 ${p99:-?} ms, max ${max:-?} ms; non-2xx $non2xx, socket errors $sockerr ($detail)"
+}
+
+d_variants() { # PROXY
+  case "$1" in
+    switchyard) echo "wrr limits ewma" ;;
+    nginx) echo "max_conns" ;;
+    haproxy) echo "maxconn" ;;
+  esac
+}
+
+# Scenario d runs every proxy's variants in interleaved rounds (see main), then keeps, per
+# variant, the round with the median p99 (its own figures, so a row is one real run).
+scenario_d_rounds() {
+  local r p v
+  : >"$TMP/d-rounds.tsv"
+  for r in $(seq 1 "$D_ROUNDS"); do
+    for p in $PROXIES; do
+      for v in $(d_variants "$p"); do run_d "$p" "$v" "$r"; done
+    done
+  done
+  awk -F'\t' '
+    { key = $1 "\t" $2; n[key]++; row[key, n[key]] = $0; p99[key, n[key]] = $7 + 0; all[key] = all[key] (all[key] == "" ? "" : ", ") $7
+      if (!(key in order)) { order[key] = ++k; keys[k] = key } }
+    END {
+      for (i = 1; i <= k; i++) {
+        key = keys[i]; m = n[key]
+        for (a = 1; a <= m; a++) idx[a] = a
+        for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (p99[key, idx[b]] < p99[key, idx[a]]) { t = idx[a]; idx[a] = idx[b]; idx[b] = t }
+        print row[key, idx[int((m + 1) / 2)]] "\t" all[key]
+      }
+    }' "$TMP/d-rounds.tsv" >"$TMP/d.tsv"
+}
+
+d_setup() { # PROXY VARIANT: the table's description of a run
+  case "$1/$2" in
+    switchyard/wrr) echo "\`wrr\`, no limits" ;;
+    switchyard/limits) echo "\`wrr\` + \`max_in_flight_per_server = $D_LIMIT\`, \`queue_size = $D_QUEUE\`, \`queue_timeout_ms = $D_QUEUE_TIMEOUT_MS\`" ;;
+    switchyard/ewma) echo "\`ewma\`, no limits" ;;
+    nginx/max_conns) echo "round robin + \`max_conns=$D_LIMIT\` per server (no queue in NGINX OSS)" ;;
+    haproxy/maxconn) echo "\`roundrobin\` + \`maxconn $D_LIMIT\` per server + queue (\`timeout queue ${D_QUEUE_TIMEOUT_MS}ms\`)" ;;
+  esac
+}
+
+report_d() {
+  echo "### (d) Overload: one of three origins ten times slower"
+  echo
+  echo "Origins o1 and o3 answer after ${D_FAST_MS} ms, o2 after ${D_SLOW_MS} ms; \`wrk -t$D_THREADS -c$D_CONNS -d${D_SECONDS}s --timeout 5s --latency\` against the proxy (a closed loop: $D_CONNS requests always in flight). $D_ROUNDS interleaved rounds; each row is the round with the median p99 (the p99 of every round in brackets, in round order)."
+  echo
+  echo "| proxy | setup | requests/s | p50 | p90 | p99 | max | non-2xx | socket errors | errors % |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local p v req rps p50 p90 p99 max non2xx sockerr detail rounds
+  while IFS=$'\t' read -r p v req rps p50 p90 p99 max non2xx sockerr detail rounds; do
+    echo "| $(proxy_label "$p") | $(d_setup "$p" "$v") | $rps | $p50 ms | $p90 ms | $p99 ms ($rounds) | $max ms | $non2xx | $sockerr | $(awk -v e=$((non2xx + sockerr)) -v r="$req" 'BEGIN { if (r > 0) printf "%.2f", 100 * e / r; else print "n/a" }') |"
+  done <"$TMP/d.tsv"
+  echo
+  echo "Socket errors by kind (wrk): $(awk -F'\t' '{ printf "%s%s/%s %s", (NR > 1 ? "; " : ""), $1, $2, $11 }' "$TMP/d.tsv"). Latencies are wrk's, client side, across all requests (fast and slow origin alike). NGINX OSS refuses a request that finds every server at \`max_conns\` with 502 (\"no live upstreams\"): it has no queue (NGINX Plus's \`queue\` directive is commercial)."
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -719,8 +857,12 @@ main() {
   load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
   TMP="$(mktemp -d /tmp/switchyard-scenarios.XXXXXX)"
   chmod 755 "$TMP"
-  : >"$TMP/a.tsv"; : >"$TMP/b.tsv"; : >"$TMP/c.tsv"
+  : >"$TMP/a.tsv"; : >"$TMP/b.tsv"; : >"$TMP/c.tsv"; : >"$TMP/d.tsv"
   for s in $SCENARIO; do
+    if [ "$s" = d ]; then
+      scenario_d_rounds
+      continue
+    fi
     for p in $PROXIES; do
       "scenario_$s" "$p"
     done

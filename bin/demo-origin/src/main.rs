@@ -1,11 +1,13 @@
 //! `demo-origin`: a tiny HTTP origin for demos and benchmarks.
 //!
 //! ```text
-//! demo-origin --listen 127.0.0.1:9001 --name a
+//! demo-origin --listen 127.0.0.1:9001 --name a [--delay-ms 20]
 //! ```
 //!
 //! Every response carries `x-origin: <name>` and the body `hello from <name>\n`. `GET /health`
-//! answers 200 `ok`. `GET /status/<code>` answers with that status; `GET /delay/<ms>` waits first.
+//! answers 200 `ok` at once. `GET /status/<code>` answers with that status; `GET /delay/<ms>`
+//! waits first. `--delay-ms N` makes every other answer wait N ms first (a slow origin, as the
+//! overload benchmark scenario needs).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,29 +22,49 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 fn usage() -> ! {
-    eprintln!("usage: demo-origin --listen ADDR [--name NAME]");
+    eprintln!("usage: demo-origin --listen ADDR [--name NAME] [--delay-ms N]");
     std::process::exit(2)
 }
 
-fn parse_args() -> (SocketAddr, String) {
+/// The command line: where to listen, the name, and the delay before every answer but `/health`.
+struct Args {
+    listen: SocketAddr,
+    name: String,
+    delay: Duration,
+}
+
+fn parse_args() -> Args {
     let mut listen = None;
     let mut name = String::from("origin");
+    let mut delay = Duration::ZERO;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().and_then(|v| v.parse().ok()),
             "--name" => name = args.next().unwrap_or_else(|| usage()),
+            "--delay-ms" => {
+                let ms = args.next().and_then(|v| v.parse::<u64>().ok());
+                delay = Duration::from_millis(ms.unwrap_or_else(|| usage()).min(60_000));
+            }
             _ => usage(),
         }
     }
-    (listen.unwrap_or_else(|| usage()), name)
+    Args {
+        listen: listen.unwrap_or_else(|| usage()),
+        name,
+        delay,
+    }
 }
 
 async fn handle(
     name: &'static str,
+    delay: Duration,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
+    if !delay.is_zero() && path != "/health" {
+        tokio::time::sleep(delay).await;
+    }
     let mut status = StatusCode::OK;
     let mut body = format!("hello from {name}\n");
     if path == "/health" {
@@ -70,7 +92,11 @@ async fn handle(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let (addr, name) = parse_args();
+    let Args {
+        listen: addr,
+        name,
+        delay,
+    } = parse_args();
     let name: &'static str = Box::leak(name.into_boxed_str());
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -85,7 +111,7 @@ async fn main() {
             continue;
         };
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(name, req));
+            let svc = service_fn(move |req| handle(name, delay, req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;

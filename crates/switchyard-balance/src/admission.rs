@@ -153,7 +153,8 @@ impl Pool {
 
     /// The second half of [`Pool::admit`]: joins the queue (unless `queue_size` requests wait
     /// already: `QueueFull`; 0 is no queue: `Full`) and claims a server when a freed slot wakes
-    /// this request, in arrival order.
+    /// this request, in arrival order. A look that finds nothing free (a request that does not
+    /// queue took the slot) sleeps again in the same place.
     pub async fn admit_queued(
         &self,
         key: Option<u64>,
@@ -171,12 +172,13 @@ impl Pool {
                 let snapshot = self.snapshot();
                 match snapshot.claim(key, &none, self.now_nanos()) {
                     Ok((index, inflight)) => {
+                        ticket.served();
                         return Ok(Claim {
                             snapshot,
                             index,
                             inflight,
                             queued: true,
-                        })
+                        });
                     }
                     Err(Refusal::Full) => {}
                     Err(other) => return Err(other),

@@ -399,6 +399,45 @@ impl Snapshot {
             !s.has_room() && !skip.contains(&s.stats)
         })
     }
+    /// True if a retry after trying the servers in `tried` would find a server (one not tried,
+    /// with room, in a tier a retry reaches), without picking one: the selectors' state (smooth
+    /// WRR's rotation, a random draw) is left as it is, so deciding whether to retry does not
+    /// move the order the next requests are served in.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchyard_balance::{Algorithm, Pool, PoolOptions, ServerSpec, StatsStore, Tried};
+    /// let specs = vec![
+    ///     ServerSpec::new("g", "127.0.0.1:8081".parse().unwrap(), 1),
+    ///     ServerSpec::new("g", "127.0.0.1:8082".parse().unwrap(), 1),
+    /// ];
+    /// let pool = Pool::new("api", PoolOptions::new(Algorithm::Wrr), specs, Arc::new(StatsStore::default()));
+    /// let snap = pool.snapshot();
+    /// let mut tried = Tried::default();
+    /// tried.insert(&snap.servers()[0].stats);
+    /// assert!(snap.has_untried(&tried));
+    /// // The rotation did not move: the next pick is still the first server.
+    /// assert_eq!(snap.pick(None, &Tried::default()).unwrap().spec.addr.port(), 8081);
+    /// tried.insert(&snap.servers()[1].stats);
+    /// assert!(!snap.has_untried(&tried));
+    /// ```
+    pub fn has_untried(&self, tried: &Tried) -> bool {
+        let retry = !tried.is_empty();
+        let fallbacks = self
+            .fallbacks
+            .iter()
+            // A retry reaches every tier; a first attempt only the standby tier, and only
+            // when full servers (not absent ones) left the serving tier empty-handed.
+            .filter(|t| retry || (self.limited && !t.panic))
+            .map(|t| t.candidates.as_slice());
+        std::iter::once(self.candidates.as_slice())
+            .chain(fallbacks)
+            .flatten()
+            .any(|&i| {
+                let s = &self.servers[i];
+                !tried.contains(&s.stats) && s.has_room()
+            })
+    }
     /// True if the snapshot is in panic mode (no server available; using every enabled one).
     pub fn is_panic(&self) -> bool {
         self.panic
@@ -477,8 +516,7 @@ impl Pool {
         let mut guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
         self.note_removed(&guard, &specs);
         *guard = specs;
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
     }
 
     /// Replaces the server list with `next(current)`, computed under the same lock as
@@ -512,9 +550,16 @@ impl Pool {
         }
         self.note_removed(&guard, &new);
         let old = std::mem::replace(&mut *guard, new);
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
         Some((old, guard.clone()))
+    }
+
+    /// Builds and publishes a snapshot of `specs`, then pokes the queue: a server that entered
+    /// service or a raised limit is capacity no freed slot announces (see [`crate::queue`]).
+    fn publish(&self, specs: &[ServerSpec]) {
+        self.snapshot
+            .store(Arc::new(Snapshot::build(specs, &self.store, &self.opts)));
+        self.store.queue().poke();
     }
 
     /// Marks the servers of `old` that are not in `new` out of service (slow start: one that
@@ -535,15 +580,13 @@ impl Pool {
             return false;
         };
         change(spec);
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
         true
     }
 
     /// Rebuilds the snapshot after a health change.
     pub fn refresh(&self) {
         let guard = self.specs.lock().unwrap_or_else(|p| p.into_inner());
-        self.snapshot
-            .store(Arc::new(Snapshot::build(&guard, &self.store, &self.opts)));
+        self.publish(&guard);
     }
 }

@@ -234,3 +234,170 @@ fn a_waiter_that_gives_up_passes_its_turn_on() {
             .await;
     });
 }
+
+/// Spawns `n` waiters on `pool` one after the other (each joins the queue before the next
+/// arrives); each records its number in `order` when it gets a server, then holds the slot
+/// until `release` says so.
+fn spawn_waiters(
+    pool: &Rc<Pool>,
+    n: usize,
+    order: &Rc<RefCell<Vec<usize>>>,
+    release: &Rc<tokio::sync::Notify>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let (pool, order, release) = (Rc::clone(pool), Rc::clone(order), Rc::clone(release));
+            tokio::task::spawn_local(async move {
+                let claim = pool.admit(None, 10).await.unwrap();
+                assert!(claim.queued);
+                order.borrow_mut().push(i);
+                release.notified().await;
+                drop(claim);
+            })
+        })
+        .collect()
+}
+
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn a_woken_waiter_that_loses_the_race_keeps_its_place() {
+    let pool = Rc::new(limited_pool(Algorithm::Wrr, &[1]));
+    runtime().block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let first = pool.admit(None, 10).await.unwrap();
+                let order = Rc::new(RefCell::new(Vec::new()));
+                let release = Rc::new(tokio::sync::Notify::new());
+                let mut tasks = Vec::new();
+                for t in spawn_waiters(&pool, 3, &order, &release) {
+                    tasks.push(t);
+                    settle().await;
+                }
+                assert_eq!(pool.store().queue().waiting(), 3);
+                // The slot freed for waiter 0 is taken, before it runs, by a claim that does
+                // not queue (a retry does this).
+                drop(first);
+                let thief = pool.snapshot().claim(None, &Tried::default(), 0).unwrap();
+                settle().await;
+                assert!(order.borrow().is_empty());
+                // The next freed slot is still waiter 0's: it kept its place in the line.
+                drop(thief);
+                settle().await;
+                assert_eq!(*order.borrow(), [0]);
+                for _ in 0..3 {
+                    release.notify_one();
+                    settle().await;
+                }
+                assert_eq!(*order.borrow(), [0, 1, 2]);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            })
+            .await;
+    });
+}
+
+#[test]
+fn capacity_that_appears_wakes_as_many_waiters_as_it_can_serve() {
+    // Server 0 (limit 1) is busy; server 1 (limit 2) is disabled, then unhealthy: enabling it,
+    // and later its recovery, must hand the new slots to the waiters without any slot being
+    // freed.
+    let specs = vec![
+        common::spec(0, 1).max_in_flight(1),
+        common::spec(1, 1).max_in_flight(2).enabled(false),
+    ];
+    let pool = Rc::new(Pool::new(
+        "t",
+        PoolOptions::new(Algorithm::Wrr),
+        specs,
+        Arc::new(StatsStore::default()),
+    ));
+    let id = pool.specs()[1].id.as_str().to_string();
+    runtime().block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let busy = pool.admit(None, 10).await.unwrap();
+                let order = Rc::new(RefCell::new(Vec::new()));
+                let release = Rc::new(tokio::sync::Notify::new());
+                let mut tasks = Vec::new();
+                for t in spawn_waiters(&pool, 3, &order, &release) {
+                    tasks.push(t);
+                    settle().await;
+                }
+                assert_eq!(pool.store().queue().waiting(), 3);
+                // Enabled (admin API, reload): two slots appear; the first two in line get
+                // them, the third keeps waiting.
+                assert!(pool.modify(&id, |s| s.enabled = true));
+                settle().await;
+                assert_eq!(*order.borrow(), [0, 1]);
+                assert_eq!(pool.store().queue().waiting(), 1);
+                // Down while serving: its requests end; recovery (health up) wakes the third.
+                let server1 = pool.snapshot().servers()[1].stats.clone();
+                server1.set_healthy(false);
+                pool.refresh();
+                release.notify_one();
+                release.notify_one();
+                settle().await;
+                assert_eq!(*order.borrow(), [0, 1], "a down server takes nobody");
+                server1.set_healthy(true);
+                pool.refresh();
+                settle().await;
+                assert_eq!(*order.borrow(), [0, 1, 2]);
+                release.notify_one();
+                drop(busy);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            })
+            .await;
+    });
+}
+
+#[test]
+fn under_contention_every_waiter_is_served_and_no_limit_is_exceeded() {
+    // Four threads, 400 requests for 3 slots, a quarter of them stealing slots without
+    // queueing (as retries do): a lost wake would leave a waiter asleep past the timeout.
+    let pool = Arc::new(limited_pool(Algorithm::LeastConn, &[1, 2]));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for n in 0..400 {
+            let pool = Arc::clone(&pool);
+            tasks.push(tokio::spawn(async move {
+                if n % 4 == 3 {
+                    if let Ok(held) = pool.snapshot().claim(None, &Tried::default(), 0) {
+                        tokio::task::yield_now().await;
+                        drop(held);
+                    }
+                    return true;
+                }
+                let claim = pool.admit(None, 1000).await.unwrap();
+                let server = claim.server();
+                assert!(server.stats.in_flight() <= server.spec.max_in_flight);
+                tokio::task::yield_now().await;
+                drop(claim);
+                true
+            }));
+        }
+        for t in tasks {
+            let served = tokio::time::timeout(std::time::Duration::from_secs(10), t)
+                .await
+                .expect("a waiter was never woken")
+                .unwrap();
+            assert!(served);
+        }
+        assert_eq!(pool.store().queue().waiting(), 0);
+    });
+    rt.shutdown_background();
+}

@@ -24,6 +24,7 @@ pub mod host;
 pub mod hygiene;
 pub mod listener;
 pub mod listener_tls;
+pub mod log_throttle;
 pub mod metrics_endpoint;
 pub mod normalize;
 pub mod observe;

@@ -88,10 +88,12 @@ async fn queued(
     let queue_size = usize::try_from(up.cfg.queue_size).unwrap_or(usize::MAX);
     if queue_size == 0 {
         metrics.rejected_full.inc();
-        log::debug!(
-            "upstream {}: every server at its limit, no queue",
-            up.cfg.name
-        );
+        if let Some(more) = up.refusal_log.queue_full.admit() {
+            log::warn!(
+                "upstream {}: every server at its max_in_flight and no queue: request refused{more}",
+                up.cfg.name
+            );
+        }
         return Err(NoServer::Full);
     }
     let start = Instant::now();
@@ -110,27 +112,34 @@ async fn queued(
         Ok(Err(Refusal::Unavailable)) => Err(NoServer::Unavailable),
         Ok(Err(_)) => {
             metrics.rejected_full.inc();
-            log::warn!(
-                "upstream {}: queue full ({queue_size} waiting): request refused",
-                up.cfg.name
-            );
+            if let Some(more) = up.refusal_log.queue_full.admit() {
+                log::warn!(
+                    "upstream {}: queue full ({queue_size} waiting): request refused{more}",
+                    up.cfg.name
+                );
+            }
             Err(NoServer::Full)
         }
         Err(_) if by_deadline => {
             metrics.rejected_deadline.inc();
-            log::warn!(
-                "upstream {}: the route's deadline passed while the request waited in the queue",
-                up.cfg.name
-            );
+            if let Some(more) = up.refusal_log.queue_deadline.admit() {
+                log::warn!(
+                    "upstream {}: the route's deadline passed while the request waited in the \
+                     queue{more}",
+                    up.cfg.name
+                );
+            }
             Err(NoServer::Deadline)
         }
         Err(_) => {
             metrics.rejected_timeout.inc();
-            log::warn!(
-                "upstream {}: request waited {} ms in the queue without a free server",
-                up.cfg.name,
-                up.cfg.queue_timeout_ms
-            );
+            if let Some(more) = up.refusal_log.queue_timeout.admit() {
+                log::warn!(
+                    "upstream {}: request waited {} ms in the queue without a free server{more}",
+                    up.cfg.name,
+                    up.cfg.queue_timeout_ms
+                );
+            }
             Err(NoServer::QueueTimeout)
         }
     }

@@ -76,14 +76,16 @@ pub fn take(upstream: &Arc<UpstreamRuntime>) -> Option<RetryTicket> {
         .is_ok();
     if !taken {
         upstream.budget_exhausted.inc();
-        log::warn!(
-            "upstream {}: retry budget spent ({} retries in flight, {active} requests in flight, \
-             {}% / at least {}): the failure is returned",
-            cfg.name,
-            budget.retrying(),
-            cfg.retry_budget_percent,
-            cfg.retry_budget_min
-        );
+        if let Some(more) = upstream.refusal_log.retry_budget.admit() {
+            log::warn!(
+                "upstream {}: retry budget spent ({} retries in flight, {active} requests in \
+                 flight, {}% / at least {}): the failure is returned{more}",
+                cfg.name,
+                budget.retrying(),
+                cfg.retry_budget_percent,
+                cfg.retry_budget_min
+            );
+        }
         return None;
     }
     Some(RetryTicket {

@@ -273,7 +273,13 @@ impl ProxyHttp for HttpGateway {
             {
                 limit.limited.inc();
                 ctx.error = Some("rate_limited");
-                log::debug!("route {}: rate limited ({})", route.cfg.name, limit.key);
+                if let Some(more) = limit.log.admit() {
+                    log::warn!(
+                        "route {}: rate limited ({}){more}",
+                        route.cfg.name,
+                        limit.key
+                    );
+                }
                 if GrpcCall::of(req).is_some() {
                     // A gRPC call over its rate: RESOURCE_EXHAUSTED, as Envoy's rate limit
                     // filter answers gRPC.
@@ -863,11 +869,11 @@ fn retry_on_status(session: &Session, ctx: &mut RequestCtx, status: u16) -> bool
     if !retryable_method || truncated {
         return false;
     }
+    // Asked without picking: a retry not taken must not move the selector's rotation.
     let untried = rt.upstreams[route.upstream]
         .pool
         .snapshot()
-        .pick_at(ctx.key, &ctx.tried)
-        .is_some();
+        .has_untried(&ctx.tried);
     untried && ctx.may_retry(true)
 }
 

@@ -349,12 +349,14 @@ impl TcpProxy {
         }
         if tried.is_empty() {
             if refusal.is_overload() {
-                log::warn!(
-                    "listener {}: upstream {}: every server is at its max_in_flight; \
-                     connection closed",
-                    self.listener,
-                    upstream.cfg.name
-                );
+                if let Some(more) = upstream.refusal_log.tcp_full.admit() {
+                    log::warn!(
+                        "listener {}: upstream {}: every server is at its max_in_flight; \
+                         connection closed{more}",
+                        self.listener,
+                        upstream.cfg.name
+                    );
+                }
                 return Err(TcpOutcome::Overloaded);
             }
             upstream.count_no_server();

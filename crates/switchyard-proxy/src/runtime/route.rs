@@ -7,6 +7,7 @@ use switchyard_metrics::prometheus::IntCounter;
 use switchyard_metrics::{Metrics, Resilience, RouteMetrics};
 
 use super::BuildError;
+use crate::log_throttle::LogThrottle;
 use crate::rate_limit::{RateLimiter, DEFAULT_MAX_KEYS};
 use crate::retry::RetryPolicy;
 use crate::rewrite::Template;
@@ -40,6 +41,8 @@ pub struct RouteRateLimit {
     pub key: RateLimitKey,
     /// `switchyard_rate_limited_total{route}`.
     pub limited: IntCounter,
+    /// Throttle of the "rate limited" log line (see [`crate::log_throttle`]).
+    pub log: LogThrottle,
 }
 
 impl RouteRuntime {
@@ -104,6 +107,7 @@ pub(super) fn build(
                 limited: Resilience::global()
                     .rate_limited_total
                     .with_label_values(&[&r.name]),
+                log: LogThrottle::default(),
             }),
             rewrite,
             host_header,

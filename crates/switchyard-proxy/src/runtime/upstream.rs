@@ -19,6 +19,7 @@ use switchyard_metrics::{Metrics, QueueMetrics, Resilience, ServerMetrics};
 use super::{cascade_key, BuildError, Runtime};
 use crate::dns::{self, Resolved};
 use crate::health_observer::MetricsObserver;
+use crate::log_throttle::RefusalLog;
 use crate::retry_budget::RetryBudget;
 use crate::sticky::Sticky;
 use crate::upstream_tls::UpstreamTlsRuntime;
@@ -50,6 +51,8 @@ pub struct UpstreamRuntime {
     pub retry_budget: RetryBudget,
     /// `switchyard_retry_budget_exhausted_total{upstream}`.
     pub budget_exhausted: IntCounter,
+    /// Throttles of the refusal log lines (see [`crate::log_throttle`]).
+    pub refusal_log: RefusalLog,
     /// The metric families the upstream reports to.
     metrics: &'static Metrics,
     /// What request keys are hashed on (see [`UpstreamRuntime::hash_on`]).
@@ -421,6 +424,7 @@ pub(super) fn build(
             budget_exhausted: Resilience::global()
                 .retry_budget_exhausted_total
                 .with_label_values(&[&up.name]),
+            refusal_log: RefusalLog::default(),
             metrics,
             hash_on: hash_on(up),
         }));
