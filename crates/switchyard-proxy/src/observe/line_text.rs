@@ -198,7 +198,13 @@ mod tests {
         ] {
             assert_eq!(text(|o| push_millis(o, d)), want);
         }
-        for ip in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "2001:db8::8a2e:370:7334"] {
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
             let parsed: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(text(|o| push_ip(o, parsed)), ip);
         }

@@ -111,7 +111,6 @@ pub fn new_trace_id() -> TraceId {
     id
 }
 
-
 /// The trace a request belongs to and Switchyard's server span in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
