@@ -4,7 +4,7 @@
 //! Why not `opentelemetry-otlp`'s encoder: it first copies every span into the generated
 //! `opentelemetry-proto` structs (a `String` per attribute key and value), groups them in hash
 //! maps, and prost then measures each nested message again at every level of nesting. At full
-//! sampling that was two thirds of tracing's cost per request (counted with callgrind, see
+//! sampling that was about half of tracing's cost per request (counted with callgrind, see
 //! `docs/benchmarks.md`). Here each message is written once, its length put in front of it when
 //! it is done; the result is the same protobuf, decoded by the `opentelemetry-proto` types in the
 //! tests. Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto`,
