@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::clock_text::{write_rfc3339_ms, write_time_local};
 use super::line_text::{
-    bytes_field, millis_field, nginx_escaped, num_field, push_ip, push_u64, str_field,
+    bytes_field, key, millis_field, nginx_escaped, num_field, push_ip, push_u64, str_field,
 };
 
 /// What the access log records about one HTTP request.
@@ -78,7 +78,7 @@ impl HttpRecord<'_> {
         out.extend_from_slice(b"{\"ts\":\"");
         write_rfc3339_ms(out, self.start);
         out.push(b'"');
-        bytes_field(out, "request_id", self.request_id);
+        bytes_field(out, key!("request_id"), self.request_id);
         match self.client_ip {
             Some(ip) => {
                 out.extend_from_slice(b",\"client_ip\":\"");
@@ -87,28 +87,32 @@ impl HttpRecord<'_> {
             }
             None => out.extend_from_slice(b",\"client_ip\":null"),
         }
-        str_field(out, "listener", Some(self.listener));
-        str_field(out, "method", Some(self.method));
-        str_field(out, "host", Some(self.host).filter(|h| !h.is_empty()));
-        str_field(out, "path", Some(self.path));
-        str_field(out, "query", self.query);
-        str_field(out, "protocol", Some(self.protocol));
-        num_field(out, "status", Some(u64::from(self.status)));
-        num_field(out, "bytes_sent", Some(self.bytes_sent));
-        num_field(out, "body_bytes_sent", Some(self.body_bytes_sent));
-        millis_field(out, "duration_ms", self.duration);
-        str_field(out, "route", self.route);
-        str_field(out, "upstream", self.upstream);
-        str_field(out, "server", self.server);
-        num_field(out, "upstream_status", self.upstream_status.map(u64::from));
-        num_field(out, "attempts", Some(u64::from(self.attempts)));
-        bytes_field(out, "user_agent", self.user_agent);
-        bytes_field(out, "referer", self.referer);
-        bytes_field(out, "trace_id", Some(self.trace_id));
+        str_field(out, key!("listener"), Some(self.listener));
+        str_field(out, key!("method"), Some(self.method));
+        str_field(out, key!("host"), Some(self.host).filter(|h| !h.is_empty()));
+        str_field(out, key!("path"), Some(self.path));
+        str_field(out, key!("query"), self.query);
+        str_field(out, key!("protocol"), Some(self.protocol));
+        num_field(out, key!("status"), Some(u64::from(self.status)));
+        num_field(out, key!("bytes_sent"), Some(self.bytes_sent));
+        num_field(out, key!("body_bytes_sent"), Some(self.body_bytes_sent));
+        millis_field(out, key!("duration_ms"), self.duration);
+        str_field(out, key!("route"), self.route);
+        str_field(out, key!("upstream"), self.upstream);
+        str_field(out, key!("server"), self.server);
+        num_field(
+            out,
+            key!("upstream_status"),
+            self.upstream_status.map(u64::from),
+        );
+        num_field(out, key!("attempts"), Some(u64::from(self.attempts)));
+        bytes_field(out, key!("user_agent"), self.user_agent);
+        bytes_field(out, key!("referer"), self.referer);
+        bytes_field(out, key!("trace_id"), Some(self.trace_id));
         if let Some(grpc) = self.grpc {
-            num_field(out, "grpc_status", grpc.map(u64::from));
+            num_field(out, key!("grpc_status"), grpc.map(u64::from));
         }
-        str_field(out, "error", self.error);
+        str_field(out, key!("error"), self.error);
         out.extend_from_slice(b"}\n");
     }
 

@@ -285,7 +285,12 @@ fn nested(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     } else {
         let mut prefix = Vec::with_capacity(10);
         varint(&mut prefix, len as u64);
-        out.splice(at..at + 1, prefix);
+        // Moves the body up by the bytes the length needs beyond the one reserved.
+        let extra = prefix.len() - 1;
+        let end = out.len();
+        out.resize(end + extra, 0);
+        out.copy_within(at + 1..end, at + 1 + extra);
+        out[at..at + prefix.len()].copy_from_slice(&prefix);
     }
 }
 
