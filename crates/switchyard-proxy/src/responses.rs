@@ -92,7 +92,7 @@ pub async fn respond_decision(
 /// Answers carry the request's `X-Request-Id` (set on the request when it arrived).
 pub fn copy_request_id(session: &Session, resp: &mut ResponseHeader) -> Result<()> {
     if let Some(id) = session.req_header().headers.get(request_id::HEADER) {
-        resp.insert_header(request_id::HEADER, id.clone())?;
+        resp.insert_header(request_id::HEADER_STR, id.clone())?;
     }
     Ok(())
 }

@@ -33,7 +33,9 @@ use crate::headers::{instance_id_value, loop_detected, request_host, set_forward
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
 use crate::observe::request_id;
-use crate::observe::trace_context::{new_span_id, traceparent, TraceContext, TRACEPARENT};
+use crate::observe::trace_context::{
+    new_span_id, traceparent, TraceContext, TRACEPARENT, TRACEPARENT_STR,
+};
 use crate::observe::tracer::AttemptSpan;
 use crate::observe::Telemetry;
 use crate::overload::{self, NoServer};
@@ -140,16 +142,20 @@ impl HttpGateway {
     /// Gives the request its id (kept or generated, and set on the request so that upstreams,
     /// extensions and the proxy's own answers see it) and its trace (continued or started).
     fn identify(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        // One draw for the id, the trace and the server span.
+        let random = request_id::draw::<40>();
+        let (id_bytes, trace_bytes) = random.split_at(16);
         let incoming = req.headers.get(request_id::HEADER);
-        let id = request_id::of_request(incoming);
+        let id = request_id::of_request(incoming, id_bytes.try_into().unwrap_or(&[0; 16]));
         if incoming != Some(&id) {
-            req.insert_header(request_id::HEADER, id.clone())?;
+            req.insert_header(request_id::HEADER_STR, id.clone())?;
         }
         ctx.request_id = Some(id);
         let telemetry = &self.telemetry;
         ctx.trace = Some(TraceContext::of_request(
             req.headers.get(TRACEPARENT),
             |t| telemetry.sample_new(t),
+            trace_bytes.try_into().unwrap_or(&[0; 24]),
         ));
         Ok(())
     }
@@ -524,7 +530,7 @@ impl ProxyHttp for HttpGateway {
         )?;
         if let Some(trace) = &ctx.trace {
             upstream_request.insert_header(
-                TRACEPARENT,
+                TRACEPARENT_STR,
                 traceparent(&trace.trace_id, &ctx.attempt_span, trace.sampled),
             )?;
         }
@@ -589,7 +595,7 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
-            upstream_response.insert_header(request_id::HEADER, id.clone())?;
+            upstream_response.insert_header(request_id::HEADER_STR, id.clone())?;
         }
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {

@@ -6,20 +6,13 @@
 //! `attempts`, `user_agent`, `referer`, `trace_id`, `error`, and `grpc_status` for gRPC calls.
 //! Absent values are `null`.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
-use time::OffsetDateTime;
-
-/// RFC 3339, UTC, milliseconds.
-const RFC3339_MS: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-/// NGINX's `$time_local` (in UTC).
-const TIME_LOCAL: &[BorrowedFormatItem<'static>] =
-    format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+use super::clock_text::{write_rfc3339_ms, write_time_local};
+use super::line_text::{
+    bytes_field, key, millis_field, nginx_escaped, num_field, push_ip, push_u64, str_field,
+};
 
 /// What the access log records about one HTTP request.
 #[derive(Debug, Clone)]
@@ -75,47 +68,52 @@ pub struct HttpRecord<'a> {
 impl HttpRecord<'_> {
     /// The JSON line, `\n`-terminated.
     pub fn json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(LINE_CAPACITY);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the JSON line, `\n`-terminated, to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"ts\":\"");
-        write_ts(&mut out, self.start);
+        write_rfc3339_ms(out, self.start);
         out.push(b'"');
-        bytes_field(&mut out, "request_id", self.request_id);
-        let _ = match self.client_ip {
-            Some(ip) => write!(out, ",\"client_ip\":\"{ip}\""),
-            None => write!(out, ",\"client_ip\":null"),
-        };
-        str_field(&mut out, "listener", Some(self.listener));
-        str_field(&mut out, "method", Some(self.method));
-        str_field(&mut out, "host", Some(self.host).filter(|h| !h.is_empty()));
-        str_field(&mut out, "path", Some(self.path));
-        str_field(&mut out, "query", self.query);
-        str_field(&mut out, "protocol", Some(self.protocol));
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_sent\":{},\"body_bytes_sent\":{},\"duration_ms\":{:.3}",
-            self.status,
-            self.bytes_sent,
-            self.body_bytes_sent,
-            self.duration.as_secs_f64() * 1000.0
-        );
-        str_field(&mut out, "route", self.route);
-        str_field(&mut out, "upstream", self.upstream);
-        str_field(&mut out, "server", self.server);
+        bytes_field(out, key!("request_id"), self.request_id);
+        match self.client_ip {
+            Some(ip) => {
+                out.extend_from_slice(b",\"client_ip\":\"");
+                push_ip(out, ip);
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b",\"client_ip\":null"),
+        }
+        str_field(out, key!("listener"), Some(self.listener));
+        str_field(out, key!("method"), Some(self.method));
+        str_field(out, key!("host"), Some(self.host).filter(|h| !h.is_empty()));
+        str_field(out, key!("path"), Some(self.path));
+        str_field(out, key!("query"), self.query);
+        str_field(out, key!("protocol"), Some(self.protocol));
+        num_field(out, key!("status"), Some(u64::from(self.status)));
+        num_field(out, key!("bytes_sent"), Some(self.bytes_sent));
+        num_field(out, key!("body_bytes_sent"), Some(self.body_bytes_sent));
+        millis_field(out, key!("duration_ms"), self.duration);
+        str_field(out, key!("route"), self.route);
+        str_field(out, key!("upstream"), self.upstream);
+        str_field(out, key!("server"), self.server);
         num_field(
-            &mut out,
-            "upstream_status",
+            out,
+            key!("upstream_status"),
             self.upstream_status.map(u64::from),
         );
-        num_field(&mut out, "attempts", Some(u64::from(self.attempts)));
-        bytes_field(&mut out, "user_agent", self.user_agent);
-        bytes_field(&mut out, "referer", self.referer);
-        bytes_field(&mut out, "trace_id", Some(self.trace_id));
+        num_field(out, key!("attempts"), Some(u64::from(self.attempts)));
+        bytes_field(out, key!("user_agent"), self.user_agent);
+        bytes_field(out, key!("referer"), self.referer);
+        bytes_field(out, key!("trace_id"), Some(self.trace_id));
         if let Some(grpc) = self.grpc {
-            num_field(&mut out, "grpc_status", grpc.map(u64::from));
+            num_field(out, key!("grpc_status"), grpc.map(u64::from));
         }
-        str_field(&mut out, "error", self.error);
+        str_field(out, key!("error"), self.error);
         out.extend_from_slice(b"}\n");
-        out
     }
 
     /// The NGINX `combined` line, `\n`-terminated:
@@ -123,78 +121,43 @@ impl HttpRecord<'_> {
     /// "$http_referer" "$http_user_agent"`, with NGINX's escaping (`"`, `\` and bytes outside
     /// printable ASCII as `\xHH`).
     pub fn combined(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        let _ = match self.client_ip {
-            Some(ip) => write!(out, "{ip} - - ["),
-            None => write!(out, "- - - ["),
-        };
-        write_time_local(&mut out, self.start);
+        let mut out = Vec::with_capacity(LINE_CAPACITY);
+        self.write_combined(&mut out);
+        out
+    }
+
+    /// Appends the `combined` line, `\n`-terminated, to `out`.
+    pub fn write_combined(&self, out: &mut Vec<u8>) {
+        match self.client_ip {
+            Some(ip) => push_ip(out, ip),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" - - [");
+        write_time_local(out, self.start);
         out.extend_from_slice(b"] \"");
-        escape(&mut out, self.method.as_bytes());
+        nginx_escaped(out, self.method.as_bytes());
         out.push(b' ');
-        escape(&mut out, self.path.as_bytes());
+        nginx_escaped(out, self.path.as_bytes());
         if let Some(q) = self.query {
             out.push(b'?');
-            escape(&mut out, q.as_bytes());
+            nginx_escaped(out, q.as_bytes());
         }
         out.push(b' ');
         out.extend_from_slice(self.protocol.as_bytes());
-        let _ = write!(out, "\" {} {} \"", self.status, self.body_bytes_sent);
-        escape(&mut out, self.referer.unwrap_or(b"-"));
+        out.extend_from_slice(b"\" ");
+        push_u64(out, u64::from(self.status));
+        out.push(b' ');
+        push_u64(out, self.body_bytes_sent);
+        out.extend_from_slice(b" \"");
+        nginx_escaped(out, self.referer.unwrap_or(b"-"));
         out.extend_from_slice(b"\" \"");
-        escape(&mut out, self.user_agent.unwrap_or(b"-"));
+        nginx_escaped(out, self.user_agent.unwrap_or(b"-"));
         out.extend_from_slice(b"\"\n");
-        out
     }
 }
 
-/// `,"key":"value"` (JSON-escaped) or `,"key":null`.
-pub(crate) fn str_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
-    let _ = write!(out, ",\"{key}\":");
-    match value {
-        Some(v) => {
-            let _ = serde_json::to_writer(&mut *out, v);
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// [`str_field`] for header bytes (invalid UTF-8 replaced).
-pub(crate) fn bytes_field(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
-    match value {
-        Some(v) => str_field(out, key, Some(&String::from_utf8_lossy(v))),
-        None => str_field(out, key, None),
-    }
-}
-
-/// `,"key":n` or `,"key":null`.
-pub(crate) fn num_field(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
-    let _ = match value {
-        Some(v) => write!(out, ",\"{key}\":{v}"),
-        None => write!(out, ",\"{key}\":null"),
-    };
-}
-
-/// NGINX's default log escaping.
-fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
-        } else {
-            out.push(b);
-        }
-    }
-}
-
-/// RFC 3339 with milliseconds, UTC.
-pub(crate) fn write_ts(out: &mut Vec<u8>, t: SystemTime) {
-    let _ = OffsetDateTime::from(t).format_into(out, RFC3339_MS);
-}
-
-/// NGINX's `$time_local`, in UTC.
-pub(crate) fn write_time_local(out: &mut Vec<u8>, t: SystemTime) {
-    let _ = OffsetDateTime::from(t).format_into(out, TIME_LOCAL);
-}
+/// A line's starting capacity: most lines fit.
+const LINE_CAPACITY: usize = 512;
 
 #[cfg(test)]
 mod tests {

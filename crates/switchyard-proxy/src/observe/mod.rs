@@ -7,9 +7,13 @@
 //! its id and `traceparent` only: no clock read, no line, no span.
 
 pub mod access_log;
+mod clock_text;
 mod counting_exporter;
 pub mod http_record;
+mod line_text;
 mod log_writer;
+mod otlp_encode;
+mod otlp_http;
 pub mod request_id;
 pub mod tcp_record;
 pub mod trace_context;

@@ -3,9 +3,14 @@
 //! fleet without coordination (the chance of two equal ids among 10^15 requests is below 10^-8).
 
 use http::HeaderValue;
+use rand::RngCore;
 
 /// The header carrying the id, to upstreams and in every response.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// [`HEADER`] as Pingora's `insert_header` takes it most cheaply: a static string is kept as the
+/// name's case without copying, where a `HeaderName` outside the standard ones is copied on
+/// every insert.
+pub const HEADER_STR: &str = "x-request-id";
 /// The longest incoming id that is kept.
 pub const MAX_LEN: usize = 128;
 
@@ -24,11 +29,11 @@ pub fn is_valid(value: &[u8]) -> bool {
 }
 
 /// The id of a request whose `X-Request-Id` header is `incoming`: that value if it is valid
-/// ([`is_valid`]), else a new one ([`generate`]).
-pub fn of_request(incoming: Option<&HeaderValue>) -> HeaderValue {
+/// ([`is_valid`]), else a new one made of `random` ([`from_random`]).
+pub fn of_request(incoming: Option<&HeaderValue>, random: &[u8; 16]) -> HeaderValue {
     match incoming {
         Some(v) if is_valid(v.as_bytes()) => v.clone(),
-        _ => generate(),
+        _ => from_random(random),
     }
 }
 
@@ -41,8 +46,22 @@ pub fn of_request(incoming: Option<&HeaderValue>) -> HeaderValue {
 /// assert_ne!(a, b);
 /// ```
 pub fn generate() -> HeaderValue {
+    from_random(&draw())
+}
+
+/// `N` random bytes in one draw from the thread's generator (ids and span ids of a request are
+/// cut from one draw).
+#[inline]
+pub fn draw<const N: usize>() -> [u8; N] {
+    let mut random = [0; N];
+    rand::rng().fill_bytes(&mut random);
+    random
+}
+
+/// The id made of 128 random bits: 32 lowercase hex digits.
+pub fn from_random(random: &[u8; 16]) -> HeaderValue {
     let mut buf = [0u8; 32];
-    hex_into(&rand::random::<[u8; 16]>(), &mut buf);
+    hex_into(random, &mut buf);
     // 32 hex digits are always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
@@ -62,6 +81,7 @@ mod tests {
 
     #[test]
     fn incoming_ids_are_kept_only_when_valid() {
+        let of_request = |v| of_request(v, &[0xa5; 16]);
         let ok = HeaderValue::from_static("req-42_!~");
         assert_eq!(of_request(Some(&ok)), ok);
         let long = HeaderValue::from_bytes(&[b'x'; 129]).unwrap_or_else(|e| panic!("{e}"));
@@ -73,6 +93,6 @@ mod tests {
         let utf8 = HeaderValue::from_bytes("é".as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(of_request(Some(&utf8)), utf8);
         let new = of_request(None);
-        assert!(new.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(new, "a5".repeat(16).as_str());
     }
 }

@@ -10,7 +10,8 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use super::http_record::{num_field, str_field, write_ts};
+use super::clock_text::{write_rfc3339_ms, write_time_local};
+use super::line_text::{key, millis_field, num_field, str_field};
 
 /// What the access log records about one TCP connection.
 #[derive(Debug, Clone, Default)]
@@ -40,29 +41,25 @@ impl TcpRecord {
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(320);
         out.extend_from_slice(b"{\"ts\":\"");
-        write_ts(&mut out, self.start.unwrap_or_else(SystemTime::now));
+        write_rfc3339_ms(&mut out, self.start.unwrap_or_else(SystemTime::now));
         out.push(b'"');
         let ip = self.client_ip.map(|ip| ip.to_string());
-        str_field(&mut out, "client_ip", ip.as_deref());
-        str_field(&mut out, "listener", Some(listener));
-        str_field(&mut out, "protocol", Some("tcp"));
+        str_field(&mut out, key!("client_ip"), ip.as_deref());
+        str_field(&mut out, key!("listener"), Some(listener));
+        str_field(&mut out, key!("protocol"), Some("tcp"));
         str_field(
             &mut out,
-            "upstream",
+            key!("upstream"),
             Some(upstream).filter(|u| !u.is_empty()),
         );
-        str_field(&mut out, "server", self.server.as_deref());
-        num_field(&mut out, "attempts", Some(u64::from(self.attempts)));
-        num_field(&mut out, "bytes_received", Some(self.bytes_received));
-        num_field(&mut out, "bytes_sent", Some(self.bytes_sent));
-        let _ = write!(
-            out,
-            ",\"duration_ms\":{:.3}",
-            duration.as_secs_f64() * 1000.0
-        );
-        str_field(&mut out, "outcome", Some(outcome));
+        str_field(&mut out, key!("server"), self.server.as_deref());
+        num_field(&mut out, key!("attempts"), Some(u64::from(self.attempts)));
+        num_field(&mut out, key!("bytes_received"), Some(self.bytes_received));
+        num_field(&mut out, key!("bytes_sent"), Some(self.bytes_sent));
+        millis_field(&mut out, key!("duration_ms"), duration);
+        str_field(&mut out, key!("outcome"), Some(outcome));
         let error = (outcome != "closed").then_some(outcome);
-        str_field(&mut out, "error", error);
+        str_field(&mut out, key!("error"), error);
         out.extend_from_slice(b"}\n");
         out
     }
@@ -76,7 +73,7 @@ impl TcpRecord {
             Some(ip) => write!(out, "{ip} ["),
             None => write!(out, "- ["),
         };
-        super::http_record::write_time_local(&mut out, self.start.unwrap_or_else(SystemTime::now));
+        write_time_local(&mut out, self.start.unwrap_or_else(SystemTime::now));
         let _ = writeln!(
             out,
             "] TCP {outcome} {} {} {:.3} \"{listener}\" \"{}\"",

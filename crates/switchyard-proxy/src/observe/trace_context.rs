@@ -8,11 +8,15 @@
 //! unchanged (Switchyard adds no entry of its own).
 
 use http::HeaderValue;
+use rand::RngCore;
 
 use super::request_id::hex_into;
 
 /// The `traceparent` header.
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+/// [`TRACEPARENT`] as Pingora's `insert_header` takes it most cheaply (see
+/// [`super::request_id::HEADER_STR`]).
+pub const TRACEPARENT_STR: &str = "traceparent";
 
 /// A trace id (16 bytes).
 pub type TraceId = [u8; 16];
@@ -91,22 +95,20 @@ pub fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> Heade
 
 /// A new, non-zero span id.
 pub fn new_span_id() -> SpanId {
-    loop {
-        let id = rand::random::<SpanId>();
-        if id != [0; 8] {
-            return id;
-        }
+    let mut id = [0; 8];
+    while id == [0; 8] {
+        rand::rng().fill_bytes(&mut id);
     }
+    id
 }
 
 /// A new, non-zero trace id.
 pub fn new_trace_id() -> TraceId {
-    loop {
-        let id = rand::random::<TraceId>();
-        if id != [0; 16] {
-            return id;
-        }
+    let mut id = [0; 16];
+    while id == [0; 16] {
+        rand::rng().fill_bytes(&mut id);
     }
+    id
 }
 
 /// The trace a request belongs to and Switchyard's server span in it.
@@ -124,25 +126,36 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// Continues the trace of an incoming `traceparent` (if valid), else starts one whose
-    /// sampled flag is `sample_new(trace_id)`.
+    /// sampled flag is `sample_new(trace_id)`. `random` supplies the new ids: the server span's
+    /// (first 8 bytes) and a new trace's (last 16).
     pub fn of_request(
         incoming: Option<&HeaderValue>,
         sample_new: impl FnOnce(&TraceId) -> bool,
+        random: &[u8; 24],
     ) -> TraceContext {
+        let mut span_id = [0; 8];
+        span_id.copy_from_slice(&random[..8]);
+        if span_id == [0; 8] {
+            span_id = new_span_id();
+        }
         match incoming.and_then(|v| TraceParent::parse(v.as_bytes())) {
             Some(tp) => TraceContext {
                 trace_id: tp.trace_id,
                 parent_id: Some(tp.parent_id),
-                span_id: new_span_id(),
+                span_id,
                 sampled: tp.sampled,
             },
             None => {
-                let trace_id = new_trace_id();
+                let mut trace_id = [0; 16];
+                trace_id.copy_from_slice(&random[8..]);
+                if trace_id == [0; 16] {
+                    trace_id = new_trace_id();
+                }
                 TraceContext {
                     sampled: sample_new(&trace_id),
                     trace_id,
                     parent_id: None,
-                    span_id: new_span_id(),
+                    span_id,
                 }
             }
         }
@@ -216,13 +229,23 @@ mod tests {
     fn continues_or_starts_a_trace() {
         let incoming =
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let cx = TraceContext::of_request(Some(&incoming), |_| false);
+        let random = |b: u8| {
+            let mut r = [b; 24];
+            r[0] = 1;
+            r
+        };
+        let cx = TraceContext::of_request(Some(&incoming), |_| false, &random(7));
         assert!(cx.sampled);
         assert_eq!(&cx.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(cx.parent_id, Some(cx.span_id));
-        let started = TraceContext::of_request(None, |_| true);
+        assert_eq!(cx.span_id, [1, 7, 7, 7, 7, 7, 7, 7]);
+        let started = TraceContext::of_request(None, |_| true, &random(9));
         assert!(started.sampled && started.parent_id.is_none());
+        assert_eq!(started.trace_id, [9; 16]);
         let bad = HeaderValue::from_static("garbage");
-        assert!(!TraceContext::of_request(Some(&bad), |_| false).sampled);
+        assert!(!TraceContext::of_request(Some(&bad), |_| false, &random(3)).sampled);
+        // All-zero draws are never used as ids.
+        let zero = TraceContext::of_request(None, |_| true, &[0; 24]);
+        assert!(zero.trace_id != [0; 16] && zero.span_id != [0; 8]);
     }
 }

@@ -1,8 +1,9 @@
 //! OpenTelemetry spans: one server span per request and one client span per upstream attempt,
 //! built when the request ends (with the ids already sent in `traceparent`) and handed to the
-//! SDK's batch span processor, whose own thread exports them over OTLP/HTTP (protobuf). The
-//! request path only enqueues (a full queue drops spans); an unreachable collector costs no
-//! request.
+//! SDK's batch span processor, whose own thread exports them over OTLP/HTTP (protobuf,
+//! [`super::otlp_http`]). The request path only enqueues (a full queue drops spans); an
+//! unreachable collector costs no request. [`Tracer::end_span`] is the one place a span is
+//! built, for server and client spans alike.
 //!
 //! Sampling is parent-based: a request with a `traceparent` follows its sampled flag; a new
 //! trace is sampled when its trace id falls under `sample_ratio` (the rule of OpenTelemetry's
@@ -16,7 +17,6 @@ use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor,
 };
@@ -26,6 +26,7 @@ use switchyard_config::TracingConfig;
 use switchyard_metrics::prometheus::IntCounter;
 
 use super::counting_exporter::CountingExporter;
+use super::otlp_http::OtlpHttpExporter;
 use super::trace_context::{self, TraceContext};
 use crate::error::BuildError;
 
@@ -124,16 +125,12 @@ impl Tracer {
         instance_id: &str,
         failures: IntCounter,
     ) -> Result<Tracer, BuildError> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(cfg.otlp_endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(|e| BuildError::Invalid {
+        let exporter = OtlpHttpExporter::new(&cfg.otlp_endpoint, EXPORT_TIMEOUT).map_err(|e| {
+            BuildError::Invalid {
                 key: "tracing.otlp_endpoint".to_string(),
-                reason: e.to_string(),
-            })?;
+                reason: e,
+            }
+        })?;
         let exporter = CountingExporter {
             inner: exporter,
             failures,
@@ -177,16 +174,23 @@ impl Tracer {
         let trace_id = TraceId::from_bytes(s.trace.trace_id);
         let server_span = SpanId::from_bytes(s.trace.span_id);
         let name = match s.route_template {
-            Some(t) => Cow::Owned(format!("{} {t}", s.method)),
-            None => Cow::Owned(s.method.to_string()),
+            Some(t) => {
+                let mut name = String::with_capacity(s.method.len() + 1 + t.len());
+                name.push_str(s.method);
+                name.push(' ');
+                name.push_str(t);
+                Cow::Owned(name)
+            }
+            None => method_name(s.method),
         };
         let mut attrs = Vec::with_capacity(16);
-        attrs.push(KeyValue::new("http.request.method", s.method.to_string()));
+        attrs.push(KeyValue::new("http.request.method", method_name(s.method)));
         attrs.push(KeyValue::new("url.path", s.path.to_string()));
         if let Some(q) = s.query {
             attrs.push(KeyValue::new("url.query", q.to_string()));
         }
-        attrs.push(KeyValue::new("url.scheme", s.scheme.to_string()));
+        let scheme = if s.scheme == "https" { "https" } else { "http" };
+        attrs.push(KeyValue::new("url.scheme", scheme));
         if !s.host.is_empty() {
             attrs.push(KeyValue::new("server.address", s.host.to_string()));
         }
@@ -202,7 +206,7 @@ impl Tracer {
             s.protocol_version,
         ));
         if let Some(ip) = s.client_ip {
-            attrs.push(KeyValue::new("client.address", ip.to_string()));
+            attrs.push(KeyValue::new("client.address", ip_text(ip)));
         }
         if let Some(ua) = s.user_agent {
             attrs.push(KeyValue::new("user_agent.original", ua.to_string()));
@@ -222,80 +226,53 @@ impl Tracer {
         } else if failed {
             attrs.push(KeyValue::new("error.type", s.status.to_string()));
         }
-        self.processor.on_end(SpanData {
-            span_context: span_context(trace_id, server_span),
-            parent_span_id: s
+        self.end_span(Span {
+            context: span_context(trace_id, server_span),
+            parent: s
                 .trace
                 .parent_id
                 .map_or(SpanId::INVALID, SpanId::from_bytes),
-            parent_span_is_remote: s.trace.parent_id.is_some(),
-            span_kind: SpanKind::Server,
+            remote_parent: s.trace.parent_id.is_some(),
+            kind: SpanKind::Server,
             name,
-            start_time: s.start,
-            end_time: s.start + s.duration,
+            start: s.start,
+            end: s.start + s.duration,
             attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: if failed {
-                Status::error("")
-            } else {
-                Status::Unset
-            },
-            instrumentation_scope: self.scope.clone(),
+            failed,
         });
+        let (now, wall) = now;
+        let at = |t: Instant| wall - now.saturating_duration_since(t);
         for (retry, a) in attempts.iter().enumerate() {
-            self.export_attempt(trace_id, server_span, s.method, retry, a, now);
+            let (attributes, failed) = attempt_attributes(s.method, retry, a);
+            self.end_span(Span {
+                context: span_context(trace_id, SpanId::from_bytes(a.span_id)),
+                parent: server_span,
+                remote_parent: false,
+                kind: SpanKind::Client,
+                name: method_name(s.method),
+                start: at(a.start),
+                end: at(a.end.unwrap_or(now)),
+                attributes,
+                failed,
+            });
         }
     }
 
-    fn export_attempt(
-        &self,
-        trace_id: TraceId,
-        parent: SpanId,
-        method: &str,
-        retry: usize,
-        a: &AttemptSpan,
-        (now, wall): (Instant, SystemTime),
-    ) {
-        let at = |t: Instant| wall - now.saturating_duration_since(t);
-        let mut attrs = Vec::with_capacity(8);
-        attrs.push(KeyValue::new("http.request.method", method.to_string()));
-        if let Some(addr) = a.addr {
-            attrs.push(KeyValue::new("server.address", addr.ip().to_string()));
-            attrs.push(KeyValue::new("server.port", i64::from(addr.port())));
-        }
-        attrs.push(KeyValue::new("switchyard.server", a.server.to_string()));
-        let retry = i64::try_from(retry).unwrap_or(i64::MAX);
-        attrs.push(KeyValue::new("switchyard.retry", retry));
-        if retry > 0 {
-            attrs.push(KeyValue::new("http.request.resend_count", retry));
-        }
-        if let Some(status) = a.status {
-            attrs.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
-        }
-        let failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
-        if let Some(e) = a.error {
-            attrs.push(KeyValue::new("error.type", e));
-        } else if let Some(s) = a.status.filter(|s| *s >= 500) {
-            attrs.push(KeyValue::new("error.type", s.to_string()));
-        }
+    /// Hands one finished span to the batch processor.
+    fn end_span(&self, span: Span) {
         self.processor.on_end(SpanData {
-            span_context: span_context(trace_id, SpanId::from_bytes(a.span_id)),
-            parent_span_id: parent,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: Cow::Owned(method.to_string()),
-            start_time: at(a.start),
-            end_time: at(a.end.unwrap_or(now)),
-            attributes: attrs,
+            span_context: span.context,
+            parent_span_id: span.parent,
+            parent_span_is_remote: span.remote_parent,
+            span_kind: span.kind,
+            name: span.name,
+            start_time: span.start,
+            end_time: span.end,
+            attributes: span.attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
             links: SpanLinks::default(),
-            status: if failed {
+            status: if span.failed {
                 Status::error("")
             } else {
                 Status::Unset
@@ -311,6 +288,69 @@ impl Tracer {
             log::warn!("tracing: spans lost at exit: {e}");
         }
     }
+}
+
+/// A finished span, as [`Tracer::end_span`] hands it to the SDK.
+struct Span {
+    context: SpanContext,
+    parent: SpanId,
+    remote_parent: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    end: SystemTime,
+    attributes: Vec<KeyValue>,
+    failed: bool,
+}
+
+/// The attributes of an attempt's client span (the `retry`-th, from 0), and whether it failed.
+fn attempt_attributes(method: &str, retry: usize, a: &AttemptSpan) -> (Vec<KeyValue>, bool) {
+    let mut attrs = Vec::with_capacity(8);
+    attrs.push(KeyValue::new("http.request.method", method_name(method)));
+    if let Some(addr) = a.addr {
+        attrs.push(KeyValue::new("server.address", ip_text(addr.ip())));
+        attrs.push(KeyValue::new("server.port", i64::from(addr.port())));
+    }
+    attrs.push(KeyValue::new(
+        "switchyard.server",
+        a.server.as_str().to_string(),
+    ));
+    let retry = i64::try_from(retry).unwrap_or(i64::MAX);
+    attrs.push(KeyValue::new("switchyard.retry", retry));
+    if retry > 0 {
+        attrs.push(KeyValue::new("http.request.resend_count", retry));
+    }
+    if let Some(status) = a.status {
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
+    let failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
+    if let Some(e) = a.error {
+        attrs.push(KeyValue::new("error.type", e));
+    } else if let Some(s) = a.status.filter(|s| *s >= 500) {
+        attrs.push(KeyValue::new("error.type", s.to_string()));
+    }
+    (attrs, failed)
+}
+
+/// The method as a span name or attribute value: the standard methods without allocating.
+fn method_name(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
+    }
+}
+
+/// An address as its text, without the formatting machinery.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let mut text = Vec::with_capacity(15);
+    super::line_text::push_ip(&mut text, ip);
+    String::from_utf8(text).unwrap_or_default()
 }
 
 fn span_context(trace_id: TraceId, span_id: SpanId) -> SpanContext {

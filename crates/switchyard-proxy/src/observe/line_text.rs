@@ -1,0 +1,289 @@
+//! The pieces of an access-log line, appended to a byte buffer without `fmt`: JSON fields with
+//! their string escaping, integers (`itoa`), milliseconds with three decimals, IP addresses and
+//! NGINX's log escaping.
+//!
+//! Escaping scans the bytes and copies runs that need none in one piece: a line is mostly such
+//! runs, so formatting one costs little more than copying it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// The prefix of a field, `,"key":`, made at compile time from the key's literal.
+macro_rules! key {
+    ($k:literal) => {
+        concat!(",\"", $k, "\":")
+    };
+}
+pub(crate) use key;
+
+/// `,"key":"value"` (JSON-escaped) or `,"key":null`; `key` is the field's prefix ([`key!`]).
+pub(crate) fn str_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    out.extend_from_slice(key.as_bytes());
+    match value {
+        Some(v) => json_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// [`str_field`] for header bytes (invalid UTF-8 replaced by U+FFFD, as
+/// `String::from_utf8_lossy` does).
+pub(crate) fn bytes_field(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
+    match value.map(std::str::from_utf8) {
+        Some(Ok(v)) => str_field(out, key, Some(v)),
+        Some(Err(_)) => {
+            let lossy = value.map(String::from_utf8_lossy);
+            str_field(out, key, lossy.as_deref())
+        }
+        None => str_field(out, key, None),
+    }
+}
+
+/// `,"key":n` or `,"key":null`.
+pub(crate) fn num_field(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
+    out.extend_from_slice(key.as_bytes());
+    match value {
+        Some(v) => push_u64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `,"key":` followed by the milliseconds of `d` with three decimals ([`push_millis`]).
+pub(crate) fn millis_field(out: &mut Vec<u8>, key: &str, d: Duration) {
+    out.extend_from_slice(key.as_bytes());
+    push_millis(out, d);
+}
+
+/// `0x01` in every byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// True if none of the eight bytes of `w` needs escaping in a JSON string (a control character,
+/// `"` or `\`): the word-at-a-time tests of "Bit Twiddling Hacks" (`hasless`, `haszero`), which
+/// never miss such a byte.
+#[inline]
+fn word_is_clean(w: u64) -> bool {
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
+    control | quote | backslash == 0
+}
+
+#[inline]
+fn json_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// `s` as a JSON string, quotes included: `"` and `\` escaped, control characters as `\n`,
+/// `\r`, `\t` or `\u00XX` (what `serde_json` writes). Clean stretches are found eight bytes at a
+/// time and copied whole.
+pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut clean = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            if word_is_clean(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
+            if json_needs_escape(b) {
+                out.extend_from_slice(&bytes[clean..j]);
+                clean = j + 1;
+                json_escape(out, b);
+            }
+        }
+        i = end;
+    }
+    out.extend_from_slice(&bytes[clean..]);
+    out.push(b'"');
+}
+
+fn json_escape(out: &mut Vec<u8>, b: u8) {
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX_LOWER[usize::from(b >> 4)],
+            HEX_LOWER[usize::from(b & 0xf)],
+        ]),
+    }
+}
+
+/// `n` in decimal.
+#[inline]
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// The milliseconds of `d` with three decimals (`12.345`), rounded to the microsecond.
+pub(crate) fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = (d.as_nanos() + 500) / 1000;
+    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+    push_u64(out, micros / 1000);
+    let frac = micros % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// An IP address as `Display` writes it (dotted quad; RFC 5952 for IPv6).
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// NGINX's default log escaping: `"`, `\` and bytes outside printable ASCII as `\xHH`.
+pub(crate) fn nginx_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut clean = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[clean..i]);
+        clean = i + 1;
+        out.extend_from_slice(&[
+            b'\\',
+            b'x',
+            HEX_UPPER[usize::from(b >> 4)],
+            HEX_UPPER[usize::from(b & 0xf)],
+        ]);
+    }
+    out.extend_from_slice(&bytes[clean..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn json_strings_match_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "tab\there\nnew\rline",
+            "\u{0}\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+            "héllo → 世界",
+            "\"\"",
+            "end\\",
+        ] {
+            let ours = text(|o| json_str(o, s));
+            let theirs = serde_json::to_string(s).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ours, theirs, "{s:?}");
+        }
+    }
+
+    /// Random strings mixing clean runs, escapes and multi-byte characters, at every offset of
+    /// the eight-byte words.
+    #[test]
+    fn json_strings_match_serde_json_at_every_offset() {
+        let pieces = [
+            "a",
+            "bcdefghij",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "é",
+            "世",
+            "\u{7f}",
+            " ",
+        ];
+        for _ in 0..2000 {
+            let n = rand::random::<u32>() % 40;
+            let s: String = (0..n)
+                .map(|_| pieces[rand::random::<u32>() as usize % pieces.len()])
+                .collect();
+            let ours = text(|o| json_str(o, &s));
+            let theirs = serde_json::to_string(&s).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ours, theirs, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn header_bytes_are_replaced_when_not_utf8() {
+        let line = text(|o| bytes_field(o, key!("ua"), Some(b"a\xffb")));
+        assert_eq!(line, ",\"ua\":\"a\u{fffd}b\"");
+        assert_eq!(text(|o| bytes_field(o, key!("ua"), None)), ",\"ua\":null");
+    }
+
+    #[test]
+    fn numbers_millis_and_addresses() {
+        assert_eq!(
+            text(|o| num_field(o, key!("n"), Some(u64::MAX))),
+            ",\"n\":18446744073709551615"
+        );
+        assert_eq!(text(|o| num_field(o, key!("n"), None)), ",\"n\":null");
+        for (d, want) in [
+            (Duration::from_micros(12_345), "12.345"),
+            (Duration::from_nanos(12_345_500), "12.346"),
+            (Duration::from_nanos(499), "0.000"),
+            (Duration::from_secs(3), "3000.000"),
+            (Duration::from_micros(7), "0.007"),
+        ] {
+            assert_eq!(text(|o| push_millis(o, d)), want);
+        }
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(text(|o| push_ip(o, parsed)), ip);
+        }
+    }
+
+    #[test]
+    fn nginx_escaping() {
+        assert_eq!(
+            text(|o| nginx_escaped(o, b"/a\"b\\c\x01\x7f\xc3\xa9 ok")),
+            "/a\\x22b\\x5Cc\\x01\\x7F\\xC3\\xA9 ok"
+        );
+        assert_eq!(text(|o| nginx_escaped(o, b"")), "");
+    }
+}
