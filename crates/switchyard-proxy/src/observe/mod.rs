@@ -12,8 +12,6 @@ mod counting_exporter;
 pub mod http_record;
 mod line_text;
 mod log_writer;
-mod otlp_encode;
-mod otlp_http;
 pub mod request_id;
 pub mod tcp_record;
 pub mod trace_context;

@@ -1,7 +1,7 @@
 //! OpenTelemetry spans: one server span per request and one client span per upstream attempt,
 //! built when the request ends (with the ids already sent in `traceparent`) and handed to the
-//! SDK's batch span processor, whose own thread exports them over OTLP/HTTP (protobuf,
-//! [`super::otlp_http`]). The request path only enqueues (a full queue drops spans); an
+//! SDK's batch span processor, whose own thread exports them over OTLP/HTTP (protobuf, the
+//! `opentelemetry-otlp` exporter). The request path only enqueues (a full queue drops spans); an
 //! unreachable collector costs no request. [`Tracer::end_span`] is the one place a span is
 //! built, for server and client spans alike.
 //!
@@ -17,6 +17,7 @@ use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor,
 };
@@ -26,7 +27,6 @@ use switchyard_config::TracingConfig;
 use switchyard_metrics::prometheus::IntCounter;
 
 use super::counting_exporter::CountingExporter;
-use super::otlp_http::OtlpHttpExporter;
 use super::trace_context::{self, TraceContext};
 use crate::error::BuildError;
 
@@ -125,12 +125,16 @@ impl Tracer {
         instance_id: &str,
         failures: IntCounter,
     ) -> Result<Tracer, BuildError> {
-        let exporter = OtlpHttpExporter::new(&cfg.otlp_endpoint, EXPORT_TIMEOUT).map_err(|e| {
-            BuildError::Invalid {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(cfg.otlp_endpoint.clone())
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| BuildError::Invalid {
                 key: "tracing.otlp_endpoint".to_string(),
-                reason: e,
-            }
-        })?;
+                reason: e.to_string(),
+            })?;
         let exporter = CountingExporter {
             inner: exporter,
             failures,
