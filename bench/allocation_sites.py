@@ -80,3 +80,22 @@ print("|---:|---|")
 for c, n in sorted(by.items(), key=lambda kv: -kv[1])[:top + 10]:
     print(f"| {n / reqs:.2f} | `{c}` |")
 print()
+
+# And by the code that asked: the first frame outside the allocator, `bytes`, `http` and
+# `pingora_http` (a header inserted by a hook is charged to the hook).
+LIBS = GLUE + ("bytes::", "<bytes::", "http::", "<http::", "pingora_http::", "<pingora_http::")
+def asker(ctx):
+    frames = ctx.split("'")[1:]
+    for fr in frames:
+        if not fr.startswith(LIBS):
+            return short(fr)
+    return "(deeper than the recorded chain) " + short(frames[-1]) if frames else ctx
+by = {}
+for ctx, n in calls.items():
+    a = asker(ctx)
+    by[a] = by.get(a, 0) + n
+print("| per request | the code that asked (first frame outside allocator, bytes, http, pingora_http) |")
+print("|---:|---|")
+for a, n in sorted(by.items(), key=lambda kv: -kv[1])[:top]:
+    print(f"| {n / reqs:.2f} | `{a}` |")
+print()
