@@ -68,6 +68,12 @@ bench-observability:
 bench-instructions:
 	./bench/callgrind.sh
 
+## Heap allocations per proxied request and the code that makes them (calls into the allocator
+## counted under callgrind with their callers; see bench/allocations.sh for AL_*).
+.PHONY: bench-allocations
+bench-allocations:
+	./bench/allocations.sh
+
 ## Failure scenarios beside NGINX and HAProxy (issue 8): (a) an origin killed and restarted under
 ## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections, (d) overload:
 ## one of three origins 10x slower (issue 20). SCENARIO=a|b|c|d runs one; see

@@ -46,7 +46,8 @@ fn newest_mtime(dir: &Path, newest: &mut SystemTime, budget: &mut usize) {
     }
 }
 
-/// True if any source of the gateway (`crates/`, `bin/`, manifests, lock file) is newer than `bin`.
+/// True if any source of the gateway (`crates/`, `bin/`, the vendored Pingora crates, manifests,
+/// lock file) is newer than `bin`.
 fn is_stale(bin: &Path) -> bool {
     let Ok(bin_mtime) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
         return true;
@@ -56,6 +57,7 @@ fn is_stale(bin: &Path) -> bool {
     let mut budget = 20_000;
     newest_mtime(&root.join("crates"), &mut newest, &mut budget);
     newest_mtime(&root.join("bin"), &mut newest, &mut budget);
+    newest_mtime(&root.join("vendor"), &mut newest, &mut budget);
     for f in ["Cargo.toml", "Cargo.lock"] {
         if let Ok(m) = std::fs::metadata(root.join(f)).and_then(|m| m.modified()) {
             newest = newest.max(m);

@@ -412,76 +412,78 @@ where
             Err(e) => return (false, Some(e)),
         };
 
-        let client_session = self.client_upstream.get_http_session(&*peer).await;
-        match client_session {
-            Ok((client_session, client_reused)) => {
-                let (server_reused, error) = match client_session {
-                    ClientSession::H1(mut h1) => {
-                        let (server_reused, client_reuse, error) = self
-                            .proxy_to_h1_upstream(session, &mut h1, client_reused, &peer, ctx)
-                            .await;
-                        if client_reuse {
-                            let session = ClientSession::H1(h1);
-                            self.client_upstream
-                                .release_http_session(session, &*peer, peer.idle_timeout())
-                                .await;
-                        }
-                        (server_reused, error)
-                    }
-                    ClientSession::H2(mut h2) => {
-                        let (server_reused, mut error) = self
-                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
-                            .await;
-                        let session = ClientSession::H2(h2);
-                        self.client_upstream
-                            .release_http_session(session, &*peer, peer.idle_timeout())
-                            .await;
-
-                        if let Some(e) = error.as_mut() {
-                            // try to downgrade if A. origin says so or B. origin sends an invalid
-                            // response, which usually means origin h2 is not production ready
-                            if matches!(e.etype, H2Downgrade | InvalidH2) {
-                                if peer
-                                    .get_alpn()
-                                    .is_none_or(|alpn| alpn.get_min_http_version() == 1)
-                                {
-                                    // Add the peer to prefer h1 so that all following requests
-                                    // will use h1
-                                    self.client_upstream.prefer_h1(&*peer);
-                                } else {
-                                    // the peer doesn't allow downgrading to h1 (e.g. gRPC)
-                                    e.retry = false.into();
-                                }
-                            }
-                        }
-
-                        (server_reused, error)
-                    }
-                    ClientSession::Custom(mut c) => {
-                        let (server_reused, error) = self
-                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx)
-                            .await;
-                        let session = ClientSession::Custom(c);
-                        self.client_upstream
-                            .release_http_session(session, &*peer, peer.idle_timeout())
-                            .await;
-                        (server_reused, error)
-                    }
-                };
-                (
-                    server_reused,
-                    error.map(|e| {
-                        self.inner
-                            .error_while_proxy(&peer, session, e, ctx, client_reused)
-                    }),
-                )
+        // The connection is borrowed by the arm that proxies over it and moved only once, into
+        // the release: each binding of it held across an `.await` (the `Result`, the enum, the
+        // protocol session, the rebuilt enum) would otherwise take its own slot in this future,
+        // which is part of every request's future.
+        let (mut client_session, client_reused) =
+            match self.client_upstream.get_http_session(&*peer).await {
+                Ok(connected) => connected,
+                Err(mut e) => {
+                    e.as_up();
+                    let new_err = self.inner.fail_to_connect(session, &peer, ctx, e);
+                    return (false, Some(new_err.into_up()));
+                }
+            };
+        let (server_reused, error) = match &mut client_session {
+            ClientSession::H1(h1) => {
+                let (server_reused, client_reuse, error) = self
+                    .proxy_to_h1_upstream(session, h1, client_reused, &peer, ctx)
+                    .await;
+                if client_reuse {
+                    self.client_upstream
+                        .release_http_session(client_session, &*peer, peer.idle_timeout())
+                        .await;
+                }
+                (server_reused, error)
             }
-            Err(mut e) => {
-                e.as_up();
-                let new_err = self.inner.fail_to_connect(session, &peer, ctx, e);
-                (false, Some(new_err.into_up()))
+            ClientSession::H2(h2) => {
+                let (server_reused, mut error) = self
+                    .proxy_to_h2_upstream(session, h2, client_reused, &peer, ctx)
+                    .await;
+                self.client_upstream
+                    .release_http_session(client_session, &*peer, peer.idle_timeout())
+                    .await;
+
+                if let Some(e) = error.as_mut() {
+                    // try to downgrade if A. origin says so or B. origin sends an invalid
+                    // response, which usually means origin h2 is not production ready
+                    if matches!(e.etype, H2Downgrade | InvalidH2) {
+                        if peer
+                            .get_alpn()
+                            .is_none_or(|alpn| alpn.get_min_http_version() == 1)
+                        {
+                            // Add the peer to prefer h1 so that all following requests
+                            // will use h1
+                            self.client_upstream.prefer_h1(&*peer);
+                        } else {
+                            // the peer doesn't allow downgrading to h1 (e.g. gRPC)
+                            e.retry = false.into();
+                        }
+                    }
+                }
+
+                (server_reused, error)
             }
-        }
+            ClientSession::Custom(c) => {
+                // Boxed: custom protocols are rare, and their state is the largest of the
+                // three arms; inline it would size every request's future.
+                let (server_reused, error) =
+                    Box::pin(self.proxy_to_custom_upstream(session, c, client_reused, &peer, ctx))
+                        .await;
+                self.client_upstream
+                    .release_http_session(client_session, &*peer, peer.idle_timeout())
+                    .await;
+                (server_reused, error)
+            }
+        };
+        (
+            server_reused,
+            error.map(|e| {
+                self.inner
+                    .error_while_proxy(&peer, session, e, ctx, client_reused)
+            }),
+        )
     }
 
     async fn upstream_filter(
@@ -1320,8 +1322,13 @@ where
         // allow unwrap until if let chains
         #[allow(clippy::unnecessary_unwrap)]
         let serve_stale_result = if proxy_error.is_some() && session.cache.can_serve_stale_error() {
-            self.handle_stale_if_error(&mut session, &mut ctx, proxy_error.as_ref().unwrap())
-                .await
+            // Boxed: a rare path whose state need not be part of every request's future.
+            Box::pin(self.handle_stale_if_error(
+                &mut session,
+                &mut ctx,
+                proxy_error.as_ref().unwrap(),
+            ))
+            .await
         } else {
             None
         };
@@ -1364,7 +1371,24 @@ where
             .await
     }
 
-    async fn handle_error(
+    /// The error path of [`Self::process_request`], boxed: its state (`fail_to_proxy`, `logging`,
+    /// the downstream `finish`) is then allocated only when a request fails, instead of being part
+    /// of every request's future.
+    fn handle_error<'a>(
+        &'a self,
+        session: Session,
+        ctx: &'a mut <SV as ProxyHttp>::CTX,
+        e: Box<Error>,
+        context: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a>>
+    where
+        SV: ProxyHttp + Send + Sync + 'static,
+        <SV as ProxyHttp>::CTX: Send + Sync,
+    {
+        Box::pin(self.handle_error_unboxed(session, ctx, e, context))
+    }
+
+    async fn handle_error_unboxed(
         &self,
         mut session: Session,
         ctx: &mut <SV as ProxyHttp>::CTX,
@@ -2626,5 +2650,90 @@ mod tests {
         .await
         .expect("read_request parked after shutdown");
         assert!(session.is_none());
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    //! Every request awaits `process_request`'s future, boxed by `process_new_http` (moved into
+    //! its box in full), so its size is paid per request: the rare branches are boxed so that
+    //! the common path does not carry their state. Sizes are printed with `--nocapture`.
+    #![allow(unreachable_code, unused_variables, clippy::diverging_sub_expression)]
+    use super::*;
+    use pingora_core::connectors::http::v1::Connector as H1Connector;
+    use pingora_core::protocols::http::v1::server::HttpSession as ServerSessionV1;
+
+    struct NoopProxy;
+
+    #[async_trait]
+    impl ProxyHttp for NoopProxy {
+        type CTX = ();
+        fn new_ctx(&self) -> Self::CTX {}
+        async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+            unreachable!()
+        }
+    }
+
+    type P = HttpProxy<NoopProxy, ()>;
+
+    /// The size of what `f` would return, without calling it.
+    fn size_of_output<T>(_: &impl FnOnce() -> T) -> usize {
+        std::mem::size_of::<T>()
+    }
+
+    /// Room for an arm's own locals beside the largest future it awaits.
+    const LOCALS: usize = 1024;
+
+    #[test]
+    fn rare_branches_do_not_size_the_request_future() {
+        let process_request = size_of_output(&|| P::process_request(todo!(), todo!(), todo!()));
+        let proxy_to_upstream = size_of_output(&|| P::proxy_to_upstream(todo!(), todo!(), todo!()));
+        let h1 = size_of_output(&|| {
+            P::proxy_to_h1_upstream(todo!(), todo!(), todo!(), todo!(), todo!(), todo!())
+        });
+        let h2 = size_of_output(&|| {
+            P::proxy_to_h2_upstream(todo!(), todo!(), todo!(), todo!(), todo!(), todo!())
+        });
+        let custom = size_of_output(&|| {
+            P::proxy_to_custom_upstream(todo!(), todo!(), todo!(), todo!(), todo!(), todo!())
+        });
+        let release = size_of_output(&|| {
+            let c: &pingora_core::connectors::http::Connector<()> = todo!();
+            c.release_http_session::<HttpPeer>(todo!(), todo!(), todo!())
+        });
+        let h1_release = size_of_output(&|| {
+            let c: &H1Connector = todo!();
+            c.release_http_session::<HttpPeer>(todo!(), todo!(), todo!())
+        });
+        let finish = size_of_output(&|| P::finish(todo!(), todo!(), todo!(), todo!(), todo!()));
+        let handle_error =
+            size_of_output(&|| P::handle_error(todo!(), todo!(), todo!(), todo!(), todo!()));
+        let session_finish = size_of_output(&|| HttpSession::finish(todo!()));
+        let v1_reuse = size_of_output(&|| ServerSessionV1::reuse(todo!()));
+        let v1_session = std::mem::size_of::<ServerSessionV1>();
+        for (name, size) in [
+            ("process_request", process_request),
+            ("proxy_to_upstream", proxy_to_upstream),
+            ("proxy_to_h1_upstream", h1),
+            ("proxy_to_h2_upstream", h2),
+            ("proxy_to_custom_upstream", custom),
+            ("Connector::release_http_session", release),
+            ("v1 Connector::release_http_session", h1_release),
+            ("finish", finish),
+            ("handle_error", handle_error),
+            ("ServerSession::finish", session_finish),
+            ("v1 server HttpSession::reuse", v1_reuse),
+            ("v1 server HttpSession", v1_session),
+        ] {
+            println!("{name:>36}: {size:>6} bytes");
+        }
+
+        // The error path is a box.
+        assert!(handle_error <= 2 * std::mem::size_of::<usize>());
+        // The custom-protocol arm is boxed, and the connection is held once across the release.
+        assert!(proxy_to_upstream <= h1.max(h2).max(release) + LOCALS);
+        assert!(custom > h1.max(h2), "the boxed arm is the large one");
+        // An H1 session's finish holds the session once, beside its reuse.
+        assert!(session_finish <= v1_session + v1_reuse + LOCALS);
     }
 }

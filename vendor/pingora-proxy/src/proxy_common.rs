@@ -175,17 +175,91 @@ impl ConnectionNominations {
     }
 }
 
-fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+/// The standard hop-by-hop fields a request carries, found in one scan of its field names.
+///
+/// Most requests carry none of them: looking once at the names present is cheaper than asking
+/// the header maps for each of the ten absent names (each `remove_header` hashes the name in the
+/// field map and the case map, and parses it first when given as a `&str`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HopByHopFields(u16);
+
+impl HopByHopFields {
+    const KEEP_ALIVE: u16 = 1 << 0;
+    const PROXY_CONNECTION: u16 = 1 << 1;
+    const PROXY_AUTHENTICATE: u16 = 1 << 2;
+    const PROXY_AUTHORIZATION: u16 = 1 << 3;
+    const TE: u16 = 1 << 4;
+    const TRAILER: u16 = 1 << 5;
+    const TRANSFER_ENCODING: u16 = 1 << 6;
+    const CONNECTION: u16 = 1 << 7;
+    const UPGRADE: u16 = 1 << 8;
+    const HTTP2_SETTINGS: u16 = 1 << 9;
+    /// Every standard hop-by-hop field.
+    const ALL: u16 = (1 << 10) - 1;
+    /// The fields of an HTTP/1 upgrade handshake.
+    const UPGRADE_HANDSHAKE: u16 = Self::CONNECTION | Self::UPGRADE | Self::HTTP2_SETTINGS;
+
+    /// The bit of a field name, 0 when it is not a standard hop-by-hop field.
+    fn bit(name: &HeaderName) -> u16 {
+        match name.as_str() {
+            KEEP_ALIVE => Self::KEEP_ALIVE,
+            PROXY_CONNECTION => Self::PROXY_CONNECTION,
+            "proxy-authenticate" => Self::PROXY_AUTHENTICATE,
+            "proxy-authorization" => Self::PROXY_AUTHORIZATION,
+            "te" => Self::TE,
+            "trailer" => Self::TRAILER,
+            "transfer-encoding" => Self::TRANSFER_ENCODING,
+            "connection" => Self::CONNECTION,
+            "upgrade" => Self::UPGRADE,
+            HTTP2_SETTINGS => Self::HTTP2_SETTINGS,
+            _ => 0,
+        }
+    }
+
+    /// The standard hop-by-hop fields present in `req`.
+    fn scan(req: &RequestHeader) -> Self {
+        Self(
+            req.headers
+                .keys()
+                .fold(0, |bits, name| bits | Self::bit(name)),
+        )
+    }
+
+    fn contains(self, bits: u16) -> bool {
+        self.0 & bits != 0
+    }
+
+    /// Remove from `req` the fields of `bits` that are present, and forget them.
+    fn remove(&mut self, req: &mut RequestHeader, bits: u16) {
+        let present = self.0 & bits;
+        self.0 &= !bits;
+        if present == 0 {
+            return;
+        }
+        if present & Self::KEEP_ALIVE != 0 {
+            req.remove_header(KEEP_ALIVE);
+        }
+        if present & Self::PROXY_CONNECTION != 0 {
+            req.remove_header(PROXY_CONNECTION);
+        }
+        let standard: [(u16, &HeaderName); 7] = [
+            (Self::PROXY_AUTHENTICATE, &header::PROXY_AUTHENTICATE),
+            (Self::PROXY_AUTHORIZATION, &header::PROXY_AUTHORIZATION),
+            (Self::TE, &header::TE),
+            (Self::TRAILER, &header::TRAILER),
+            (Self::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+            (Self::CONNECTION, &header::CONNECTION),
+            (Self::UPGRADE, &header::UPGRADE),
+        ];
+        for (bit, name) in standard {
+            if present & bit != 0 {
+                req.remove_header(name);
+            }
+        }
+        if present & Self::HTTP2_SETTINGS != 0 {
+            req.remove_header(HTTP2_SETTINGS);
+        }
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -337,41 +411,44 @@ pub(crate) fn sanitize_h1_upstream_request(
         return Ok(());
     }
 
-    let nominations = policy
-        .strip_connection_nominated
-        .then(|| ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations))
-        .transpose()?;
+    // One scan of the field names; the lookups and removals below are skipped for absent fields.
+    let mut hop_by_hop = HopByHopFields::scan(req);
 
-    if policy.h1_upgrade == H1UpgradePolicy::Preserve && req.headers.contains_key(header::UPGRADE) {
+    let nominations = (policy.strip_connection_nominated
+        && hop_by_hop.contains(HopByHopFields::CONNECTION))
+    .then(|| ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations))
+    .transpose()?;
+
+    if policy.h1_upgrade == H1UpgradePolicy::Preserve
+        && hop_by_hop.contains(HopByHopFields::UPGRADE)
+    {
         // An arbitrary upgrade may require any of the connection-nominated fields. Preserve the
         // complete request metadata rather than forwarding a partial handshake.
         return Ok(());
     }
 
     let websocket_upgrade = policy.h1_upgrade == H1UpgradePolicy::WebSocketOnly
+        && hop_by_hop.contains(HopByHopFields::UPGRADE)
         && is_websocket_upgrade_request(req, downstream_is_http11);
     if let Some(nominations) = nominations {
+        // A nominated field may be a standard hop-by-hop one: removing it again is a no-op.
         nominations.remove_from(req);
     }
 
     if policy.strip_hop_by_hop {
-        strip_standard_hop_by_hop_headers(req);
+        hop_by_hop.remove(req, HopByHopFields::ALL);
     }
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            hop_by_hop.remove(req, HopByHopFields::UPGRADE_HANDSHAKE);
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
         H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            hop_by_hop.remove(req, HopByHopFields::UPGRADE_HANDSHAKE);
         }
         H1UpgradePolicy::Preserve => {}
     }
@@ -398,12 +475,13 @@ pub(crate) fn sanitize_h2_upstream_request(
     req: &mut RequestHeader,
     policy: HttpUpstreamRequestPolicy,
 ) -> Result<()> {
-    if policy.strip_connection_nominated {
+    let mut hop_by_hop = HopByHopFields::scan(req);
+    if policy.strip_connection_nominated && hop_by_hop.contains(HopByHopFields::CONNECTION) {
         ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations)?
             .remove_from(req);
     }
     if policy.strip_hop_by_hop {
-        strip_standard_hop_by_hop_headers(req);
+        hop_by_hop.remove(req, HopByHopFields::ALL);
     }
     Ok(())
 }
@@ -664,6 +742,210 @@ mod tests {
         reconcile_upstream_authority(&mut absolute_deleted).unwrap();
         set_h1_host_from_authority(&mut absolute_deleted).unwrap();
         assert_eq!(absolute_deleted.headers[header::HOST], "client.example");
+    }
+
+    /// Pingora 0.9.1's H1 sanitisation (every hop-by-hop field removed by name), kept as the
+    /// oracle that the one-scan version must match.
+    fn sanitize_h1_by_repeated_removal(
+        req: &mut RequestHeader,
+        policy: HttpUpstreamRequestPolicy,
+        downstream_is_http11: bool,
+    ) -> Result<()> {
+        if policy == HttpUpstreamRequestPolicy::preserve() {
+            return Ok(());
+        }
+        let nominations = policy
+            .strip_connection_nominated
+            .then(|| {
+                ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations)
+            })
+            .transpose()?;
+        if policy.h1_upgrade == H1UpgradePolicy::Preserve
+            && req.headers.contains_key(header::UPGRADE)
+        {
+            return Ok(());
+        }
+        let websocket_upgrade = policy.h1_upgrade == H1UpgradePolicy::WebSocketOnly
+            && is_websocket_upgrade_request(req, downstream_is_http11);
+        if let Some(nominations) = nominations {
+            nominations.remove_from(req);
+        }
+        if policy.strip_hop_by_hop {
+            for name in [
+                KEEP_ALIVE,
+                PROXY_CONNECTION,
+                "proxy-authenticate",
+                "proxy-authorization",
+                "te",
+                "trailer",
+                "transfer-encoding",
+                "connection",
+                "upgrade",
+                HTTP2_SETTINGS,
+            ] {
+                req.remove_header(name);
+            }
+        }
+        if policy.h1_upgrade != H1UpgradePolicy::Preserve {
+            req.remove_header(&header::CONNECTION);
+            req.remove_header(&header::UPGRADE);
+            req.remove_header(HTTP2_SETTINGS);
+            if websocket_upgrade {
+                req.insert_header(header::CONNECTION, "Upgrade")?;
+                req.insert_header(header::UPGRADE, "websocket")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A request whose field names keep the spelling given (the case map is filled).
+    fn request_with_case_headers(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut request = RequestHeader::build("GET", b"/", Some(headers.len())).unwrap();
+        request.set_version(http::Version::HTTP_11);
+        for (name, value) in headers {
+            request
+                .append_header(
+                    name.to_string(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                )
+                .unwrap();
+        }
+        request
+    }
+
+    fn wire(req: &RequestHeader) -> Vec<u8> {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_found_in_one_scan() {
+        let request = request_with_headers(&[
+            ("Host", "example"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("te", "gzip"),
+            ("HTTP2-Settings", "AAA"),
+            ("X-Upgrade", "not a hop-by-hop field"),
+        ]);
+        let found = HopByHopFields::scan(&request);
+        assert_eq!(
+            found,
+            HopByHopFields(
+                HopByHopFields::KEEP_ALIVE | HopByHopFields::TE | HopByHopFields::HTTP2_SETTINGS
+            )
+        );
+        assert_eq!(
+            HopByHopFields::scan(&request_with_headers(&[("Host", "a")])),
+            HopByHopFields(0)
+        );
+        let every = request_with_headers(&[
+            ("Keep-Alive", "1"),
+            ("Proxy-Connection", "1"),
+            ("Proxy-Authenticate", "1"),
+            ("Proxy-Authorization", "1"),
+            ("TE", "1"),
+            ("Trailer", "1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "close"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "1"),
+        ]);
+        assert_eq!(
+            HopByHopFields::scan(&every),
+            HopByHopFields(HopByHopFields::ALL)
+        );
+    }
+
+    #[test]
+    fn h1_one_scan_strip_matches_removal_by_name() {
+        let requests: &[&[(&str, &str)]] = &[
+            &[],
+            &[("Host", "example")],
+            &[("Host", "example"), ("Accept", "*/*"), ("X-Trace", "1")],
+            &[
+                ("Host", "example"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("Proxy-Authenticate", "Basic"),
+                ("Proxy-Authorization", "secret"),
+                ("TE", "trailers"),
+                ("te", "gzip"),
+                ("Trailer", "X-Trailer"),
+                ("Transfer-Encoding", "chunked"),
+                ("Connection", "keep-alive, X-Private-Hop"),
+                ("X-Private-Hop", "secret"),
+                ("X-Kept", "kept"),
+                ("HTTP2-Settings", "AAA"),
+            ],
+            &[
+                ("Host", "example"),
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            &[
+                ("Host", "example"),
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAA"),
+            ],
+            &[("Host", "example"), ("Upgrade", "websocket")],
+            &[("Host", "example"), ("Connection", "close")],
+            &[
+                ("Host", "example"),
+                ("Connection", "Connection, TE"),
+                ("TE", "x"),
+            ],
+        ];
+        let mut no_strip = HttpUpstreamRequestPolicy::standard();
+        no_strip.strip_hop_by_hop = false;
+        let mut no_nominations = HttpUpstreamRequestPolicy::standard();
+        no_nominations.strip_connection_nominated = false;
+        let mut preserve_upgrade = HttpUpstreamRequestPolicy::standard();
+        preserve_upgrade.h1_upgrade = H1UpgradePolicy::Preserve;
+        let policies = [
+            HttpUpstreamRequestPolicy::standard(),
+            HttpUpstreamRequestPolicy::deny_upgrades(),
+            HttpUpstreamRequestPolicy::preserve(),
+            no_strip,
+            no_nominations,
+            preserve_upgrade,
+        ];
+        for headers in requests {
+            for policy in policies {
+                for http11 in [true, false] {
+                    let mut scanned = request_with_case_headers(headers);
+                    let mut removed = request_with_case_headers(headers);
+                    let a = sanitize_h1_upstream_request(&mut scanned, policy, http11);
+                    let b = sanitize_h1_by_repeated_removal(&mut removed, policy, http11);
+                    assert_eq!(a.is_ok(), b.is_ok(), "{headers:?} {policy:?}");
+                    assert_eq!(scanned.headers, removed.headers, "{headers:?} {policy:?}");
+                    // The case-preserving map too: the bytes sent upstream are the same.
+                    assert_eq!(wire(&scanned), wire(&removed), "{headers:?} {policy:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn h1_standard_policy_strips_every_hop_by_hop_field() {
+        let mut request = request_with_case_headers(&[
+            ("Host", "example"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "keep-alive"),
+            ("HTTP2-Settings", "AAA"),
+            ("X-Kept", "kept"),
+        ]);
+        sanitize_h1_upstream_request(&mut request, HttpUpstreamRequestPolicy::standard(), true)
+            .unwrap();
+        let names: Vec<_> = request.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept"]);
+        assert_eq!(wire(&request), b"Host: example\r\nX-Kept: kept\r\n");
     }
 
     #[test]

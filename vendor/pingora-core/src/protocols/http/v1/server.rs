@@ -1100,6 +1100,12 @@ impl HttpSession {
         Ok(res)
     }
 
+    /// [`Self::finish_body`] (flushing a buffered body), then [`Self::reuse`].
+    pub async fn finish_body_and_reuse(mut self) -> Result<Option<ReusableHttpStream>> {
+        self.finish_body().await?;
+        self.reuse().await
+    }
+
     /// Return how many response body bytes (application, not wire) already sent downstream
     pub fn body_bytes_sent(&self) -> usize {
         self.body_bytes_sent
