@@ -59,52 +59,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # PORT SECONDS
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
-  return 1
-}
+# shellcheck source=lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
 for p in $P_O1 $P_O2 $P_PROXY; do
   port_open "$p" && die "port 127.0.0.1:$p is in use (set AL_PORT_BASE)"
 done
 
-"$DEMO_ORIGIN_BIN" --listen "127.0.0.1:$P_O1" --name o1 >"$TMP/o1.log" 2>&1 &
-PIDS+=($!)
-"$DEMO_ORIGIN_BIN" --listen "127.0.0.1:$P_O2" --name o2 >"$TMP/o2.log" 2>&1 &
-PIDS+=($!)
-wait_port "$P_O1" 10 && wait_port "$P_O2" 10 || die "origins did not start"
-
-cat >"$TMP/switchyard.toml" <<EOF
-[server]
-instance_id = "allocations"
-threads = 1
-grace_period_s = 1
-
-[[listeners]]
-name = "web"
-listen = "127.0.0.1:$P_PROXY"
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "origins"
-
-[[upstreams]]
-name = "origins"
-algorithm = "wrr"
-
-  [[upstreams.groups]]
-  name = "local"
-
-    [[upstreams.groups.servers]]
-    address = "127.0.0.1"
-    port = $P_O1
-
-    [[upstreams.groups.servers]]
-    address = "127.0.0.1"
-    port = $P_O2
-EOF
+start_two_origins
+write_two_origin_config allocations
 
 command_of() { # PEER
   local extra
