@@ -109,6 +109,8 @@ pub struct RefusalLog {
     pub retry_budget: LogThrottle,
     /// A TCP connection closed because every server is at its limit.
     pub tcp_full: LogThrottle,
+    /// A TCP connection closed because no server is available (none in service).
+    pub tcp_no_server: LogThrottle,
 }
 
 #[cfg(test)]

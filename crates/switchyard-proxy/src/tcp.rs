@@ -360,6 +360,13 @@ impl TcpProxy {
                 return Err(TcpOutcome::Overloaded);
             }
             upstream.count_no_server();
+            if let Some(more) = upstream.refusal_log.tcp_no_server.admit() {
+                log::warn!(
+                    "listener {}: upstream {}: no server available; connection closed{more}",
+                    self.listener,
+                    upstream.cfg.name
+                );
+            }
             Err(TcpOutcome::NoServer)
         } else {
             Err(TcpOutcome::ConnectFailed)
