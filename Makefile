@@ -68,6 +68,12 @@ bench-observability:
 bench-instructions:
 	./bench/callgrind.sh
 
+## System calls by name, context switches and kernel CPU per proxied request, beside bare Pingora
+## (patched and 0.9.1 unpatched), NGINX and HAProxy (perf trace; see bench/syscalls.sh for SC_*).
+.PHONY: bench-syscalls
+bench-syscalls:
+	./bench/syscalls.sh
+
 ## Heap allocations per proxied request and the code that makes them (calls into the allocator
 ## counted under callgrind with their callers; see bench/allocations.sh for AL_*).
 .PHONY: bench-allocations

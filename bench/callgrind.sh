@@ -16,8 +16,10 @@
 # wrk completed in that window.
 #
 # Environment:
-#   CG_PEERS="switchyard bare nginx haproxy"   peers to count (also any label of CG_EXTRA, and
-#                                               `switchyard-full`: ewma + active checks + metrics)
+#   CG_PEERS="switchyard bare bare0 nginx haproxy"  peers to count (also any label of CG_EXTRA,
+#                                               `switchyard-full`: ewma + active checks + metrics,
+#                                               and `bare0`: bare Pingora 0.9.1 without the vendor
+#                                               patches, BARE_UNPATCHED_BIN)
 #   CG_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds or wrapper scripts;
 #                                               label=BIN@FILE appends FILE (TOML) to the config
 #   CG_SECONDS=8 CG_WARMUP=2 CG_CONNS=4        measured seconds, warm-up seconds, wrk connections
@@ -33,7 +35,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-PEERS="${CG_PEERS:-switchyard bare nginx haproxy}"
+PEERS="${CG_PEERS:-switchyard bare bare0 nginx haproxy}"
 SECS="${CG_SECONDS:-8}"
 WARMUP="${CG_WARMUP:-2}"
 CONNS="${CG_CONNS:-4}"
@@ -44,6 +46,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
+BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
@@ -67,7 +70,12 @@ if [ "${CG_SKIP_BUILD:-0}" != 1 ]; then
   ./scripts/ensure-build-deps.sh
   log "building release binaries"
   cargo build --release -p switchyard -p bare-pingora -p demo-origin >&2
+  case " $PEERS " in
+    *" bare0 "*) CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release \
+      --manifest-path bench/bare-pingora-unpatched/Cargo.toml >&2 ;;
+  esac
 fi
+case " $PEERS " in *" bare0 "*) [ -x "$BARE_UNPATCHED_BIN" ] || die "missing binary $BARE_UNPATCHED_BIN" ;; esac
 for b in "$SWITCHYARD_BIN" "$BARE_PINGORA_BIN" "$DEMO_ORIGIN_BIN"; do
   [ -x "$b" ] || die "missing binary $b"
 done
@@ -91,88 +99,10 @@ done
 
 start_two_origins
 write_two_origin_config callgrind
-# The framework-overhead variant: ewma, active HTTP checks every second, metrics on.
 P_METRICS=$((BASE + 4))
-sed -e 's/algorithm = "wrr"/algorithm = "ewma"/' "$TMP/switchyard.toml" >"$TMP/switchyard-full.toml"
-cat >>"$TMP/switchyard-full.toml" <<EOF
-
-  [upstreams.health.active]
-  protocol = "http"
-  path = "/health"
-  interval_ms = 1000
-
-[metrics]
-listen = "127.0.0.1:$P_METRICS"
-EOF
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  upstream origins { server 127.0.0.1:$P_O1; server 127.0.0.1:$P_O2; keepalive 64; }
-  server {
-    listen 127.0.0.1:$P_PROXY;
-    location / { proxy_pass http://origins; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-EOF
-cat >"$TMP/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 1024
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse always
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-frontend fe
-  bind 127.0.0.1:$P_PROXY
-  default_backend origins
-backend origins
-  balance roundrobin
-  server o1 127.0.0.1:$P_O1
-  server o2 127.0.0.1:$P_O2
-EOF
-
-# command_of PEER: the proxy's command line.
-command_of() {
-  local extra label path
-  case "$1" in
-    switchyard) echo "$SWITCHYARD_BIN run -c $TMP/switchyard.toml" ;;
-    switchyard-full) echo "$SWITCHYARD_BIN run -c $TMP/switchyard-full.toml" ;;
-    bare) echo "$BARE_PINGORA_BIN --listen 127.0.0.1:$P_PROXY --upstream 127.0.0.1:$P_O1 --upstream 127.0.0.1:$P_O2" ;;
-    nginx) echo "nginx -p $TMP/nginx/ -c $TMP/nginx.conf" ;;
-    haproxy) echo "haproxy -db -f $TMP/haproxy.cfg" ;;
-    *)
-      for extra in ${CG_EXTRA:-}; do
-        label="${extra%%=*}"; path="${extra#*=}"
-        [ "$label" = "$1" ] || continue
-        # `label=BIN@FILE`: BIN with FILE's TOML appended to the config (e.g. an [access_log]).
-        if [ "${path#*@}" != "$path" ]; then
-          cat "$TMP/switchyard.toml" "${path#*@}" >"$TMP/switchyard-$label.toml"
-          echo "${path%%@*} run -c $TMP/switchyard-$label.toml"
-        else
-          echo "$path run -c $TMP/switchyard.toml"
-        fi
-        return 0
-      done
-      return 1
-      ;;
-  esac
-}
+# shellcheck source=lib/peers.sh
+. "$ROOT/bench/lib/peers.sh"
+write_peer_configs
 
 RESULTS=()
 measure() { # PEER

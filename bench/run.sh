@@ -25,6 +25,8 @@
 #   BENCH_PORT_BASE=18000  ports BASE+1 .. BASE+99 on 127.0.0.1 (checked free first)
 #   BENCH_SKIP_BUILD=1     use the binaries already built
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN   binaries to measure (default: $CARGO_TARGET_DIR/release/…)
+#   BARE_UNPATCHED_BIN     bare-pingora built against Pingora 0.9.1 as published, without the
+#                          vendor patches (bench/bare-pingora-unpatched; default: built here)
 #   BARE_PINGORA_ARGS      extra arguments for bare-pingora (e.g. "--work-stealing true")
 #   BENCH_REV              the source revision to print (default: git HEAD of this checkout)
 #   BENCH_LABEL            a note printed in the results header (e.g. a profile variant)
@@ -50,6 +52,7 @@ LABEL="${BENCH_LABEL:-}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
+BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 CLK_TCK="$(getconf CLK_TCK)"
 # BENCH_NICE=-10 runs origins, proxies and wrk at a higher priority than the machine's other work
 # (root only): on a shared, busy machine this keeps other jobs off the measured CPUs.
@@ -96,9 +99,14 @@ build() {
     ./scripts/ensure-build-deps.sh
     log "building release binaries (cargo may wait for the shared target dir's lock)"
     cargo build --release -p switchyard -p bare-pingora >&2
+    # The unpatched substrate: its own lock file and workspace (no [patch.crates-io]), built into
+    # the same target directory so the dependencies it shares are compiled once.
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release \
+      --manifest-path bench/bare-pingora-unpatched/Cargo.toml >&2
   fi
   [ -x "$SWITCHYARD_BIN" ] || die "missing $SWITCHYARD_BIN"
   [ -x "$BARE_PINGORA_BIN" ] || die "missing $BARE_PINGORA_BIN"
+  [ -x "$BARE_UNPATCHED_BIN" ] || log "no $BARE_UNPATCHED_BIN: the unpatched bare Pingora row is skipped"
 }
 
 wait_quiet() {
@@ -214,11 +222,12 @@ P_SY_PLAIN=$((PORT_BASE + 33))
 P_SY_METRICS=$((PORT_BASE + 37)); P_SY_TLS_METRICS=$((PORT_BASE + 38))
 P_SY_FULL_METRICS=$((PORT_BASE + 39))
 P_BARE=$((PORT_BASE + 40)); P_BARE_TLS=$((PORT_BASE + 41))
+P_BARE0=$((PORT_BASE + 42)); P_BARE0_TLS=$((PORT_BASE + 43))
 P_SY_WS=$((PORT_BASE + 34)); P_SY_MI=$((PORT_BASE + 35)); P_SY_JE=$((PORT_BASE + 36)); P_SY_B=$((PORT_BASE + 50))
 P_SY_WS_M=$((PORT_BASE + 44)); P_SY_MI_M=$((PORT_BASE + 45)); P_SY_JE_M=$((PORT_BASE + 46)); P_SY_B_M=$((PORT_BASE + 51))
 P_SY_C=$((PORT_BASE + 52)); P_SY_C_M=$((PORT_BASE + 53)); P_SY_D=$((PORT_BASE + 54)); P_SY_D_M=$((PORT_BASE + 55))
 ALL_PORTS="$P_O1 $P_O2 $P_NGINX $P_NGINX_TLS $P_HAPROXY $P_HAPROXY_TLS $P_SY $P_SY_TLS $P_SY_FULL
-  $P_SY_PLAIN $P_SY_METRICS $P_SY_TLS_METRICS $P_SY_FULL_METRICS $P_BARE $P_BARE_TLS
+  $P_SY_PLAIN $P_SY_METRICS $P_SY_TLS_METRICS $P_SY_FULL_METRICS $P_BARE $P_BARE_TLS $P_BARE0 $P_BARE0_TLS
   $P_SY_WS $P_SY_MI $P_SY_JE $P_SY_B $P_SY_WS_M $P_SY_MI_M $P_SY_JE_M $P_SY_B_M
   $P_SY_C $P_SY_C_M $P_SY_D $P_SY_D_M"
 
@@ -378,7 +387,8 @@ EOF
 peer_label() {
   case "$1" in
     nginx) echo "NGINX" ;; haproxy) echo "HAProxy" ;;
-    switchyard) echo "Switchyard" ;; bare) echo "bare Pingora" ;;
+    switchyard) echo "Switchyard" ;; bare) echo "bare Pingora (patched, vendor/)" ;;
+    bare0) echo "bare Pingora 0.9.1 unpatched" ;;
     sy-full) echo "Switchyard full (ewma + active checks + metrics)" ;;
     sy-plain) echo "Switchyard plain (wrr, no metrics, no checks)" ;;
     sy-ws) echo "Switchyard, work_stealing = true" ;;
@@ -436,11 +446,18 @@ start_peer() {
       fi
       RUST_LOG=warn start "$name" 1 "$port" "${pre[@]}" "$bin" run -c "$TMP/$name.toml" || return 1
       ;;
-    bare)
+    bare | bare0)
+      local bbin="$BARE_PINGORA_BIN" bname=bare
       port=$P_BARE
+      [ "$key" = bare0 ] && { bbin="$BARE_UNPATCHED_BIN"; bname=bare0; port=$P_BARE0; }
+      [ -x "$bbin" ] || { log "$key: no binary ($bbin)"; return 1; }
       local tlsargs=()
-      [ "$tls" = 1 ] && { port=$P_BARE_TLS; tlsargs=(--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem"); }
-      start "bare-$tls" 1 "$port" "$BARE_PINGORA_BIN" --listen "127.0.0.1:$port" \
+      if [ "$tls" = 1 ]; then
+        port=$P_BARE_TLS
+        [ "$key" = bare0 ] && port=$P_BARE0_TLS
+        tlsargs=(--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem")
+      fi
+      start "$bname-$tls" 1 "$port" "$bbin" --listen "127.0.0.1:$port" \
         --upstream "127.0.0.1:$P_O1" --upstream "127.0.0.1:$P_O2" "${tlsargs[@]}" ${BARE_PINGORA_ARGS:-} || return 1
       ;;
   esac
@@ -581,7 +598,7 @@ report() {
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   local s k
   for s in $SCENARIOS; do
-    local keys="nginx haproxy switchyard bare"
+    local keys="nginx haproxy switchyard bare bare0"
     [ "$s" = overhead ] && keys="sy-plain sy-full"
     [ "$s" = levers ] && keys="nginx switchyard sy-ws sy-mi sy-je sy-b sy-c sy-d bare"
     for k in $keys; do
@@ -601,7 +618,7 @@ report() {
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     for s in $SCENARIOS; do
       [ "$s" = overhead ] || [ "$s" = levers ] && continue
-      for k in switchyard bare; do
+      for k in switchyard bare bare0; do
         if is_na "$s" "$k"; then
           echo "| $s | $(peer_label "$k") | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"
           continue
@@ -617,7 +634,7 @@ report() {
     echo "|---|---|---:|---:|---:|---:|---:|"
     for s in $SCENARIOS; do
       [ "$s" = overhead ] || [ "$s" = levers ] && continue
-      for k in nginx haproxy switchyard bare; do
+      for k in nginx haproxy switchyard bare bare0; do
         [ -n "$(get "$s" "$k" 10)" ] || continue
         echo "| $s | $(peer_label "$k") | $(get "$s" "$k" 10) | $(get "$s" "$k" 11) | $(awk -v u="$(get "$s" "$k" 10)" -v k="$(get "$s" "$k" 11)" 'BEGIN { printf "%.1f", u + k }') | $(ratio "$(get "$s" "$k" 10)" "$(get "$s" nginx 10)") | $(ratio "$(get "$s" "$k" 11)" "$(get "$s" nginx 11)") |"
       done
@@ -660,6 +677,8 @@ main() {
   for p in $ALL_PORTS; do
     port_busy "$p" && die "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE to move the bench's ports)"
   done
+  BARE0_KEY=""
+  [ -x "$BARE_UNPATCHED_BIN" ] && BARE0_KEY=bare0
   QUIET_NOTE=""
   wait_quiet
   local load_start
@@ -676,9 +695,9 @@ main() {
   local s
   for s in $SCENARIOS; do
     case "$s" in
-      small) run_scenario small 0 / nginx haproxy switchyard bare ;;
-      4k) run_scenario 4k 0 /4k.bin nginx haproxy switchyard bare ;;
-      tls) run_scenario tls 1 / nginx haproxy switchyard bare ;;
+      small) run_scenario small 0 / nginx haproxy switchyard bare $BARE0_KEY ;;
+      4k) run_scenario 4k 0 /4k.bin nginx haproxy switchyard bare $BARE0_KEY ;;
+      tls) run_scenario tls 1 / nginx haproxy switchyard bare $BARE0_KEY ;;
       overhead) run_scenario overhead 0 / sy-plain sy-full ;;
       levers)
         local extra=()
@@ -700,7 +719,7 @@ main() {
   {
     echo "# Switchyard beside NGINX and HAProxy — $date${LABEL:+ ($LABEL)}"
     echo
-    echo "- Command: \`$(env | grep -E '^(BENCH_[A-Z_]+|SWITCHYARD_BIN(_B)?|BARE_PINGORA_(BIN|ARGS)|CARGO_PROFILE_[A-Z_]+)=' | sort | tr '\n' ' ')bench/run.sh\` (\`make bench\` = \`bench/run.sh\` with the defaults: $ROUNDS × ${SECONDS_PER_RUN} s here)"
+    echo "- Command: \`$(env | grep -E '^(BENCH_[A-Z_]+|SWITCHYARD_BIN(_B)?|BARE_PINGORA_(BIN|ARGS)|BARE_UNPATCHED_BIN|CARGO_PROFILE_[A-Z_]+)=' | sort | tr '\n' ' ')bench/run.sh\` (\`make bench\` = \`bench/run.sh\` with the defaults: $ROUNDS × ${SECONDS_PER_RUN} s here)"
     echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r); 1/5/15-min load at start: $load_start${QUIET_NOTE:+ — **$QUIET_NOTE**}"
     echo "- Pinning: origins (2 × NGINX, 1 worker each) and wrk on CPU 0; the proxy under test alone on CPU 1${NICE[0]:+; measured processes at nice $BENCH_NICE}"
     echo "- Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>&1 | head -1 | awk '{ print "HAProxy " $3 }'), $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }'), $("$SWITCHYARD_BIN" --version 2>&1 | head -1) (${BENCH_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates bin 2>/dev/null || echo ', dirty tree')}), $(rustc -V | awk '{ print $1 " " $2 }')"
