@@ -231,6 +231,39 @@ impl RequestHeader {
         )
     }
 
+    /// Insert a header whose name the caller parsed once, replacing the others of that name
+    /// like [Self::insert_header()].
+    ///
+    /// `name` is the field's key and `case` its spelling on the wire (the same name, in any
+    /// case). Nothing is parsed: with a `HeaderName::from_static` name and a `&'static str`
+    /// spelling, the name costs no allocation, where [Self::insert_header()] parses the
+    /// spelling into a new `HeaderName` and, for a name outside the standard ones, copies it
+    /// and then clones the copy for the case map.
+    pub fn insert_parsed_header(
+        &mut self,
+        name: HeaderName,
+        case: impl IntoCaseHeaderName,
+        value: HeaderValue,
+    ) {
+        insert_parsed_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            case,
+            value,
+        )
+    }
+
+    /// Make room for `additional` more headers in the header map and in the case map, so that
+    /// a caller about to add several grows each map at most once.
+    pub fn reserve_headers(&mut self, additional: usize) -> Result<()> {
+        reserve_headers(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            additional,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -585,6 +618,39 @@ impl ResponseHeader {
         )
     }
 
+    /// Insert a header whose name the caller parsed once, replacing the others of that name
+    /// like [Self::insert_header()].
+    ///
+    /// `name` is the field's key and `case` its spelling on the wire (the same name, in any
+    /// case). Nothing is parsed: with a `HeaderName::from_static` name and a `&'static str`
+    /// spelling, the name costs no allocation, where [Self::insert_header()] parses the
+    /// spelling into a new `HeaderName` and, for a name outside the standard ones, copies it
+    /// and then clones the copy for the case map.
+    pub fn insert_parsed_header(
+        &mut self,
+        name: HeaderName,
+        case: impl IntoCaseHeaderName,
+        value: HeaderValue,
+    ) {
+        insert_parsed_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            case,
+            value,
+        )
+    }
+
+    /// Make room for `additional` more headers in the header map and in the case map, so that
+    /// a caller about to add several grows each map at most once.
+    pub fn reserve_headers(&mut self, additional: usize) -> Result<()> {
+        reserve_headers(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            additional,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -892,6 +958,45 @@ fn insert_header_value<T>(
     }
     value_map.insert(header_name, value);
     Ok(())
+}
+
+#[inline]
+fn insert_parsed_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: HeaderName,
+    case: impl IntoCaseHeaderName,
+    value: T,
+) {
+    let case_header_name = case.into_case_header_name();
+    debug_assert!(
+        case_header_name
+            .as_slice()
+            .eq_ignore_ascii_case(name.as_str().as_bytes()),
+        "the spelling of a parsed header name is the same name"
+    );
+    if let Some(name_map) = name_map {
+        // store the original case in the map
+        name_map.insert(name.clone(), case_header_name);
+    }
+    value_map.insert(name, value);
+}
+
+#[inline]
+fn reserve_headers<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    additional: usize,
+) -> Result<()> {
+    // `try_reserve` rather than `reserve`, which panics past `http`'s `MAX_SIZE`.
+    if let Some(name_map) = name_map {
+        name_map
+            .try_reserve(additional)
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map
+        .try_reserve(additional)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
 }
 
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
@@ -1921,5 +2026,107 @@ mod tests {
         // `HeaderValue`.
         let hv = header_value_from_raw(bytes::Bytes::from_static(b"foo\rbar\0baz"));
         assert_eq!(hv.as_bytes(), b"foo bar baz");
+    }
+
+    /// The bytes `write` puts into a new buffer.
+    fn wire_of(write: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn insert_parsed_header_matches_insert_header() {
+        static X_FOO: HeaderName = HeaderName::from_static("x-foo");
+        // (name, spelling, value) inserted into a head holding `prior`, with and without a
+        // case map, both ways: the wire and the header maps must be the same.
+        let prior: &[(&str, &str)] = &[("Host", "h"), ("X-Foo", "1"), ("x-FOO", "2"), ("B", "b")];
+        for case in [true, false] {
+            for (name, spelling) in [
+                (X_FOO.clone(), "x-foo"),
+                (X_FOO.clone(), "X-Foo"),
+                (http::header::HOST, "HOST"),
+                (HeaderName::from_static("x-new"), "X-New"),
+            ] {
+                let build_req = || {
+                    let mut r = if case {
+                        RequestHeader::build("GET", b"/", None).unwrap()
+                    } else {
+                        RequestHeader::build_no_case("GET", b"/", None).unwrap()
+                    };
+                    for (n, v) in prior {
+                        r.append_header(n.to_string(), *v).unwrap();
+                    }
+                    r
+                };
+                let mut by_str = build_req();
+                by_str.insert_header(spelling, "v").unwrap();
+                let mut parsed = build_req();
+                parsed.insert_parsed_header(name.clone(), spelling, HeaderValue::from_static("v"));
+                assert_eq!(
+                    wire_of(|b| by_str.header_to_h1_wire(b)),
+                    wire_of(|b| parsed.header_to_h1_wire(b)),
+                    "request, {spelling}, case map {case}"
+                );
+                assert_eq!(by_str.headers, parsed.headers);
+                assert_eq!(parsed.headers.get_all(&name).iter().count(), 1);
+
+                let build_resp = || {
+                    let mut r = if case {
+                        ResponseHeader::build(200, None).unwrap()
+                    } else {
+                        ResponseHeader::build_no_case(200, None).unwrap()
+                    };
+                    for (n, v) in prior {
+                        r.append_header(n.to_string(), *v).unwrap();
+                    }
+                    r
+                };
+                let mut by_str = build_resp();
+                by_str.insert_header(spelling, "v").unwrap();
+                let mut parsed = build_resp();
+                parsed.insert_parsed_header(name.clone(), spelling, HeaderValue::from_static("v"));
+                assert_eq!(
+                    wire_of(|b| by_str.header_to_h1_wire(b)),
+                    wire_of(|b| parsed.header_to_h1_wire(b)),
+                    "response, {spelling}, case map {case}"
+                );
+                assert_eq!(by_str.headers, parsed.headers);
+            }
+        }
+    }
+
+    #[test]
+    fn reserve_headers_makes_room_in_both_maps() {
+        for additional in [0, 1, 7, 40] {
+            let mut req = RequestHeader::build("GET", b"/", Some(1)).unwrap();
+            req.append_header("Host", "h").unwrap();
+            req.reserve_headers(additional).unwrap();
+            let (values, names) = (
+                req.headers.capacity(),
+                req.header_name_map.as_ref().unwrap().capacity(),
+            );
+            assert!(values >= 1 + additional && names >= 1 + additional);
+            for i in 0..additional {
+                req.insert_header(format!("x-{i}"), "v").unwrap();
+            }
+            // No map grew while the reserved headers went in.
+            assert_eq!(req.headers.capacity(), values);
+            assert_eq!(req.header_name_map.as_ref().unwrap().capacity(), names);
+            assert_eq!(req.headers.len(), 1 + additional);
+
+            let mut resp = ResponseHeader::build(200, Some(1)).unwrap();
+            resp.reserve_headers(additional).unwrap();
+            let values = resp.headers.capacity();
+            for i in 0..additional {
+                resp.append_header(format!("x-{i}"), "v").unwrap();
+            }
+            assert_eq!(resp.headers.capacity(), values);
+        }
+        // Past `http`'s limit of 32,768 fields: an error, not a panic.
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(req.reserve_headers(1 << 16).is_err());
+        let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
+        assert!(resp.reserve_headers(1 << 16).is_err());
     }
 }
