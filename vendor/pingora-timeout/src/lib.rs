@@ -136,9 +136,9 @@ where
             return Poll::Ready(Ok(v));
         }
 
-        let delay = me
-            .delay
-            .get_or_insert_with(|| Box::pin(me.callback.timeout()));
+        // `timeout()` already returns the timer's future pinned in a box: stored as it is, not
+        // boxed a second time (one allocation per timer instead of two).
+        let delay = me.delay.get_or_insert_with(|| me.callback.timeout());
 
         match delay.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
@@ -163,6 +163,48 @@ mod tests {
         let fut = async { 1 };
         let to = timeout(Duration::from_secs(1), fut);
         assert_eq!(to.await.unwrap(), 1)
+    }
+
+    /// Counts this thread's allocations (the unit tests' global allocator).
+    struct CountingAlloc;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            std::alloc::System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            std::alloc::System.dealloc(ptr, layout)
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: CountingAlloc = CountingAlloc;
+
+    #[test]
+    fn the_timer_future_is_boxed_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut to = std::pin::pin!(tokio_timeout(
+                Duration::from_secs(1000),
+                std::future::pending::<()>()
+            ));
+            let mut cx = task::Context::from_waker(task::Waker::noop());
+            let before = ALLOCATIONS.with(|n| n.get());
+            assert!(to.as_mut().poll(&mut cx).is_pending());
+            let first = ALLOCATIONS.with(|n| n.get()) - before;
+            // The first pending poll creates the timer: `TokioTimeout::timeout`'s one box.
+            assert_eq!(first, 1);
+            assert!(to.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(ALLOCATIONS.with(|n| n.get()) - before, first);
+        });
     }
 
     #[tokio::test]
