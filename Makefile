@@ -76,12 +76,6 @@ bench-instructions:
 bench-allocations:
 	./bench/allocations.sh
 
-## System calls per proxied request, Switchyard beside NGINX (strace -c -f over a bounded wrk
-## load; see bench/syscalls.sh for SC_*).
-.PHONY: bench-syscalls
-bench-syscalls:
-	./bench/syscalls.sh
-
 ## Failure scenarios beside NGINX and HAProxy (issue 8): (a) an origin killed and restarted under
 ## load, (b) 20 reloads under load, (c) memory per 10,000 idle keep-alive connections, (d) overload:
 ## one of three origins 10x slower (issue 20). SCENARIO=a|b|c|d runs one; see
