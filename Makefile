@@ -26,6 +26,8 @@ test: build
 test-vendor: deps
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-http --lib
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-timeout --lib
 	./vendor/reapply.sh 0.9.1 --verify
 
 lint: deps

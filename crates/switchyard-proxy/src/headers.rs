@@ -3,9 +3,14 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
+
+use crate::added_headers::{
+    insert_request, owned_value, CDN_LOOP, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    X_REAL_IP,
+};
 
 /// The request's host without port, lower-cased by the router when compared.
 ///
@@ -42,10 +47,6 @@ pub fn request_authority(req: &RequestHeader) -> Option<&[u8]> {
         .or_else(|| pingora::http::authority::raw_target_authority(req.raw_path()).authority())
 }
 
-/// Lookup names of the headers read per request (no name parsing per request).
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
-
 /// True if a `CDN-Loop` header (RFC 8586) already lists `instance_id`.
 ///
 /// ```
@@ -71,18 +72,18 @@ pub fn loop_detected(req: &RequestHeader, instance_id: &str) -> bool {
 /// Room for the text of any [`IpAddr`]: at most 39 bytes (eight groups of four hex digits).
 const IP_TEXT_MAX: usize = 48;
 
-/// `ip` as a header value, formatted on the stack (one copy into the value, no `String`).
+/// `ip` as a header value, formatted on the stack and kept in one allocation that the value's
+/// clones share (`X-Forwarded-For` and `X-Real-IP` both carry it).
 fn ip_value(ip: IpAddr) -> pingora::Result<HeaderValue> {
     let mut buf = [0u8; IP_TEXT_MAX];
     let mut rest = &mut buf[..];
-    let written = write!(rest, "{ip}").is_ok();
+    if write!(rest, "{ip}").is_err() {
+        return HeaderValue::try_from(ip.to_string()).map_err(|e| {
+            Error::because(ErrorType::InvalidHTTPHeader, "invalid client address", e)
+        });
+    }
     let len = IP_TEXT_MAX - rest.len();
-    let value = if written {
-        HeaderValue::from_bytes(&buf[..len])
-    } else {
-        HeaderValue::try_from(ip.to_string())
-    };
-    value.map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid client address", e))
+    owned_value(buf, len, "invalid client address")
 }
 
 /// `X-Forwarded-Proto` for `scheme`, without copying the usual two.
@@ -120,8 +121,8 @@ pub fn instance_id_value(instance_id: &str) -> Option<HeaderValue> {
 /// Sets `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Real-IP` and
 /// appends `instance_id` (see [`instance_id_value`]) to `CDN-Loop`.
 ///
-/// Header names are passed as lower-case `&'static str`: Pingora keeps the case it is given on
-/// the wire, so these are what the origin sees.
+/// The names are inserted pre-parsed ([`crate::added_headers`]); the origin sees them in lower
+/// case.
 pub fn set_forwarding(
     req: &mut RequestHeader,
     client_ip: Option<IpAddr>,
@@ -138,12 +139,12 @@ pub fn set_forwarding(
         } else {
             joined_value(prior, ip_v.as_bytes())?
         };
-        req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-real-ip", ip_v)?;
+        insert_request(req, &X_FORWARDED_FOR, xff);
+        insert_request(req, &X_REAL_IP, ip_v);
     }
-    req.insert_header("x-forwarded-proto", proto_value(scheme)?)?;
+    insert_request(req, &X_FORWARDED_PROTO, proto_value(scheme)?);
     if let Some(h) = client_host {
-        req.insert_header("x-forwarded-host", h)?;
+        insert_request(req, &X_FORWARDED_HOST, h);
     }
     let cdn_loop = match req.headers.get(&CDN_LOOP).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.is_empty() => {
@@ -151,7 +152,7 @@ pub fn set_forwarding(
         }
         _ => instance_id.clone(),
     };
-    req.insert_header("cdn-loop", cdn_loop)?;
+    insert_request(req, &CDN_LOOP, cdn_loop);
     Ok(())
 }
 

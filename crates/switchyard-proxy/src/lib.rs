@@ -8,6 +8,7 @@
 //! gateway.run(); // never returns
 //! ```
 
+pub mod added_headers;
 pub mod attempt;
 pub mod background;
 pub mod cascade;

@@ -92,7 +92,11 @@ pub async fn respond_decision(
 /// Answers carry the request's `X-Request-Id` (set on the request when it arrived).
 pub fn copy_request_id(session: &Session, resp: &mut ResponseHeader) -> Result<()> {
     if let Some(id) = session.req_header().headers.get(request_id::HEADER) {
-        resp.insert_header(request_id::HEADER_STR, id.clone())?;
+        crate::added_headers::insert_response(
+            resp,
+            &crate::added_headers::X_REQUEST_ID,
+            id.clone(),
+        );
     }
     Ok(())
 }

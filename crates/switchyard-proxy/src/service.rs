@@ -25,6 +25,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{Clock, MonotonicClock};
 use switchyard_config::RouteConfig;
 
+use crate::added_headers;
 use crate::attempt::Attempt;
 use crate::cascade;
 use crate::extension::{Decision, RequestInfo};
@@ -33,9 +34,7 @@ use crate::headers::{instance_id_value, loop_detected, request_host, set_forward
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
 use crate::observe::request_id;
-use crate::observe::trace_context::{
-    new_span_id, traceparent, TraceContext, TRACEPARENT, TRACEPARENT_STR,
-};
+use crate::observe::trace_context::{new_span_id, traceparent, TraceContext, TRACEPARENT};
 use crate::observe::tracer::AttemptSpan;
 use crate::observe::Telemetry;
 use crate::overload::{self, NoServer};
@@ -148,7 +147,7 @@ impl HttpGateway {
         let incoming = req.headers.get(request_id::HEADER);
         let id = request_id::of_request(incoming, id_bytes.try_into().unwrap_or(&[0; 16]));
         if incoming != Some(&id) {
-            req.insert_header(request_id::HEADER_STR, id.clone())?;
+            added_headers::insert_request(req, &added_headers::X_REQUEST_ID, id.clone());
         }
         ctx.request_id = Some(id);
         let telemetry = &self.telemetry;
@@ -499,6 +498,9 @@ impl ProxyHttp for HttpGateway {
             return Ok(());
         };
         let listener = &rt.listeners[ctx.listener];
+        // Room for every field added below at once: each header map (the request's clone is
+        // exactly full) grows once instead of at every other insert.
+        upstream_request.reserve_headers(added_headers::UPSTREAM_REQUEST_FIELDS)?;
         if let Some(route_idx) = ctx.route {
             crate::upstream_request::apply_route(
                 upstream_request,
@@ -529,10 +531,11 @@ impl ProxyHttp for HttpGateway {
             listener.tls.as_ref().is_some_and(|t| t.verifies_clients()),
         )?;
         if let Some(trace) = &ctx.trace {
-            upstream_request.insert_header(
-                TRACEPARENT_STR,
+            added_headers::insert_request(
+                upstream_request,
+                &added_headers::TRACEPARENT,
                 traceparent(&trace.trace_id, &ctx.attempt_span, trace.sampled),
-            )?;
+            );
         }
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {
@@ -595,7 +598,11 @@ impl ProxyHttp for HttpGateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
-            upstream_response.insert_header(request_id::HEADER_STR, id.clone())?;
+            added_headers::insert_response(
+                upstream_response,
+                &added_headers::X_REQUEST_ID,
+                id.clone(),
+            );
         }
         if !self.shared.extensions().is_empty() {
             let info = RequestInfo {

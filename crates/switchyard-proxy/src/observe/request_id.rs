@@ -7,9 +7,8 @@ use rand::RngCore;
 
 /// The header carrying the id, to upstreams and in every response.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
-/// [`HEADER`] as Pingora's `insert_header` takes it most cheaply: a static string is kept as the
-/// name's case without copying, where a `HeaderName` outside the standard ones is copied on
-/// every insert.
+/// [`HEADER`]'s text. Switchyard's own inserts use [`crate::added_headers::X_REQUEST_ID`] (no
+/// name parsed or copied per insert).
 pub const HEADER_STR: &str = "x-request-id";
 /// The longest incoming id that is kept.
 pub const MAX_LEN: usize = 128;
@@ -62,8 +61,10 @@ pub fn draw<const N: usize>() -> [u8; N] {
 pub fn from_random(random: &[u8; 16]) -> HeaderValue {
     let mut buf = [0u8; 32];
     hex_into(random, &mut buf);
-    // 32 hex digits are always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // 32 hex digits are always a valid header value. One allocation, shared by the clones that
+    // go upstream and into the response.
+    crate::added_headers::owned_value(buf, buf.len(), "invalid request id")
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Writes `bytes` as lowercase hex into `out` (twice as long).

@@ -14,8 +14,8 @@ use super::request_id::hex_into;
 
 /// The `traceparent` header.
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-/// [`TRACEPARENT`] as Pingora's `insert_header` takes it most cheaply (see
-/// [`super::request_id::HEADER_STR`]).
+/// [`TRACEPARENT`]'s text. Switchyard's own inserts use
+/// [`crate::added_headers::TRACEPARENT`].
 pub const TRACEPARENT_STR: &str = "traceparent";
 
 /// A trace id (16 bytes).

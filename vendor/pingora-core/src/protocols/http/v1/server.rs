@@ -356,7 +356,7 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            Some(req.headers.len() + PROXY_ADDED_HEADERS),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1769,6 +1769,12 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 
 // the chars httparse considers illegal in URL
 // Almost https://url.spec.whatwg.org/#query-percent-encode-set + {}
+/// Room left in a parsed request's header maps for the fields a proxy usually adds
+/// (`X-Forwarded-For`, `-Proto`, `-Host`, `X-Real-IP`, `Via`, a request id, `traceparent`,
+/// ...), so that adding them does not grow both maps — two reallocations each — once or twice
+/// per request.
+const PROXY_ADDED_HEADERS: usize = 8;
+
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
 
 fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
@@ -1935,6 +1941,31 @@ mod tests_stream {
                     headers.get(format!("x-h{i}")).unwrap().as_bytes(),
                     format!("v{i}").as_bytes()
                 );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn parsed_request_has_room_for_the_fields_a_proxy_adds() {
+        init_log();
+        for n in [0, 1, 2, 30] {
+            let input = head_with_headers(n);
+            let mock_io = Builder::new().read(&input).build();
+            let mut http_stream = HttpSession::new(Box::new(mock_io));
+            http_stream.read_request().await.unwrap();
+            let req = http_stream.req_header_mut();
+            let capacity = req.headers.capacity();
+            assert!(capacity >= n + PROXY_ADDED_HEADERS, "{n} headers");
+            for i in 0..PROXY_ADDED_HEADERS {
+                req.insert_header(format!("x-added-{i}"), "v").unwrap();
+            }
+            // No map grew, and the parsed fields are all still there.
+            assert_eq!(req.headers.capacity(), capacity, "{n} headers");
+            assert_eq!(req.headers.len(), n + PROXY_ADDED_HEADERS);
+            let mut wire = Vec::new();
+            req.header_to_h1_wire(&mut wire);
+            for i in 0..n {
+                assert!(wire.find(format!("X-H{i}: v{i}\r\n")).is_some(), "{n} headers");
             }
         }
     }
