@@ -8,11 +8,14 @@
 
 pub mod access_log;
 mod clock_text;
-mod counting_exporter;
 pub mod http_record;
 mod line_text;
 mod log_writer;
+mod otlp_batch;
+mod otlp_exporter;
 pub mod request_id;
+mod span_queue;
+mod span_record;
 pub mod tcp_record;
 pub mod trace_context;
 pub mod tracer;
@@ -52,6 +55,7 @@ impl Telemetry {
                 t,
                 &cfg.server.instance_id,
                 metrics.span_export_failures_total.clone(),
+                metrics.spans_dropped_total.clone(),
             )?),
             None => None,
         };
