@@ -132,11 +132,36 @@ impl Tracer {
             failures,
             dropped,
         };
-        let thread = ExporterThread::start(Arc::clone(&queue), dest, resource, || {
-            reqwest::blocking::Client::builder()
+        let ca = match &cfg.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| BuildError::Invalid {
+                    key: "tracing.ca_file".to_string(),
+                    reason: format!("cannot read {path}: {e}"),
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    BuildError::Invalid {
+                        key: "tracing.ca_file".to_string(),
+                        reason: format!("{path}: {e}"),
+                    }
+                })?;
+                if certs.is_empty() {
+                    return Err(BuildError::Invalid {
+                        key: "tracing.ca_file".to_string(),
+                        reason: format!("{path}: no PEM certificate"),
+                    });
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let thread = ExporterThread::start(Arc::clone(&queue), dest, resource, move || {
+            let mut client = reqwest::blocking::Client::builder()
                 .timeout(EXPORT_TIMEOUT)
-                .build()
-                .map_err(|e| e.to_string())
+                .use_rustls_tls();
+            for cert in ca {
+                client = client.add_root_certificate(cert);
+            }
+            client.build().map_err(|e| e.to_string())
         })
         .map_err(|reason| BuildError::Invalid {
             key: "tracing.otlp_endpoint".to_string(),
@@ -192,6 +217,13 @@ impl Tracer {
         if !thread.join(Duration::from_secs(3)) {
             log::warn!("tracing: spans still queued at exit were not all exported");
         }
+    }
+}
+
+impl Drop for Tracer {
+    /// A tracer replaced by a reload: its thread exports what is queued, then stops.
+    fn drop(&mut self) {
+        self.queue.stop();
     }
 }
 
