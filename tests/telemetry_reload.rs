@@ -59,7 +59,11 @@ async fn reload(gw: &Gateway, n: f64) {
         if done >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "reload {n} not applied:\n{}", gw.log());
+        assert!(
+            Instant::now() < deadline,
+            "reload {n} not applied:\n{}",
+            gw.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -80,7 +84,14 @@ async fn access_log_and_tracing_follow_a_reload() {
     let origin = Origin::start("o");
     let (a, b) = (Collector::start().await, Collector::start().await);
     let (listen, metrics) = (free_addr(), free_addr());
-    let gw = Gateway::start(&config(&listen, &metrics, &origin, "first.log", "json", None));
+    let gw = Gateway::start(&config(
+        &listen,
+        &metrics,
+        &origin,
+        "first.log",
+        "json",
+        None,
+    ));
     let c = client();
     let first = gw.dir().join("first.log");
     let second = gw.dir().join("second.log");
@@ -89,7 +100,11 @@ async fn access_log_and_tracing_follow_a_reload() {
     assert_eq!(get(&c, &gw.url("/one")).await.status, 200);
     let lines = wait_lines(&first, 1);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with('{') && lines[0].contains("\"/one\""), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with('{') && lines[0].contains("\"/one\""),
+        "{}",
+        lines[0]
+    );
 
     // Reload 1: combined format to second.log, and [tracing] to collector a at ratio 1.0.
     gw.write_config(&config(
@@ -112,7 +127,11 @@ async fn access_log_and_tracing_follow_a_reload() {
     let (trace, sampled) = last_trace(&origin);
     assert!(sampled, "ratio 1.0 samples every new trace");
     let spans = a.wait_trace(&trace, 2);
-    assert_eq!(spans.len(), 2, "server and client span at collector a: {spans:#?}");
+    assert_eq!(
+        spans.len(),
+        2,
+        "server and client span at collector a: {spans:#?}"
+    );
 
     // Reload 2: collector b at ratio 0.0 (the log unchanged).
     gw.write_config(&config(
@@ -139,7 +158,10 @@ async fn access_log_and_tracing_follow_a_reload() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(b.wait_trace(caller, 2).len(), 2, "spans at collector b");
-    assert!(a.wait_trace(caller, 0).is_empty(), "collector a got spans after the reload");
+    assert!(
+        a.wait_trace(caller, 0).is_empty(),
+        "collector a got spans after the reload"
+    );
     assert!(b.wait_trace(&unsampled, 0).is_empty());
     assert!(a.wait_trace(&unsampled, 0).is_empty());
 

@@ -313,7 +313,11 @@ async fn spans_reach_an_https_collector_trusted_through_ca_file() {
     let spans = collector.wait_trace(trace, 2);
     assert_eq!(spans.len(), 2, "{}", gw.log());
     assert_eq!(
-        metric_sum(&gw.metrics().await, "switchyard_span_export_failures_total", &[]),
+        metric_sum(
+            &gw.metrics().await,
+            "switchyard_span_export_failures_total",
+            &[]
+        ),
         0.0
     );
     drop(gw);
@@ -325,5 +329,9 @@ async fn spans_reach_an_https_collector_trusted_through_ca_file() {
     traced(&gw).await;
     wait_export_failure(&gw).await;
     assert!(gw.log().contains("cannot export"), "{}", gw.log());
-    assert_eq!(collector.all().len(), before, "spans sent to an untrusted collector");
+    assert_eq!(
+        collector.all().len(),
+        before,
+        "spans sent to an untrusted collector"
+    );
 }

@@ -37,8 +37,8 @@ mod upgrade_origin;
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use {
-    binary::*, client::*, config::*, etcd::*, gateway::*, metrics::*, origin::*, otlp::*, raw_origin::*,
-    tls::*, upgrade_origin::*,
+    binary::*, client::*, config::*, etcd::*, gateway::*, metrics::*, origin::*, otlp::*,
+    raw_origin::*, tls::*, upgrade_origin::*,
 };
 
 use std::collections::BTreeMap;

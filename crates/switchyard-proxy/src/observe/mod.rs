@@ -110,12 +110,12 @@ impl Telemetry {
         if sections.access_log != running.access_log {
             staged.access_log = Some(match &sections.access_log {
                 Some(l) => Some(Arc::new(
-                    AccessLog::start(l, metrics.access_log_dropped_total.clone()).map_err(
-                        |e| BuildError::Invalid {
+                    AccessLog::start(l, metrics.access_log_dropped_total.clone()).map_err(|e| {
+                        BuildError::Invalid {
                             key: "access_log.path".to_string(),
                             reason: format!("cannot open {}: {e}", l.path),
-                        },
-                    )?,
+                        }
+                    })?,
                 )),
                 None => None,
             });

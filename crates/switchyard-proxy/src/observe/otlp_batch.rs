@@ -107,9 +107,8 @@ fn fill_span(span: &mut Span, r: &SpanRecord, batch: &SpanBatch) {
         set_bytes(&mut span.parent_span_id, &r.parent_id);
     }
     span.trace_state.clear();
-    span.flags = FLAG_SAMPLED
-        | FLAG_HAS_IS_REMOTE
-        | if r.remote_parent { FLAG_IS_REMOTE } else { 0 };
+    span.flags =
+        FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | if r.remote_parent { FLAG_IS_REMOTE } else { 0 };
     set_str(&mut span.name, batch.str_of(r.name));
     span.kind = r.kind as i32;
     span.start_time_unix_nano = r.start_unix_nano;
@@ -184,8 +183,8 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..2 {
             otlp.encode(&batch, &batch.spans, &mut out);
-            let req = ExportTraceServiceRequest::decode(out.as_slice())
-                .unwrap_or_else(|e| panic!("{e}"));
+            let req =
+                ExportTraceServiceRequest::decode(out.as_slice()).unwrap_or_else(|e| panic!("{e}"));
             let spans = &req.resource_spans[0].scope_spans[0].spans;
             assert_eq!(spans.len(), 2);
             assert_eq!(spans[0].name, "GET /a");
