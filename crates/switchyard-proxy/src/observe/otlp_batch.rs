@@ -78,9 +78,9 @@ impl OtlpBatch {
                 fill_span(span, r, batch);
             }
         }
+        // `out` is reused from one export to the next: it rarely grows, and encoding into a
+        // `Vec` cannot fail (`encode` sizes the message once, then writes it).
         out.clear();
-        out.reserve(self.request.encoded_len());
-        // A `Vec` grows as needed: encoding into it cannot fail.
         let _ = self.request.encode(out);
     }
 }

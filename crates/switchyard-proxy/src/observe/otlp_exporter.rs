@@ -107,7 +107,7 @@ fn run(
     client: &reqwest::blocking::Client,
     mut otlp: OtlpBatch,
 ) {
-    let mut batch = SpanBatch::default();
+    let mut batch = SpanBatch::with_capacity(span_queue::WAKE_AT);
     let mut body = Vec::new();
     let mut failing = false;
     loop {

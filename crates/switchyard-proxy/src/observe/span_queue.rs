@@ -18,17 +18,32 @@ const QUEUE_TEXT: usize = 16 << 20;
 pub(crate) const WAKE_AT: usize = 2048;
 
 /// The shared queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpanQueue {
     state: Mutex<State>,
     wake: Condvar,
     dropped: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     batch: SpanBatch,
     stopping: bool,
+}
+
+impl Default for SpanQueue {
+    /// An empty queue with room for [`WAKE_AT`] spans before it grows (a growing batch copies
+    /// every span it holds).
+    fn default() -> SpanQueue {
+        SpanQueue {
+            state: Mutex::new(State {
+                batch: SpanBatch::with_capacity(WAKE_AT),
+                stopping: false,
+            }),
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
 }
 
 impl SpanQueue {

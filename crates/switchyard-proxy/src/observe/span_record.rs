@@ -100,23 +100,37 @@ impl SpanRecord {
 #[derive(Debug, Default)]
 pub(crate) struct SpanBatch {
     pub(crate) spans: Vec<SpanRecord>,
-    /// UTF-8 text (only `&str`s and addresses are written to it).
-    pub(crate) text: Vec<u8>,
+    pub(crate) text: String,
+    /// Where an address is written before it is copied into `text`.
+    scratch: Vec<u8>,
 }
 
 impl SpanBatch {
+    /// A batch with room for `spans` spans (and their text) before it grows.
+    pub(crate) fn with_capacity(spans: usize) -> SpanBatch {
+        SpanBatch {
+            spans: Vec::with_capacity(spans),
+            text: String::with_capacity(spans * 64),
+            scratch: Vec::with_capacity(40),
+        }
+    }
+
     /// Copies `s` into the text arena.
     #[inline]
     pub(crate) fn text(&mut self, s: &str) -> Value {
         let start = self.text.len();
-        self.text.extend_from_slice(s.as_bytes());
+        self.text.push_str(s);
         Value::Text(offset(start), offset(self.text.len()))
     }
 
     /// Writes an address's text into the arena.
     pub(crate) fn ip(&mut self, ip: std::net::IpAddr) -> Value {
+        self.scratch.clear();
+        super::line_text::push_ip(&mut self.scratch, ip);
         let start = self.text.len();
-        super::line_text::push_ip(&mut self.text, ip);
+        // An address's text is ASCII.
+        self.text
+            .push_str(std::str::from_utf8(&self.scratch).unwrap_or(""));
         Value::Text(offset(start), offset(self.text.len()))
     }
 
@@ -124,7 +138,7 @@ impl SpanBatch {
     pub(crate) fn joined(&mut self, pieces: &[&str]) -> Value {
         let start = self.text.len();
         for p in pieces {
-            self.text.extend_from_slice(p.as_bytes());
+            self.text.push_str(p);
         }
         Value::Text(offset(start), offset(self.text.len()))
     }
@@ -132,11 +146,7 @@ impl SpanBatch {
     /// The string a [`Value::Text`] or [`Value::Static`] stands for (empty for an integer).
     pub(crate) fn str_of(&self, value: Value) -> &str {
         match value {
-            Value::Text(a, b) => self
-                .text
-                .get(a as usize..b as usize)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .unwrap_or(""),
+            Value::Text(a, b) => self.text.get(a as usize..b as usize).unwrap_or(""),
             Value::Static(s) => s,
             Value::Int(_) => "",
         }
