@@ -171,3 +171,34 @@ async fn access_log_and_tracing_follow_a_reload() {
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[2].contains("GET /four"), "{}", lines[2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_path_that_cannot_be_opened_rejects_the_reload() {
+    let origin = Origin::start("o");
+    let (listen, metrics) = (free_addr(), free_addr());
+    let gw = Gateway::start(&config(&listen, &metrics, &origin, "a.log", "json", None));
+    let c = client();
+    // A directory: it exists (the config check passes) but cannot be opened for appending.
+    std::fs::create_dir(gw.dir().join("logs.d")).unwrap();
+    gw.write_config(&config(&listen, &metrics, &origin, "logs.d", "json", None));
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(
+        &gw.metrics().await,
+        "switchyard_config_reloads_total",
+        &[("result", "failure")],
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "reload not rejected:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gw.log().contains("access_log.path"), "{}", gw.log());
+    // The old log keeps working.
+    assert_eq!(get(&c, &gw.url("/still")).await.status, 200);
+    let lines = wait_lines(&gw.dir().join("a.log"), 1);
+    assert!(lines.iter().any(|l| l.contains("\"/still\"")), "{lines:?}");
+}
