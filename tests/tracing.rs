@@ -7,139 +7,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
 use support::*;
-
-/// A span as received, with its resource's `service.name`.
-#[derive(Debug, Clone)]
-struct Received {
-    service: String,
-    span: Span,
-}
-
-/// An OTLP/HTTP (protobuf) trace receiver on 127.0.0.1.
-struct Collector {
-    addr: SocketAddr,
-    spans: Arc<Mutex<Vec<Received>>>,
-    posts: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Collector {
-    async fn start() -> Collector {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let posts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-        let (s, p) = (spans.clone(), posts.clone());
-        tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                let (spans, posts) = (s.clone(), p.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (spans, posts) = (spans.clone(), posts.clone());
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let ctype = req
-                                .headers()
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            posts.lock().unwrap().push((path, ctype));
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let export = ExportTraceServiceRequest::decode(body).unwrap();
-                            for rs in export.resource_spans {
-                                let service = rs
-                                    .resource
-                                    .as_ref()
-                                    .and_then(|r| string_attr(&r.attributes, "service.name"))
-                                    .unwrap_or_default();
-                                for ss in rs.scope_spans {
-                                    for span in ss.spans {
-                                        spans.lock().unwrap().push(Received {
-                                            service: service.clone(),
-                                            span,
-                                        });
-                                    }
-                                }
-                            }
-                            let answer = ExportTraceServiceResponse::default().encode_to_vec();
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .header("content-type", "application/x-protobuf")
-                                    .body(Full::new(bytes::Bytes::from(answer)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(conn), svc)
-                        .await;
-                });
-            }
-        });
-        Collector { addr, spans, posts }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
-    }
-
-    /// The spans of trace `trace` (hex), once at least `n` arrived (waits ≤ 8 s; `n` = 0: no
-    /// wait).
-    fn wait_trace(&self, trace: &str, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(8);
-        loop {
-            let got: Vec<Received> = self
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| hex(&r.span.trace_id) == trace)
-                .cloned()
-                .collect();
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(AnyValue::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        }
-    })
-}
-
-fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(AnyValue::IntValue(i)) => Some(*i),
-            _ => None,
-        }
-    })
-}
 
 /// `[tracing]` to `endpoint` with `ratio`; route `/` over `servers` (round robin).
 fn config(endpoint: &str, ratio: f64, servers: &[SocketAddr]) -> String {
@@ -390,4 +262,76 @@ async fn an_unreachable_collector_costs_no_request_and_is_counted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gw.log().contains("cannot export"), "{}", gw.log());
+}
+
+/// Waits (≤ 10 s) until the gateway has counted a failed export.
+async fn wait_export_failure(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(
+        &gw.metrics().await,
+        "switchyard_span_export_failures_total",
+        &[],
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no export failure counted:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_trusted_through_ca_file() {
+    let ca = TestCa::new("otlp-test-ca");
+    let collector = Collector::start_tls(&ca.issue(&["127.0.0.1"])).await;
+    let origin = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = ca.write(dir.path(), "otlp-ca.pem");
+    let plain = config(&collector.url(), 1.0, &[origin.addr()]);
+    assert!(plain.contains("https://127.0.0.1:"), "{plain}");
+    let trusted = plain.replace(
+        "sample_ratio = 1.0\n",
+        &format!("sample_ratio = 1.0\nca_file = \"{}\"\n", ca_path.display()),
+    );
+    let c = client();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traced = |gw: &Gateway| {
+        let url = gw.url("/items/1");
+        let c = c.clone();
+        async move {
+            let tp = format!("00-{trace}-b7ad6b7169203331-01");
+            let r = send(&c, "GET", &url, None, &[("traceparent", tp.as_str())]).await;
+            assert_eq!(r.status, 200);
+        }
+    };
+
+    // Trusted through ca_file: both spans arrive over TLS.
+    let gw = Gateway::start(&trusted);
+    traced(&gw).await;
+    let spans = collector.wait_trace(trace, 2);
+    assert_eq!(spans.len(), 2, "{}", gw.log());
+    assert_eq!(
+        metric_sum(
+            &gw.metrics().await,
+            "switchyard_span_export_failures_total",
+            &[]
+        ),
+        0.0
+    );
+    drop(gw);
+
+    // Without it, the test CA is not trusted: the export fails, is counted and logged, and the
+    // request is still served.
+    let before = collector.all().len();
+    let gw = Gateway::start(&plain);
+    traced(&gw).await;
+    wait_export_failure(&gw).await;
+    assert!(gw.log().contains("cannot export"), "{}", gw.log());
+    assert_eq!(
+        collector.all().len(),
+        before,
+        "spans sent to an untrusted collector"
+    );
 }

@@ -16,6 +16,7 @@
 //! * [`UpgradeOrigin`]: answers an `Upgrade: websocket` request with `101`, then echoes bytes.
 //! * [`RawOrigin`]: an HTTP/1 origin that records every byte it receives and answers with
 //!   scripted bytes (malformed responses included); [`upstream_section_for`] names it in a config.
+//! * [`Collector`]: a real OTLP/HTTP trace receiver (plain or TLS) decoding protobuf spans.
 //!
 //! Nothing here talks to anything but 127.0.0.0/8 and ::1, and every wait is bounded.
 
@@ -28,6 +29,7 @@ mod etcd;
 mod gateway;
 mod metrics;
 mod origin;
+mod otlp;
 mod raw_origin;
 mod tls;
 mod upgrade_origin;
@@ -35,8 +37,8 @@ mod upgrade_origin;
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
 pub use {
-    binary::*, client::*, config::*, etcd::*, gateway::*, metrics::*, origin::*, raw_origin::*,
-    tls::*, upgrade_origin::*,
+    binary::*, client::*, config::*, etcd::*, gateway::*, metrics::*, origin::*, otlp::*,
+    raw_origin::*, tls::*, upgrade_origin::*,
 };
 
 use std::collections::BTreeMap;

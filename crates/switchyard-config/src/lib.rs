@@ -49,7 +49,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
 ///
 /// Like [`parse_str`], and in addition relative TLS file paths (`listeners[].tls.cert`, `.key`,
 /// `.certificates[].cert` and `.key`, `.client_ca`; `upstreams[].tls.ca`, `.client_cert` and
-/// `.client_key`) are resolved against the directory of the config file and must name existing
+/// `.client_key`; `tracing.ca_file`) are resolved against the directory of the config file and must name existing
 /// files; a relative `[access_log].path` is resolved the same way and its directory must exist;
 /// the returned [`Config`] holds the resolved paths.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
@@ -150,6 +150,9 @@ fn resolve_files(cfg: &mut Config, base: &Path) -> ConfigErrors {
                 }
             }
         }
+    }
+    if let Some(ca) = cfg.tracing.as_mut().and_then(|t| t.ca_file.as_mut()) {
+        check("tracing.ca_file".to_string(), ca);
     }
     errors
 }

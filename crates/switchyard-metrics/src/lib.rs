@@ -85,6 +85,9 @@ pub struct Metrics {
     /// `switchyard_span_export_failures_total`: span batches the OTLP exporter failed to send
     /// (collector unreachable or refusing).
     pub span_export_failures_total: IntCounter,
+    /// `switchyard_spans_dropped_total`: finished spans dropped because the exporter's queue was
+    /// full (tracing never blocks a request).
+    pub spans_dropped_total: IntCounter,
     /// `switchyard_requests_total{route="",upstream="",code}` series, resolved once per code.
     unrouted: CodeCounters,
 }
@@ -194,6 +197,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         span_export_failures_total: register_int_counter!(
             "switchyard_span_export_failures_total",
             "Span batches the OTLP exporter failed to send."
+        )?,
+        spans_dropped_total: register_int_counter!(
+            "switchyard_spans_dropped_total",
+            "Finished spans dropped because the exporter's queue was full."
         )?,
         unrouted: CodeCounters::new("", ""),
     })
@@ -330,6 +337,11 @@ fn unregistered() -> Metrics {
         span_export_failures_total: IntCounter::new(
             "switchyard_span_export_failures_total",
             "switchyard_span_export_failures_total",
+        )
+        .expect("valid opts"),
+        spans_dropped_total: IntCounter::new(
+            "switchyard_spans_dropped_total",
+            "switchyard_spans_dropped_total",
         )
         .expect("valid opts"),
         unrouted: CodeCounters::new("", ""),

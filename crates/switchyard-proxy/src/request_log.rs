@@ -49,7 +49,7 @@ pub(crate) fn record(
     let host = strip_port(request_host(req));
     let user_agent = req.headers.get(http::header::USER_AGENT);
     let body_bytes_sent = session.body_bytes_sent() as u64;
-    if let Some(log) = &telemetry.access_log {
+    if let Some(log) = telemetry.access_log() {
         let rec = HttpRecord {
             start,
             request_id: ctx.request_id.as_ref().map(|v| v.as_bytes()),
@@ -80,7 +80,7 @@ pub(crate) fn record(
             AccessLogFormat::Combined => rec.combined(),
         });
     }
-    let (Some(tracer), Some(trace)) = (&telemetry.tracer, &ctx.trace) else {
+    let (Some(tracer), Some(trace)) = (telemetry.tracer(), &ctx.trace) else {
         return;
     };
     if !trace.sampled {

@@ -463,7 +463,7 @@ impl ProxyHttp for HttpGateway {
         ctx.attempt_span = new_span_id();
         if self.telemetry.records() {
             ctx.server = Some(server.spec.id.clone());
-            if self.telemetry.tracer.is_some() && ctx.trace.is_some_and(|t| t.sampled) {
+            if self.telemetry.traces() && ctx.trace.is_some_and(|t| t.sampled) {
                 ctx.spans
                     .push(AttemptSpan::begin(ctx.attempt_span, &server.spec));
             }

@@ -42,7 +42,8 @@ pub struct Shared {
     last_reload: Mutex<Option<ReloadReport>>,
     /// Embedder extensions, in registration order.
     extensions: Vec<Arc<dyn Extension>>,
-    /// The access log and span exporter (set once when the gateway is built).
+    /// The access log and span exporter (set once when the gateway is built; reloads change
+    /// what it holds).
     telemetry: OnceLock<Arc<Telemetry>>,
     /// The fleet this instance belongs to (`[cluster]`), set once at start-up.
     fleet: OnceLock<Arc<dyn Fleet>>,
@@ -204,10 +205,18 @@ impl Shared {
     /// [`crate::reload`].
     pub fn apply(&self, cfg: Config) -> ReloadReport {
         let current = self.runtime.load_full();
+        // `[access_log]` and `[tracing]` changes are started first (a log path that cannot be
+        // opened fails the reload) and put in use with the new runtime.
+        let telemetry = self.telemetry();
+        let staged = match telemetry.stage(&cfg) {
+            Ok(staged) => staged,
+            Err(e) => return ReloadReport::failed(vec![e.to_string()]),
+        };
         match reload::next_runtime(&current, cfg, self.metrics) {
             Ok((next, needs_upgrade)) => {
                 self.start_health(&next);
                 self.runtime.store(Arc::new(next));
+                staged.commit();
                 ReloadReport::applied(needs_upgrade)
             }
             Err(report) => report,

@@ -135,7 +135,7 @@ impl TcpProxy {
 
     /// Proxies one client connection to the end; with an access log, writes its line.
     pub async fn handle(&self, client: Stream) -> TcpOutcome {
-        let Some(log) = &self.telemetry.access_log else {
+        let Some(log) = self.telemetry.access_log() else {
             return self.serve(client, &mut None).await;
         };
         let since = Instant::now();

@@ -51,8 +51,8 @@ pub enum AccessLogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
-    /// `otlp_endpoint`: the full URL spans are POSTed to (OTLP over HTTP, protobuf). Default
-    /// `http://127.0.0.1:4318/v1/traces`.
+    /// `otlp_endpoint`: the full URL spans are POSTed to (OTLP over HTTP, protobuf), `http://`
+    /// or `https://`. Default `http://127.0.0.1:4318/v1/traces`.
     #[serde(default = "default_otlp_endpoint")]
     pub otlp_endpoint: String,
     /// `service_name`: the `service.name` resource attribute. Default `switchyard`.
@@ -62,6 +62,11 @@ pub struct TracingConfig {
     /// sampled, 0.0 to 1.0. Requests with a `traceparent` follow its sampled flag. Default 1.0.
     #[serde(default = "default_sample_ratio")]
     pub sample_ratio: f64,
+    /// `ca_file`: PEM certificates trusted for an `https` endpoint, in addition to the
+    /// built-in public roots (the OpenTelemetry Collector's `tls.ca_file`, Envoy's
+    /// `trusted_ca`). Relative to the config file. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Default for TracingConfig {
@@ -70,6 +75,7 @@ impl Default for TracingConfig {
             otlp_endpoint: default_otlp_endpoint(),
             service_name: default_service_name(),
             sample_ratio: default_sample_ratio(),
+            ca_file: None,
         }
     }
 }

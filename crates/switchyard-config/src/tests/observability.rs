@@ -36,9 +36,13 @@ fn access_log_and_tracing_rules() {
     assert_error(text, "tracing.sample_ratio", "sample_ratio");
     assert_error(text, "tracing.otlp_endpoint", "otlp_endpoint");
     assert_error(text, "tracing.service_name", "service_name");
-    let text = "[tracing]\notlp_endpoint = \"https://collector:4318/v1/traces\"\n";
-    let e = assert_error(text, "tracing.otlp_endpoint", "otlp_endpoint");
-    assert!(e.message.contains("https"), "{e}");
+    let ok = parse_str("[tracing]\notlp_endpoint = \"https://collector:4318/v1/traces\"\n");
+    assert!(ok.is_ok(), "https endpoints are accepted: {ok:?}");
+    let text =
+        "[tracing]\notlp_endpoint = \"http://collector:4318/v1/traces\"\nca_file = \"ca.pem\"\n";
+    assert_error(text, "tracing.ca_file", "ca_file");
+    let text = "[tracing]\notlp_endpoint = \"ftp://collector/v1/traces\"\n";
+    assert_error(text, "tracing.otlp_endpoint", "otlp_endpoint");
     let text = "[tracing]\notlp_endpoint = \"http://:4318/v1/traces\"\n";
     assert_error(text, "tracing.otlp_endpoint", "otlp_endpoint");
     let ok = parse_str(

@@ -16,28 +16,29 @@ impl Validator {
             if let Err(msg) = check_otlp_endpoint(&t.otlp_endpoint) {
                 self.err("tracing.otlp_endpoint", msg);
             }
+            if t.ca_file.is_some() && !t.otlp_endpoint.starts_with("https://") {
+                self.err(
+                    "tracing.ca_file",
+                    "only used with an https:// otlp_endpoint",
+                );
+            }
         }
     }
 }
 
-/// `otlp_endpoint` must be `http://host[:port][/path]`.
+/// `otlp_endpoint` must be `http://` or `https://host[:port][/path]`.
 fn check_otlp_endpoint(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(
-            "https is not supported: send spans to a local collector over http \
-                    (e.g. http://127.0.0.1:4318/v1/traces), which forwards them with TLS"
-                .to_string(),
-        );
-    }
     let authority = url
         .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
         .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
     match authority {
         Some(a) if !a.is_empty() && !a.starts_with(':') && !a.contains(char::is_whitespace) => {
             Ok(())
         }
         _ => Err(format!(
-            "`{url}` is not an http:// URL with a host (e.g. http://127.0.0.1:4318/v1/traces)"
+            "`{url}` is not an http:// or https:// URL with a host \
+             (e.g. http://127.0.0.1:4318/v1/traces)"
         )),
     }
 }

@@ -1,45 +1,40 @@
 //! OpenTelemetry spans: one server span per request and one client span per upstream attempt,
-//! built when the request ends (with the ids already sent in `traceparent`) and handed to the
-//! SDK's batch span processor, whose own thread exports them over OTLP/HTTP (protobuf, the
-//! `opentelemetry-otlp` exporter). The request path only enqueues (a full queue drops spans); an
-//! unreachable collector costs no request. [`Tracer::end_span`] is the one place a span is
-//! built, for server and client spans alike.
+//! built when the request ends (with the ids already sent in `traceparent`) as fixed-size
+//! [`SpanRecord`]s appended to the [`SpanQueue`] (their strings copied into the batch's shared
+//! text buffer: no allocation per span); the exporter's own thread ([`super::otlp_exporter`])
+//! turns them into `opentelemetry-proto` messages and POSTs them over OTLP/HTTP (protobuf). The
+//! request path only appends (a full queue drops spans, counted); an unreachable collector costs
+//! no request.
+//!
+//! Why not the OpenTelemetry SDK's `BatchSpanProcessor` and `opentelemetry-otlp`'s exporter (used
+//! until session 8): measured with callgrind, they cost +31.5% instructions per request at
+//! `sample_ratio = 1.0` (a `SpanData` with an owned `String` per attribute on the request thread,
+//! then on the exporter thread a second conversion into new proto messages, grouped by scope
+//! through a SipHash map). `docs/benchmarks.md` has the figures.
 //!
 //! Sampling is parent-based: a request with a `traceparent` follows its sampled flag; a new
 //! trace is sampled when its trace id falls under `sample_ratio` (the rule of OpenTelemetry's
 //! `TraceIdRatioBased`, so every service using it agrees on a trace).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor,
-};
-use opentelemetry_sdk::Resource;
 use switchyard_balance::{ServerId, ServerSpec};
 use switchyard_config::TracingConfig;
 use switchyard_metrics::prometheus::IntCounter;
 
-use super::counting_exporter::CountingExporter;
+use super::otlp_exporter::{Destination, ExporterThread, EXPORT_TIMEOUT};
+use super::span_queue::SpanQueue;
+use super::span_record::{Kind, SpanBatch, SpanRecord, Value};
 use super::trace_context::{self, TraceContext};
 use crate::error::BuildError;
-
-/// Spans waiting for export; more are dropped.
-const QUEUE_SPANS: usize = 8192;
-/// How long one export may take before it counts as failed.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The span exporter of a gateway with `[tracing]`.
 #[derive(Debug)]
 pub struct Tracer {
-    processor: BatchSpanProcessor,
-    scope: InstrumentationScope,
+    queue: Arc<SpanQueue>,
+    thread: Mutex<ExporterThread>,
     /// New traces whose id maps below this are sampled.
     threshold: u64,
 }
@@ -118,50 +113,63 @@ pub struct ServerSpan<'a> {
 }
 
 impl Tracer {
-    /// Builds the OTLP/HTTP exporter and starts the batch processor's thread. Export failures
-    /// are counted in `failures`.
+    /// Starts the exporter's thread. Failed exports are counted in `failures`, spans dropped
+    /// by a full queue in `dropped`.
     pub fn start(
         cfg: &TracingConfig,
         instance_id: &str,
         failures: IntCounter,
+        dropped: IntCounter,
     ) -> Result<Tracer, BuildError> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(cfg.otlp_endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(|e| BuildError::Invalid {
-                key: "tracing.otlp_endpoint".to_string(),
-                reason: e.to_string(),
-            })?;
-        let exporter = CountingExporter {
-            inner: exporter,
-            failures,
+        let queue = Arc::new(SpanQueue::default());
+        let resource = vec![
+            ("service.name", cfg.service_name.clone()),
+            ("service.instance.id", instance_id.to_string()),
+            ("service.version", env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        let dest = Destination {
             endpoint: cfg.otlp_endpoint.clone(),
-            failing: Default::default(),
+            failures,
+            dropped,
         };
-        let config = BatchConfigBuilder::default()
-            .with_max_queue_size(QUEUE_SPANS)
-            .with_scheduled_delay(Duration::from_secs(1))
-            .build();
-        let mut processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(config)
-            .build();
-        processor.set_resource(
-            &Resource::builder_empty()
-                .with_service_name(cfg.service_name.clone())
-                .with_attributes([
-                    KeyValue::new("service.instance.id", instance_id.to_string()),
-                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                ])
-                .build(),
-        );
+        let ca = match &cfg.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| BuildError::Invalid {
+                    key: "tracing.ca_file".to_string(),
+                    reason: format!("cannot read {path}: {e}"),
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    BuildError::Invalid {
+                        key: "tracing.ca_file".to_string(),
+                        reason: format!("{path}: {e}"),
+                    }
+                })?;
+                if certs.is_empty() {
+                    return Err(BuildError::Invalid {
+                        key: "tracing.ca_file".to_string(),
+                        reason: format!("{path}: no PEM certificate"),
+                    });
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let thread = ExporterThread::start(Arc::clone(&queue), dest, resource, move || {
+            let mut client = reqwest::blocking::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .use_rustls_tls();
+            for cert in ca {
+                client = client.add_root_certificate(cert);
+            }
+            client.build().map_err(|e| e.to_string())
+        })
+        .map_err(|reason| BuildError::Invalid {
+            key: "tracing.otlp_endpoint".to_string(),
+            reason,
+        })?;
         Ok(Tracer {
-            processor,
-            scope: InstrumentationScope::builder("switchyard")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
+            queue,
+            thread: Mutex::new(thread),
             threshold: ratio_threshold(cfg.sample_ratio),
         })
     }
@@ -175,196 +183,166 @@ impl Tracer {
     /// Queues the request's server span and one client span per attempt (`now` is the end of
     /// the request, on both clocks).
     pub fn export(&self, s: &ServerSpan<'_>, attempts: &[AttemptSpan], now: (Instant, SystemTime)) {
-        let trace_id = TraceId::from_bytes(s.trace.trace_id);
-        let server_span = SpanId::from_bytes(s.trace.span_id);
-        let name = match s.route_template {
-            Some(t) => {
-                let mut name = String::with_capacity(s.method.len() + 1 + t.len());
-                name.push_str(s.method);
-                name.push(' ');
-                name.push_str(t);
-                Cow::Owned(name)
-            }
-            None => method_name(s.method),
-        };
-        let mut attrs = Vec::with_capacity(16);
-        attrs.push(KeyValue::new("http.request.method", method_name(s.method)));
-        attrs.push(KeyValue::new("url.path", s.path.to_string()));
-        if let Some(q) = s.query {
-            attrs.push(KeyValue::new("url.query", q.to_string()));
-        }
-        let scheme = if s.scheme == "https" { "https" } else { "http" };
-        attrs.push(KeyValue::new("url.scheme", scheme));
-        if !s.host.is_empty() {
-            attrs.push(KeyValue::new("server.address", s.host.to_string()));
-        }
-        if let Some(t) = s.route_template {
-            attrs.push(KeyValue::new("http.route", t.to_string()));
-        }
-        attrs.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(s.status),
-        ));
-        attrs.push(KeyValue::new(
-            "network.protocol.version",
-            s.protocol_version,
-        ));
-        if let Some(ip) = s.client_ip {
-            attrs.push(KeyValue::new("client.address", ip_text(ip)));
-        }
-        if let Some(ua) = s.user_agent {
-            attrs.push(KeyValue::new("user_agent.original", ua.to_string()));
-        }
-        if let Some(id) = s.request_id {
-            attrs.push(KeyValue::new("switchyard.request_id", id.to_string()));
-        }
-        if let Some(r) = s.route {
-            attrs.push(KeyValue::new("switchyard.route", r.to_string()));
-        }
-        if let Some(u) = s.upstream {
-            attrs.push(KeyValue::new("switchyard.upstream", u.to_string()));
-        }
-        let failed = s.status >= 500 || s.status == 0;
-        if let Some(e) = s.error.filter(|_| failed) {
-            attrs.push(KeyValue::new("error.type", e.to_string()));
-        } else if failed {
-            attrs.push(KeyValue::new("error.type", s.status.to_string()));
-        }
-        self.end_span(Span {
-            context: span_context(trace_id, server_span),
-            parent: s
-                .trace
-                .parent_id
-                .map_or(SpanId::INVALID, SpanId::from_bytes),
-            remote_parent: s.trace.parent_id.is_some(),
-            kind: SpanKind::Server,
-            name,
-            start: s.start,
-            end: s.start + s.duration,
-            attributes: attrs,
-            failed,
-        });
         let (now, wall) = now;
-        let at = |t: Instant| wall - now.saturating_duration_since(t);
-        for (retry, a) in attempts.iter().enumerate() {
-            let (attributes, failed) = attempt_attributes(s.method, retry, a);
-            self.end_span(Span {
-                context: span_context(trace_id, SpanId::from_bytes(a.span_id)),
-                parent: server_span,
-                remote_parent: false,
-                kind: SpanKind::Client,
-                name: method_name(s.method),
-                start: at(a.start),
-                end: at(a.end.unwrap_or(now)),
-                attributes,
-                failed,
-            });
-        }
-    }
-
-    /// Hands one finished span to the batch processor.
-    fn end_span(&self, span: Span) {
-        self.processor.on_end(SpanData {
-            span_context: span.context,
-            parent_span_id: span.parent,
-            parent_span_is_remote: span.remote_parent,
-            span_kind: span.kind,
-            name: span.name,
-            start_time: span.start,
-            end_time: span.end,
-            attributes: span.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: if span.failed {
-                Status::error("")
-            } else {
-                Status::Unset
-            },
-            instrumentation_scope: self.scope.clone(),
+        let at = |t: Instant| unix_nano(wall - now.saturating_duration_since(t));
+        let start = unix_nano(s.start);
+        let end = unix_nano(s.start + s.duration);
+        self.queue.push(1 + attempts.len(), |batch| {
+            let mut server = server_record(batch, s);
+            server.start_unix_nano = start;
+            server.end_unix_nano = end;
+            batch.spans.push(server);
+            let method = method_value(batch, s.method);
+            for (retry, a) in attempts.iter().enumerate() {
+                let mut client = SpanRecord::new(
+                    s.trace.trace_id,
+                    a.span_id,
+                    Some(s.trace.span_id),
+                    Kind::Client,
+                    method,
+                );
+                client.start_unix_nano = at(a.start);
+                client.end_unix_nano = at(a.end.unwrap_or(now));
+                attempt_attributes(batch, &mut client, method, retry, a);
+                batch.spans.push(client);
+            }
         });
     }
 
     /// Exports what is queued and stops the exporter's thread (at process exit), waiting at
     /// most a few seconds.
     pub fn close(&self) {
-        if let Err(e) = self.processor.shutdown_with_timeout(Duration::from_secs(3)) {
-            log::warn!("tracing: spans lost at exit: {e}");
+        self.queue.stop();
+        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if !thread.join(Duration::from_secs(3)) {
+            log::warn!("tracing: spans still queued at exit were not all exported");
         }
     }
 }
 
-/// A finished span, as [`Tracer::end_span`] hands it to the SDK.
-struct Span {
-    context: SpanContext,
-    parent: SpanId,
-    remote_parent: bool,
-    kind: SpanKind,
-    name: Cow<'static, str>,
-    start: SystemTime,
-    end: SystemTime,
-    attributes: Vec<KeyValue>,
-    failed: bool,
+impl Drop for Tracer {
+    /// A tracer replaced by a reload: its thread exports what is queued, then stops.
+    fn drop(&mut self) {
+        self.queue.stop();
+    }
+}
+
+/// The server span of a request, its strings copied into `batch`.
+fn server_record(batch: &mut SpanBatch, s: &ServerSpan<'_>) -> SpanRecord {
+    let method = method_value(batch, s.method);
+    let name = match s.route_template {
+        Some(t) => batch.joined(&[s.method, " ", t]),
+        None => method,
+    };
+    let mut r = SpanRecord::new(
+        s.trace.trace_id,
+        s.trace.span_id,
+        s.trace.parent_id,
+        Kind::Server,
+        name,
+    );
+    r.remote_parent = s.trace.parent_id.is_some();
+    r.attr("http.request.method", method);
+    let path = batch.text(s.path);
+    r.attr("url.path", path);
+    if let Some(q) = s.query {
+        let q = batch.text(q);
+        r.attr("url.query", q);
+    }
+    let scheme = if s.scheme == "https" { "https" } else { "http" };
+    r.attr("url.scheme", Value::Static(scheme));
+    if !s.host.is_empty() {
+        let host = batch.text(s.host);
+        r.attr("server.address", host);
+    }
+    if let Some(t) = s.route_template {
+        let t = batch.text(t);
+        r.attr("http.route", t);
+    }
+    r.attr("http.response.status_code", Value::Int(i64::from(s.status)));
+    r.attr(
+        "network.protocol.version",
+        Value::Static(s.protocol_version),
+    );
+    if let Some(ip) = s.client_ip {
+        let ip = batch.ip(ip);
+        r.attr("client.address", ip);
+    }
+    let optional: [(&'static str, Option<&str>); 4] = [
+        ("user_agent.original", s.user_agent),
+        ("switchyard.request_id", s.request_id),
+        ("switchyard.route", s.route),
+        ("switchyard.upstream", s.upstream),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            let v = batch.text(v);
+            r.attr(key, v);
+        }
+    }
+    r.failed = s.status >= 500 || s.status == 0;
+    if let Some(e) = s.error.filter(|_| r.failed) {
+        let e = batch.text(e);
+        r.attr("error.type", e);
+    } else if r.failed {
+        r.attr("error.type", status_value(batch, s.status));
+    }
+    r
 }
 
 /// The attributes of an attempt's client span (the `retry`-th, from 0), and whether it failed.
-fn attempt_attributes(method: &str, retry: usize, a: &AttemptSpan) -> (Vec<KeyValue>, bool) {
-    let mut attrs = Vec::with_capacity(8);
-    attrs.push(KeyValue::new("http.request.method", method_name(method)));
+fn attempt_attributes(
+    batch: &mut SpanBatch,
+    r: &mut SpanRecord,
+    method: Value,
+    retry: usize,
+    a: &AttemptSpan,
+) {
+    r.attr("http.request.method", method);
     if let Some(addr) = a.addr {
-        attrs.push(KeyValue::new("server.address", ip_text(addr.ip())));
-        attrs.push(KeyValue::new("server.port", i64::from(addr.port())));
+        let ip = batch.ip(addr.ip());
+        r.attr("server.address", ip);
+        r.attr("server.port", Value::Int(i64::from(addr.port())));
     }
-    attrs.push(KeyValue::new(
-        "switchyard.server",
-        a.server.as_str().to_string(),
-    ));
+    let server = batch.text(a.server.as_str());
+    r.attr("switchyard.server", server);
     let retry = i64::try_from(retry).unwrap_or(i64::MAX);
-    attrs.push(KeyValue::new("switchyard.retry", retry));
+    r.attr("switchyard.retry", Value::Int(retry));
     if retry > 0 {
-        attrs.push(KeyValue::new("http.request.resend_count", retry));
+        r.attr("http.request.resend_count", Value::Int(retry));
     }
     if let Some(status) = a.status {
-        attrs.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
+        r.attr("http.response.status_code", Value::Int(i64::from(status)));
     }
-    let failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
+    r.failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
     if let Some(e) = a.error {
-        attrs.push(KeyValue::new("error.type", e));
+        r.attr("error.type", Value::Static(e));
     } else if let Some(s) = a.status.filter(|s| *s >= 500) {
-        attrs.push(KeyValue::new("error.type", s.to_string()));
+        r.attr("error.type", status_value(batch, s));
     }
-    (attrs, failed)
 }
 
-/// The method as a span name or attribute value: the standard methods without allocating.
-fn method_name(method: &str) -> Cow<'static, str> {
+/// The method as a span name or attribute value: the standard methods without copying.
+fn method_value(batch: &mut SpanBatch, method: &str) -> Value {
     const STANDARD: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
     match STANDARD.iter().find(|m| **m == method) {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.to_string()),
+        Some(m) => Value::Static(m),
+        None => batch.text(method),
     }
 }
 
-/// An address as its text, without the formatting machinery.
-fn ip_text(ip: std::net::IpAddr) -> String {
-    let mut text = Vec::with_capacity(15);
-    super::line_text::push_ip(&mut text, ip);
-    String::from_utf8(text).unwrap_or_default()
+/// A status code as text (`error.type` of a 5xx answer).
+fn status_value(batch: &mut SpanBatch, status: u16) -> Value {
+    let mut buf = itoa::Buffer::new();
+    batch.text(buf.format(status))
 }
 
-fn span_context(trace_id: TraceId, span_id: SpanId) -> SpanContext {
-    SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::SAMPLED,
-        false,
-        TraceState::default(),
-    )
+/// Nanoseconds since the Unix epoch (0 before it).
+fn unix_nano(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// `TraceIdRatioBased`'s bound for `ratio`: trace ids whose last 8 bytes, shifted right by one,
