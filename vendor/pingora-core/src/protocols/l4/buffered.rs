@@ -47,10 +47,17 @@ impl<S: std::fmt::Debug> std::fmt::Debug for BufferedStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BufferedStream")
             .field("inner", &self.inner)
-            .field("read", &format_args!("{}/{}", self.read_buffered().len(), self.read_capacity))
+            .field(
+                "read",
+                &format_args!("{}/{}", self.read_buffered().len(), self.read_capacity),
+            )
             .field(
                 "write",
-                &format_args!("{}/{}", self.write_buf.len() - self.write_pos, self.write_capacity),
+                &format_args!(
+                    "{}/{}",
+                    self.write_buf.len() - self.write_pos,
+                    self.write_capacity
+                ),
             )
             .finish()
     }
