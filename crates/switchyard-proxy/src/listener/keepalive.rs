@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use switchyard_metrics::Metrics;
 
@@ -76,8 +76,8 @@ async fn next_request_arrives(
 /// waits for the next request *inside* the proxy's request future (tens of KiB, all of it touched
 /// by the previous request), so every idle keep-alive connection holds one. Here the request
 /// future ends with its response; the idle wait is a one-byte peek in this small future, and the
-/// next request future is only created once a byte has arrived. HTTP/2 and TLS streams (which
-/// cannot peek) keep Pingora's loop.
+/// next request future is only created once a byte has arrived. The same holds for HTTP/1 over
+/// TLS; HTTP/2 (prior knowledge, or negotiated by ALPN) keeps Pingora's loop.
 ///
 /// With HTTP/1.1 pipelining enabled on the sessions (the app's choice; Switchyard's gateway
 /// enables it), a session can end with the next request already read and held by Pingora; the
@@ -119,7 +119,10 @@ where
             }
             Box::new(wrapped)
         };
-        let generic = options.is_some_and(|o| o.force_custom) || tls;
+        // HTTP/2 negotiated by ALPN (and custom protocols) stay with Pingora's loop; HTTP/1 over
+        // TLS idles here like plain HTTP/1 (the one-byte wait reads through the TLS stream).
+        let generic = options.is_some_and(|o| o.force_custom)
+            || (tls && !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)));
         if generic {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }

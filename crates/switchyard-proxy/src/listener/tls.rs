@@ -94,14 +94,21 @@ where
                 return None;
             }
         };
+        // The handshake's state (rustls' and the timer's, several KiB) is boxed for the few
+        // round trips it lasts: inline, it would size this future, which lives as long as the
+        // connection (every idle keep-alive connection would carry it).
         let accepted = if tls.verifies_clients() {
-            tokio::time::timeout(
+            Box::pin(tokio::time::timeout(
                 self.deadline,
                 handshake_with_callback(&tls.acceptor, l4, &RecordSubject),
-            )
+            ))
             .await
         } else {
-            tokio::time::timeout(self.deadline, handshake(&tls.acceptor, l4)).await
+            Box::pin(tokio::time::timeout(
+                self.deadline,
+                handshake(&tls.acceptor, l4),
+            ))
+            .await
         };
         drop(tls);
         let tls_stream = match accepted {
