@@ -2,11 +2,13 @@
 //! per request, the idle wait between requests outside any request future, pipelined requests
 //! in order, and prior-knowledge HTTP/2 told apart at the first bytes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
@@ -34,6 +36,41 @@ impl<A> KeepAliveDriver<A> {
             listener: Arc::from(listener),
             metrics,
         }
+    }
+}
+
+/// The future of one request on an HTTP/1 connection (Pingora's, boxed).
+type RequestFuture<'a> = Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>>;
+
+impl<A: HttpServerApp + Send + Sync + 'static> KeepAliveDriver<A> {
+    /// The first request of an HTTP/1 connection. A plain function returning Pingora's boxed
+    /// request future, so that the session it builds is never a local of the connection's
+    /// future (which lives as long as the connection: an idle one would keep room for it).
+    fn first_request<'a>(
+        &'a self,
+        stream: Stream,
+        shutdown: &'a ShutdownWatch,
+    ) -> RequestFuture<'a> {
+        let options = self.inner.server_options();
+        let mut session = ServerSession::new_http1(stream);
+        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        self.inner.process_new_http(session, shutdown)
+    }
+
+    /// A later request of the connection, with the settings the previous one left.
+    fn next_request<'a>(
+        &'a self,
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        shutdown: &'a ShutdownWatch,
+    ) -> RequestFuture<'a> {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        self.inner.process_new_http(session, shutdown)
     }
 }
 
@@ -126,11 +163,7 @@ where
         if generic {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
-        let mut session = ServerSession::new_http1(stream);
-        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
-        let mut result = self.inner.process_new_http(session, shutdown).await;
+        let mut result = self.first_request(stream, shutdown).await;
         // One receiver for the connection's life, not one per request.
         let mut watch = shutdown.clone();
         let idle_cap = self.timeout > KEEPALIVE_IDLE_MAX;
@@ -151,11 +184,7 @@ where
             if !held_by_pingora && !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
                 return None;
             }
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            result = self.inner.process_new_http(session, shutdown).await;
+            result = self.next_request(stream, settings, shutdown).await;
         }
         None
     }
