@@ -43,6 +43,9 @@
 #   SCEN_IDLE_CONNS=10000 SCEN_IDLE_HOLD=3   (c: seconds the connections stay idle before the
 #                                             second RSS reading)
 #   SCEN_C_MODES="plain tls"                  (c: over plain HTTP, over TLS, or both)
+#   SCEN_C_TLS_CONNS=5000                     (c: at most this many over TLS: the Python client
+#                                             needs ~6 ms per handshake, and connections idle for
+#                                             60 s before the last one opens would be closed)
 #   SCEN_D_SECONDS=10 SCEN_D_CONNS=64 SCEN_D_THREADS=2 SCEN_D_FAST_MS=2 SCEN_D_SLOW_MS=20
 #   SCEN_D_LIMIT=16 SCEN_D_QUEUE=128 SCEN_D_QUEUE_TIMEOUT_MS=1000 SCEN_D_ROUNDS=3
 #   SCEN_PORT_BASE=19000    ports BASE+1 .. BASE+40 on 127.0.0.1 (checked free first)
@@ -74,6 +77,7 @@ RELOAD_START="${SCEN_RELOAD_START:-2}"
 IDLE_CONNS="${SCEN_IDLE_CONNS:-10000}"
 IDLE_HOLD="${SCEN_IDLE_HOLD:-3}"
 C_MODES="${SCEN_C_MODES:-plain tls}"
+C_TLS_CONNS="${SCEN_C_TLS_CONNS:-5000}"
 D_SECONDS="${SCEN_D_SECONDS:-10}"
 D_CONNS="${SCEN_D_CONNS:-64}"
 D_THREADS="${SCEN_D_THREADS:-2}"
@@ -92,7 +96,7 @@ DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 log() { printf '[scenarios] %s\n' "$*" >&2; }
 die() { printf '[scenarios] error: %s\n' "$*" >&2; exit 1; }
 
-for v in "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START" \
+for v in "$C_TLS_CONNS" "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START" \
   "$D_SECONDS" "$D_CONNS" "$D_THREADS" "$D_FAST_MS" "$D_SLOW_MS" "$D_LIMIT" "$D_QUEUE" "$D_QUEUE_TIMEOUT_MS" "$D_ROUNDS"; do
   case "$v" in '' | *[!0-9]*) die "numeric settings must be integers (got '$v')" ;; esac
 done
@@ -711,6 +715,7 @@ scenario_c_mode() {
   local p="$1" mode="$2" port
   port="$(proxy_port "$p")"
   local conns="$IDLE_CONNS"
+  if [ "$mode" = tls ] && [ "$conns" -gt "$C_TLS_CONNS" ]; then conns="$C_TLS_CONNS"; fi
   if [ "$p" = haproxy ] && [ "$conns" -gt $((HAPROXY_MAXCONN - 50)) ]; then
     conns=$((HAPROXY_MAXCONN - 50))
     log "c/haproxy: only $conns connections (maxconn $HAPROXY_MAXCONN fits the open-file limit $NOFILE)"
@@ -755,19 +760,21 @@ scenario_c_mode() {
   log "c/$p/$mode: RSS $before → $after KiB with $open open ($est established at the proxy), $released KiB after closing; ok $ok bad $bad failed $failed; closed by the proxy while idle: ${closed:-?}"
 }
 
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+
 report_c() {
   echo "### (c) Memory per idle keep-alive client connection"
   echo
-  echo "$IDLE_CONNS client connections (source addresses 127.0.0.1–127.0.0.8), each sends one \`GET /\`, reads the 200 and stays open and idle; RSS = \`VmRSS\` summed over the proxy's processes (NGINX and HAProxy: master + worker), read before opening, ${IDLE_HOLD} s after the last connection got its response, and 2 s after all were closed."
+  echo "$IDLE_CONNS client connections over plain HTTP, at most $C_TLS_CONNS over TLS (source addresses 127.0.0.1–127.0.0.8), each sends one \`GET /\`, reads the 200 and stays open and idle; RSS = \`VmRSS\` summed over the proxy's processes (NGINX and HAProxy: master + worker), read before opening, ${IDLE_HOLD} s after the last connection got its response, and 2 s after all were closed."
   echo
   echo "| proxy | transport | RSS before | RSS with connections | growth | KiB per connection | MiB per 10,000 | RSS after closing (connections left) | connections held (client / at proxy) | errors | closed by proxy while idle |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   local p before after released ok bad failed open est closed n left mode
   while IFS=$'\t' read -r p before after released ok bad failed open est closed n left mode; do
-    echo "| $(proxy_label "$p") | $(if [ "$mode" = tls ]; then echo "TLS 1.3"; else echo "plain"; fi) | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') ($left left) | $open / $est | $((bad + failed)) | $closed |"
+    echo "| $(proxy_label "$p") | $(if [ "$mode" = tls ]; then echo "TLS 1.3"; else echo "plain"; fi) | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$(min "$open" "$est")" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$(min "$open" "$est")" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') ($left left) | $open / $est | $((bad + failed)) | $closed |"
   done <"$TMP/c.tsv"
   echo
-  echo "KiB per connection = (RSS with connections − RSS before) ÷ connections held; MiB per 10,000 = that × 10,000. This is user-space memory of the proxy only; the kernel's socket buffers are not in RSS. TLS: each client (Python's \`ssl\`) completes a TLS 1.3 handshake with ALPN \`http/1.1\`, no session resumption, against the same self-signed ECDSA P-256 certificate on every proxy."
+  echo "KiB per connection = (RSS with connections − RSS before) ÷ connections held (the smaller of the client's and the proxy's count); MiB per 10,000 = that × 10,000. This is user-space memory of the proxy only; the kernel's socket buffers are not in RSS. TLS: each client (Python's \`ssl\`) completes a TLS 1.3 handshake with ALPN \`http/1.1\`, no session resumption, against the same self-signed ECDSA P-256 certificate on every proxy."
   if [ "$HAPROXY_MAXCONN" -lt $((IDLE_CONNS + 50)) ] && grep -q '^haproxy' "$TMP/c.tsv"; then
     echo "HAProxy refuses to start unless the open-file limit covers 2 × \`maxconn\`; the limit here is $NOFILE (the hard limit cannot be raised in this container), so HAProxy ran with \`maxconn $HAPROXY_MAXCONN\` and held fewer connections (see the table)."
   fi
