@@ -42,6 +42,32 @@ impl<A> KeepAliveDriver<A> {
 /// The future of one request on an HTTP/1 connection (Pingora's, boxed).
 type RequestFuture<'a> = Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>>;
 
+impl<A> KeepAliveDriver<A> {
+    /// `stream` wrapped in a [`DeadlineStream`], and (with `h2c`) what its first bytes say.
+    /// Boxed: it runs once per connection, and inline its state would size the connection's
+    /// future for its whole life.
+    fn wrap(
+        &self,
+        stream: Stream,
+        h2c: bool,
+    ) -> Pin<Box<dyn Future<Output = (Stream, Preface)> + Send>> {
+        let mut wrapped = DeadlineStream::new(
+            stream,
+            self.timeout,
+            Arc::clone(&self.listener),
+            self.metrics,
+        );
+        Box::pin(async move {
+            let preface = if h2c {
+                wrapped.h2_preface().await
+            } else {
+                Preface::H1
+            };
+            (Box::new(wrapped) as Stream, preface)
+        })
+    }
+}
+
 impl<A: HttpServerApp + Send + Sync + 'static> KeepAliveDriver<A> {
     /// The first request of an HTTP/1 connection. A plain function returning Pingora's boxed
     /// request future, so that the session it builds is never a local of the connection's
@@ -136,25 +162,16 @@ where
         let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
             stream
         } else {
-            let mut wrapped = DeadlineStream::new(
-                stream,
-                self.timeout,
-                Arc::clone(&self.listener),
-                self.metrics,
-            );
             // Prior-knowledge HTTP/2 on a plain listener: told apart here, at the first bytes,
             // rather than by Pingora's check (see `DeadlineStream::h2_preface`).
-            if !tls && options.is_some_and(|o| o.h2c) {
-                match wrapped.h2_preface().await {
-                    Preface::H2 => {
-                        return ServerApp::process_new(&self.inner, Box::new(wrapped), shutdown)
-                            .await;
-                    }
-                    Preface::Gone => return None,
-                    Preface::H1 => {}
+            let h2c = !tls && options.is_some_and(|o| o.h2c);
+            match self.wrap(stream, h2c).await {
+                (stream, Preface::H2) => {
+                    return ServerApp::process_new(&self.inner, stream, shutdown).await;
                 }
+                (_, Preface::Gone) => return None,
+                (stream, Preface::H1) => stream,
             }
-            Box::new(wrapped)
         };
         // HTTP/2 negotiated by ALPN (and custom protocols) stay with Pingora's loop; HTTP/1 over
         // TLS idles here like plain HTTP/1 (the one-byte wait reads through the TLS stream).
