@@ -1,7 +1,7 @@
 """Opens N keep-alive client connections to a proxy, sends one request on each, reads the
 response, then keeps every connection open and idle until told to close.
 
-    idle_conns.py --port P --conns N [--path /] [--hold-max S] [--ready-file F] [--release-file F]
+    idle_conns.py --port P --conns N [--tls] [--path /] [--hold-max S] [--ready-file F] [--release-file F]
 
 Protocol with bench/scenarios/run.sh: once every connection has had its response, prints
 `READY ok=<2xx> bad=<other> failed=<connect/read errors> open=<sockets open>` on stdout and
@@ -12,6 +12,10 @@ seconds pass), checks how many connections the proxy closed meanwhile, prints
 Only 127.0.0.0/8: source addresses rotate over 127.0.0.1 .. 127.0.0.8 (with
 IP_BIND_ADDRESS_NO_PORT) so that one destination never runs out of ephemeral ports.
 Connections are opened in batches (default 256) so the listen backlog never overflows.
+
+--tls: every connection first completes a TLS handshake (ALPN http/1.1, no certificate check —
+the proxies use a self-signed test certificate —, no session resumption: each connection holds
+its own full TLS state at the proxy).
 """
 
 import argparse
@@ -19,6 +23,7 @@ import os
 import resource
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -35,7 +40,16 @@ def main():
     ap.add_argument("--ready-file")
     ap.add_argument("--release-file")
     ap.add_argument("--timeout", type=float, default=120.0, help="bound on opening everything")
+    ap.add_argument("--tls", action="store_true", help="TLS to the proxy (no certificate check)")
     a = ap.parse_args()
+
+    tls = None
+    if a.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        tls.set_alpn_protocols(["http/1.1"])
+        tls.options |= ssl.OP_NO_TICKET
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.conns + 64
@@ -65,6 +79,8 @@ def main():
                 s.bind((sources[i % len(sources)], 0))
                 s.settimeout(5)
                 s.connect(("127.0.0.1", a.port))
+                if tls is not None:
+                    s = tls.wrap_socket(s, server_hostname="localhost")
                 s.sendall(req)
                 batch.append(s)
             except OSError:
@@ -127,6 +143,8 @@ def main():
         try:
             if not by_fd[fd].recv(1):
                 closed += 1
+        except (ssl.SSLWantReadError, BlockingIOError):
+            pass  # TLS: a record without application data (e.g. a session ticket), not a close
         except OSError:
             closed += 1
     print(f"CLOSED_BY_PEER {closed}", flush=True)

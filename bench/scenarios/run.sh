@@ -11,7 +11,10 @@
 #                 Switchyard: SIGHUP; NGINX: SIGHUP to the master (= `nginx -s reload`); HAProxy:
 #                 master-worker (`-W`), SIGUSR2 to the master (new worker, old one `-sf`).
 #   c  memory     SCEN_IDLE_CONNS keep-alive client connections, each sends one request and then
-#                 idles; RSS growth of the proxy (VmRSS of all its processes) per connection.
+#                 idles; RSS growth of the proxy (VmRSS of all its processes) per connection. Once
+#                 over plain HTTP and once over TLS (SCEN_C_MODES): every proxy terminates TLS 1.3
+#                 with the same self-signed ECDSA P-256 certificate (made here with openssl),
+#                 ALPN http/1.1, no session resumption.
 #   d  overload   three demo origins, o2 slowed to SCEN_D_SLOW_MS per answer (the others
 #                 SCEN_D_FAST_MS), under `wrk -tSCEN_D_THREADS -cSCEN_D_CONNS -dSCEN_D_SECONDS --latency`:
 #                 Switchyard wrr without limits, wrr with max_in_flight_per_server = SCEN_D_LIMIT +
@@ -39,6 +42,10 @@
 #   SCEN_B_SECONDS=15 SCEN_RELOADS=20 SCEN_RELOAD_EVERY=0.5 SCEN_RELOAD_START=2
 #   SCEN_IDLE_CONNS=10000 SCEN_IDLE_HOLD=3   (c: seconds the connections stay idle before the
 #                                             second RSS reading)
+#   SCEN_C_MODES="plain tls"                  (c: over plain HTTP, over TLS, or both)
+#   SCEN_C_TLS_CONNS=5000                     (c: at most this many over TLS: the Python client
+#                                             needs ~6 ms per handshake, and connections idle for
+#                                             60 s before the last one opens would be closed)
 #   SCEN_D_SECONDS=10 SCEN_D_CONNS=64 SCEN_D_THREADS=2 SCEN_D_FAST_MS=2 SCEN_D_SLOW_MS=20
 #   SCEN_D_LIMIT=16 SCEN_D_QUEUE=128 SCEN_D_QUEUE_TIMEOUT_MS=1000 SCEN_D_ROUNDS=3
 #   SCEN_PORT_BASE=19000    ports BASE+1 .. BASE+40 on 127.0.0.1 (checked free first)
@@ -69,6 +76,8 @@ RELOAD_EVERY="${SCEN_RELOAD_EVERY:-0.5}"
 RELOAD_START="${SCEN_RELOAD_START:-2}"
 IDLE_CONNS="${SCEN_IDLE_CONNS:-10000}"
 IDLE_HOLD="${SCEN_IDLE_HOLD:-3}"
+C_MODES="${SCEN_C_MODES:-plain tls}"
+C_TLS_CONNS="${SCEN_C_TLS_CONNS:-5000}"
 D_SECONDS="${SCEN_D_SECONDS:-10}"
 D_CONNS="${SCEN_D_CONNS:-64}"
 D_THREADS="${SCEN_D_THREADS:-2}"
@@ -87,12 +96,13 @@ DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 log() { printf '[scenarios] %s\n' "$*" >&2; }
 die() { printf '[scenarios] error: %s\n' "$*" >&2; exit 1; }
 
-for v in "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START" \
+for v in "$C_TLS_CONNS" "$CONNS" "$A_SECONDS" "$KILL_AT" "$RESTART_AT" "$B_SECONDS" "$RELOADS" "$IDLE_CONNS" "$IDLE_HOLD" "$PORT_BASE" "$RELOAD_START" \
   "$D_SECONDS" "$D_CONNS" "$D_THREADS" "$D_FAST_MS" "$D_SLOW_MS" "$D_LIMIT" "$D_QUEUE" "$D_QUEUE_TIMEOUT_MS" "$D_ROUNDS"; do
   case "$v" in '' | *[!0-9]*) die "numeric settings must be integers (got '$v')" ;; esac
 done
 [ "$KILL_AT" -lt "$RESTART_AT" ] && [ "$RESTART_AT" -lt "$A_SECONDS" ] || die "need SCEN_KILL_AT < SCEN_RESTART_AT < SCEN_A_SECONDS"
 for s in $SCENARIO; do case "$s" in a | b | c | d) ;; *) die "unknown scenario '$s' (a b c d)" ;; esac; done
+for m in $C_MODES; do case "$m" in plain | tls) ;; *) die "unknown SCEN_C_MODES entry '$m' (plain tls)" ;; esac; done
 for p in $PROXIES; do case "$p" in switchyard | nginx | haproxy) ;; *) die "unknown proxy '$p'" ;; esac; done
 
 now_ms() { date +%s%3N; }
@@ -110,6 +120,7 @@ ensure_tools() {
   command -v taskset >/dev/null 2>&1 || need+=(util-linux)
   command -v ss >/dev/null 2>&1 || need+=(iproute2)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   if [ ${#need[@]} -gt 0 ]; then
     local sudo=
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -277,6 +288,26 @@ ALL_PORTS="${P_O[*]} $P_NGINX $P_HAPROXY $P_HAPROXY_STATS $P_SY $P_SY_METRICS"
 proxy_port() { case "$1" in switchyard) echo "$P_SY" ;; nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;; esac; }
 proxy_label() { case "$1" in switchyard) echo "Switchyard" ;; nginx) echo "NGINX" ;; haproxy) echo "HAProxy" ;; esac; }
 
+# PROXY_TLS=1: the proxies terminate TLS with $TMP/tls/{cert,key,combined}.pem (make_cert).
+nginx_tls() {
+  [ -n "${PROXY_TLS:-}" ] || return 0
+  printf '    ssl_certificate %s/tls/cert.pem;\n    ssl_certificate_key %s/tls/key.pem;\n' "$TMP" "$TMP"
+  printf '    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets off;\n'
+}
+
+scheme() { if [ -n "${PROXY_TLS:-}" ]; then echo https; else echo http; fi; }
+
+# make_cert: a self-signed ECDSA P-256 certificate for 127.0.0.1 in $TMP/tls (once).
+make_cert() {
+  [ -e "$TMP/tls/combined.pem" ] && return 0
+  mkdir -p "$TMP/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" >/dev/null 2>&1 || die "openssl could not make a test certificate"
+  cat "$TMP/tls/cert.pem" "$TMP/tls/key.pem" >"$TMP/tls/combined.pem"
+  chmod 644 "$TMP/tls/"*.pem
+}
+
 # nginx_conf FILE NSERVERS
 nginx_conf() {
   local file="$1" n="$2" i servers=""
@@ -304,7 +335,8 @@ $servers    keepalive 64;
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:$P_NGINX;
+    listen 127.0.0.1:$P_NGINX${PROXY_TLS:+ ssl};
+$(nginx_tls)
     location / {
       proxy_pass http://origins;
       proxy_http_version 1.1;
@@ -344,7 +376,7 @@ defaults
   option redispatch
 
 frontend fe
-  bind 127.0.0.1:$P_HAPROXY
+  bind 127.0.0.1:$P_HAPROXY${PROXY_TLS:+ ssl crt $TMP/tls/combined.pem alpn http/1.1 no-tls-tickets}
   default_backend origins
 
 backend origins
@@ -370,7 +402,12 @@ switchyard_conf() {
     # Idle keep-alive client connections are closed after header_timeout_ms (default 10 s);
     # NGINX and HAProxy are given 120 s above, so Switchyard is too.
     printf '[limits]\nheader_timeout_ms = 120000\n\n'
-    printf '[[listeners]]\nname = "web"\nprotocol = "http"\nlisten = "127.0.0.1:%s"\n\n' "$P_SY"
+    if [ -n "${PROXY_TLS:-}" ]; then
+      printf '[[listeners]]\nname = "web"\nprotocol = "https"\nlisten = "127.0.0.1:%s"\n' "$P_SY"
+      printf 'tls = { cert = "%s/tls/cert.pem", key = "%s/tls/key.pem" }\n\n' "$TMP" "$TMP"
+    else
+      printf '[[listeners]]\nname = "web"\nprotocol = "http"\nlisten = "127.0.0.1:%s"\n\n' "$P_SY"
+    fi
     printf '[[routes]]\nname = "all"\nlisteners = ["web"]\npath_prefix = "/"\nupstream = "origins"\n'
     printf 'timeout_ms = 5000\nconnect_timeout_ms = 1000\n\n'
     # SY_ALGORITHM / SY_UPSTREAM_EXTRA: scenario d's variants (defaults: plain wrr).
@@ -454,14 +491,14 @@ warm() {
   local port i ok=0
   port="$(proxy_port "$1")"
   for i in $(seq 1 100); do
-    if [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$port/")" = 200 ]; then
+    if [ "$(curl -sk -o /dev/null -m 2 -w '%{http_code}' "$(scheme)://127.0.0.1:$port/")" = 200 ]; then
       ok=$((ok + 1))
       [ "$ok" -ge 6 ] && break
     fi
     sleep 0.1
   done
   [ "$ok" -ge 6 ] || log "warning: $1 answered only $ok × 200 while warming up"
-  timeout 10 taskset -c 0 wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  timeout 10 taskset -c 0 wrk -t1 -c"$CONNS" -d1s "$(scheme)://127.0.0.1:$port/" >/dev/null 2>&1 || true
 }
 
 # health_state PROXY ORIGIN_INDEX: 1 if the proxy has the origin in rotation, 0 if not, ? if unknown.
@@ -662,14 +699,28 @@ report_b() {
 # c: memory per idle keep-alive connection
 # ---------------------------------------------------------------------------------------------
 scenario_c() {
-  local p="$1" port
+  local m
+  for m in $C_MODES; do
+    if [ "$m" = tls ]; then
+      make_cert
+      PROXY_TLS=1 scenario_c_mode "$1" tls
+    else
+      PROXY_TLS="" scenario_c_mode "$1" plain
+    fi
+  done
+}
+
+# scenario_c_mode PROXY MODE: one run of scenario c (PROXY_TLS set for MODE tls).
+scenario_c_mode() {
+  local p="$1" mode="$2" port
   port="$(proxy_port "$p")"
   local conns="$IDLE_CONNS"
+  if [ "$mode" = tls ] && [ "$conns" -gt "$C_TLS_CONNS" ]; then conns="$C_TLS_CONNS"; fi
   if [ "$p" = haproxy ] && [ "$conns" -gt $((HAPROXY_MAXCONN - 50)) ]; then
     conns=$((HAPROXY_MAXCONN - 50))
     log "c/haproxy: only $conns connections (maxconn $HAPROXY_MAXCONN fits the open-file limit $NOFILE)"
   fi
-  log "c/$p: $conns idle keep-alive connections"
+  log "c/$p/$mode: $conns idle keep-alive connections"
   start_origins
   start_proxy "$p" 3
   warm "$p"
@@ -677,7 +728,7 @@ scenario_c() {
   local before after released est ready="$TMP/c-$p.ready" release="$TMP/c-$p.release" out="$TMP/c-$p.client"
   rm -f "$ready" "$release"
   before="$(rss_kib "$PROXY_PID")"
-  taskset -c 0 "$PYTHON" "$HERE/idle_conns.py" --port "$port" --conns "$conns" \
+  taskset -c 0 "$PYTHON" "$HERE/idle_conns.py" --port "$port" --conns "$conns" ${PROXY_TLS:+--tls} \
     --hold-max 120 --timeout 120 --ready-file "$ready" --release-file "$release" >"$out" 2>&1 &
   local cpid=$! i
   PIDS+=("$cpid")
@@ -705,23 +756,25 @@ scenario_c() {
   failed="$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$line")"
   open="$(sed -n 's/.* open=\([0-9]*\).*/\1/p' <<<"$line")"
   closed="$(awk '/^CLOSED_BY_PEER/ { print $2 }' "$out")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$before" "$after" "$released" "$ok" "$bad" "$failed" "$open" "$est" "${closed:-?}" "$conns" "$left" >>"$TMP/c.tsv"
-  log "c/$p: RSS $before → $after KiB with $open open ($est established at the proxy), $released KiB after closing; ok $ok bad $bad failed $failed; closed by the proxy while idle: ${closed:-?}"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$before" "$after" "$released" "$ok" "$bad" "$failed" "$open" "$est" "${closed:-?}" "$conns" "$left" "$mode" >>"$TMP/c.tsv"
+  log "c/$p/$mode: RSS $before → $after KiB with $open open ($est established at the proxy), $released KiB after closing; ok $ok bad $bad failed $failed; closed by the proxy while idle: ${closed:-?}"
 }
+
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
 report_c() {
   echo "### (c) Memory per idle keep-alive client connection"
   echo
-  echo "$IDLE_CONNS client connections (source addresses 127.0.0.1–127.0.0.8), each sends one \`GET /\`, reads the 200 and stays open and idle; RSS = \`VmRSS\` summed over the proxy's processes (NGINX and HAProxy: master + worker), read before opening, ${IDLE_HOLD} s after the last connection got its response, and 2 s after all were closed."
+  echo "$IDLE_CONNS client connections over plain HTTP, at most $C_TLS_CONNS over TLS (source addresses 127.0.0.1–127.0.0.8), each sends one \`GET /\`, reads the 200 and stays open and idle; RSS = \`VmRSS\` summed over the proxy's processes (NGINX and HAProxy: master + worker), read before opening, ${IDLE_HOLD} s after the last connection got its response, and 2 s after all were closed."
   echo
-  echo "| proxy | RSS before | RSS with connections | growth | KiB per connection | MiB per 10,000 | RSS after closing (connections left) | connections held (client / at proxy) | errors | closed by proxy while idle |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  local p before after released ok bad failed open est closed n left
-  while IFS=$'\t' read -r p before after released ok bad failed open est closed n left; do
-    echo "| $(proxy_label "$p") | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$open" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') ($left left) | $open / $est | $((bad + failed)) | $closed |"
+  echo "| proxy | transport | RSS before | RSS with connections | growth | KiB per connection | MiB per 10,000 | RSS after closing (connections left) | connections held (client / at proxy) | errors | closed by proxy while idle |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local p before after released ok bad failed open est closed n left mode
+  while IFS=$'\t' read -r p before after released ok bad failed open est closed n left mode; do
+    echo "| $(proxy_label "$p") | $(if [ "$mode" = tls ]; then echo "TLS 1.3"; else echo "plain"; fi) | $(awk -v v="$before" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v v="$after" 'BEGIN { printf "%.1f MiB", v / 1024 }') | $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f MiB", (a - b) / 1024 }') | $(awk -v a="$after" -v b="$before" -v n="$(min "$open" "$est")" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }') | $(awk -v a="$after" -v b="$before" -v n="$(min "$open" "$est")" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n * 10000 / 1024; else print "n/a" }') | $(awk -v v="$released" 'BEGIN { printf "%.1f MiB", v / 1024 }') ($left left) | $open / $est | $((bad + failed)) | $closed |"
   done <"$TMP/c.tsv"
   echo
-  echo "KiB per connection = (RSS with connections − RSS before) ÷ connections held; MiB per 10,000 = that × 10,000. This is user-space memory of the proxy only; the kernel's socket buffers are not in RSS."
+  echo "KiB per connection = (RSS with connections − RSS before) ÷ connections held (the smaller of the client's and the proxy's count); MiB per 10,000 = that × 10,000. This is user-space memory of the proxy only; the kernel's socket buffers are not in RSS. TLS: each client (Python's \`ssl\`) completes a TLS 1.3 handshake with ALPN \`http/1.1\`, no session resumption, against the same self-signed ECDSA P-256 certificate on every proxy."
   if [ "$HAPROXY_MAXCONN" -lt $((IDLE_CONNS + 50)) ] && grep -q '^haproxy' "$TMP/c.tsv"; then
     echo "HAProxy refuses to start unless the open-file limit covers 2 × \`maxconn\`; the limit here is $NOFILE (the hard limit cannot be raised in this container), so HAProxy ran with \`maxconn $HAPROXY_MAXCONN\` and held fewer connections (see the table)."
   fi

@@ -1,5 +1,7 @@
 //! [`ConnLimit`]: at most `max_connections` client connections of a listener at once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,22 @@ impl<A> ConnLimit<A> {
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
+
+    /// Writes the refusal to `stream` and closes it (1 s at most). Boxed: the write and its
+    /// timer would otherwise size the future of every connection served, for its whole life.
+    fn refuse(&self, mut stream: Stream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let refusal = self.refusal;
+        Box::pin(async move {
+            let reply = async {
+                if !refusal.is_empty() {
+                    let _ = stream.write_all(refusal).await;
+                }
+                let _ = stream.flush().await;
+                Shutdown::shutdown(stream.as_mut()).await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), reply).await;
+        })
+    }
 }
 
 #[async_trait]
@@ -80,7 +98,7 @@ where
 {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if self.max == 0 {
@@ -97,14 +115,7 @@ where
                 before,
                 self.max
             );
-            let reply = async {
-                if !self.refusal.is_empty() {
-                    let _ = stream.write_all(self.refusal).await;
-                }
-                let _ = stream.flush().await;
-                Shutdown::shutdown(stream.as_mut()).await;
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(1), reply).await;
+            self.refuse(stream).await;
             return None;
         }
         // Serve every keep-alive round here, so that the slot is held for the connection's life.

@@ -2,13 +2,15 @@
 //! per request, the idle wait between requests outside any request future, pipelined requests
 //! in order, and prior-knowledge HTTP/2 told apart at the first bytes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use switchyard_metrics::Metrics;
 
@@ -34,6 +36,67 @@ impl<A> KeepAliveDriver<A> {
             listener: Arc::from(listener),
             metrics,
         }
+    }
+}
+
+/// The future of one request on an HTTP/1 connection (Pingora's, boxed).
+type RequestFuture<'a> = Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>>;
+
+impl<A> KeepAliveDriver<A> {
+    /// `stream` wrapped in a [`DeadlineStream`], and (with `h2c`) what its first bytes say.
+    /// Boxed: it runs once per connection, and inline its state would size the connection's
+    /// future for its whole life.
+    fn wrap(
+        &self,
+        stream: Stream,
+        h2c: bool,
+    ) -> Pin<Box<dyn Future<Output = (Stream, Preface)> + Send>> {
+        let mut wrapped = DeadlineStream::new(
+            stream,
+            self.timeout,
+            Arc::clone(&self.listener),
+            self.metrics,
+        );
+        Box::pin(async move {
+            let preface = if h2c {
+                wrapped.h2_preface().await
+            } else {
+                Preface::H1
+            };
+            (Box::new(wrapped) as Stream, preface)
+        })
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> KeepAliveDriver<A> {
+    /// The first request of an HTTP/1 connection. A plain function returning Pingora's boxed
+    /// request future, so that the session it builds is never a local of the connection's
+    /// future (which lives as long as the connection: an idle one would keep room for it).
+    fn first_request<'a>(
+        &'a self,
+        stream: Stream,
+        shutdown: &'a ShutdownWatch,
+    ) -> RequestFuture<'a> {
+        let options = self.inner.server_options();
+        let mut session = ServerSession::new_http1(stream);
+        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        self.inner.process_new_http(session, shutdown)
+    }
+
+    /// A later request of the connection, with the settings the previous one left.
+    fn next_request<'a>(
+        &'a self,
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        shutdown: &'a ShutdownWatch,
+    ) -> RequestFuture<'a> {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        self.inner.process_new_http(session, shutdown)
     }
 }
 
@@ -76,8 +139,8 @@ async fn next_request_arrives(
 /// waits for the next request *inside* the proxy's request future (tens of KiB, all of it touched
 /// by the previous request), so every idle keep-alive connection holds one. Here the request
 /// future ends with its response; the idle wait is a one-byte peek in this small future, and the
-/// next request future is only created once a byte has arrived. HTTP/2 and TLS streams (which
-/// cannot peek) keep Pingora's loop.
+/// next request future is only created once a byte has arrived. The same holds for HTTP/1 over
+/// TLS; HTTP/2 (prior knowledge, or negotiated by ALPN) keeps Pingora's loop.
 ///
 /// With HTTP/1.1 pipelining enabled on the sessions (the app's choice; Switchyard's gateway
 /// enables it), a session can end with the next request already read and held by Pingora; the
@@ -99,35 +162,25 @@ where
         let stream: Stream = if stream.as_any().is::<DeadlineStream>() {
             stream
         } else {
-            let mut wrapped = DeadlineStream::new(
-                stream,
-                self.timeout,
-                Arc::clone(&self.listener),
-                self.metrics,
-            );
             // Prior-knowledge HTTP/2 on a plain listener: told apart here, at the first bytes,
             // rather than by Pingora's check (see `DeadlineStream::h2_preface`).
-            if !tls && options.is_some_and(|o| o.h2c) {
-                match wrapped.h2_preface().await {
-                    Preface::H2 => {
-                        return ServerApp::process_new(&self.inner, Box::new(wrapped), shutdown)
-                            .await;
-                    }
-                    Preface::Gone => return None,
-                    Preface::H1 => {}
+            let h2c = !tls && options.is_some_and(|o| o.h2c);
+            match self.wrap(stream, h2c).await {
+                (stream, Preface::H2) => {
+                    return ServerApp::process_new(&self.inner, stream, shutdown).await;
                 }
+                (_, Preface::Gone) => return None,
+                (stream, Preface::H1) => stream,
             }
-            Box::new(wrapped)
         };
-        let generic = options.is_some_and(|o| o.force_custom) || tls;
+        // HTTP/2 negotiated by ALPN (and custom protocols) stay with Pingora's loop; HTTP/1 over
+        // TLS idles here like plain HTTP/1 (the one-byte wait reads through the TLS stream).
+        let generic = options.is_some_and(|o| o.force_custom)
+            || (tls && !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)));
         if generic {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
-        let mut session = ServerSession::new_http1(stream);
-        // As Pingora's loop does: no keep-alive once shutting down, else 60 s.
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
-        let mut result = self.inner.process_new_http(session, shutdown).await;
+        let mut result = self.first_request(stream, shutdown).await;
         // One receiver for the connection's life, not one per request.
         let mut watch = shutdown.clone();
         let idle_cap = self.timeout > KEEPALIVE_IDLE_MAX;
@@ -148,11 +201,7 @@ where
             if !held_by_pingora && !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
                 return None;
             }
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            result = self.inner.process_new_http(session, shutdown).await;
+            result = self.next_request(stream, settings, shutdown).await;
         }
         None
     }

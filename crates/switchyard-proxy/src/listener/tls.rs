@@ -70,16 +70,10 @@ impl<A> TlsTerminate<A> {
     }
 }
 
-#[async_trait]
-impl<A> ServerApp for TlsTerminate<A>
-where
-    A: ServerApp + Send + Sync + 'static,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl<A> TlsTerminate<A> {
+    /// The TLS handshake of `stream` under the deadline: the TLS stream, or `None` (logged and
+    /// counted) when it fails or times out.
+    async fn accept(&self, stream: Stream) -> Option<Stream> {
         let Some(tls) = self.current() else {
             log::error!("listener {}: no TLS settings; closing", self.listener);
             return None;
@@ -104,12 +98,12 @@ where
             tokio::time::timeout(self.deadline, handshake(&tls.acceptor, l4)).await
         };
         drop(tls);
-        let tls_stream = match accepted {
-            Ok(Ok(s)) => s,
+        match accepted {
+            Ok(Ok(s)) => Some(Box::new(s)),
             Ok(Err(e)) => {
                 log::debug!("listener {}: TLS handshake failed: {e}", self.listener);
                 self.count("handshake_failed");
-                return None;
+                None
             }
             Err(_) => {
                 log::debug!(
@@ -118,10 +112,27 @@ where
                     self.deadline.as_millis()
                 );
                 self.count("handshake_timeout");
-                return None;
+                None
             }
-        };
-        super::serve_all_rounds(&self.inner, Box::new(tls_stream), shutdown).await;
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for TlsTerminate<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // The handshake is boxed for the few round trips it lasts: its state (rustls', the
+        // timer's, and the TLS stream by value until it is boxed, several KiB) would otherwise
+        // size this future, which lives as long as the connection.
+        let tls_stream = Box::pin(self.accept(stream)).await?;
+        super::serve_all_rounds(&self.inner, tls_stream, shutdown).await;
         None
     }
 

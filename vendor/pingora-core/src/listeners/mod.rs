@@ -290,6 +290,12 @@ impl TransportStack {
         self.l4.as_str()
     }
 
+    /// The address this endpoint listens on, once bound (tests bind to port 0).
+    #[cfg(test)]
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.l4.local_addr()
+    }
+
     pub async fn accept(&self) -> Result<UninitializedStream> {
         let stream = self.l4.accept().await?;
         Ok(UninitializedStream {

@@ -14,6 +14,7 @@
 
 //! Transport layer protocol implementation
 
+mod buffered;
 pub mod ext;
 pub mod listener;
 pub mod socket;
