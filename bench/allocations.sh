@@ -13,9 +13,9 @@
 # AL_SECONDS more are counted and divided by the requests completed in that window.
 #
 # Environment:
-#   AL_PEERS="switchyard"                      labels to count: `switchyard`, `bare`, or a label
-#                                               of AL_EXTRA
-#   AL_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds
+#   AL_PEERS="switchyard"                      labels to count: `switchyard`, `bare`, `bare0`, or a
+#                                               label of AL_EXTRA (as in bench/callgrind.sh)
+#   AL_EXTRA="label=/path/to/switchyard[@file.toml] ..."   more Switchyard builds
 #   AL_SECONDS=6 AL_WARMUP=2 AL_CONNS=4 AL_PORT_BASE=18600 AL_TOP=20 AL_DEPTH=12
 #   AL_OUT=target/bench                         where the dumps are kept (allocations-<peer>.out)
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN, DEMO_ORIGIN_BIN   (default: $CARGO_TARGET_DIR/release/…)
@@ -38,29 +38,21 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
-P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
+P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3)); P_METRICS=$((BASE + 4))
+BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
+EXTRA="${AL_EXTRA:-}"
 
 log() { printf '[allocations] %s\n' "$*" >&2; }
 die() { printf '[allocations] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
 case "$SECS$WARMUP$DEPTH$CONNS$BASE$TOP" in *[!0-9]*) die "AL_SECONDS/WARMUP/DEPTH/CONNS/PORT_BASE/TOP must be integers" ;; esac
 for tool in valgrind callgrind_control wrk python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (apt-get install valgrind wrk python3)"
 done
 [ -x "$DEMO_ORIGIN_BIN" ] || die "missing $DEMO_ORIGIN_BIN (cargo build --release -p demo-origin)"
 
-TMP="$(mktemp -d /tmp/switchyard-allocations.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# shellcheck source=lib/two-origins.sh
-. "$ROOT/bench/lib/two-origins.sh"
+scratch_dir allocations
 for p in $P_O1 $P_O2 $P_PROXY; do
   port_open "$p" && die "port 127.0.0.1:$p is in use (set AL_PORT_BASE)"
 done
@@ -68,21 +60,9 @@ done
 start_two_origins
 write_two_origin_config allocations
 
-command_of() { # PEER
-  local extra
-  case "$1" in
-    switchyard) echo "$SWITCHYARD_BIN run -c $TMP/switchyard.toml" ;;
-    bare) echo "$BARE_PINGORA_BIN --listen 127.0.0.1:$P_PROXY --upstream 127.0.0.1:$P_O1 --upstream 127.0.0.1:$P_O2" ;;
-    *)
-      for extra in ${AL_EXTRA:-}; do
-        [ "${extra%%=*}" = "$1" ] || continue
-        echo "${extra#*=} run -c $TMP/switchyard.toml"
-        return 0
-      done
-      return 1
-      ;;
-  esac
-}
+# shellcheck source=lib/peers.sh
+. "$ROOT/bench/lib/peers.sh"
+write_peer_configs
 
 ENTRIES="mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned malloc calloc realloc"
 

@@ -48,51 +48,31 @@ BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
+EXTRA="${CG_EXTRA:-}"
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { printf '[callgrind] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
 case "$SECS$WARMUP$CONNS$BASE" in *[!0-9]*) die "CG_SECONDS/WARMUP/CONNS/PORT_BASE must be integers" ;; esac
 
 need=()
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
-case " $PEERS " in *" nginx "*) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx) ;; esac
-case " $PEERS " in *" haproxy "*) command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy) ;; esac
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  log "installing: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+peer_tools_missing
+install_missing "${need[@]}"
 export PATH="$PATH:/usr/sbin"
 
 if [ "${CG_SKIP_BUILD:-0}" != 1 ]; then
-  ./scripts/ensure-build-deps.sh
-  log "building release binaries"
-  cargo build --release -p switchyard -p bare-pingora -p demo-origin >&2
-  case " $PEERS " in
-    *" bare0 "*) CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release \
-      --manifest-path bench/bare-pingora-unpatched/Cargo.toml >&2 ;;
-  esac
+  case " $PEERS " in *" bare0 "*) build_release 1 ;; *) build_release 0 ;; esac
 fi
 case " $PEERS " in *" bare0 "*) [ -x "$BARE_UNPATCHED_BIN" ] || die "missing binary $BARE_UNPATCHED_BIN" ;; esac
-for b in "$SWITCHYARD_BIN" "$BARE_PINGORA_BIN" "$DEMO_ORIGIN_BIN"; do
+case " $PEERS " in *" bare "*) [ -x "$BARE_PINGORA_BIN" ] || die "missing binary $BARE_PINGORA_BIN" ;; esac
+for b in "$SWITCHYARD_BIN" "$DEMO_ORIGIN_BIN"; do
   [ -x "$b" ] || die "missing binary $b"
 done
 
-TMP="$(mktemp -d /tmp/switchyard-callgrind.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# shellcheck source=lib/two-origins.sh
-. "$ROOT/bench/lib/two-origins.sh"
+scratch_dir callgrind
 for p in $P_O1 $P_O2 $P_PROXY $((BASE + 4)); do
   port_open "$p" && die "port 127.0.0.1:$p is in use (set CG_PORT_BASE)"
 done

@@ -18,14 +18,15 @@
 #
 # Environment:
 #   SC_PEERS="switchyard bare bare0 nginx haproxy"   peers (labels as in bench/callgrind.sh,
-#                                                     CG_EXTRA labels included)
+#                                                     SC_EXTRA labels included)
+#   SC_EXTRA="label=/path/to/switchyard[@file.toml] ..."   more Switchyard builds (as CG_EXTRA)
 #   SC_SECONDS=5 SC_WARMUP=2 SC_CONNS=32             window length, warm-up, wrk connections
-#   SC_PORT_BASE=18600                               ports BASE+1 .. BASE+4 on 127.0.0.1
+#   SC_PORT_BASE=18800                               ports BASE+1 .. BASE+4 on 127.0.0.1
 #   SC_SKIP_BUILD=1                                  use the binaries already built
 #   SC_PROFILE=1                                     window C: `perf record -p <pid>` (cpu-clock)
 #                                                    under the same load; prints each peer's top
 #                                                    kernel and user symbols by samples
-#   SWITCHYARD_BIN, BARE_PINGORA_BIN, BARE_UNPATCHED_BIN, DEMO_ORIGIN_BIN, CG_EXTRA
+#   SWITCHYARD_BIN, BARE_PINGORA_BIN, BARE_UNPATCHED_BIN, DEMO_ORIGIN_BIN
 #
 # Only 127.0.0.1 is used; every process started here is stopped on exit; every run is bounded.
 set -euo pipefail
@@ -37,59 +38,38 @@ PEERS="${SC_PEERS:-switchyard bare bare0 nginx haproxy}"
 SECS="${SC_SECONDS:-5}"
 WARMUP="${SC_WARMUP:-2}"
 CONNS="${SC_CONNS:-32}"
-BASE="${SC_PORT_BASE:-18600}"
+BASE="${SC_PORT_BASE:-18800}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="${SWITCHYARD_BIN:-$TARGET_DIR/release/switchyard}"
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3)); P_METRICS=$((BASE + 4))
+EXTRA="${SC_EXTRA:-}"
 CLK_TCK="$(getconf CLK_TCK)"
 
 log() { printf '[syscalls] %s\n' "$*" >&2; }
 die() { printf '[syscalls] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
 case "$SECS$WARMUP$CONNS$BASE" in *[!0-9]*) die "SC_SECONDS/WARMUP/CONNS/PORT_BASE must be integers" ;; esac
 
 need=()
 command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-case " $PEERS " in *" nginx "*) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx) ;; esac
-case " $PEERS " in *" haproxy "*) command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy) ;; esac
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  log "installing: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+peer_tools_missing
+install_missing "${need[@]}"
 export PATH="$PATH:/usr/sbin"
 
 if [ "${SC_SKIP_BUILD:-0}" != 1 ]; then
-  ./scripts/ensure-build-deps.sh
-  log "building release binaries"
-  cargo build --release -p switchyard -p bare-pingora -p demo-origin >&2
-  case " $PEERS " in
-    *" bare0 "*) CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release \
-      --manifest-path bench/bare-pingora-unpatched/Cargo.toml >&2 ;;
-  esac
+  case " $PEERS " in *" bare0 "*) build_release 1 ;; *) build_release 0 ;; esac
 fi
 for b in "$SWITCHYARD_BIN" "$DEMO_ORIGIN_BIN"; do
   [ -x "$b" ] || die "missing binary $b"
 done
 
-TMP="$(mktemp -d /tmp/switchyard-syscalls.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# shellcheck source=lib/two-origins.sh
-. "$ROOT/bench/lib/two-origins.sh"
+scratch_dir syscalls
 for p in $P_O1 $P_O2 $P_PROXY $P_METRICS; do
   port_open "$p" && die "port 127.0.0.1:$p is in use (set SC_PORT_BASE)"
 done
@@ -194,7 +174,7 @@ ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2
 echo "## System calls, context switches and kernel time per request"
 echo
 echo "- Date: $(date -u '+%F %H:%M UTC'); revision $(git rev-parse --short HEAD 2>/dev/null || echo '?'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- Command: \`$(env | grep -E '^(SC_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN|BARE_UNPATCHED_BIN|CG_EXTRA)=' | sort | tr '\n' ' ')bench/syscalls.sh\`"
+echo "- Command: \`$(env | grep -E '^(SC_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN|BARE_UNPATCHED_BIN)=' | sort | tr '\n' ' ')bench/syscalls.sh\`"
 echo "- Load: \`wrk -t1 -c$CONNS\` GET / (CPU 0) through a one-worker proxy (CPU 1), round robin over two demo origins (CPU 0); ${SECS} s per window after ${WARMUP} s warm-up"
 echo
 echo "| proxy | requests (window A) | user µs / req | kernel µs / req | kernel ÷ NGINX | context switches / req | minor page faults / req | syscalls / req (window B, perf trace) | syscalls ÷ NGINX |"

@@ -1,8 +1,9 @@
-# Sourced by bench/callgrind.sh and bench/syscalls.sh: the peers they measure on the set-up of
+# Sourced by bench/callgrind.sh, bench/allocations.sh and bench/syscalls.sh: the peers they measure on the set-up of
 # bench/lib/two-origins.sh — Switchyard (plain and "full"), bare Pingora (patched and unpatched),
 # NGINX and HAProxy, each a one-worker round-robin proxy on 127.0.0.1:$P_PROXY over the two
 # origins with keep-alive upstreams. Expects TMP, P_O1, P_O2, P_PROXY, P_METRICS, SWITCHYARD_BIN,
-# BARE_PINGORA_BIN, BARE_UNPATCHED_BIN and $TMP/switchyard.toml (write_two_origin_config).
+# BARE_PINGORA_BIN, BARE_UNPATCHED_BIN, EXTRA (the caller's "label=BIN[@FILE] ..." list) and
+# $TMP/switchyard.toml (write_two_origin_config).
 
 # Writes the other peers' configs into $TMP.
 write_peer_configs() {
@@ -73,7 +74,7 @@ command_of() {
     nginx) echo "nginx -p $TMP/nginx/ -c $TMP/nginx.conf" ;;
     haproxy) echo "haproxy -db -f $TMP/haproxy.cfg" ;;
     *)
-      for extra in ${CG_EXTRA:-}; do
+      for extra in ${EXTRA:-}; do
         label="${extra%%=*}"; path="${extra#*=}"
         [ "$label" = "$1" ] || continue
         # `label=BIN@FILE`: BIN with FILE's TOML appended to the config (e.g. an [access_log]).
