@@ -26,6 +26,7 @@ pub mod hygiene;
 pub mod listener;
 pub mod listener_tls;
 pub mod log_throttle;
+mod malformed;
 pub mod metrics_endpoint;
 pub mod normalize;
 pub mod observe;

@@ -27,10 +27,12 @@ pub enum Reject {
     BodyTimeout,
     /// A gRPC call routed to an upstream that speaks HTTP/1.1 (gRPC status 13, INTERNAL).
     GrpcNeedsHttp2,
+    /// A request head that cannot be parsed: a malformed request line or header field (`400`).
+    BadRequest,
 }
 
 /// The number of [`Reject`] reasons.
-const REJECT_REASONS: usize = 9;
+const REJECT_REASONS: usize = 10;
 
 impl Reject {
     /// The metric label.
@@ -45,6 +47,7 @@ impl Reject {
             Reject::Method => "method",
             Reject::BodyTimeout => "body_timeout",
             Reject::GrpcNeedsHttp2 => "grpc_needs_http2",
+            Reject::BadRequest => "bad_request",
         }
     }
 }

@@ -130,7 +130,7 @@ fn protocol(v: http::Version) -> &'static str {
 
 /// The response head's length as HTTP/1.1 writes it: status line, `name: value\r\n` per
 /// header, and the blank line (HTTP/2 compresses it; the figure stays comparable).
-fn head_len(resp: &ResponseHeader) -> u64 {
+pub(crate) fn head_len(resp: &ResponseHeader) -> u64 {
     let reason = resp.status.canonical_reason().map_or(0, str::len);
     // "HTTP/1.1 200 " + reason + "\r\n" ... "\r\n"
     let mut n = 13 + reason + 2 + 2;

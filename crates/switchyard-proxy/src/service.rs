@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_balance::{Clock, MonotonicClock};
@@ -33,6 +34,7 @@ use crate::grpc::{self, GrpcCall, GrpcStatus};
 use crate::headers::{instance_id_value, loop_detected, request_host, set_forwarding, strip_port};
 use crate::host::route_name;
 use crate::hygiene::{sanitize, tidy_response_framing};
+use crate::log_throttle::LogThrottle;
 use crate::observe::request_id;
 use crate::observe::trace_context::{new_span_id, traceparent, TraceContext, TRACEPARENT};
 use crate::observe::tracer::AttemptSpan;
@@ -66,6 +68,8 @@ pub struct HttpGateway {
     cdn_loop_id: Option<HeaderValue>,
     /// The access log and span exporter.
     telemetry: Arc<Telemetry>,
+    /// Throttles the `warn` lines about malformed requests.
+    malformed_log: Arc<LogThrottle>,
 }
 
 impl HttpGateway {
@@ -76,6 +80,7 @@ impl HttpGateway {
             listener_hint: shared.snapshot().listener_index(listener),
             rejected: Arc::default(),
             telemetry: shared.telemetry(),
+            malformed_log: Arc::default(),
             shared,
             listener: listener.to_string(),
         }
@@ -806,6 +811,17 @@ impl ProxyHttp for HttpGateway {
             session.as_ref().request_summary(),
             ctx.request_id()
         )
+    }
+
+    async fn malformed_request(&self, session: &mut ServerSession, e: &Error) {
+        let refusal = crate::malformed::Refusal {
+            listener: &self.listener,
+            rejected: &self.rejected,
+            metrics: self.shared.metrics(),
+            telemetry: &self.telemetry,
+            log: &self.malformed_log,
+        };
+        crate::malformed::answer(refusal, session, e).await;
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -352,12 +352,9 @@ where
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
+                    self.inner
+                        .malformed_request(&mut downstream_session, &e)
+                        .await;
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

@@ -499,6 +499,22 @@ pub trait ProxyHttp {
         Ok(None)
     }
 
+    /// Called when a downstream request head cannot be parsed (an `InvalidHTTPHeader` error:
+    /// a malformed request line or header field), before the connection is closed. No request
+    /// header exists, so no [`Session`] or `CTX` is made and no other phase runs for it.
+    ///
+    /// The default answers `400 Bad Request`, as Pingora always has. An implementation may send
+    /// its own response instead (e.g. with a request id), and log or count the refusal; it must
+    /// not read from `session`. Errors writing the response are its own to report.
+    async fn malformed_request(&self, session: &mut HttpSession, _e: &Error)
+    where
+        Self::CTX: Send + Sync,
+    {
+        session.respond_error(400).await.unwrap_or_else(|e| {
+            error!("failed to send error response to downstream: {e}");
+        });
+    }
+
     /// This filter is called when the entire response is sent to the downstream successfully or
     /// there is a fatal error that terminate the request.
     ///

@@ -88,11 +88,19 @@ impl HttpRecord<'_> {
             None => out.extend_from_slice(b",\"client_ip\":null"),
         }
         str_field(out, key!("listener"), Some(self.listener));
-        str_field(out, key!("method"), Some(self.method));
+        str_field(
+            out,
+            key!("method"),
+            Some(self.method).filter(|m| !m.is_empty()),
+        );
         str_field(out, key!("host"), Some(self.host).filter(|h| !h.is_empty()));
-        str_field(out, key!("path"), Some(self.path));
+        str_field(out, key!("path"), Some(self.path).filter(|p| !p.is_empty()));
         str_field(out, key!("query"), self.query);
-        str_field(out, key!("protocol"), Some(self.protocol));
+        str_field(
+            out,
+            key!("protocol"),
+            Some(self.protocol).filter(|p| !p.is_empty()),
+        );
         num_field(out, key!("status"), Some(u64::from(self.status)));
         num_field(out, key!("bytes_sent"), Some(self.bytes_sent));
         num_field(out, key!("body_bytes_sent"), Some(self.body_bytes_sent));
@@ -135,15 +143,20 @@ impl HttpRecord<'_> {
         out.extend_from_slice(b" - - [");
         write_time_local(out, self.start);
         out.extend_from_slice(b"] \"");
-        nginx_escaped(out, self.method.as_bytes());
-        out.push(b' ');
-        nginx_escaped(out, self.path.as_bytes());
-        if let Some(q) = self.query {
-            out.push(b'?');
-            nginx_escaped(out, q.as_bytes());
+        if self.method.is_empty() {
+            // No request line could be read (a malformed request): NGINX's `"-"`.
+            out.push(b'-');
+        } else {
+            nginx_escaped(out, self.method.as_bytes());
+            out.push(b' ');
+            nginx_escaped(out, self.path.as_bytes());
+            if let Some(q) = self.query {
+                out.push(b'?');
+                nginx_escaped(out, q.as_bytes());
+            }
+            out.push(b' ');
+            out.extend_from_slice(self.protocol.as_bytes());
         }
-        out.push(b' ');
-        out.extend_from_slice(self.protocol.as_bytes());
         out.extend_from_slice(b"\" ");
         push_u64(out, u64::from(self.status));
         out.push(b' ');
@@ -214,5 +227,38 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&grpc.json()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["grpc_status"], 14);
+    }
+
+    #[test]
+    fn a_request_with_no_readable_head_has_no_request_line() {
+        let trace = [b'0'; 32];
+        let r = HttpRecord {
+            method: "",
+            host: "",
+            path: "",
+            query: None,
+            protocol: "",
+            status: 400,
+            body_bytes_sent: 0,
+            route: None,
+            upstream: None,
+            server: None,
+            upstream_status: None,
+            attempts: 0,
+            user_agent: None,
+            error: Some("bad_request"),
+            ..record(&trace)
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["method"], serde_json::Value::Null);
+        assert_eq!(v["path"], serde_json::Value::Null);
+        assert_eq!(v["protocol"], serde_json::Value::Null);
+        assert_eq!(v["error"], "bad_request");
+        let combined = String::from_utf8(r.combined()).unwrap_or_default();
+        assert_eq!(
+            combined,
+            "127.0.0.1 - - [06/Dec/2025:05:46:40 +0000] \"-\" 400 0 \"-\" \"-\"\n"
+        );
     }
 }
