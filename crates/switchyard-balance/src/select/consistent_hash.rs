@@ -45,7 +45,7 @@
 
 use super::rng::mix64;
 use super::wrr::WrrTree;
-use super::{fallback, weighted, PickContext, Selector};
+use super::{keyless_pick, walk_ring, weighted, PickContext, Selector};
 use crate::hash::hash_key;
 use crate::server::Server;
 
@@ -53,8 +53,6 @@ use crate::server::Server;
 pub const MIN_TABLE_SIZE: u64 = 65_537;
 /// Slots per server at least (the table is the smallest prime ≥ this × servers).
 pub const SLOTS_PER_SERVER: u64 = 100;
-/// Slots walked past tried servers before scanning.
-const MAX_WALK: usize = 64;
 
 /// Slot → server index: two bytes a slot while the snapshot has at most 65,536 servers (the table
 /// is 100 slots per server, so halving it keeps more of it in cache at 10,000 servers), four
@@ -220,30 +218,15 @@ impl Selector for Maglev {
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let Some(key) = ctx.key else {
             // No key: smooth WRR.
-            let wrr = self.wrr.as_ref()?;
-            for _ in 0..self.candidates.len().min(8) {
-                let i = wrr.next();
-                if ctx.allowed(i) {
-                    return Some(i);
-                }
-            }
-            return fallback(ctx, &self.candidates);
+            return keyless_pick(ctx, &self.candidates, self.wrr.as_ref());
         };
         if self.table.len() == 0 {
             return None;
         }
         let start = self.slot(key);
-        for step in 0..MAX_WALK.min(self.table.len()) {
-            let mut s = start + step;
-            if s >= self.table.len() {
-                s -= self.table.len();
-            }
-            let i = self.table.get(s)?;
-            if ctx.allowed(i) {
-                return Some(i);
-            }
-        }
-        fallback(ctx, &self.candidates)
+        walk_ring(ctx, &self.candidates, start, self.table.len(), |s| {
+            self.table.get(s)
+        })
     }
 
     fn needs_clock(&self) -> bool {

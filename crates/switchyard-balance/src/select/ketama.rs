@@ -56,15 +56,13 @@
 use std::net::SocketAddr;
 
 use super::wrr::WrrTree;
-use super::{fallback, weighted, PickContext, Selector};
+use super::{keyless_pick, walk_ring, weighted, PickContext, Selector};
 use crate::server::Server;
 
 /// Points per unit of weight (NGINX's constant).
 pub const POINTS_PER_WEIGHT: u64 = 160;
 /// The most points a ring holds (8 bytes each: 32 MiB); beyond, weights are scaled down.
 pub const MAX_POINTS: u64 = 1 << 22;
-/// Points walked past tried servers before falling back to the highest-weight untried server.
-const MAX_WALK: usize = 64;
 
 /// The host and port text NGINX hashes for a server at `addr`: the IP as written in a
 /// `server` line (IPv6 in brackets) and the port in decimal.
@@ -186,32 +184,16 @@ impl Selector for Ketama {
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let Some(key) = ctx.key else {
             // No key: smooth WRR, as in Maglev.
-            let wrr = self.wrr.as_ref()?;
-            for _ in 0..self.candidates.len().min(8) {
-                let i = wrr.next();
-                if ctx.allowed(i) {
-                    return Some(i);
-                }
-            }
-            return fallback(ctx, &self.candidates);
+            return keyless_pick(ctx, &self.candidates, self.wrr.as_ref());
         };
         if self.hashes.is_empty() {
             return None;
         }
         // The key is the CRC-32 of the request key (HashRing::Ketama.hash): its low 32 bits.
         let start = self.first_point(key as u32);
-        let n = self.owners.len();
-        for step in 0..MAX_WALK.min(n) {
-            let mut p = start + step;
-            if p >= n {
-                p -= n;
-            }
-            let i = *self.owners.get(p)? as usize;
-            if ctx.allowed(i) {
-                return Some(i);
-            }
-        }
-        fallback(ctx, &self.candidates)
+        walk_ring(ctx, &self.candidates, start, self.owners.len(), |p| {
+            self.owners.get(p).map(|&i| i as usize)
+        })
     }
 
     fn needs_clock(&self) -> bool {

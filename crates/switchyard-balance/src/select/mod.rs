@@ -334,6 +334,50 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// Places of a hash ring (slots or points) walked past tried servers before [`fallback`].
+pub(crate) const MAX_WALK: usize = 64;
+
+/// The first allowed server on a ring of `len` places, from place `start` on and wrapping, where
+/// `owner(p)` is the server at place `p`; after [`MAX_WALK`] places, [`fallback`].
+#[inline]
+pub(crate) fn walk_ring(
+    ctx: &PickContext<'_>,
+    candidates: &[usize],
+    start: usize,
+    len: usize,
+    owner: impl Fn(usize) -> Option<usize>,
+) -> Option<usize> {
+    for step in 0..MAX_WALK.min(len) {
+        let mut p = start + step;
+        if p >= len {
+            p -= len;
+        }
+        let i = owner(p)?;
+        if ctx.allowed(i) {
+            return Some(i);
+        }
+    }
+    fallback(ctx, candidates)
+}
+
+/// A hash selector's pick for a request without a key: smooth WRR over `wrr` (up to 8 turns past
+/// tried servers, then [`fallback`]).
+#[inline]
+pub(crate) fn keyless_pick(
+    ctx: &PickContext<'_>,
+    candidates: &[usize],
+    wrr: Option<&wrr::WrrTree>,
+) -> Option<usize> {
+    let wrr = wrr?;
+    for _ in 0..candidates.len().min(8) {
+        let i = wrr.next();
+        if ctx.allowed(i) {
+            return Some(i);
+        }
+    }
+    fallback(ctx, candidates)
+}
+
 /// First allowed candidate with the highest weight: the fallback when a selector's own walk keeps
 /// landing on tried servers.
 pub(crate) fn fallback(ctx: &PickContext<'_>, candidates: &[usize]) -> Option<usize> {
