@@ -25,6 +25,7 @@ test: build
 .PHONY: test-vendor
 test-vendor: deps
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- connectors::reuse_check_tests
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-http --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-timeout --lib
