@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if stream_matches_peer(&stream, peer)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -472,6 +472,52 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// Whether a pooled `stream` is connected to `peer`, the guard against a reuse-hash collision.
+///
+/// A stream made by [l4_connect] for a peer without a proxy or custom L4 connector recorded the
+/// address it connected to in its socket digest; that address is compared with the peer's, so
+/// the check needs no `getpeername` system call per reuse. Any other stream is checked with
+/// `getpeername` as before ([Peer::matches_fd]). A connection the server closed or reset while
+/// idle is found by the read of [test_reusable_stream], as before.
+#[cfg(unix)]
+fn stream_matches_peer<P: Peer>(stream: &Stream, peer: &P) -> bool {
+    let direct = peer.get_proxy().is_none()
+        && peer
+            .get_peer_options()
+            .map_or(true, |o| o.custom_l4.is_none());
+    if direct {
+        if let Some(digest) = stream.get_socket_digest() {
+            if let Some(Some(connected_to)) = digest.peer_addr.get() {
+                return addr_matches(peer.address(), connected_to);
+            }
+        }
+    }
+    peer.matches_fd(stream.id())
+}
+
+/// Whether a peer's `address` is the address a stream `connected_to`, with the rule of
+/// `check_fd_match`: `0.0.0.0` (which some systems map to `127.0.0.1`) matches any address.
+#[cfg(unix)]
+fn addr_matches(
+    address: &crate::protocols::l4::socket::SocketAddr,
+    connected_to: &crate::protocols::l4::socket::SocketAddr,
+) -> bool {
+    use crate::protocols::l4::socket::SocketAddr;
+    use std::net::{IpAddr, Ipv4Addr};
+    if let SocketAddr::Inet(a) = address {
+        if a.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+            return true;
+        }
+    }
+    if address == connected_to {
+        debug!("FD to: {address} is reusable");
+        true
+    } else {
+        error!("Crit: FD mismatch: addr: {address}, connected to: {connected_to}");
+        false
+    }
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
@@ -493,6 +539,147 @@ fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &Atomic
         false
     } else {
         true
+    }
+}
+
+/// The reuse check of pooled streams, over loopback only.
+#[cfg(all(test, unix))]
+mod reuse_check_tests {
+    use super::*;
+    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
+    use crate::protocols::l4::stream::Stream as L4Stream;
+    use crate::protocols::SocketDigest;
+    use crate::upstreams::peer::BasicPeer;
+    use std::os::unix::io::AsRawFd;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A loopback server that accepts connections and holds them open, or closes each one at
+    /// once when `close` is set. Returns its address.
+    async fn server(close: bool) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                if close {
+                    let _ = s.shutdown().await;
+                    drop(s);
+                } else {
+                    held.push(s);
+                }
+            }
+        });
+        addr
+    }
+
+    /// A port on loopback nothing listens on.
+    fn unused_addr() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    fn local_port(s: &Stream) -> u16 {
+        nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(s.id())
+            .unwrap()
+            .as_sockaddr_in()
+            .unwrap()
+            .port()
+    }
+
+    #[tokio::test]
+    async fn a_released_stream_is_reused_for_its_peer() {
+        let addr = server(false).await;
+        let connector = TransportConnector::new(None);
+        let peer = BasicPeer::new(&addr.to_string());
+        let stream = connector.new_stream(&peer).await.unwrap();
+        let port = local_port(&stream);
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        tokio::task::yield_now().await;
+        let reused = connector.reused_stream(&peer).await.expect("reused");
+        assert_eq!(local_port(&reused), port);
+    }
+
+    #[tokio::test]
+    async fn the_recorded_address_is_trusted_without_getpeername() {
+        // Connected to `real` but recorded as connected to `recorded`: a reuse for the peer at
+        // `recorded` goes by the digest. (0.9.1 asked the kernel and refused it.)
+        let real = server(false).await;
+        let recorded = unused_addr();
+        let tcp = TcpStream::connect(real).await.unwrap();
+        let mut l4: L4Stream = tcp.into();
+        let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+        digest.peer_addr.set(Some(PeerAddr::Inet(recorded))).unwrap();
+        l4.set_socket_digest(digest);
+        let stream: Stream = Box::new(l4);
+        let peer = BasicPeer::new(&recorded.to_string());
+        assert!(stream_matches_peer(&stream, &peer));
+        let other = BasicPeer::new(&real.to_string());
+        assert!(!stream_matches_peer(&stream, &other));
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_a_recorded_address_is_checked_by_the_kernel() {
+        let real = server(false).await;
+        let tcp = TcpStream::connect(real).await.unwrap();
+        let l4: L4Stream = tcp.into();
+        let stream: Stream = Box::new(l4);
+        assert!(stream_matches_peer(&stream, &BasicPeer::new(&real.to_string())));
+        assert!(!stream_matches_peer(
+            &stream,
+            &BasicPeer::new(&unused_addr().to_string())
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stream_released_under_another_peers_key_is_not_reused() {
+        let addr = server(false).await;
+        let connector = TransportConnector::new(None);
+        let peer = BasicPeer::new(&addr.to_string());
+        let other = BasicPeer::new(&unused_addr().to_string());
+        let stream = connector.new_stream(&peer).await.unwrap();
+        connector.release_stream(stream, other.reuse_hash(), None);
+        tokio::task::yield_now().await;
+        assert!(connector.reused_stream(&other).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn zero_address_matches_as_before() {
+        let zero: std::net::SocketAddr = "0.0.0.0:80".parse().unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert!(addr_matches(&PeerAddr::Inet(zero), &PeerAddr::Inet(any)));
+        assert!(!addr_matches(
+            &PeerAddr::Inet("127.0.0.2:80".parse().unwrap()),
+            &PeerAddr::Inet(any)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_stream_the_server_closed_is_not_reused() {
+        let addr = server(true).await;
+        let connector = TransportConnector::new(None);
+        let peer = BasicPeer::new(&addr.to_string());
+        let stream = connector.new_stream(&peer).await.unwrap();
+        // Wait for the server's FIN before releasing: the release itself must find it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        assert!(connector.reused_stream(&peer).await.is_none());
+        // Released before the FIN: found when it is taken.
+        let stream = connector.new_stream(&peer).await.unwrap();
+        connector.release_stream(stream, peer.reuse_hash(), None);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(connector.reused_stream(&peer).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_timeout_drops_the_pooled_stream() {
+        let addr = server(false).await;
+        let connector = TransportConnector::new(None);
+        let peer = BasicPeer::new(&addr.to_string());
+        let stream = connector.new_stream(&peer).await.unwrap();
+        connector.release_stream(stream, peer.reuse_hash(), Some(Duration::from_millis(30)));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(connector.reused_stream(&peer).await.is_none());
     }
 }
 
