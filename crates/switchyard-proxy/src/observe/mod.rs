@@ -13,6 +13,7 @@
 pub mod access_log;
 mod clock_text;
 pub mod http_record;
+mod line_queue;
 mod line_text;
 mod log_writer;
 mod otlp_batch;
