@@ -2,7 +2,7 @@
 //! built when the request ends (with the ids already sent in `traceparent`) as fixed-size
 //! [`SpanRecord`]s appended to the [`SpanQueue`] (their strings copied into the batch's shared
 //! text buffer: no allocation per span); the exporter's own thread ([`super::otlp_exporter`])
-//! writes them as OTLP protobuf ([`super::otlp_batch`]) and POSTs them over OTLP/HTTP (protobuf). The
+//! writes them as OTLP protobuf ([`super::otlp_batch`]) and POSTs them over OTLP/HTTP. The
 //! request path only appends (a full queue drops spans, counted); an unreachable collector costs
 //! no request.
 //!
