@@ -115,16 +115,27 @@ impl OtlpBatch {
         out.clear();
         out.reserve(field_len(resource_spans));
         out.push(RESOURCE_SPANS);
-        encode_varint(resource_spans as u64, out);
+        varint(resource_spans as u64, out);
         out.extend_from_slice(&self.resource);
         out.push(SCOPE_SPANS);
-        encode_varint(scope_spans as u64, out);
+        varint(scope_spans as u64, out);
         out.extend_from_slice(&self.scope);
         for (r, &n) in records.iter().zip(&self.span_lens) {
             out.push(SPANS);
-            encode_varint(n as u64, out);
+            varint(n as u64, out);
             write_span(out, r, batch);
         }
+    }
+}
+
+/// Appends `v` as a varint: the one-byte case (most lengths, kinds and small integers) inline,
+/// the rest by prost.
+#[inline(always)]
+fn varint(v: u64, out: &mut Vec<u8>) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        encode_varint(v, out);
     }
 }
 
@@ -177,7 +188,7 @@ fn key_value_len(a: &Attr, batch: &SpanBatch) -> (usize, usize) {
 
 fn write_bytes(out: &mut Vec<u8>, key: u8, b: &[u8]) {
     out.push(key);
-    encode_varint(b.len() as u64, out);
+    varint(b.len() as u64, out);
     out.extend_from_slice(b);
 }
 
@@ -193,7 +204,7 @@ fn write_span(out: &mut Vec<u8>, r: &SpanRecord, batch: &SpanBatch) {
         write_bytes(out, NAME, name.as_bytes());
     }
     out.push(KIND);
-    encode_varint(r.kind as u64, out);
+    varint(r.kind as u64, out);
     if r.start_unix_nano != 0 {
         out.push(START);
         out.extend_from_slice(&r.start_unix_nano.to_le_bytes());
@@ -205,16 +216,16 @@ fn write_span(out: &mut Vec<u8>, r: &SpanRecord, batch: &SpanBatch) {
     for a in r.attrs() {
         let (kv, any) = key_value_len(a, batch);
         out.push(ATTRIBUTES);
-        encode_varint(kv as u64, out);
+        varint(kv as u64, out);
         if !a.key.is_empty() {
             write_bytes(out, KV_KEY, a.key.as_bytes());
         }
         out.push(KV_VALUE);
-        encode_varint(any as u64, out);
+        varint(any as u64, out);
         match a.value {
             Value::Int(i) => {
                 out.push(INT_VALUE);
-                encode_varint(i as u64, out);
+                varint(i as u64, out);
             }
             v => write_bytes(out, STRING_VALUE, batch.str_of(v).as_bytes()),
         }
