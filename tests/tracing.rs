@@ -335,3 +335,60 @@ async fn spans_reach_an_https_collector_trusted_through_ca_file() {
         "spans sent to an untrusted collector"
     );
 }
+
+/// `ca_file` is read again by every reload, even when the config is unchanged: a CA file
+/// rotated in place (a new collector CA) is picked up by `SIGHUP`, like NGINX re-reads its
+/// certificate files on reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reads_a_rotated_ca_file_again() {
+    let ca = TestCa::new("otlp-test-ca");
+    let stale = TestCa::new("otlp-stale-ca");
+    let collector = Collector::start_tls(&ca.issue(&["127.0.0.1"])).await;
+    let origin = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    // The file first holds a CA that did not issue the collector's certificate.
+    let ca_path = stale.write(dir.path(), "otlp-ca.pem");
+    let toml = config(&collector.url(), 1.0, &[origin.addr()]).replace(
+        "sample_ratio = 1.0\n",
+        &format!("sample_ratio = 1.0\nca_file = \"{}\"\n", ca_path.display()),
+    );
+    let gw = Gateway::start(&toml);
+    let c = client();
+    let traced = |trace: &'static str| {
+        let url = gw.url("/items/1");
+        let c = c.clone();
+        async move {
+            let tp = format!("00-{trace}-b7ad6b7169203331-01");
+            let r = send(&c, "GET", &url, None, &[("traceparent", tp.as_str())]).await;
+            assert_eq!(r.status, 200);
+        }
+    };
+    traced("1af7651916cd43dd8448eb211c80319c").await;
+    wait_export_failure(&gw).await;
+    assert!(
+        collector.all().is_empty(),
+        "spans sent to an untrusted collector"
+    );
+
+    // Rotated in place; the config file is not touched.
+    ca.write(dir.path(), "otlp-ca.pem");
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(
+        &gw.metrics().await,
+        "switchyard_config_reloads_total",
+        &[("result", "success")],
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trace = "2af7651916cd43dd8448eb211c80319c";
+    traced(trace).await;
+    let spans = collector.wait_trace(trace, 2);
+    assert_eq!(spans.len(), 2, "{}", gw.log());
+}

@@ -75,9 +75,9 @@ pub(crate) fn record(
             grpc: ctx.grpc.as_ref().map(|c| c.status),
             error,
         };
-        log.send(match log.format() {
-            AccessLogFormat::Json => rec.json(),
-            AccessLogFormat::Combined => rec.combined(),
+        log.write(|out| match log.format() {
+            AccessLogFormat::Json => rec.write_json(out),
+            AccessLogFormat::Combined => rec.write_combined(out),
         });
     }
     let (Some(tracer), Some(trace)) = (telemetry.tracer(), &ctx.trace) else {

@@ -13,6 +13,7 @@
 pub mod access_log;
 mod clock_text;
 pub mod http_record;
+mod line_queue;
 mod line_text;
 mod log_writer;
 mod otlp_batch;
@@ -94,7 +95,8 @@ impl Telemetry {
     }
 
     /// Starts what `cfg` changes in `[access_log]` and `[tracing]` (a new file or format, a new
-    /// endpoint, service name or ratio), without using it yet. An error names the key.
+    /// endpoint, service name or ratio, a `ca_file` whose contents changed), without using it
+    /// yet. An error names the key.
     pub fn stage(&self, cfg: &Config) -> Result<Staged<'_>, BuildError> {
         let sections = Sections::of(cfg);
         let running = self.running.lock().map(|r| r.clone()).unwrap_or_default();
@@ -120,7 +122,7 @@ impl Telemetry {
                 None => None,
             });
         }
-        if sections.tracing != running.tracing {
+        if sections.tracing != running.tracing || self.ca_file_rotated(&sections.tracing) {
             staged.tracer = Some(match &sections.tracing {
                 Some(t) => Some(Arc::new(Tracer::start(
                     t,
@@ -132,6 +134,18 @@ impl Telemetry {
             });
         }
         Ok(staged)
+    }
+
+    /// True if `[tracing]` has a `ca_file` whose contents differ from what the running exporter
+    /// trusts (a rotated CA with an unchanged config): the reload starts a new exporter.
+    fn ca_file_rotated(&self, tracing: &Option<TracingConfig>) -> bool {
+        let Some(path) = tracing.as_ref().and_then(|t| t.ca_file.as_deref()) else {
+            return false;
+        };
+        self.tracer
+            .load()
+            .as_ref()
+            .is_none_or(|t| t.ca_file_changed(path))
     }
 
     /// True if requests are recorded (an access log or spans): only then does a request read

@@ -2,7 +2,7 @@
 //! built when the request ends (with the ids already sent in `traceparent`) as fixed-size
 //! [`SpanRecord`]s appended to the [`SpanQueue`] (their strings copied into the batch's shared
 //! text buffer: no allocation per span); the exporter's own thread ([`super::otlp_exporter`])
-//! turns them into `opentelemetry-proto` messages and POSTs them over OTLP/HTTP (protobuf). The
+//! writes them as OTLP protobuf ([`super::otlp_batch`]) and POSTs them over OTLP/HTTP. The
 //! request path only appends (a full queue drops spans, counted); an unreachable collector costs
 //! no request.
 //!
@@ -37,6 +37,9 @@ pub struct Tracer {
     thread: Mutex<ExporterThread>,
     /// New traces whose id maps below this are sampled.
     threshold: u64,
+    /// The contents of `ca_file` when the exporter started (a reload that finds them changed
+    /// starts a new exporter, see [`Tracer::ca_file_changed`]).
+    ca_pem: Option<Vec<u8>>,
 }
 
 /// One attempt on one server, as its client span will tell it.
@@ -132,13 +135,15 @@ impl Tracer {
             failures,
             dropped,
         };
+        let mut ca_pem = None;
         let ca = match &cfg.ca_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| BuildError::Invalid {
                     key: "tracing.ca_file".to_string(),
                     reason: format!("cannot read {path}: {e}"),
                 })?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                let pem = ca_pem.insert(pem);
+                let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                     BuildError::Invalid {
                         key: "tracing.ca_file".to_string(),
                         reason: format!("{path}: {e}"),
@@ -171,7 +176,17 @@ impl Tracer {
             queue,
             thread: Mutex::new(thread),
             threshold: ratio_threshold(cfg.sample_ratio),
+            ca_pem,
         })
+    }
+
+    /// True if `path` (the configured `ca_file`) no longer holds what this exporter trusts: it
+    /// was rotated, or cannot be read (then starting a new exporter reports the error).
+    pub(crate) fn ca_file_changed(&self, path: &str) -> bool {
+        match (&self.ca_pem, std::fs::read(path)) {
+            (Some(old), Ok(now)) => *old != now,
+            _ => true,
+        }
     }
 
     /// Whether a new trace with this id is sampled.
