@@ -287,9 +287,10 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
+                        // Room for the fields a proxy adds to the response it forwards.
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + super::server::PROXY_ADDED_HEADERS),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
@@ -440,8 +441,13 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
+        // The header as read goes to the caller, with the room `read_response` left in its maps
+        // for the fields a proxy adds; the session keeps the copy, which it only reads (a clone
+        // of a map is exactly full: the first field added to it would grow it).
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let header = self.response_header.take().unwrap();
+        self.response_header = Some(Box::new(header.as_ref().clone()));
+        Ok(header)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
@@ -2862,6 +2868,97 @@ hello";
         }
 
         assert_eq!(http_stream.body_reader.body_state, ParseState::Complete(0));
+    }
+}
+
+#[cfg(test)]
+mod tests_response_room {
+    //! The response header a caller gets from `read_resp_header_parts` has room for the fields a
+    //! proxy adds: adding them allocates nothing (allocations counted per thread by the test
+    //! binary's global allocator).
+    use super::*;
+    use http::header::{HeaderName, HeaderValue};
+    use std::cell::Cell;
+    use tokio_test::io::Builder;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    struct CountingAlloc;
+    // SAFETY: forwards to the system allocator; the counter is a const-initialised thread local.
+    unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            std::alloc::System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            std::alloc::System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(
+            &self,
+            ptr: *mut u8,
+            layout: std::alloc::Layout,
+            new_size: usize,
+        ) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            std::alloc::System.realloc(ptr, layout, new_size)
+        }
+    }
+    #[global_allocator]
+    static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+    fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    const ADDED: [&str; super::super::server::PROXY_ADDED_HEADERS] = [
+        "x-added-0",
+        "x-added-1",
+        "x-added-2",
+        "x-added-3",
+        "x-added-4",
+        "x-added-5",
+        "x-added-6",
+        "x-added-7",
+    ];
+
+    fn response_with_headers(n: usize) -> Vec<u8> {
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+        for i in 1..n {
+            head.extend_from_slice(format!("X-H{i}: v{i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_response_header_handed_over_has_room_for_added_fields() {
+        for n in [1, 2, 3, 30] {
+            let input = response_with_headers(n);
+            let mock_io = Builder::new().read(&input).build();
+            let mut session = HttpSession::new(Box::new(mock_io));
+            let mut header = session.read_resp_header_parts().await.unwrap();
+            assert_eq!(header.headers.len(), n, "{n} fields");
+            // The session still has the response, equal to what the caller got.
+            let kept = session.resp_header().unwrap();
+            assert_eq!(kept.status, header.status);
+            assert_eq!(kept.headers, header.headers);
+            let (mut kept_wire, mut given_wire) = (Vec::new(), Vec::new());
+            kept.header_to_h1_wire(&mut kept_wire);
+            header.header_to_h1_wire(&mut given_wire);
+            assert_eq!(kept_wire, given_wire, "{n} fields");
+            assert_eq!(session.get_status(), Some(http::StatusCode::OK));
+
+            let before = allocations();
+            for spelling in ADDED {
+                let name = HeaderName::from_static(spelling);
+                header.insert_parsed_header(name, spelling, HeaderValue::from_static("v"));
+            }
+            let grown = allocations() - before;
+            assert_eq!(grown, 0, "{n} fields: adding fields grew a map");
+            assert_eq!(header.headers.len(), n + ADDED.len());
+        }
     }
 }
 

@@ -1773,7 +1773,7 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 /// (`X-Forwarded-For`, `-Proto`, `-Host`, `X-Real-IP`, `Via`, a request id, `traceparent`,
 /// ...), so that adding them does not grow both maps — two reallocations each — once or twice
 /// per request.
-const PROXY_ADDED_HEADERS: usize = 8;
+pub(super) const PROXY_ADDED_HEADERS: usize = 8;
 
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
 
