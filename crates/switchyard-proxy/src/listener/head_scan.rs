@@ -42,31 +42,62 @@ pub enum Framing {
 
 impl HeadScan {
     /// Feeds `bytes`; once a head end has been seen, the index in `bytes` of its last byte.
+    ///
+    /// Line by line: `memchr` finds each line feed, and only the start of a line (up to
+    /// [`LINE_PREFIX`] bytes) is copied, so a long header line costs a vectorised search rather
+    /// than a step per byte.
     pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' => {
-                    self.end_line();
-                    self.newlines += 1;
-                    if self.newlines >= 2 && self.seen_content {
-                        return Some(i);
-                    }
-                }
-                b'\r' => {}
-                _ => {
-                    self.seen_content = true;
-                    self.newlines = 0;
-                    match self.line.get_mut(usize::from(self.line_len)) {
-                        Some(slot) => {
-                            *slot = b;
-                            self.line_len += 1;
-                        }
-                        None => self.line_cut = true,
-                    }
-                }
+        let mut start = 0;
+        while let Some(rest) = bytes.get(start..) {
+            let Some(n) = memchr::memchr(b'\n', rest) else {
+                self.take_line_bytes(rest);
+                return None;
+            };
+            self.take_line_bytes(&rest[..n]);
+            self.end_line();
+            self.newlines = self.newlines.saturating_add(1);
+            let end = start + n;
+            if self.newlines >= 2 && self.seen_content {
+                return Some(end);
             }
+            start = end + 1;
         }
         None
+    }
+
+    /// Takes bytes of the current line (no line feed among them): a carriage return is skipped
+    /// wherever it stands; any other byte is content, kept while the line's prefix has room.
+    fn take_line_bytes(&mut self, mut piece: &[u8]) {
+        if usize::from(self.line_len) == LINE_PREFIX {
+            // The prefix is full: only whether the piece has content matters.
+            if piece.iter().any(|&b| b != b'\r') {
+                self.seen_content = true;
+                self.newlines = 0;
+                self.line_cut = true;
+            }
+            return;
+        }
+        while !piece.is_empty() {
+            let run = memchr::memchr(b'\r', piece).unwrap_or(piece.len());
+            if run > 0 {
+                self.seen_content = true;
+                self.newlines = 0;
+                let kept = usize::from(self.line_len);
+                let room = LINE_PREFIX.saturating_sub(kept);
+                let take = run.min(room);
+                if let (Some(slot), Some(from)) =
+                    (self.line.get_mut(kept..kept + take), piece.get(..take))
+                {
+                    slot.copy_from_slice(from);
+                    // `take` ≤ LINE_PREFIX, which fits a u8.
+                    self.line_len += take as u8;
+                }
+                if run > room {
+                    self.line_cut = true;
+                }
+            }
+            piece = piece.get(run + 1..).unwrap_or_default();
+        }
     }
 
     /// Notes a framing field in the line just ended.
@@ -168,6 +199,121 @@ mod tests {
         let end = s.feed(two).expect("first head ends");
         assert_eq!(&two[..=end], b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(end + 1 < two.len(), "bytes of the next request follow");
+    }
+
+    /// The byte-at-a-time scanner `feed` replaced: the reference its results are compared with.
+    #[derive(Default)]
+    struct ByteScan {
+        inner: HeadScan,
+    }
+
+    impl ByteScan {
+        fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+            let s = &mut self.inner;
+            for (i, &b) in bytes.iter().enumerate() {
+                match b {
+                    b'\n' => {
+                        s.end_line();
+                        s.newlines = s.newlines.saturating_add(1);
+                        if s.newlines >= 2 && s.seen_content {
+                            return Some(i);
+                        }
+                    }
+                    b'\r' => {}
+                    _ => {
+                        s.seen_content = true;
+                        s.newlines = 0;
+                        match s.line.get_mut(usize::from(s.line_len)) {
+                            Some(slot) => {
+                                *slot = b;
+                                s.line_len += 1;
+                            }
+                            None => s.line_cut = true,
+                        }
+                    }
+                }
+            }
+            None
+        }
+    }
+
+    /// Heads built from pieces that stress the scanner: carriage returns inside lines, bare line
+    /// feeds, framing fields at the prefix's edge (a value of 15 to 17 digits), long lines,
+    /// leading empty lines.
+    fn tricky_heads() -> Vec<Vec<u8>> {
+        let pieces: [&[u8]; 14] = [
+            b"GET / HTTP/1.1",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"Host: a",
+            b"Content-Length: 5",
+            b"content-length:123456789012345",
+            b"Content-Length: 1234567890123456",
+            b"Content-Length: 12345678901234567",
+            b"Transfer-Encoding: chunked",
+            b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            b"Cont\rent-Length: 7",
+            b"Content-Length:\r 9\r",
+            b"",
+        ];
+        // A small deterministic generator (xorshift): the same heads on every run.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..400)
+            .map(|_| {
+                let n = 1 + next() % 12;
+                (0..n)
+                    .flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn head_scan_by_lines_agrees_with_the_byte_scanner_at_every_split() {
+        for head in tricky_heads() {
+            for split in 0..=head.len() {
+                let (a, b) = head.split_at(split);
+                let (mut fast, mut slow) = (HeadScan::default(), ByteScan::default());
+                let got = (fast.feed(a), (!b.is_empty()).then(|| fast.feed(b)));
+                let want = (slow.feed(a), (!b.is_empty()).then(|| slow.feed(b)));
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} split at {split}",
+                    String::from_utf8_lossy(&head)
+                );
+                let state = |s: &HeadScan| {
+                    (
+                        s.framing,
+                        s.newlines,
+                        s.seen_content,
+                        s.line_cut,
+                        s.line_len,
+                        s.line,
+                    )
+                };
+                assert_eq!(
+                    state(&fast),
+                    state(&slow.inner),
+                    "{:?} split at {split}",
+                    head
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn head_scan_survives_many_leading_empty_lines() {
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(&[b'\n'; 600]), None);
+        assert_eq!(s.feed(b"GET / HTTP/1.1\r\n\r\n"), Some(17));
     }
 
     #[test]
