@@ -19,6 +19,54 @@ use tokio::time::timeout;
 
 const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
+/// A PROXY v2 `PROXY` command header for a TCP connection from `src` to `dst` (both IPv4 or
+/// both IPv6), built field by field as the specification lays it out.
+fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut h = V2_SIG.to_vec();
+    match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            h.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+            h.extend_from_slice(&[0x21, 0x21, 0x00, 36]);
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+        }
+        _ => panic!("v2_header: {src} and {dst} are of different families"),
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
+}
+
+/// A socket address from its text (test literals only).
+fn sa(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+/// Starts a gateway with tcp listener `db` on `listen` (extra lines `listener_extra`) in front
+/// of `rec`, connects from `client` (an IP with port 0), sends `payload` and checks the `ok`
+/// answer: what the recorder got, the client's port, and the listener's address.
+async fn through_tcp_listener(
+    rec: &Recorder,
+    prefix: &str,
+    listen: &str,
+    listener_extra: &str,
+    client: &str,
+    payload: &[u8],
+) -> (Vec<u8>, u16, SocketAddr) {
+    let gw = Gateway::start(&tcp_config(prefix, listen, listener_extra, rec.addr));
+    let addr = gw.listener("db");
+    let mut s = connect_from(client, addr).await;
+    let sport = s.local_addr().unwrap().port();
+    assert_eq!(exchange(&mut s, payload).await, b"ok");
+    let got = rec.connection_ending_with(payload).await;
+    drop(gw);
+    (got, sport, addr)
+}
+
 /// A TCP server on 127.0.0.1 that records every byte each connection sent until it half-closed
 /// (≤ 5 s), then answers `ok` and closes.
 struct Recorder {
@@ -231,17 +279,15 @@ fn http_config(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listener_sends_a_byte_exact_v1_header() {
     let rec = Recorder::start().await;
-    let gw = Gateway::start(&tcp_config(
+    let (got, sport, listen) = through_tcp_listener(
+        &rec,
         "pp-v1",
         &free_addr(),
         "proxy_protocol = \"v1\"",
-        rec.addr,
-    ));
-    let listen = gw.listener("db");
-    let mut s = connect_from("127.0.0.2:0", listen).await;
-    let sport = s.local_addr().unwrap().port();
-    assert_eq!(exchange(&mut s, b"hello-v1").await, b"ok");
-    let got = rec.connection_ending_with(b"hello-v1").await;
+        "127.0.0.2:0",
+        b"hello-v1",
+    )
+    .await;
     let want = format!(
         "PROXY TCP4 127.0.0.2 127.0.0.1 {sport} {}\r\nhello-v1",
         listen.port()
@@ -252,17 +298,15 @@ async fn tcp_listener_sends_a_byte_exact_v1_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listener_sends_a_byte_exact_v2_header() {
     let rec = Recorder::start().await;
-    let gw = Gateway::start(&tcp_config(
+    let (got, sport, listen) = through_tcp_listener(
+        &rec,
         "pp-v2",
         &free_addr(),
         "proxy_protocol = \"v2\"",
-        rec.addr,
-    ));
-    let listen = gw.listener("db");
-    let mut s = connect_from("127.0.0.2:0", listen).await;
-    let sport = s.local_addr().unwrap().port();
-    assert_eq!(exchange(&mut s, b"hello-v2").await, b"ok");
-    let got = rec.connection_ending_with(b"hello-v2").await;
+        "127.0.0.2:0",
+        b"hello-v2",
+    )
+    .await;
     let mut want = V2_SIG.to_vec();
     want.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
     want.extend_from_slice(&[127, 0, 0, 2, 127, 0, 0, 1]);
@@ -270,56 +314,43 @@ async fn tcp_listener_sends_a_byte_exact_v2_header() {
     want.extend_from_slice(&listen.port().to_be_bytes());
     want.extend_from_slice(b"hello-v2");
     assert_eq!(got, want);
+    // The builder the other v2 tests use writes the same bytes.
+    let mut built = v2_header(sa(&format!("127.0.0.2:{sport}")), listen);
+    built.extend_from_slice(b"hello-v2");
+    assert_eq!(built, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_get_tcp6_and_v2_ipv6_headers() {
     let rec = Recorder::start().await;
-    let port = std::net::TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let gw = Gateway::start(&tcp_config(
+    let free_v6 = || {
+        let l = std::net::TcpListener::bind("[::1]:0").unwrap();
+        format!("{}", l.local_addr().unwrap())
+    };
+    let (got, sport, listen) = through_tcp_listener(
+        &rec,
         "pp-v6",
-        &format!("[::1]:{port}"),
+        &free_v6(),
         "proxy_protocol = \"v1\"",
-        rec.addr,
-    ));
-    let listen = gw.listener("db");
+        "[::1]:0",
+        b"hello-v6",
+    )
+    .await;
     assert!(listen.is_ipv6());
-    let mut s = connect_from("[::1]:0", listen).await;
-    let sport = s.local_addr().unwrap().port();
-    assert_eq!(exchange(&mut s, b"hello-v6").await, b"ok");
-    let got = rec.connection_ending_with(b"hello-v6").await;
     assert_eq!(
         String::from_utf8_lossy(&got),
-        format!("PROXY TCP6 ::1 ::1 {sport} {port}\r\nhello-v6")
+        format!("PROXY TCP6 ::1 ::1 {sport} {}\r\nhello-v6", listen.port())
     );
-    drop(gw);
-
-    let port = std::net::TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let gw = Gateway::start(&tcp_config(
+    let (got, sport, listen) = through_tcp_listener(
+        &rec,
         "pp-v6-2",
-        &format!("[::1]:{port}"),
+        &free_v6(),
         "proxy_protocol = \"v2\"",
-        rec.addr,
-    ));
-    let mut s = connect_from("[::1]:0", gw.listener("db")).await;
-    let sport = s.local_addr().unwrap().port();
-    assert_eq!(exchange(&mut s, b"hello-v6-v2").await, b"ok");
-    let got = rec.connection_ending_with(b"hello-v6-v2").await;
-    let mut want = V2_SIG.to_vec();
-    want.extend_from_slice(&[0x21, 0x21, 0x00, 36]);
-    let one = std::net::Ipv6Addr::LOCALHOST.octets();
-    want.extend_from_slice(&one);
-    want.extend_from_slice(&one);
-    want.extend_from_slice(&sport.to_be_bytes());
-    want.extend_from_slice(&port.to_be_bytes());
+        "[::1]:0",
+        b"hello-v6-v2",
+    )
+    .await;
+    let mut want = v2_header(sa(&format!("[::1]:{sport}")), listen);
     want.extend_from_slice(b"hello-v6-v2");
     assert_eq!(got, want);
 }
@@ -360,10 +391,7 @@ async fn http_listener_accepts_a_v2_header_too() {
         origin.addr(),
     ));
     let addr = gw.listener("web");
-    let mut bytes = V2_SIG.to_vec();
-    bytes.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c, 203, 0, 113, 9, 127, 0, 0, 1]);
-    bytes.extend_from_slice(&40124u16.to_be_bytes());
-    bytes.extend_from_slice(&addr.port().to_be_bytes());
+    let mut bytes = v2_header(sa("203.0.113.9:40124"), addr);
     bytes.extend_from_slice(b"GET /v2 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
     let mut s = TcpStream::connect(addr).await.unwrap();
     let resp = http_exchange(&mut s, &bytes).await;
@@ -552,10 +580,7 @@ async fn accepted_client_goes_upstream_in_a_v2_header() {
         "{:?}",
         String::from_utf8_lossy(&resp)
     );
-    let mut want = V2_SIG.to_vec();
-    want.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c, 203, 0, 113, 9, 127, 0, 0, 1]);
-    want.extend_from_slice(&40127u16.to_be_bytes());
-    want.extend_from_slice(&listen.port().to_be_bytes());
+    let want = v2_header(sa("203.0.113.9:40127"), listen);
     assert!(
         origin.headers().contains(&want),
         "origin saw {:?}",
