@@ -28,6 +28,7 @@ test-vendor: deps
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-http --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-timeout --lib
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-pool --lib
 	./vendor/reapply.sh 0.9.1 --verify
 
 lint: deps
