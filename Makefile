@@ -24,7 +24,7 @@ test: build
 ## check that vendor/ is exactly the release plus vendor/patches/.
 .PHONY: test-vendor
 test-vendor: deps
-	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http services::listening protocols::l4::buffered connectors::reuse_check_tests
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http services::listening protocols::l4::buffered connectors::reuse_check_tests connectors::pool_reaper
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-http --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-timeout --lib

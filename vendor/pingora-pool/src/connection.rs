@@ -25,8 +25,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
 
+use super::idle::{sweep_interval, CoarseClock, IdleStamp};
 use super::lru::Lru;
 use futures::FutureExt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 type GroupKey = u64;
 #[cfg(unix)]
@@ -51,21 +53,27 @@ impl ConnectionMeta {
 }
 
 struct PoolConnection<S> {
-    pub notify_use: oneshot::Sender<bool>,
+    /// The idle watcher of a [ConnectionPool::put] connection; `None` for
+    /// [ConnectionPool::put_unwatched], which the pool's [ConnectionPool::sweep] looks after.
+    pub notify_use: Option<oneshot::Sender<bool>>,
     pub connection: S,
+    pub idle: IdleStamp,
 }
 
 impl<S> PoolConnection<S> {
     pub fn new(notify_use: oneshot::Sender<bool>, connection: S) -> Self {
         PoolConnection {
-            notify_use,
+            notify_use: Some(notify_use),
             connection,
+            idle: IdleStamp::new(0, None),
         }
     }
 
     pub fn release(self) -> S {
         // notify the idle watcher to release the connection
-        let _ = self.notify_use.send(true);
+        if let Some(notify_use) = self.notify_use {
+            let _ = notify_use.send(true);
+        }
         // wait for the watcher to release
         self.connection
     }
@@ -145,6 +153,47 @@ impl<T> PoolNode<T> {
         self.hot_queue.is_empty() && self.connections.lock().is_empty()
     }
 
+    /// Keeps the items for which `keep` returns `true` and hands every other one to `removed`
+    /// (after this node's locks are released, so `removed` may close it). Like [Self::remove],
+    /// this takes the hot queue's items out and puts the kept ones back: a concurrent
+    /// [Self::get_any] may miss one of them meanwhile (it then finds none, as when the node is
+    /// empty).
+    pub fn retain(&self, mut keep: impl FnMut(ID, &mut T) -> bool, mut removed: impl FnMut(ID, T)) {
+        let mut gone = Vec::new();
+        {
+            let mut connections = self.connections.lock();
+            let refused: Vec<ID> = connections
+                .iter_mut()
+                .filter_map(|(id, conn)| (!keep(*id, conn)).then_some(*id))
+                .collect();
+            for id in refused {
+                if let Some(conn) = connections.remove(&id) {
+                    gone.push((id, conn));
+                }
+            }
+        }
+        {
+            let _queue_lock = self.hot_queue_remove_lock.lock();
+            let mut back = Vec::new();
+            for _ in 0..self.hot_queue.len() {
+                let Some((id, mut conn)) = self.hot_queue.pop() else {
+                    break;
+                };
+                if keep(id, &mut conn) {
+                    back.push((id, conn));
+                } else {
+                    gone.push((id, conn));
+                }
+            }
+            for (id, conn) in back {
+                self.insert(id, conn);
+            }
+        }
+        for (id, conn) in gone {
+            removed(id, conn);
+        }
+    }
+
     // This function acquires 2 locks and iterates over the entire hot queue.
     // But it should be fine because remove() rarely happens on a busy PoolNode.
     /// Remove the item associated with the id from the pool. The item is returned
@@ -188,6 +237,21 @@ pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
     pools: DashMap<GroupKey, Arc<Pool<S>>>,
     lru: Lru<ID, ConnectionMeta>,
+    /// The idle clock of [Self::put_unwatched] connections, advanced by [Self::sweep].
+    clock: CoarseClock,
+    /// The shortest idle timeout given to [Self::put_unwatched], in ms (sets the sweep interval).
+    min_timeout_ms: AtomicU64,
+}
+
+/// What one [ConnectionPool::sweep] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// Connections closed because their idle timeout passed.
+    pub expired: usize,
+    /// Connections closed because the sweep's check refused them (e.g. the server closed them).
+    pub refused: usize,
+    /// Connections left in the pool.
+    pub remaining: usize,
 }
 
 impl<S> ConnectionPool<S> {
@@ -199,6 +263,8 @@ impl<S> ConnectionPool<S> {
         ConnectionPool {
             pools: DashMap::with_capacity(size),
             lru: Lru::new(size),
+            clock: CoarseClock::new(),
+            min_timeout_ms: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -244,15 +310,20 @@ impl<S> ConnectionPool<S> {
 
     // only remove from the pool because lru already removed it
     fn pop_evicted(&self, meta: &ConnectionMeta) {
+        self.take_evicted(meta);
+    }
+
+    // pop_evicted(), handing over what it removed
+    fn take_evicted(&self, meta: &ConnectionMeta) -> Option<PoolConnection<S>> {
         let pool_node = match self.pools.get(&meta.key) {
             Some(v) => v.value().clone(),
             None => {
                 warn!("Fail to get pool node for {meta:?}");
-                return;
+                return None;
             } // nothing to pop, should return error?
         };
 
-        pool_node.remove(meta.id);
+        let removed = pool_node.remove(meta.id);
         debug!("evict fd: {} from key {}", meta.id, meta.key);
 
         // Clean up the PoolNode entry if it is now empty, to prevent unbounded
@@ -262,6 +333,7 @@ impl<S> ConnectionPool<S> {
         if pool_node.is_empty() {
             self.try_remove_empty_node(meta.key);
         }
+        removed
     }
 
     pub fn pop_closed(&self, meta: &ConnectionMeta) {
@@ -310,6 +382,111 @@ impl<S> ConnectionPool<S> {
         let connection = PoolConnection::new(notify_use, connection);
         self.insert_pool_connection(meta.key, meta.id, connection);
         (notify_close, watch_use)
+    }
+
+    /// Release a connection to this pool without an idle watcher: nothing is spawned or
+    /// allocated for it beyond its LRU entry. Its `idle_timeout` and the health of its socket are
+    /// looked after by [Self::sweep], which the owner of the pool calls periodically (every
+    /// [Self::sweep_interval] while the pool is not empty); take it back with [Self::take].
+    ///
+    /// A zero `idle_timeout` keeps it until the next sweep. Returns how long each connection
+    /// evicted to make room (least recently used first) had been idle; they are closed.
+    pub fn put_unwatched(
+        &self,
+        meta: &ConnectionMeta,
+        connection: S,
+        idle_timeout: Option<Duration>,
+    ) -> Vec<Duration> {
+        let now = self.clock.now();
+        let mut evicted_idle = Vec::new();
+        for meta in self.lru.add_unwatched(meta.id, meta.clone()) {
+            if let Some(evicted) = self.take_evicted(&meta) {
+                evicted_idle.push(evicted.idle.idle_for(now));
+            }
+        }
+        if let Some(timeout) = idle_timeout {
+            let ms = timeout.as_millis().min(u64::MAX as u128) as u64;
+            if ms < self.min_timeout_ms.load(Relaxed) {
+                self.min_timeout_ms.fetch_min(ms, Relaxed);
+            }
+        }
+        let connection = PoolConnection {
+            notify_use: None,
+            connection,
+            idle: IdleStamp::new(now, idle_timeout),
+        };
+        self.insert_pool_connection(meta.key, meta.id, connection);
+        evicted_idle
+    }
+
+    /// Take a connection of group `key` out of the pool, like [Self::get], but leave an emptied
+    /// group's node in place for the next release: a pool swept by [Self::sweep] drops empty
+    /// nodes there, so a group that is emptied and refilled on every request does not allocate
+    /// and free its node each time.
+    pub fn take(&self, key: &GroupKey) -> Option<S> {
+        let pool_node = self.pools.get(key)?.value().clone();
+        let (id, connection) = pool_node.get_any()?;
+        self.lru.pop(&id);
+        Some(connection.release())
+    }
+
+    /// Close the idle connections whose idle timeout ([Self::put_unwatched]) has passed and
+    /// those `keep` refuses (`keep` may read the connection, e.g. a non-blocking read to find
+    /// one the server closed), and drop the nodes of empty groups. Advances the pool's idle
+    /// clock. Watched connections ([Self::put]) are never expired here, only offered to `keep`.
+    pub fn sweep(&self, mut keep: impl FnMut(&mut S) -> bool) -> Sweep {
+        let now = self.clock.tick();
+        let mut outcome = Sweep::default();
+        // Collected first: closing a connection or dropping a node takes a shard's write lock.
+        let nodes: Vec<(GroupKey, Arc<Pool<S>>)> = self
+            .pools
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        for (key, node) in nodes {
+            node.retain(
+                |_, conn| {
+                    if conn.notify_use.is_none() && conn.idle.expired(now) {
+                        outcome.expired += 1;
+                        return false;
+                    }
+                    if keep(&mut conn.connection) {
+                        outcome.remaining += 1;
+                        true
+                    } else {
+                        outcome.refused += 1;
+                        false
+                    }
+                },
+                // The LRU entry goes before the socket closes, so a new connection that gets
+                // the same fd cannot meet this one's entry.
+                |id, conn| {
+                    self.lru.pop(&id);
+                    drop(conn);
+                },
+            );
+            if node.is_empty() {
+                self.try_remove_empty_node(key);
+            }
+        }
+        outcome
+    }
+
+    /// How often [Self::sweep] should run: a quarter of the shortest idle timeout given to
+    /// [Self::put_unwatched], between 10 ms and 1 s.
+    pub fn sweep_interval(&self) -> Duration {
+        sweep_interval(self.min_timeout_ms.load(Relaxed))
+    }
+
+    /// Advance the idle clock now (for an owner that resumes sweeping after a pause, so the
+    /// connections released meanwhile are not stamped with the time the sweeps stopped).
+    pub fn tick(&self) {
+        self.clock.tick();
+    }
+
+    /// Whether the pool holds no connection (a hint under concurrency).
+    pub fn is_empty(&self) -> bool {
+        self.lru.len() == 0
     }
 
     /// Actively monitor the health of a connection that is already released to this pool
@@ -1196,5 +1373,113 @@ mod tests {
             0,
             "node should be cleaned up again after get"
         );
+    }
+
+    #[test]
+    fn unwatched_connections_are_reused_by_key_and_their_node_is_kept_until_a_sweep() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(8);
+        assert!(cp.is_empty());
+        cp.put_unwatched(&ConnectionMeta::new(101, 1), "a1".into(), None);
+        cp.put_unwatched(&ConnectionMeta::new(102, 2), "b2".into(), None);
+        assert!(!cp.is_empty());
+        assert_eq!(cp.take(&101), Some("a1".to_string()));
+        assert_eq!(cp.take(&101), None);
+        // the emptied node stays for the next release (no node churn per request) ...
+        assert!(pool_contains(&cp, 101));
+        cp.put_unwatched(&ConnectionMeta::new(101, 3), "a3".into(), None);
+        assert_eq!(cp.take(&101), Some("a3".to_string()));
+        // ... until a sweep drops it
+        let sweep = cp.sweep(|_| true);
+        assert_eq!(sweep.remaining, 1);
+        assert!(!pool_contains(&cp, 101));
+        assert!(pool_contains(&cp, 102));
+        assert_eq!(cp.take(&102), Some("b2".to_string()));
+        assert!(cp.is_empty());
+    }
+
+    #[test]
+    fn unwatched_connections_beyond_the_size_evict_the_least_recently_used() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(8);
+        let mut evicted = Vec::new();
+        for id in 1..=9 {
+            evicted.extend(cp.put_unwatched(&ConnectionMeta::new(101, id), id.to_string(), None));
+        }
+        // over the size: drained to size - headroom (8 - 2), oldest first, as put() does
+        assert_eq!(evicted.len(), 3);
+        let mut left: Vec<i32> = std::iter::from_fn(|| cp.take(&101))
+            .map(|s| s.parse().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![4, 5, 6, 7, 8, 9]);
+        assert!(cp.is_empty());
+    }
+
+    #[test]
+    fn a_sweep_closes_expired_and_refused_connections_and_keeps_the_rest() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(8);
+        let short = Some(Duration::from_millis(30));
+        cp.put_unwatched(&ConnectionMeta::new(101, 1), "expires".into(), short);
+        cp.put_unwatched(&ConnectionMeta::new(101, 2), "refused".into(), None);
+        cp.put_unwatched(
+            &ConnectionMeta::new(102, 3),
+            "kept".into(),
+            Some(Duration::from_secs(60)),
+        );
+        // a watched one is never expired by a sweep, only offered to the check
+        cp.put(&ConnectionMeta::new(103, 4), "watched".into());
+        assert_eq!(cp.sweep_interval(), Duration::from_millis(10));
+        let sweep = cp.sweep(|c| c != "refused");
+        assert_eq!((sweep.expired, sweep.refused, sweep.remaining), (0, 1, 3));
+        std::thread::sleep(Duration::from_millis(40));
+        let sweep = cp.sweep(|c| c != "refused");
+        assert_eq!((sweep.expired, sweep.refused, sweep.remaining), (1, 0, 2));
+        assert_eq!(cp.take(&101), None);
+        assert!(!pool_contains(&cp, 101));
+        assert_eq!(cp.take(&102), Some("kept".to_string()));
+        assert_eq!(cp.get(&103), Some("watched".to_string()));
+        // the LRU let go of every entry: the pool is empty and a full pool's worth fits again
+        assert!(cp.is_empty());
+        for id in 10..18 {
+            assert!(cp
+                .put_unwatched(&ConnectionMeta::new(101, id), "x".into(), None)
+                .is_empty());
+        }
+    }
+
+    #[test]
+    fn the_sweep_interval_follows_the_shortest_idle_timeout() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(8);
+        assert_eq!(cp.sweep_interval(), Duration::from_secs(1));
+        cp.put_unwatched(
+            &ConnectionMeta::new(1, 1),
+            "a".into(),
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(cp.sweep_interval(), Duration::from_secs(1));
+        cp.put_unwatched(
+            &ConnectionMeta::new(1, 2),
+            "b".into(),
+            Some(Duration::from_millis(200)),
+        );
+        assert_eq!(cp.sweep_interval(), Duration::from_millis(50));
+        cp.put_unwatched(
+            &ConnectionMeta::new(1, 3),
+            "c".into(),
+            Some(Duration::from_secs(5)),
+        );
+        assert_eq!(cp.sweep_interval(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn an_evicted_unwatched_connection_reports_how_long_it_idled() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(1);
+        cp.tick();
+        cp.put_unwatched(&ConnectionMeta::new(1, 1), "old".into(), None);
+        std::thread::sleep(Duration::from_millis(30));
+        cp.tick();
+        let evicted = cp.put_unwatched(&ConnectionMeta::new(1, 2), "new".into(), None);
+        assert_eq!(evicted.len(), 1);
+        assert!(evicted[0] >= Duration::from_millis(25), "{:?}", evicted[0]);
+        assert_eq!(cp.take(&1), Some("new".to_string()));
     }
 }

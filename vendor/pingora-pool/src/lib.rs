@@ -23,6 +23,7 @@
 #![allow(clippy::type_complexity)]
 
 mod connection;
+mod idle;
 mod lru;
 
-pub use connection::{ConnectionMeta, ConnectionPool, PoolNode};
+pub use connection::{ConnectionMeta, ConnectionPool, PoolNode, Sweep};

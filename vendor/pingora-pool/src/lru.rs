@@ -21,22 +21,27 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub struct Node<T> {
-    pub close_notifier: Arc<Notify>,
+    /// Told when the node is evicted; `None` for an entry nobody watches
+    /// ([`Lru::add_unwatched`]), which saves its allocation.
+    pub close_notifier: Option<Arc<Notify>>,
     pub meta: T,
     order: u64,
 }
 
 impl<T> Node<T> {
-    pub fn new(meta: T) -> Self {
+    /// A node without a close notifier: its eviction is seen in the returned metas only.
+    pub fn unwatched(meta: T) -> Self {
         Node {
-            close_notifier: Arc::new(Notify::new()),
+            close_notifier: None,
             meta,
             order: 0,
         }
     }
 
     pub fn notify_close(&self) {
-        self.close_notifier.notify_one();
+        if let Some(notifier) = &self.close_notifier {
+            notifier.notify_one();
+        }
     }
 }
 
@@ -156,9 +161,23 @@ where
     }
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
-        let node = Node::new(meta);
-        let notifier = node.close_notifier.clone();
+        let notifier = Arc::new(Notify::new());
+        let node = Node {
+            close_notifier: Some(notifier.clone()),
+            meta,
+            order: 0,
+        };
         (notifier, self.put(key, node))
+    }
+
+    /// [`Self::add`] for an entry nobody waits on: no notifier is made. Returns the evicted metas.
+    pub fn add_unwatched(&self, key: K, meta: T) -> Vec<T> {
+        self.put(key, Node::unwatched(meta))
+    }
+
+    /// How many entries the LRU holds (across shards; a hint under concurrency).
+    pub fn len(&self) -> usize {
+        self.len.load(Relaxed)
     }
 
     pub fn pop(&self, key: &K) -> Option<Node<T>> {
