@@ -24,10 +24,11 @@ test: build
 ## check that vendor/ is exactly the release plus vendor/patches/.
 .PHONY: test-vendor
 test-vendor: deps
-	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http services::listening protocols::l4::buffered connectors::reuse_check_tests
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-core --features rustls --lib -- protocols::http services::listening protocols::l4::buffered connectors::reuse_check_tests connectors::pool_reaper
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-proxy --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-http --lib
 	cd vendor && $(CARGO) test --target-dir ../target -p pingora-timeout --lib
+	cd vendor && $(CARGO) test --target-dir ../target -p pingora-pool --lib
 	./vendor/reapply.sh 0.9.1 --verify
 
 lint: deps

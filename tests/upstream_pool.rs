@@ -1,6 +1,7 @@
-//! The upstream keep-alive pool as an origin sees it (issue 22, vendor patch 0040): connections
-//! reused across requests, one pool entry per server, and a connection the origin closed while
-//! it sat idle in the pool is never handed to a request.
+//! The upstream keep-alive pool as an origin sees it (issue 22, vendor patches 0040 and 0041):
+//! connections reused across requests, one pool entry per server, a connection the origin closed
+//! while it sat idle in the pool is never handed to a request, and one the origin half-closed is
+//! closed on the gateway's side too while it idles (the pool's reaper, 0041).
 //!
 //! The origin is a raw socket loop that numbers the connections it accepts and records, for each
 //! request, the connection it arrived on — so reuse is counted from the origin's side.
@@ -8,9 +9,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -22,6 +23,9 @@ enum AfterAnswer {
     /// Closes it at once (FIN), though the response said `Connection: keep-alive`: the
     /// connection goes idle in the gateway's pool and is closed there.
     Close,
+    /// 300 ms after answering, shuts down its writing side (FIN) and reads on until the
+    /// gateway closes the connection, recording when.
+    HalfClose,
 }
 
 /// An HTTP/1.1 origin on raw sockets that records `(connection number, request line)` for every
@@ -30,6 +34,8 @@ struct CountingOrigin {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(usize, String)>>>,
     accepted: Arc<Mutex<usize>>,
+    /// When the gateway closed a half-closed connection (`AfterAnswer::HalfClose`).
+    closed_by_gateway: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl CountingOrigin {
@@ -38,7 +44,9 @@ impl CountingOrigin {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(0));
+        let closed_by_gateway = Arc::new(Mutex::new(Vec::new()));
         let (seen2, accepted2) = (Arc::clone(&seen), Arc::clone(&accepted));
+        let closed2 = Arc::clone(&closed_by_gateway);
         std::thread::spawn(move || {
             // Bounded: at most 200 connections (the tests make a few dozen).
             for conn in listener.incoming().take(200) {
@@ -49,13 +57,15 @@ impl CountingOrigin {
                     *n
                 };
                 let seen = Arc::clone(&seen2);
-                std::thread::spawn(move || serve(conn, id, after, &seen));
+                let closed = Arc::clone(&closed2);
+                std::thread::spawn(move || serve(conn, id, after, &seen, &closed));
             }
         });
         CountingOrigin {
             addr,
             seen,
             accepted,
+            closed_by_gateway,
         }
     }
 
@@ -84,7 +94,13 @@ fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     }
 }
 
-fn serve(mut conn: TcpStream, id: usize, after: AfterAnswer, seen: &Mutex<Vec<(usize, String)>>) {
+fn serve(
+    mut conn: TcpStream,
+    id: usize,
+    after: AfterAnswer,
+    seen: &Mutex<Vec<(usize, String)>>,
+    closed: &Mutex<Vec<Instant>>,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     while let Some(head) = read_head(&mut conn, &mut buf) {
@@ -92,6 +108,24 @@ fn serve(mut conn: TcpStream, id: usize, after: AfterAnswer, seen: &Mutex<Vec<(u
         seen.lock().unwrap().push((id, line));
         let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
         if conn.write_all(answer.as_bytes()).is_err() || after == AfterAnswer::Close {
+            return;
+        }
+        if after == AfterAnswer::HalfClose {
+            // Late enough that the gateway has put the connection in its pool (a FIN that
+            // arrives with the response is found when the connection is released).
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = conn.shutdown(Shutdown::Write);
+            // Bounded by the 10 s read timeout: an EOF (or a reset) is the gateway's close.
+            let mut rest = [0u8; 64];
+            loop {
+                match conn.read(&mut rest) {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(_) => return,
+                }
+            }
+            closed.lock().unwrap().push(Instant::now());
             return;
         }
     }
@@ -177,4 +211,36 @@ async fn a_connection_the_origin_closed_while_idle_is_not_reused() {
     // Not one request was sent on a connection the origin had closed.
     assert_eq!(outcome("stale_connection"), 0.0);
     assert_eq!(outcome("error"), 0.0);
+}
+
+/// An origin that half-closes its connection 300 ms after answering (FIN, still reading), when
+/// the connection idles in the gateway's pool: the gateway closes its side within about a second
+/// (the reaper sweeps a pool once a second with Switchyard's 60 s upstream idle timeout), not when
+/// a request next needs it. Without the sweep's read the socket would sit in CLOSE_WAIT in the
+/// pool (checked: with the sweep's check disabled this test fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_origin_half_closed_is_closed_while_idle() {
+    let origin = CountingOrigin::start(AfterAnswer::HalfClose);
+    let gw = Gateway::start(&config(&[&origin]));
+    let answered = Instant::now();
+    assert_eq!(statuses(&gw, 1, Duration::ZERO).await, [200]);
+    let mut closed = Vec::new();
+    for _ in 0..40 {
+        closed = origin.closed_by_gateway.lock().unwrap().clone();
+        if !closed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(at) = closed.first() else {
+        panic!("the gateway kept the half-closed connection open for 4 s");
+    };
+    let after = at.duration_since(answered);
+    assert!(
+        after < Duration::from_millis(2_500),
+        "closed after {after:?}"
+    );
+    // The next request is served on a new connection.
+    assert_eq!(statuses(&gw, 1, Duration::ZERO).await, [200]);
+    assert_eq!(origin.accepted(), 2);
 }

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 version=${1:?usage: vendor/reapply.sh VERSION [--write]}
 write=${2:-}
-crates=(pingora-core pingora-proxy pingora-http pingora-timeout)
+crates=(pingora-core pingora-proxy pingora-http pingora-timeout pingora-pool)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

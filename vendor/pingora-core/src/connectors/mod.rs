@@ -16,6 +16,7 @@
 
 pub mod http;
 pub mod l4;
+mod pool_reaper;
 #[cfg(feature = "any_tls")]
 mod tls;
 
@@ -34,13 +35,13 @@ use log::{debug, error, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pool_reaper::{PoolReaper, StreamPool};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
-use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -170,7 +171,9 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    /// Idle connections, kept without a task each: [PoolReaper] sweeps them.
+    connection_pool: Arc<StreamPool>,
+    reaper: PoolReaper,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -204,6 +207,7 @@ impl TransportConnector {
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
             connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            reaper: PoolReaper::new(),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -249,56 +253,30 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if stream_matches_peer(&stream, peer)
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
-                        None
-                    }
+        let Some(mut stream) = self.connection_pool.take(&peer.reuse_hash()) else {
+            debug!("No reusable connection found for {peer}");
+            return None;
+        };
+        debug!("find reusable stream");
+        // test_reusable_stream: we assume server would never actively send data
+        // first on an idle stream.
+        #[cfg(unix)]
+        let matches = stream_matches_peer(&stream, peer);
+        #[cfg(windows)]
+        let matches = {
+            use std::os::windows::io::{AsRawSocket, RawSocket};
+            struct WrappedRawSocket(RawSocket);
+            impl AsRawSocket for WrappedRawSocket {
+                fn as_raw_socket(&self) -> RawSocket {
+                    self.0
                 }
             }
-            None => {
-                debug!("No reusable connection found for {peer}");
-                None
-            }
+            peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+        };
+        if matches && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
+            Some(stream)
+        } else {
+            None
         }
     }
 
@@ -318,32 +296,24 @@ impl TransportConnector {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
             return;
         }
-        let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
+        if idle_timeout == Some(Duration::ZERO) {
+            // idle for no time: closed now (0.9.1's watcher closed it at its first poll)
+            return;
+        }
+        let meta = ConnectionMeta::new(key, stream.id());
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
+        // No task per connection: the connector's reaper enforces `idle_timeout` and closes
+        // connections the server closes while they are idle.
+        self.reaper
+            .before_release(&self.connection_pool, &self.unexpected_data_conn_count);
+        let evicted = self
+            .connection_pool
+            .put_unwatched(&meta, stream, idle_timeout);
+        if let Some(callback) = &self.keepalive_pool_callback {
+            for idle in evicted {
+                callback(idle);
             }
-        });
+        }
     }
 
     /// Get a stream to the given server [Peer]
@@ -609,7 +579,10 @@ mod reuse_check_tests {
         let tcp = TcpStream::connect(real).await.unwrap();
         let mut l4: L4Stream = tcp.into();
         let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
-        digest.peer_addr.set(Some(PeerAddr::Inet(recorded))).unwrap();
+        digest
+            .peer_addr
+            .set(Some(PeerAddr::Inet(recorded)))
+            .unwrap();
         l4.set_socket_digest(digest);
         let stream: Stream = Box::new(l4);
         let peer = BasicPeer::new(&recorded.to_string());
@@ -624,7 +597,10 @@ mod reuse_check_tests {
         let tcp = TcpStream::connect(real).await.unwrap();
         let l4: L4Stream = tcp.into();
         let stream: Stream = Box::new(l4);
-        assert!(stream_matches_peer(&stream, &BasicPeer::new(&real.to_string())));
+        assert!(stream_matches_peer(
+            &stream,
+            &BasicPeer::new(&real.to_string())
+        ));
         assert!(!stream_matches_peer(
             &stream,
             &BasicPeer::new(&unused_addr().to_string())
