@@ -2,8 +2,10 @@
 //! without the piped path's task channels. What must hold on it, seen from a raw-socket origin
 //! that records every byte and a raw client: both connections are kept alive and reused across
 //! requests, every response framing arrives whole, a client that leaves mid-response frees the
-//! upstream connection (it is not reused, since the rest of that response is still on it), and
-//! requests with a body still take the piped path and arrive intact.
+//! upstream connection (it is not reused, since the rest of that response is still on it), a
+//! client that half-closes mid-response aborts it (the direct path watches the client while it
+//! waits on the origin, as the piped path did; without that watch the half-closing test fails,
+//! checked), and requests with a body still take the piped path and arrive intact.
 
 mod support;
 
@@ -181,4 +183,56 @@ async fn requests_with_a_body_arrive_intact_between_bodiless_ones() {
         requests[2].head_text()
     );
     assert!(requests[0].body.is_empty() && requests[3].body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_half_closing_mid_response_aborts_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = RawOrigin::start("o");
+    origin.set_reply(script);
+    let gw = Gateway::start(&config("direct-h1-fin", &origin));
+
+    // The client reads the head and the first chunk, then sends FIN (keeping its read side
+    // open). Pingora aborts a request whose client closed (`abort_on_close`): the gateway must
+    // notice while it waits for the origin's second chunk, not forward it.
+    let mut c = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    c.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&got).contains("hello\r\n") {
+        match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "no first chunk: {other:?} {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    c.shutdown().await.unwrap();
+    let closed_at = loop {
+        match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => break tokio::time::Instant::now(),
+            Err(_) => panic!("the connection stayed open"),
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(!text.contains("world"), "the response went on: {text:?}");
+    assert!(
+        closed_at < deadline - WAIT + Duration::from_millis(550),
+        "closed only after the origin's second chunk"
+    );
+
+    // And the upstream connection, which still carries that chunk, is not reused.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut client = RawClient::connect(gw.addr()).await;
+    assert!(client.send(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n").await);
+    let r = client.response("GET", WAIT).await.expect("a response");
+    assert_eq!(r.body_text(), "ok /after");
+    let conns: Vec<usize> = origin.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns, [0, 1]);
 }
