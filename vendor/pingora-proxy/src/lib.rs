@@ -91,6 +91,7 @@ mod proxy_cache;
 mod proxy_common;
 mod proxy_custom;
 mod proxy_h1;
+mod proxy_h1_direct;
 mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
@@ -904,6 +905,16 @@ impl Session {
         }
         self.downstream_task_seen_upgraded = seen_upgraded;
         self.downstream_session.response_duplex_vec(tasks).await
+    }
+
+    /// Write one response task downstream: [`Self::write_response_tasks`] with one task, without
+    /// the vector.
+    pub async fn write_response_task(&mut self, mut task: HttpTask) -> Result<bool> {
+        let mut seen_upgraded = self.downstream_task_seen_upgraded || self.was_upgraded();
+        self.downstream_response_task_filter(&mut task, &mut seen_upgraded)
+            .await?;
+        self.downstream_task_seen_upgraded = seen_upgraded;
+        self.downstream_session.response_duplex(task).await
     }
 
     /// Mark the upstream headers as modified by caching. This should lead to range filters being
@@ -1990,7 +2001,10 @@ mod tests {
         }
     }
 
-    async fn new_request_session(request: &[u8], written: Arc<Mutex<Vec<u8>>>) -> Session {
+    pub(crate) async fn new_request_session(
+        request: &[u8],
+        written: Arc<Mutex<Vec<u8>>>,
+    ) -> Session {
         let socket = StaticVirtualSocket::new(request, written);
         let stream = L4Stream::from(VirtualSocketStream::new(Box::new(socket)));
         let mut session = Session::new_h1(Box::new(stream));

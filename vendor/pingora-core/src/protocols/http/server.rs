@@ -314,6 +314,15 @@ impl Session {
         }
     }
 
+    /// Write one response task: [`Self::response_duplex_vec`] with one task, without the vector
+    /// for HTTP/1.
+    pub async fn response_duplex(&mut self, task: HttpTask) -> Result<bool> {
+        match self {
+            Self::H1(s) => s.response_duplex(task).await,
+            _ => self.response_duplex_vec(vec![task]).await,
+        }
+    }
+
     pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
         match self {
             Self::H1(s) => s.response_duplex_vec(tasks).await,

@@ -1514,7 +1514,9 @@ impl HttpSession {
         Ok(())
     }
 
-    async fn response_duplex(&mut self, task: HttpTask) -> Result<bool> {
+    /// Write one response task (header, body, trailers, end). Returns whether the response is
+    /// done. What [`Self::response_duplex_vec`] does with a vector of one task.
+    pub async fn response_duplex(&mut self, task: HttpTask) -> Result<bool> {
         let end_stream = match task {
             HttpTask::Header(header, end_stream) => {
                 self.write_response_header(header)
