@@ -116,7 +116,11 @@ impl HttpRecord<'_> {
         num_field(out, key!("attempts"), Some(u64::from(self.attempts)));
         bytes_field(out, key!("user_agent"), self.user_agent);
         bytes_field(out, key!("referer"), self.referer);
-        bytes_field(out, key!("trace_id"), Some(self.trace_id));
+        // 32 hex digits: nothing to escape, a copy of constant length.
+        out.extend_from_slice(key!("trace_id").as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(self.trace_id);
+        out.push(b'"');
         if let Some(grpc) = self.grpc {
             num_field(out, key!("grpc_status"), grpc.map(u64::from));
         }

@@ -1,6 +1,6 @@
 //! The span exporter's thread: every [`PERIOD`] (sooner when [`span_queue::WAKE_AT`] spans are
-//! waiting) it takes the queued spans, encodes them as OTLP protobuf ([`OtlpBatch`]) in requests
-//! of at most [`EXPORT_SPANS`] spans and POSTs them to `otlp_endpoint` with `reqwest`'s blocking
+//! waiting) it takes the queued spans (already protobuf), frames them as OTLP requests
+//! ([`OtlpBatch`]) of at most [`EXPORT_SPANS`] spans and POSTs them to `otlp_endpoint` with `reqwest`'s blocking
 //! client (`http` or `https`; rustls, with the platform's roots plus an optional CA file). A
 //! failed export is counted in `switchyard_span_export_failures_total` and logged when exports
 //! start or stop failing (not once per batch); spans dropped because the queue was full are
@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use switchyard_metrics::prometheus::IntCounter;
 
-use super::otlp_batch::OtlpBatch;
-use super::span_queue::{self, SpanQueue};
-use super::span_record::SpanBatch;
+use super::otlp_batch::{chunks, OtlpBatch};
+use super::span_queue::{self, SpanBytes, SpanQueue};
 
 /// The longest spans wait in the queue (the SDK's `scheduled_delay` default was 5 s; the
 /// gateway used 1 s).
@@ -101,14 +100,8 @@ impl ExporterThread {
     }
 }
 
-fn run(
-    queue: &SpanQueue,
-    dest: &Destination,
-    client: &reqwest::blocking::Client,
-    mut otlp: OtlpBatch,
-) {
-    let mut batch = SpanBatch::with_capacity(span_queue::WAKE_AT);
-    let mut body = Vec::new();
+fn run(queue: &SpanQueue, dest: &Destination, client: &reqwest::blocking::Client, otlp: OtlpBatch) {
+    let mut batch = SpanBytes::with_capacity();
     let mut failing = false;
     loop {
         batch.clear();
@@ -122,9 +115,11 @@ fn run(
                 span_queue::QUEUE_SPANS
             );
         }
-        for records in batch.spans.chunks(EXPORT_SPANS) {
-            otlp.encode(&batch, records, &mut body);
-            let result = post(client, &dest.endpoint, &body);
+        for (spans, n) in chunks(&batch.bytes, EXPORT_SPANS) {
+            // The body is handed to the client (no copy), a new one made for the next request.
+            let mut body = Vec::new();
+            otlp.encode(spans, &mut body);
+            let result = post(client, &dest.endpoint, body);
             match result {
                 Err(e) => {
                     dest.failures.inc();
@@ -132,7 +127,7 @@ fn run(
                         log::warn!(
                             "tracing: cannot export {} span(s) to {}: {e} \
                              (counted in switchyard_span_export_failures_total)",
-                            records.len(),
+                            n,
                             dest.endpoint
                         );
                     }
@@ -153,11 +148,11 @@ fn run(
 }
 
 /// One OTLP/HTTP export: `POST` of the protobuf body; any 2xx answer is a success.
-fn post(client: &reqwest::blocking::Client, endpoint: &str, body: &[u8]) -> Result<(), String> {
+fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Result<(), String> {
     let response = client
         .post(endpoint)
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-        .body(body.to_vec())
+        .body(body)
         .send()
         .map_err(|e| error_chain(&e))?;
     let status = response.status();
