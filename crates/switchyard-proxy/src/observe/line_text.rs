@@ -276,6 +276,63 @@ mod tests {
         }
     }
 
+    /// The fast check against a byte-by-byte one, at every length up to 40 and with the odd
+    /// byte at every position (the overlapping last word included).
+    #[test]
+    fn clean_check_never_misses_a_byte() {
+        for len in 0..40 {
+            for at in 0..len {
+                for odd in [0u8, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff, b' ', b'~'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = odd;
+                    for ascii in [false, true] {
+                        let want = bytes
+                            .iter()
+                            .all(|&b| !json_needs_escape(b) && (!ascii || b < 0x80));
+                        assert_eq!(json_clean(&bytes, ascii), want, "{bytes:?} ascii={ascii}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Header bytes of every kind (quotes, backslashes, control characters, non-ASCII,
+    /// invalid UTF-8), at random, give what serde_json writes for their lossy UTF-8 text.
+    #[test]
+    fn hostile_header_bytes_match_serde_json() {
+        let pieces: [&[u8]; 12] = [
+            b"a",
+            b"Mozilla/5.0 (X11)",
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x01",
+            b"\x7f",
+            "é".as_bytes(),
+            "世".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\xe4\xb8",
+        ];
+        for _ in 0..3000 {
+            let n = rand::random::<u32>() % 24;
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    pieces[rand::random::<u32>() as usize % pieces.len()]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let ours = text(|o| bytes_field(o, key!("ua"), Some(&bytes)));
+            let lossy = String::from_utf8_lossy(&bytes);
+            let theirs = serde_json::to_string(&lossy).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ours, format!(",\"ua\":{theirs}"), "{bytes:?}");
+            let parsed: serde_json::Value = serde_json::from_str(&format!("{{{}}}", &ours[1..]))
+                .unwrap_or_else(|e| panic!("{ours}: {e}"));
+            assert_eq!(parsed["ua"], serde_json::Value::String(lossy.into_owned()));
+        }
+    }
+
     #[test]
     fn header_bytes_are_replaced_when_not_utf8() {
         let line = text(|o| bytes_field(o, key!("ua"), Some(b"a\xffb")));

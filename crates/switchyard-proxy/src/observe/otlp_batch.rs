@@ -67,17 +67,45 @@ impl OtlpBatch {
     /// Writes into `out` (cleared first) one `ExportTraceServiceRequest` holding `spans`
     /// (encoded spans, one after the other, as [`chunks`] cuts them).
     pub(crate) fn encode(&self, spans: &[u8], out: &mut Vec<u8>) {
-        let scope_spans = self.scope.len() + spans.len();
-        let resource_spans = self.resource.len() + field_len(scope_spans);
         out.clear();
-        out.reserve(field_len(resource_spans));
+        self.header(spans.len(), out);
+        out.extend_from_slice(spans);
+    }
+
+    /// The most bytes the framing of a request takes ([`OtlpBatch::frame_in_place`]).
+    pub(crate) fn header_room(&self) -> usize {
+        // Two keys, two varints of at most 10 bytes.
+        2 + 20 + self.resource.len() + self.scope.len()
+    }
+
+    /// Writes the framing of a request holding the `spans_len` bytes of spans that start at
+    /// `at` in `buf` just before them, and returns where the request starts; `None` if the
+    /// framing does not fit before `at`.
+    pub(crate) fn frame_in_place(
+        &self,
+        buf: &mut [u8],
+        at: usize,
+        spans_len: usize,
+    ) -> Option<usize> {
+        let mut header = Vec::with_capacity(self.header_room());
+        self.header(spans_len, &mut header);
+        let start = at.checked_sub(header.len())?;
+        buf.get_mut(start..at)?.copy_from_slice(&header);
+        Some(start)
+    }
+
+    /// The request's bytes before its spans: `ResourceSpans` (key, length, resource) and
+    /// `ScopeSpans` (key, length, scope).
+    fn header(&self, spans_len: usize, out: &mut Vec<u8>) {
+        let scope_spans = self.scope.len() + spans_len;
+        let resource_spans = self.resource.len() + field_len(scope_spans);
+        out.reserve(field_len(resource_spans) - spans_len);
         out.push(RESOURCE_SPANS);
         varint(resource_spans as u64, out);
         out.extend_from_slice(&self.resource);
         out.push(SCOPE_SPANS);
         varint(scope_spans as u64, out);
         out.extend_from_slice(&self.scope);
-        out.extend_from_slice(spans);
     }
 }
 
@@ -295,6 +323,25 @@ mod tests {
         otlp.encode(&written(&big), &mut out);
         assert!(out.len() > 1 << 14);
         assert_eq!(out, reference(&big));
+    }
+
+    /// The framing written in the room before the spans gives the same request as `encode`.
+    #[test]
+    fn framing_in_place_equals_encoding() {
+        let otlp = OtlpBatch::new(&RESOURCE);
+        for n in [0, 1, 4, 200] {
+            let spans: Vec<T> = (0..n).map(|i| sample()[i % 4].clone()).collect();
+            let written = written(&spans);
+            let room = otlp.header_room();
+            let mut buf = vec![0xee; room];
+            buf.extend_from_slice(&written);
+            let start = otlp
+                .frame_in_place(&mut buf, room, written.len())
+                .unwrap_or_else(|| panic!("no room for {n} span(s)"));
+            assert_eq!(&buf[start..], reference(&spans).as_slice(), "{n} span(s)");
+        }
+        let mut small = vec![0; 3];
+        assert_eq!(otlp.frame_in_place(&mut small, 3, 0), None);
     }
 
     #[test]

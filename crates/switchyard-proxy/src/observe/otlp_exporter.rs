@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use switchyard_metrics::prometheus::IntCounter;
 
+use bytes::Bytes;
+
 use super::otlp_batch::{chunks, OtlpBatch};
 use super::span_queue::{self, SpanBytes, SpanQueue};
 
@@ -41,13 +43,13 @@ pub(crate) struct ExporterThread {
 }
 
 impl ExporterThread {
-    /// Starts the thread that exports what `queue` receives, with `resource` attributes. The
+    /// Starts the thread that exports what `queue` receives, framed by `otlp`. The
     /// HTTP client is built by `client` on that thread (reqwest's blocking client must not be
     /// built or dropped inside an async runtime); its error is returned here.
     pub(crate) fn start(
         queue: Arc<SpanQueue>,
         dest: Destination,
-        resource: Vec<(&'static str, String)>,
+        otlp: OtlpBatch,
         client: impl FnOnce() -> Result<reqwest::blocking::Client, String> + Send + 'static,
     ) -> Result<ExporterThread, String> {
         let done = Arc::new(AtomicBool::new(false));
@@ -67,9 +69,7 @@ impl ExporterThread {
                         return;
                     }
                 };
-                let resource: Vec<(&'static str, &str)> =
-                    resource.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                run(&queue, &dest, &client, OtlpBatch::new(&resource));
+                run(&queue, &dest, &client, &otlp);
                 finished.store(true, Ordering::Release);
             })
             .map_err(|e| format!("cannot start the span exporter's thread: {e}"))?;
@@ -100,8 +100,14 @@ impl ExporterThread {
     }
 }
 
-fn run(queue: &SpanQueue, dest: &Destination, client: &reqwest::blocking::Client, otlp: OtlpBatch) {
-    let mut batch = SpanBytes::with_capacity();
+fn run(
+    queue: &SpanQueue,
+    dest: &Destination,
+    client: &reqwest::blocking::Client,
+    otlp: &OtlpBatch,
+) {
+    let room = otlp.header_room();
+    let mut batch = SpanBytes::new(room, span_queue::BATCH_BYTES);
     let mut failing = false;
     loop {
         batch.clear();
@@ -115,10 +121,26 @@ fn run(queue: &SpanQueue, dest: &Destination, client: &reqwest::blocking::Client
                 span_queue::QUEUE_SPANS
             );
         }
-        for (spans, n) in chunks(&batch.bytes, EXPORT_SPANS) {
-            // The body is handed to the client (no copy), a new one made for the next request.
-            let mut body = Vec::new();
-            otlp.encode(spans, &mut body);
+        let mut bodies = Vec::new();
+        let spans_len = batch.spans().len();
+        let in_place = (batch.spans > 0 && batch.spans <= EXPORT_SPANS)
+            .then(|| otlp.frame_in_place(&mut batch.bytes, room, spans_len))
+            .flatten();
+        if let Some(start) = in_place {
+            // One request, framed in the room before the spans and sent from where the request
+            // threads wrote them: the buffer goes with it, a new one takes its place.
+            let whole =
+                std::mem::replace(&mut batch, SpanBytes::new(room, span_queue::BATCH_BYTES));
+            bodies.push((Bytes::from(whole.bytes).slice(start..), whole.spans));
+        } else {
+            // A backlog: requests of at most EXPORT_SPANS spans, each copied out.
+            for (spans, n) in chunks(batch.spans(), EXPORT_SPANS) {
+                let mut body = Vec::new();
+                otlp.encode(spans, &mut body);
+                bodies.push((Bytes::from(body), n));
+            }
+        }
+        for (body, n) in bodies {
             let result = post(client, &dest.endpoint, body);
             match result {
                 Err(e) => {
@@ -148,7 +170,7 @@ fn run(queue: &SpanQueue, dest: &Destination, client: &reqwest::blocking::Client
 }
 
 /// One OTLP/HTTP export: `POST` of the protobuf body; any 2xx answer is a success.
-fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Result<(), String> {
+fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Bytes) -> Result<(), String> {
     let response = client
         .post(endpoint)
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")

@@ -19,26 +19,40 @@ pub(crate) const WAKE_AT: usize = 2048;
 pub(crate) const BATCH_BYTES: usize = WAKE_AT * 512;
 
 /// Encoded spans and how many they are.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpanBytes {
+    /// `room` bytes kept free for the export request's framing (written there by the exporter,
+    /// so that the spans are sent where the request threads wrote them, without a copy), then
     /// `ScopeSpans.spans` fields, one after the other.
     pub(crate) bytes: Vec<u8>,
+    /// How many bytes come before the first span.
+    pub(crate) room: usize,
     /// How many spans `bytes` holds.
     pub(crate) spans: usize,
 }
 
 impl SpanBytes {
-    /// An empty batch with room for about [`WAKE_AT`] spans.
-    pub(crate) fn with_capacity() -> SpanBytes {
+    /// An empty batch with `room` bytes free before its spans, and space for `capacity` bytes of
+    /// spans before it grows.
+    pub(crate) fn new(room: usize, capacity: usize) -> SpanBytes {
+        let mut bytes = Vec::with_capacity(room + capacity);
+        bytes.resize(room, 0);
         SpanBytes {
-            bytes: Vec::with_capacity(BATCH_BYTES),
+            bytes,
+            room,
             spans: 0,
         }
     }
 
+    /// The spans' bytes.
+    pub(crate) fn spans(&self) -> &[u8] {
+        self.bytes.get(self.room..).unwrap_or_default()
+    }
+
     /// Empties the batch, keeping its buffer.
     pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
+        self.bytes.resize(self.room, 0);
+        self.bytes.truncate(self.room);
         self.spans = 0;
     }
 }
@@ -57,20 +71,19 @@ struct State {
     stopping: bool,
 }
 
-impl Default for SpanQueue {
-    fn default() -> SpanQueue {
+impl SpanQueue {
+    /// An empty queue whose batches keep `room` bytes free before their spans.
+    pub(crate) fn new(room: usize) -> SpanQueue {
         SpanQueue {
             state: Mutex::new(State {
-                batch: SpanBytes::with_capacity(),
+                batch: SpanBytes::new(room, BATCH_BYTES),
                 stopping: false,
             }),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
         }
     }
-}
 
-impl SpanQueue {
     /// Lets `fill` append `spans` encoded spans to the pending bytes, unless the queue is full
     /// (then the spans are counted as dropped and `fill` is not called).
     #[inline]
@@ -94,7 +107,8 @@ impl SpanQueue {
     }
 
     /// Waits until `period` has passed, the batch has reached [`WAKE_AT`] spans or the queue is
-    /// stopping; then swaps the pending batch with `spare` (which must be empty). Returns true
+    /// stopping; then swaps the pending batch with `spare` (which must be empty, with the same
+    /// room). Returns true
     /// if the queue is stopping (the batch taken is the last one).
     pub(crate) fn take(&self, spare: &mut SpanBytes, period: Duration) -> bool {
         let mut state = self.lock();
@@ -132,22 +146,23 @@ mod tests {
 
     #[test]
     fn full_queue_drops_and_counts_and_batches_are_swapped() {
-        let q = SpanQueue::default();
+        let q = SpanQueue::new(3);
         for _ in 0..QUEUE_SPANS {
             q.push(1, |b| b.push(1));
         }
         q.push(2, |_| panic!("a full queue must not call fill"));
         assert_eq!(q.take_dropped(), 2);
-        let mut spare = SpanBytes::default();
+        let mut spare = SpanBytes::new(3, 0);
         assert!(!q.take(&mut spare, Duration::from_millis(1)));
         assert_eq!(spare.spans, QUEUE_SPANS);
-        assert_eq!(spare.bytes.len(), QUEUE_SPANS);
+        assert_eq!(spare.spans().len(), QUEUE_SPANS);
+        assert_eq!(spare.bytes.len(), QUEUE_SPANS + 3);
         spare.clear();
         q.push(1, |b| b.push(2));
         q.stop();
         q.push(1, |_| panic!("a stopped queue must not call fill"));
         assert_eq!(q.take_dropped(), 1);
         assert!(q.take(&mut spare, Duration::from_secs(5)));
-        assert_eq!((spare.spans, spare.bytes.as_slice()), (1, &[2u8][..]));
+        assert_eq!((spare.spans, spare.spans()), (1, &[2u8][..]));
     }
 }

@@ -25,6 +25,7 @@ use switchyard_config::TracingConfig;
 use switchyard_metrics::prometheus::IntCounter;
 
 use super::ip_text::IpText;
+use super::otlp_batch::OtlpBatch;
 use super::otlp_exporter::{Destination, ExporterThread, EXPORT_TIMEOUT};
 use super::span_queue::SpanQueue;
 use super::span_writer::{Kind, SpanHead, SpanWriter};
@@ -94,8 +95,8 @@ pub struct ServerSpan<'a> {
     pub query: Option<&'a str>,
     /// `http` or `https`.
     pub scheme: &'a str,
-    /// The host, without port.
-    pub host: &'a str,
+    /// The host, without port (the header's bytes; left out if not UTF-8).
+    pub host: &'a [u8],
     /// The route's path template (`http.route`).
     pub route_template: Option<&'a str>,
     /// The route's name.
@@ -125,12 +126,12 @@ impl Tracer {
         failures: IntCounter,
         dropped: IntCounter,
     ) -> Result<Tracer, BuildError> {
-        let queue = Arc::new(SpanQueue::default());
-        let resource = vec![
-            ("service.name", cfg.service_name.clone()),
-            ("service.instance.id", instance_id.to_string()),
-            ("service.version", env!("CARGO_PKG_VERSION").to_string()),
-        ];
+        let otlp = OtlpBatch::new(&[
+            ("service.name", &cfg.service_name),
+            ("service.instance.id", instance_id),
+            ("service.version", env!("CARGO_PKG_VERSION")),
+        ]);
+        let queue = Arc::new(SpanQueue::new(otlp.header_room()));
         let dest = Destination {
             endpoint: cfg.otlp_endpoint.clone(),
             failures,
@@ -160,7 +161,7 @@ impl Tracer {
             }
             None => Vec::new(),
         };
-        let thread = ExporterThread::start(Arc::clone(&queue), dest, resource, move || {
+        let thread = ExporterThread::start(Arc::clone(&queue), dest, otlp, move || {
             let mut client = reqwest::blocking::Client::builder()
                 .timeout(EXPORT_TIMEOUT)
                 .use_rustls_tls();
@@ -266,8 +267,12 @@ fn write_server(
         "url.scheme",
         if s.scheme == "https" { "https" } else { "http" },
     );
-    if !s.host.is_empty() {
-        w.str("server.address", s.host);
+    if s.host.is_ascii() {
+        if !s.host.is_empty() {
+            w.text("server.address", s.host);
+        }
+    } else if let Ok(host) = std::str::from_utf8(s.host) {
+        w.str("server.address", host);
     }
     if let Some(t) = s.route_template {
         w.str("http.route", t);
