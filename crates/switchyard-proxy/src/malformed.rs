@@ -74,7 +74,7 @@ pub(crate) async fn answer(r: Refusal<'_>, session: &mut ServerSession, e: &Erro
         client_ip: client,
         listener: r.listener,
         method: "",
-        host: "",
+        host: b"",
         path: "",
         query: None,
         protocol: "",

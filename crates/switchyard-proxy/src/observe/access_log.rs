@@ -1,5 +1,4 @@
-//! The access log: a request's line is formatted into a buffer of its thread and appended to a
-//! bounded byte queue ([`super::line_queue`]) that a writer thread ([`super::log_writer`]) writes
+//! The access log: a request's line is formatted straight into a bounded byte queue ([`super::line_queue`]) that a writer thread ([`super::log_writer`]) writes
 //! out in batches; when the queue is full the line is dropped and counted in
 //! `switchyard_access_log_dropped_total`, so a slow disk never blocks a request.
 
@@ -45,8 +44,8 @@ impl AccessLog {
         self.format
     }
 
-    /// Queues the line `fill` writes (ending in `\n`), formatted into a buffer this thread
-    /// reuses; drops and counts it if the queue is full.
+    /// Queues the line `fill` writes (ending in `\n`), formatted straight into the queue; drops
+    /// and counts it if the queue is full.
     #[inline]
     pub fn write(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         if !self.queue.push_with(fill) {

@@ -2,8 +2,10 @@
 //! milliseconds (`2025-12-06T05:46:40.123Z`) and NGINX's `$time_local`
 //! (`06/Dec/2025:05:46:40 +0000`). The calendar date comes from the days since the epoch by
 //! Howard Hinnant's `civil_from_days`, a few dozen integer operations: no formatting machinery,
-//! no time-zone lookup, no allocation.
+//! no time-zone lookup, no allocation; the RFC 3339 text up to the seconds is kept for the
+//! lines of the same second.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -66,8 +68,41 @@ fn push2(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
 }
 
-/// RFC 3339 with milliseconds, UTC: `2025-12-06T05:46:40.123Z`.
+thread_local! {
+    /// The last second written by this thread and its text up to the milliseconds
+    /// (`2025-12-06T05:46:40.`): the lines of one second share it, as NGINX caches its time
+    /// strings.
+    static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+}
+
+/// RFC 3339 with milliseconds, UTC: `2025-12-06T05:46:40.123Z`. The text up to the seconds is
+/// computed once a second per thread.
 pub(crate) fn write_rfc3339_ms(out: &mut Vec<u8>, t: SystemTime) {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut prefix) = SECOND.with(Cell::get);
+    if cached != secs {
+        let at = out.len();
+        write_rfc3339_uncached(out, t);
+        // Only years of four digits have a 20-byte prefix (the others are never cached).
+        if let Some(p) = out.get(at..at + 20).filter(|_| out.len() - at == 24) {
+            prefix.copy_from_slice(p);
+            SECOND.with(|s| s.set((secs, prefix)));
+        }
+        return;
+    }
+    let ms = since.subsec_millis();
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(&[
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// [`write_rfc3339_ms`] computed from the calendar.
+fn write_rfc3339_uncached(out: &mut Vec<u8>, t: SystemTime) {
     let c = Civil::of(t);
     c.push_year(out);
     out.push(b'-');
@@ -133,6 +168,17 @@ mod tests {
             let want = odt.format(local).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(String::from_utf8_lossy(&ours), want);
             day += 1 + day % 7;
+        }
+        // The same second twice (the cached text), then the next one.
+        let t = UNIX_EPOCH + Duration::from_millis(1_765_000_000_123);
+        for (t, want) in [
+            (t, "2025-12-06T05:46:40.123Z"),
+            (t + Duration::from_millis(800), "2025-12-06T05:46:40.923Z"),
+            (t + Duration::from_millis(900), "2025-12-06T05:46:41.023Z"),
+        ] {
+            let mut ours = Vec::new();
+            write_rfc3339_ms(&mut ours, t);
+            assert_eq!(String::from_utf8_lossy(&ours), want);
         }
         let mut epoch = Vec::new();
         write_rfc3339_ms(&mut epoch, UNIX_EPOCH - Duration::from_secs(5));

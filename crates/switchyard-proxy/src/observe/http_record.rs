@@ -27,8 +27,9 @@ pub struct HttpRecord<'a> {
     pub listener: &'a str,
     /// The method.
     pub method: &'a str,
-    /// The host, without port (empty if none).
-    pub host: &'a str,
+    /// The host, without port (empty if none): the header's bytes (not UTF-8: logged with
+    /// U+FFFD in their place).
+    pub host: &'a [u8],
     /// The path (normalised).
     pub path: &'a str,
     /// The query string, without `?`.
@@ -93,7 +94,7 @@ impl HttpRecord<'_> {
             key!("method"),
             Some(self.method).filter(|m| !m.is_empty()),
         );
-        str_field(out, key!("host"), Some(self.host).filter(|h| !h.is_empty()));
+        bytes_field(out, key!("host"), Some(self.host).filter(|h| !h.is_empty()));
         str_field(out, key!("path"), Some(self.path).filter(|p| !p.is_empty()));
         str_field(out, key!("query"), self.query);
         str_field(
@@ -116,7 +117,11 @@ impl HttpRecord<'_> {
         num_field(out, key!("attempts"), Some(u64::from(self.attempts)));
         bytes_field(out, key!("user_agent"), self.user_agent);
         bytes_field(out, key!("referer"), self.referer);
-        bytes_field(out, key!("trace_id"), Some(self.trace_id));
+        // 32 hex digits: nothing to escape, a copy of constant length.
+        out.extend_from_slice(key!("trace_id").as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(self.trace_id);
+        out.push(b'"');
         if let Some(grpc) = self.grpc {
             num_field(out, key!("grpc_status"), grpc.map(u64::from));
         }
@@ -183,7 +188,7 @@ mod tests {
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
             listener: "web",
             method: "GET",
-            host: "example.com",
+            host: b"example.com",
             path: "/a\"b",
             query: Some("x=1"),
             protocol: "HTTP/1.1",
@@ -234,7 +239,7 @@ mod tests {
         let trace = [b'0'; 32];
         let r = HttpRecord {
             method: "",
-            host: "",
+            host: b"",
             path: "",
             query: None,
             protocol: "",

@@ -1,12 +1,11 @@
 //! The access log's queue between request threads and the writer thread: the bytes of whole
-//! lines in one buffer behind a mutex. A request formats its line into a buffer of its own
-//! thread (no allocation once it has grown, no lock held while formatting), then appends the
-//! bytes under the lock; it wakes the writer only when [`WAKE_BYTES`] are waiting. The writer
+//! lines in one buffer behind a mutex. A request formats its line straight into that buffer
+//! under the lock (no allocation once it has grown, no copy from a buffer of its own: a line is
+//! written once); it wakes the writer only when [`WAKE_BYTES`] are waiting. The writer
 //! swaps the whole buffer for its emptied previous one every [`FLUSH_PERIOD`] and writes it in
 //! one call, so the two sides trade buffers instead of allocating a line each. More than
 //! [`QUEUE_BYTES`] waiting (a disk slower than the traffic) drops lines, counted by the caller.
 
-use std::cell::RefCell;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,8 +15,6 @@ pub(crate) const QUEUE_BYTES: usize = 4 << 20;
 pub(crate) const WAKE_BYTES: usize = 256 << 10;
 /// The longest a line waits in the queue (plus the write itself).
 pub(crate) const FLUSH_PERIOD: Duration = Duration::from_millis(100);
-/// A line buffer larger than this is not kept by its thread (a freak line does not pin memory).
-const KEEP_LINE: usize = 16 << 10;
 
 /// The shared queue.
 #[derive(Debug, Default)]
@@ -44,33 +41,28 @@ pub(crate) struct Taken {
     pub(crate) stopping: bool,
 }
 
-thread_local! {
-    /// Where a request thread formats its line.
-    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
-}
-
 impl LineQueue {
-    /// Formats a line with `fill` (into a buffer of this thread) and queues it. Returns false if
-    /// the line was dropped: the queue is full or stopping.
+    /// Formats a line with `fill` straight into the queue's buffer (under the lock: formatting a
+    /// line takes well under a microsecond) and keeps it. Returns false if the line was dropped: the
+    /// queue is full or stopping (then the bytes `fill` wrote are taken back).
     #[inline]
     pub(crate) fn push_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
-        LINE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                fill(&mut line);
-                let queued = self.push(&line);
-                if line.capacity() > KEEP_LINE {
-                    *line = Vec::with_capacity(1024);
-                }
-                queued
-            }
-            // Only if `fill` itself logged a line: format that one on its own.
-            Err(_) => {
-                let mut line = Vec::new();
-                fill(&mut line);
-                self.push(&line)
-            }
-        })
+        let mut state = self.lock();
+        let before = state.bytes.len();
+        if state.stopping || before >= QUEUE_BYTES {
+            return false;
+        }
+        fill(&mut state.bytes);
+        if state.bytes.len() > QUEUE_BYTES {
+            state.bytes.truncate(before);
+            return false;
+        }
+        let wake = before < WAKE_BYTES && state.bytes.len() >= WAKE_BYTES;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        true
     }
 
     /// Queues `line` (whole lines, `\n`-terminated). Returns false if it was dropped.

@@ -8,6 +8,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::ip_text::IpText;
+
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
@@ -19,7 +21,9 @@ macro_rules! key {
 }
 pub(crate) use key;
 
-/// `,"key":"value"` (JSON-escaped) or `,"key":null`; `key` is the field's prefix ([`key!`]).
+/// `,"key":"value"` (JSON-escaped) or `,"key":null`; `key` is the field's prefix ([`key!`]),
+/// a literal: inlined, its copy has a constant length.
+#[inline(always)]
 pub(crate) fn str_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
     out.extend_from_slice(key.as_bytes());
     match value {
@@ -29,19 +33,34 @@ pub(crate) fn str_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
 }
 
 /// [`str_field`] for header bytes (invalid UTF-8 replaced by U+FFFD, as
-/// `String::from_utf8_lossy` does).
+/// `String::from_utf8_lossy` does). Printable ASCII, the usual case, is copied without a UTF-8
+/// check.
+#[inline(always)]
 pub(crate) fn bytes_field(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
-    match value.map(std::str::from_utf8) {
-        Some(Ok(v)) => str_field(out, key, Some(v)),
-        Some(Err(_)) => {
-            let lossy = value.map(String::from_utf8_lossy);
-            str_field(out, key, lossy.as_deref())
+    out.extend_from_slice(key.as_bytes());
+    match value {
+        Some(v) if json_clean(v, true) => {
+            out.push(b'"');
+            out.extend_from_slice(v);
+            out.push(b'"');
         }
-        None => str_field(out, key, None),
+        Some(v) => json_bytes_slow(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Bytes that need escaping or are not ASCII, as a JSON string.
+#[cold]
+#[inline(never)]
+fn json_bytes_slow(out: &mut Vec<u8>, v: &[u8]) {
+    match std::str::from_utf8(v) {
+        Ok(v) => json_escaped(out, v),
+        Err(_) => json_escaped(out, &String::from_utf8_lossy(v)),
     }
 }
 
 /// `,"key":n` or `,"key":null`.
+#[inline(always)]
 pub(crate) fn num_field(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
     out.extend_from_slice(key.as_bytes());
     match value {
@@ -51,6 +70,7 @@ pub(crate) fn num_field(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
 }
 
 /// `,"key":` followed by the milliseconds of `d` with three decimals ([`push_millis`]).
+#[inline(always)]
 pub(crate) fn millis_field(out: &mut Vec<u8>, key: &str, d: Duration) {
     out.extend_from_slice(key.as_bytes());
     push_millis(out, d);
@@ -62,16 +82,17 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// True if none of the eight bytes of `w` needs escaping in a JSON string (a control character,
-/// `"` or `\`): the word-at-a-time tests of "Bit Twiddling Hacks" (`hasless`, `haszero`), which
-/// never miss such a byte.
-#[inline]
-fn word_is_clean(w: u64) -> bool {
+/// `"` or `\`), and with `ascii` none is above 0x7f: the word-at-a-time tests of "Bit Twiddling
+/// Hacks" (`hasless`, `haszero`), which never miss such a byte.
+#[inline(always)]
+fn word_is_clean(w: u64, ascii: bool) -> bool {
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
     let quote = w ^ (ONES * u64::from(b'"'));
     let quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
     let backslash = w ^ (ONES * u64::from(b'\\'));
     let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
-    control | quote | backslash == 0
+    let high = if ascii { w & HIGHS } else { 0 };
+    control | quote | backslash | high == 0
 }
 
 #[inline]
@@ -79,32 +100,57 @@ fn json_needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// True if no byte of `bytes` needs escaping in a JSON string, and with `ascii` all are ASCII:
+/// eight bytes at a time, the last word overlapping the one before it.
+#[inline(always)]
+pub(crate) fn json_clean(bytes: &[u8], ascii: bool) -> bool {
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .all(|&b| !json_needs_escape(b) && (!ascii || b < 0x80));
+    }
+    let mut i = 0;
+    while i + 8 < bytes.len() {
+        if !word_is_clean(word(i), ascii) {
+            return false;
+        }
+        i += 8;
+    }
+    word_is_clean(word(bytes.len() - 8), ascii)
+}
+
 /// `s` as a JSON string, quotes included: `"` and `\` escaped, control characters as `\n`,
-/// `\r`, `\t` or `\u00XX` (what `serde_json` writes). Clean stretches are found eight bytes at a
-/// time and copied whole.
+/// `\r`, `\t` or `\u00XX` (what `serde_json` writes). A string that needs no escaping (checked
+/// eight bytes at a time) is copied in one piece.
+#[inline(always)]
 pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    if json_clean(s.as_bytes(), false) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        json_escaped(out, s);
+    }
+}
+
+/// [`json_str`] for a string that needs escaping: clean stretches are copied whole.
+#[cold]
+#[inline(never)]
+fn json_escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut clean = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 8 <= bytes.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            if word_is_clean(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
+    for (j, &b) in bytes.iter().enumerate() {
+        if json_needs_escape(b) {
+            out.extend_from_slice(&bytes[clean..j]);
+            clean = j + 1;
+            json_escape(out, b);
         }
-        let end = (i + 8).min(bytes.len());
-        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
-            if json_needs_escape(b) {
-                out.extend_from_slice(&bytes[clean..j]);
-                clean = j + 1;
-                json_escape(out, b);
-            }
-        }
-        i = end;
     }
     out.extend_from_slice(&bytes[clean..]);
     out.push(b'"');
@@ -151,22 +197,9 @@ pub(crate) fn push_millis(out: &mut Vec<u8>, d: Duration) {
 }
 
 /// An IP address as `Display` writes it (dotted quad; RFC 5952 for IPv6).
+#[inline]
 pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(digits.format(octet).as_bytes());
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::io::Write;
-            let _ = write!(out, "{v6}");
-        }
-    }
+    out.extend_from_slice(IpText::of(ip).as_bytes());
 }
 
 /// NGINX's default log escaping: `"`, `\` and bytes outside printable ASCII as `\xHH`.
@@ -240,6 +273,63 @@ mod tests {
             let ours = text(|o| json_str(o, &s));
             let theirs = serde_json::to_string(&s).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(ours, theirs, "{s:?}");
+        }
+    }
+
+    /// The fast check against a byte-by-byte one, at every length up to 40 and with the odd
+    /// byte at every position (the overlapping last word included).
+    #[test]
+    fn clean_check_never_misses_a_byte() {
+        for len in 0..40 {
+            for at in 0..len {
+                for odd in [0u8, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xff, b' ', b'~'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = odd;
+                    for ascii in [false, true] {
+                        let want = bytes
+                            .iter()
+                            .all(|&b| !json_needs_escape(b) && (!ascii || b < 0x80));
+                        assert_eq!(json_clean(&bytes, ascii), want, "{bytes:?} ascii={ascii}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Header bytes of every kind (quotes, backslashes, control characters, non-ASCII,
+    /// invalid UTF-8), at random, give what serde_json writes for their lossy UTF-8 text.
+    #[test]
+    fn hostile_header_bytes_match_serde_json() {
+        let pieces: [&[u8]; 12] = [
+            b"a",
+            b"Mozilla/5.0 (X11)",
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x01",
+            b"\x7f",
+            "é".as_bytes(),
+            "世".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\xe4\xb8",
+        ];
+        for _ in 0..3000 {
+            let n = rand::random::<u32>() % 24;
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    pieces[rand::random::<u32>() as usize % pieces.len()]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let ours = text(|o| bytes_field(o, key!("ua"), Some(&bytes)));
+            let lossy = String::from_utf8_lossy(&bytes);
+            let theirs = serde_json::to_string(&lossy).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ours, format!(",\"ua\":{theirs}"), "{bytes:?}");
+            let parsed: serde_json::Value = serde_json::from_str(&format!("{{{}}}", &ours[1..]))
+                .unwrap_or_else(|e| panic!("{ours}: {e}"));
+            assert_eq!(parsed["ua"], serde_json::Value::String(lossy.into_owned()));
         }
     }
 

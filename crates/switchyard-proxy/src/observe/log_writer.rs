@@ -4,20 +4,21 @@
 //! request (`SIGUSR1`) closes the file and opens the path again, for logrotate.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use super::line_queue::{LineQueue, FLUSH_PERIOD, QUEUE_BYTES, WAKE_BYTES};
 
-/// Where lines go.
+/// Where lines go: written straight from the batch, which is already one large write (a
+/// `BufWriter` would only copy it once more).
 pub(crate) enum Sink {
     /// Standard output (`path = "-"`).
-    Stdout(BufWriter<std::io::Stdout>),
+    Stdout(std::io::Stdout),
     /// A file, opened for appending.
     File {
         /// The configured path, opened again on reopen.
         path: PathBuf,
-        out: BufWriter<File>,
+        out: File,
     },
 }
 
@@ -25,13 +26,10 @@ impl Sink {
     /// Opens `path` (`-` is standard output) for appending.
     pub(crate) fn open(path: &str) -> std::io::Result<Sink> {
         if path == "-" {
-            return Ok(Sink::Stdout(BufWriter::with_capacity(
-                BUFFER,
-                std::io::stdout(),
-            )));
+            return Ok(Sink::Stdout(std::io::stdout()));
         }
         let path = PathBuf::from(path);
-        let out = BufWriter::with_capacity(BUFFER, append(&path)?);
+        let out = append(&path)?;
         Ok(Sink::File { path, out })
     }
 
@@ -53,7 +51,7 @@ impl Sink {
         }
         match append(path) {
             Ok(file) => {
-                *out = BufWriter::with_capacity(BUFFER, file);
+                *out = file;
                 log::info!("access log {} reopened", path.display());
             }
             Err(e) => log::error!(
@@ -63,9 +61,6 @@ impl Sink {
         }
     }
 }
-
-/// The write buffer's size (a larger batch is written straight from the queue's buffer).
-const BUFFER: usize = 64 * 1024;
 
 fn append(path: &PathBuf) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)

@@ -13,6 +13,7 @@
 pub mod access_log;
 mod clock_text;
 pub mod http_record;
+mod ip_text;
 mod line_queue;
 mod line_text;
 mod log_writer;
@@ -20,7 +21,7 @@ mod otlp_batch;
 mod otlp_exporter;
 pub mod request_id;
 mod span_queue;
-mod span_record;
+mod span_writer;
 pub mod tcp_record;
 pub mod trace_context;
 pub mod tracer;

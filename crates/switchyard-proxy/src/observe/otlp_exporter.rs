@@ -1,6 +1,6 @@
 //! The span exporter's thread: every [`PERIOD`] (sooner when [`span_queue::WAKE_AT`] spans are
-//! waiting) it takes the queued spans, encodes them as OTLP protobuf ([`OtlpBatch`]) in requests
-//! of at most [`EXPORT_SPANS`] spans and POSTs them to `otlp_endpoint` with `reqwest`'s blocking
+//! waiting) it takes the queued spans (already protobuf), frames them as OTLP requests
+//! ([`OtlpBatch`]) of at most [`EXPORT_SPANS`] spans and POSTs them to `otlp_endpoint` with `reqwest`'s blocking
 //! client (`http` or `https`; rustls, with the platform's roots plus an optional CA file). A
 //! failed export is counted in `switchyard_span_export_failures_total` and logged when exports
 //! start or stop failing (not once per batch); spans dropped because the queue was full are
@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use switchyard_metrics::prometheus::IntCounter;
 
-use super::otlp_batch::OtlpBatch;
-use super::span_queue::{self, SpanQueue};
-use super::span_record::SpanBatch;
+use bytes::Bytes;
+
+use super::otlp_batch::{chunks, OtlpBatch};
+use super::span_queue::{self, SpanBytes, SpanQueue};
 
 /// The longest spans wait in the queue (the SDK's `scheduled_delay` default was 5 s; the
 /// gateway used 1 s).
@@ -42,13 +43,13 @@ pub(crate) struct ExporterThread {
 }
 
 impl ExporterThread {
-    /// Starts the thread that exports what `queue` receives, with `resource` attributes. The
+    /// Starts the thread that exports what `queue` receives, framed by `otlp`. The
     /// HTTP client is built by `client` on that thread (reqwest's blocking client must not be
     /// built or dropped inside an async runtime); its error is returned here.
     pub(crate) fn start(
         queue: Arc<SpanQueue>,
         dest: Destination,
-        resource: Vec<(&'static str, String)>,
+        otlp: OtlpBatch,
         client: impl FnOnce() -> Result<reqwest::blocking::Client, String> + Send + 'static,
     ) -> Result<ExporterThread, String> {
         let done = Arc::new(AtomicBool::new(false));
@@ -68,9 +69,7 @@ impl ExporterThread {
                         return;
                     }
                 };
-                let resource: Vec<(&'static str, &str)> =
-                    resource.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                run(&queue, &dest, &client, OtlpBatch::new(&resource));
+                run(&queue, &dest, &client, &otlp);
                 finished.store(true, Ordering::Release);
             })
             .map_err(|e| format!("cannot start the span exporter's thread: {e}"))?;
@@ -105,10 +104,10 @@ fn run(
     queue: &SpanQueue,
     dest: &Destination,
     client: &reqwest::blocking::Client,
-    mut otlp: OtlpBatch,
+    otlp: &OtlpBatch,
 ) {
-    let mut batch = SpanBatch::with_capacity(span_queue::WAKE_AT);
-    let mut body = Vec::new();
+    let room = otlp.header_room();
+    let mut batch = SpanBytes::new(room, span_queue::BATCH_BYTES);
     let mut failing = false;
     loop {
         batch.clear();
@@ -122,9 +121,27 @@ fn run(
                 span_queue::QUEUE_SPANS
             );
         }
-        for records in batch.spans.chunks(EXPORT_SPANS) {
-            otlp.encode(&batch, records, &mut body);
-            let result = post(client, &dest.endpoint, &body);
+        let mut bodies = Vec::new();
+        let spans_len = batch.spans().len();
+        let in_place = (batch.spans > 0 && batch.spans <= EXPORT_SPANS)
+            .then(|| otlp.frame_in_place(&mut batch.bytes, room, spans_len))
+            .flatten();
+        if let Some(start) = in_place {
+            // One request, framed in the room before the spans and sent from where the request
+            // threads wrote them: the buffer goes with it, a new one takes its place.
+            let whole =
+                std::mem::replace(&mut batch, SpanBytes::new(room, span_queue::BATCH_BYTES));
+            bodies.push((Bytes::from(whole.bytes).slice(start..), whole.spans));
+        } else {
+            // A backlog: requests of at most EXPORT_SPANS spans, each copied out.
+            for (spans, n) in chunks(batch.spans(), EXPORT_SPANS) {
+                let mut body = Vec::new();
+                otlp.encode(spans, &mut body);
+                bodies.push((Bytes::from(body), n));
+            }
+        }
+        for (body, n) in bodies {
+            let result = post(client, &dest.endpoint, body);
             match result {
                 Err(e) => {
                     dest.failures.inc();
@@ -132,7 +149,7 @@ fn run(
                         log::warn!(
                             "tracing: cannot export {} span(s) to {}: {e} \
                              (counted in switchyard_span_export_failures_total)",
-                            records.len(),
+                            n,
                             dest.endpoint
                         );
                     }
@@ -153,11 +170,11 @@ fn run(
 }
 
 /// One OTLP/HTTP export: `POST` of the protobuf body; any 2xx answer is a success.
-fn post(client: &reqwest::blocking::Client, endpoint: &str, body: &[u8]) -> Result<(), String> {
+fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Bytes) -> Result<(), String> {
     let response = client
         .post(endpoint)
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-        .body(body.to_vec())
+        .body(body)
         .send()
         .map_err(|e| error_chain(&e))?;
     let status = response.status();

@@ -1,8 +1,8 @@
 //! OpenTelemetry spans: one server span per request and one client span per upstream attempt,
-//! built when the request ends (with the ids already sent in `traceparent`) as fixed-size
-//! [`SpanRecord`]s appended to the [`SpanQueue`] (their strings copied into the batch's shared
-//! text buffer: no allocation per span); the exporter's own thread ([`super::otlp_exporter`])
-//! writes them as OTLP protobuf ([`super::otlp_batch`]) and POSTs them over OTLP/HTTP. The
+//! written when the request ends (with the ids already sent in `traceparent`) as OTLP protobuf
+//! straight into the [`SpanQueue`]'s bytes ([`super::span_writer`]: no record, no copy of its
+//! strings, no allocation per span); the exporter's own thread ([`super::otlp_exporter`]) frames
+//! them as export requests ([`super::otlp_batch`]) and POSTs them over OTLP/HTTP. The
 //! request path only appends (a full queue drops spans, counted); an unreachable collector costs
 //! no request.
 //!
@@ -24,9 +24,11 @@ use switchyard_balance::{ServerId, ServerSpec};
 use switchyard_config::TracingConfig;
 use switchyard_metrics::prometheus::IntCounter;
 
+use super::ip_text::IpText;
+use super::otlp_batch::OtlpBatch;
 use super::otlp_exporter::{Destination, ExporterThread, EXPORT_TIMEOUT};
 use super::span_queue::SpanQueue;
-use super::span_record::{Kind, SpanBatch, SpanRecord, Value};
+use super::span_writer::{Kind, SpanHead, SpanWriter};
 use super::trace_context::{self, TraceContext};
 use crate::error::BuildError;
 
@@ -93,8 +95,8 @@ pub struct ServerSpan<'a> {
     pub query: Option<&'a str>,
     /// `http` or `https`.
     pub scheme: &'a str,
-    /// The host, without port.
-    pub host: &'a str,
+    /// The host, without port (the header's bytes; left out if not UTF-8).
+    pub host: &'a [u8],
     /// The route's path template (`http.route`).
     pub route_template: Option<&'a str>,
     /// The route's name.
@@ -124,12 +126,12 @@ impl Tracer {
         failures: IntCounter,
         dropped: IntCounter,
     ) -> Result<Tracer, BuildError> {
-        let queue = Arc::new(SpanQueue::default());
-        let resource = vec![
-            ("service.name", cfg.service_name.clone()),
-            ("service.instance.id", instance_id.to_string()),
-            ("service.version", env!("CARGO_PKG_VERSION").to_string()),
-        ];
+        let otlp = OtlpBatch::new(&[
+            ("service.name", &cfg.service_name),
+            ("service.instance.id", instance_id),
+            ("service.version", env!("CARGO_PKG_VERSION")),
+        ]);
+        let queue = Arc::new(SpanQueue::new(otlp.header_room()));
         let dest = Destination {
             endpoint: cfg.otlp_endpoint.clone(),
             failures,
@@ -159,7 +161,7 @@ impl Tracer {
             }
             None => Vec::new(),
         };
-        let thread = ExporterThread::start(Arc::clone(&queue), dest, resource, move || {
+        let thread = ExporterThread::start(Arc::clone(&queue), dest, otlp, move || {
             let mut client = reqwest::blocking::Client::builder()
                 .timeout(EXPORT_TIMEOUT)
                 .use_rustls_tls();
@@ -196,30 +198,21 @@ impl Tracer {
     }
 
     /// Queues the request's server span and one client span per attempt (`now` is the end of
-    /// the request, on both clocks).
+    /// the request, on both clocks), written as protobuf straight into the export queue.
     pub fn export(&self, s: &ServerSpan<'_>, attempts: &[AttemptSpan], now: (Instant, SystemTime)) {
         let (now, wall) = now;
-        let at = |t: Instant| unix_nano(wall - now.saturating_duration_since(t));
-        let start = unix_nano(s.start);
-        let end = unix_nano(s.start + s.duration);
-        self.queue.push(1 + attempts.len(), |batch| {
-            let mut server = server_record(batch, s);
-            server.start_unix_nano = start;
-            server.end_unix_nano = end;
-            batch.spans.push(server);
-            let method = method_value(batch, s.method);
+        let wall_nano = unix_nano(wall);
+        let at = |t: Instant| {
+            let ago = u64::try_from(now.saturating_duration_since(t).as_nanos()).unwrap_or(0);
+            wall_nano.saturating_sub(ago)
+        };
+        let end = wall_nano;
+        let start = end.saturating_sub(u64::try_from(s.duration.as_nanos()).unwrap_or(0));
+        let client_ip = s.client_ip.map(IpText::of);
+        self.queue.push(1 + attempts.len(), |out| {
+            write_server(out, s, client_ip.as_ref(), (start, end));
             for (retry, a) in attempts.iter().enumerate() {
-                let mut client = SpanRecord::new(
-                    s.trace.trace_id,
-                    a.span_id,
-                    Some(s.trace.span_id),
-                    Kind::Client,
-                    method,
-                );
-                client.start_unix_nano = at(a.start);
-                client.end_unix_nano = at(a.end.unwrap_or(now));
-                attempt_attributes(batch, &mut client, method, retry, a);
-                batch.spans.push(client);
+                write_attempt(out, s, retry, a, (at(a.start), at(a.end.unwrap_or(now))));
             }
         });
     }
@@ -242,116 +235,116 @@ impl Drop for Tracer {
     }
 }
 
-/// The server span of a request, its strings copied into `batch`.
-fn server_record(batch: &mut SpanBatch, s: &ServerSpan<'_>) -> SpanRecord {
-    let method = method_value(batch, s.method);
-    let name = match s.route_template {
-        Some(t) => batch.joined(&[s.method, " ", t]),
-        None => method,
+/// Writes the server span of a request (`times`: start and end, in Unix nanoseconds).
+fn write_server(
+    out: &mut Vec<u8>,
+    s: &ServerSpan<'_>,
+    client_ip: Option<&IpText>,
+    times: (u64, u64),
+) {
+    let name: &[&str] = match s.route_template {
+        Some(t) => &[s.method, " ", t],
+        None => &[s.method],
     };
-    let mut r = SpanRecord::new(
-        s.trace.trace_id,
-        s.trace.span_id,
-        s.trace.parent_id,
-        Kind::Server,
-        name,
+    let mut w = SpanWriter::begin(
+        out,
+        &SpanHead {
+            trace_id: &s.trace.trace_id,
+            span_id: &s.trace.span_id,
+            parent_id: s.trace.parent_id.as_ref(),
+            name,
+            kind: Kind::Server,
+            start_unix_nano: times.0,
+            end_unix_nano: times.1,
+        },
     );
-    r.remote_parent = s.trace.parent_id.is_some();
-    r.attr("http.request.method", method);
-    let path = batch.text(s.path);
-    r.attr("url.path", path);
+    w.str("http.request.method", s.method);
+    w.str("url.path", s.path);
     if let Some(q) = s.query {
-        let q = batch.text(q);
-        r.attr("url.query", q);
+        w.str("url.query", q);
     }
-    let scheme = if s.scheme == "https" { "https" } else { "http" };
-    r.attr("url.scheme", Value::Static(scheme));
-    if !s.host.is_empty() {
-        let host = batch.text(s.host);
-        r.attr("server.address", host);
+    w.str(
+        "url.scheme",
+        if s.scheme == "https" { "https" } else { "http" },
+    );
+    if s.host.is_ascii() {
+        if !s.host.is_empty() {
+            w.text("server.address", s.host);
+        }
+    } else if let Ok(host) = std::str::from_utf8(s.host) {
+        w.str("server.address", host);
     }
     if let Some(t) = s.route_template {
-        let t = batch.text(t);
-        r.attr("http.route", t);
+        w.str("http.route", t);
     }
-    r.attr("http.response.status_code", Value::Int(i64::from(s.status)));
-    r.attr(
-        "network.protocol.version",
-        Value::Static(s.protocol_version),
-    );
-    if let Some(ip) = s.client_ip {
-        let ip = batch.ip(ip);
-        r.attr("client.address", ip);
+    w.int("http.response.status_code", i64::from(s.status));
+    w.str("network.protocol.version", s.protocol_version);
+    if let Some(ip) = client_ip {
+        w.text("client.address", ip.as_bytes());
     }
-    let optional: [(&'static str, Option<&str>); 4] = [
-        ("user_agent.original", s.user_agent),
-        ("switchyard.request_id", s.request_id),
-        ("switchyard.route", s.route),
-        ("switchyard.upstream", s.upstream),
-    ];
-    for (key, value) in optional {
-        if let Some(v) = value {
-            let v = batch.text(v);
-            r.attr(key, v);
+    if let Some(v) = s.user_agent {
+        w.str("user_agent.original", v);
+    }
+    if let Some(v) = s.request_id {
+        w.str("switchyard.request_id", v);
+    }
+    if let Some(v) = s.route {
+        w.str("switchyard.route", v);
+    }
+    if let Some(v) = s.upstream {
+        w.str("switchyard.upstream", v);
+    }
+    let failed = s.status >= 500 || s.status == 0;
+    if failed {
+        match s.error {
+            Some(e) => w.str("error.type", e),
+            None => w.str("error.type", itoa::Buffer::new().format(s.status)),
         }
     }
-    r.failed = s.status >= 500 || s.status == 0;
-    if let Some(e) = s.error.filter(|_| r.failed) {
-        let e = batch.text(e);
-        r.attr("error.type", e);
-    } else if r.failed {
-        r.attr("error.type", status_value(batch, s.status));
-    }
-    r
+    w.finish(failed, s.trace.parent_id.is_some());
 }
 
-/// The attributes of an attempt's client span (the `retry`-th, from 0), and whether it failed.
-fn attempt_attributes(
-    batch: &mut SpanBatch,
-    r: &mut SpanRecord,
-    method: Value,
+/// Writes the client span of an attempt (the `retry`-th, from 0; `times` as for the server).
+fn write_attempt(
+    out: &mut Vec<u8>,
+    s: &ServerSpan<'_>,
     retry: usize,
     a: &AttemptSpan,
+    times: (u64, u64),
 ) {
-    r.attr("http.request.method", method);
+    let mut w = SpanWriter::begin(
+        out,
+        &SpanHead {
+            trace_id: &s.trace.trace_id,
+            span_id: &a.span_id,
+            parent_id: Some(&s.trace.span_id),
+            name: &[s.method],
+            kind: Kind::Client,
+            start_unix_nano: times.0,
+            end_unix_nano: times.1,
+        },
+    );
+    w.str("http.request.method", s.method);
     if let Some(addr) = a.addr {
-        let ip = batch.ip(addr.ip());
-        r.attr("server.address", ip);
-        r.attr("server.port", Value::Int(i64::from(addr.port())));
+        w.text("server.address", IpText::of(addr.ip()).as_bytes());
+        w.int("server.port", i64::from(addr.port()));
     }
-    let server = batch.text(a.server.as_str());
-    r.attr("switchyard.server", server);
+    w.str("switchyard.server", a.server.as_str());
     let retry = i64::try_from(retry).unwrap_or(i64::MAX);
-    r.attr("switchyard.retry", Value::Int(retry));
+    w.int("switchyard.retry", retry);
     if retry > 0 {
-        r.attr("http.request.resend_count", Value::Int(retry));
+        w.int("http.request.resend_count", retry);
     }
     if let Some(status) = a.status {
-        r.attr("http.response.status_code", Value::Int(i64::from(status)));
+        w.int("http.response.status_code", i64::from(status));
     }
-    r.failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
+    let failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
     if let Some(e) = a.error {
-        r.attr("error.type", Value::Static(e));
+        w.str("error.type", e);
     } else if let Some(s) = a.status.filter(|s| *s >= 500) {
-        r.attr("error.type", status_value(batch, s));
+        w.str("error.type", itoa::Buffer::new().format(s));
     }
-}
-
-/// The method as a span name or attribute value: the standard methods without copying.
-fn method_value(batch: &mut SpanBatch, method: &str) -> Value {
-    const STANDARD: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    match STANDARD.iter().find(|m| **m == method) {
-        Some(m) => Value::Static(m),
-        None => batch.text(method),
-    }
-}
-
-/// A status code as text (`error.type` of a 5xx answer).
-fn status_value(batch: &mut SpanBatch, status: u16) -> Value {
-    let mut buf = itoa::Buffer::new();
-    batch.text(buf.format(status))
+    w.finish(failed, false);
 }
 
 /// Nanoseconds since the Unix epoch (0 before it).

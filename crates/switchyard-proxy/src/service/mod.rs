@@ -360,7 +360,9 @@ impl ProxyHttp for HttpGateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let elapsed = ctx.start.elapsed().as_secs_f64();
+        // One clock read for the metrics and the access log / spans.
+        let now = std::time::Instant::now();
+        let elapsed = now.saturating_duration_since(ctx.start).as_secs_f64();
         let grpc_status = ctx.grpc.as_ref().and_then(|c| c.status);
         if let Some(a) = ctx.attempt.take() {
             match (ctx.upstream_status, e) {
@@ -377,7 +379,7 @@ impl ProxyHttp for HttpGateway {
             }
         }
         if self.telemetry.records() {
-            crate::request_log::record(&self.telemetry, session, e, ctx, &self.listener, code);
+            crate::request_log::record(&self.telemetry, session, e, ctx, &self.listener, code, now);
         }
         match (ctx.rt.as_ref(), ctx.route) {
             (Some(rt), Some(r)) => {
