@@ -16,12 +16,7 @@ use support::*;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn config(prefix: &str, origin: &RawOrigin) -> String {
-    format!(
-        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\nretries = 0\n\n{}",
-        server_section(prefix),
-        listener_section("web", &free_addr()),
-        upstream_section_for("u", &[origin.addr()]),
-    )
+    one_route_config(prefix, origin.addr())
 }
 
 fn script(req: &RawRequest) -> RawReply {

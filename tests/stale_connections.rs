@@ -191,20 +191,7 @@ async fn get_on_a_connection_the_origin_closed_is_retried_on_a_fresh_one() {
         let dropped = origin.dropped().len();
         assert!(dropped >= 9, "{drop:?}: only {dropped} stale connections");
         // Counted, and not as a failure of the server.
-        let m = gw
-            .metrics_once(
-                "switchyard_upstream_requests_total",
-                &[("upstream", "u"), ("outcome", "success")],
-                20.0,
-            )
-            .await;
-        let outcome = |o: &str| {
-            metric_sum(
-                &m,
-                "switchyard_upstream_requests_total",
-                &[("upstream", "u"), ("outcome", o)],
-            )
-        };
+        let outcome = gw.upstream_outcomes("u", 20.0).await;
         assert_eq!(outcome("stale_connection"), dropped as f64, "{drop:?}");
         assert_eq!(outcome("error"), 0.0, "{drop:?}");
         assert_eq!(outcome("success"), 20.0, "{drop:?}");

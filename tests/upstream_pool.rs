@@ -193,20 +193,7 @@ async fn a_connection_the_origin_closed_while_idle_is_not_reused() {
     let seen = origin.seen();
     assert_eq!(seen.len(), 8, "{seen:?}");
     assert_eq!(origin.accepted(), 8, "{seen:?}");
-    let m = gw
-        .metrics_once(
-            "switchyard_upstream_requests_total",
-            &[("upstream", "u"), ("outcome", "success")],
-            8.0,
-        )
-        .await;
-    let outcome = |o: &str| {
-        metric_sum(
-            &m,
-            "switchyard_upstream_requests_total",
-            &[("upstream", "u"), ("outcome", o)],
-        )
-    };
+    let outcome = gw.upstream_outcomes("u", 8.0).await;
     assert_eq!(outcome("success"), 8.0);
     // Not one request was sent on a connection the origin had closed.
     assert_eq!(outcome("stale_connection"), 0.0);

@@ -40,3 +40,14 @@ pub fn upstream_section(name: &str, origins: &[&Origin]) -> String {
     s.push('\n');
     s
 }
+
+/// A gateway config with one http listener `web` and one route `r` for every path, without
+/// retries, to upstream `u` at `origin`.
+pub fn one_route_config(prefix: &str, origin: SocketAddr) -> String {
+    format!(
+        "{}{}[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\nretries = 0\n\n{}",
+        server_section(prefix),
+        listener_section("web", &free_addr()),
+        upstream_section_for("u", &[origin]),
+    )
+}

@@ -338,6 +338,27 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// `switchyard_upstream_requests_total{upstream}` by outcome, read once the `success`
+    /// outcome reaches `successes` (or after 3 s): `outcomes("stale_connection")`.
+    pub async fn upstream_outcomes(&self, upstream: &str, successes: f64) -> impl Fn(&str) -> f64 {
+        const NAME: &str = "switchyard_upstream_requests_total";
+        let samples = self
+            .metrics_once(
+                NAME,
+                &[("upstream", upstream), ("outcome", "success")],
+                successes,
+            )
+            .await;
+        let upstream = upstream.to_string();
+        move |outcome| {
+            metric_sum(
+                &samples,
+                NAME,
+                &[("upstream", &upstream), ("outcome", outcome)],
+            )
+        }
+    }
 }
 
 impl Drop for Gateway {
