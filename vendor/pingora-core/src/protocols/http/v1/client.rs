@@ -2972,7 +2972,7 @@ hello";
 }
 
 #[cfg(test)]
-mod tests_response_room {
+pub(crate) mod tests_response_room {
     //! The response header a caller gets from `read_resp_header_parts` has room for the fields a
     //! proxy adds: adding them allocates nothing (allocations counted per thread by the test
     //! binary's global allocator).
@@ -3008,7 +3008,9 @@ mod tests_response_room {
     #[global_allocator]
     static ALLOCATOR: CountingAlloc = CountingAlloc;
 
-    fn allocations() -> usize {
+    /// Allocations (and reallocations) made by this thread so far; also used by the tests of
+    /// `v1::server`.
+    pub(crate) fn allocations() -> usize {
         ALLOCATIONS.with(Cell::get)
     }
 
