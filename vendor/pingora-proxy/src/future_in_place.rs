@@ -42,7 +42,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::Cell;
 
@@ -51,6 +51,13 @@ mod tests {
     const TRACKED: usize = 16 * 1024;
     thread_local! {
         static LARGE_ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Allocations of any size made by this thread so far (reallocations included), for the
+    /// tests of other modules of this crate.
+    pub(crate) fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
     }
 
     fn large_allocations() -> usize {
@@ -65,10 +72,23 @@ mod tests {
             if layout.size() >= TRACKED {
                 let _ = LARGE_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
             }
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
             std::alloc::System.alloc(layout)
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
             std::alloc::System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(
+            &self,
+            ptr: *mut u8,
+            layout: std::alloc::Layout,
+            new_size: usize,
+        ) -> *mut u8 {
+            if new_size >= TRACKED {
+                let _ = LARGE_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            }
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            std::alloc::System.realloc(ptr, layout, new_size)
         }
     }
     #[global_allocator]

@@ -46,7 +46,7 @@ where
 
         // phase 2 send to upstream
 
-        let mut req = session.req_header().clone();
+        let mut req = upstream_request_head(session);
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);
         req.set_version(Version::HTTP_11);
@@ -1105,6 +1105,20 @@ where
     }
 }
 
+/// The request head to send upstream: equal to the session's.
+///
+/// The session's head as parsed has room in its maps for the fields a proxy adds (a clone of a
+/// map is exactly full, so the first field `upstream_request_filter` adds would grow both maps
+/// of a clone). It goes upstream, and the session keeps the clone, which is equal to it. A custom
+/// downstream session's head is cloned as before (its `req_header_mut` is its own).
+fn upstream_request_head(session: &mut Session) -> RequestHeader {
+    let kept = session.req_header().clone();
+    if session.downstream_session.is_custom() {
+        return kept;
+    }
+    std::mem::replace(session.req_header_mut(), kept)
+}
+
 pub(crate) async fn send_body_to1(
     client_session: &mut HttpSessionV1,
     recv_task: Option<HttpTask>,
@@ -1187,6 +1201,77 @@ pub(crate) async fn send_body_to1(
         }
     } else {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod upstream_request_head_tests {
+    use super::*;
+    use crate::future_in_place::tests::allocations;
+    use tokio::io::AsyncWriteExt;
+
+    /// A session that read `request` over an in-memory stream.
+    async fn session_with(request: &[u8]) -> Session {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(request).await.unwrap();
+        let mut session = Session::new_h1(Box::new(server) as pingora_core::protocols::Stream);
+        assert!(session.read_request().await.unwrap());
+        session
+    }
+
+    fn wire(req: &RequestHeader) -> Vec<u8> {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        buf
+    }
+
+    const ADDED: [&str; 7] = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "via",
+        "forwarded",
+        "x-real-ip",
+    ];
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_upstream_head_equals_the_session_head_and_has_room() {
+        for fields in [0, 1, 3, 20] {
+            let mut request = b"GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+            for i in 0..fields {
+                request.extend_from_slice(format!("X-Field-{i}: v{i}\r\n").as_bytes());
+            }
+            request.extend_from_slice(b"\r\n");
+            let mut session = session_with(&request).await;
+            let before_wire = wire(session.req_header());
+
+            let mut req = upstream_request_head(&mut session);
+            // Equal to what the session read, and the session still has it.
+            assert_eq!(wire(&req), before_wire, "{fields} fields");
+            assert_eq!(wire(session.req_header()), before_wire, "{fields} fields");
+            assert_eq!(req.method, session.req_header().method);
+            assert_eq!(req.uri, session.req_header().uri);
+            assert_eq!(req.raw_path(), session.req_header().raw_path());
+            assert_eq!(req.version, session.req_header().version);
+
+            // The fields a proxy adds upstream fit in the maps as parsed.
+            let before = allocations();
+            for name in ADDED {
+                let parsed = http::header::HeaderName::from_static(name);
+                req.insert_parsed_header(parsed, name, http::HeaderValue::from_static("v"));
+            }
+            assert_eq!(allocations() - before, 0, "{fields} fields: a map grew");
+
+            // The two are independent: the session's head is unchanged and still mutable.
+            assert_eq!(wire(session.req_header()), before_wire);
+            session
+                .req_header_mut()
+                .insert_header("x-late", "1")
+                .unwrap();
+            assert!(req.headers.get("x-late").is_none());
+            assert_eq!(session.req_header().headers.get("x-late").unwrap(), "1");
+        }
     }
 }
 

@@ -849,15 +849,16 @@ impl HttpSession {
         // no need to add these headers to 1xx responses
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
-            header.insert_header(header::DATE, date::get_cached_date())?;
+            // Names known, values static or cached: nothing to parse, validate or copy (the case
+            // map gets the same titled spellings `insert_header` gave them).
+            header.insert_parsed_header(header::DATE, &header::DATE, date::get_cached_date());
 
-            // TODO: make these lazy static
             let connection_value = if self.will_keepalive() {
-                "keep-alive"
+                HeaderValue::from_static("keep-alive")
             } else {
-                "close"
+                HeaderValue::from_static("close")
             };
-            header.insert_header(header::CONNECTION, connection_value)?;
+            header.insert_parsed_header(header::CONNECTION, &header::CONNECTION, connection_value);
         }
 
         if header.status == 101 {
@@ -4008,6 +4009,89 @@ mod test_overread {
 
         let reused = http_stream.reuse().await.unwrap();
         assert!(reused.is_none());
+    }
+}
+
+#[cfg(test)]
+mod test_response_fields_added {
+    //! `prepare_response_header` adds `Date` and `Connection` without parsing their names or
+    //! copying their values.
+    use super::*;
+    use crate::protocols::http::v1::client::tests_response_room::allocations;
+    use tokio_test::io::Builder;
+
+    async fn session_after(request: &[u8]) -> HttpSession {
+        let mut session = HttpSession::new(Box::new(Builder::new().read(request).build()));
+        session.read_request().await.unwrap();
+        session
+    }
+
+    /// The wire form of `resp` prepared by `session`, and the allocations it took.
+    fn prepared(session: &mut HttpSession, resp: &mut ResponseHeader) -> (Bytes, usize) {
+        // The cached date is formatted at most once a second; format it before counting.
+        let _ = date::get_cached_date();
+        let before = allocations();
+        let (wire, _) = session.prepare_response_header(resp).unwrap().unwrap();
+        (wire, allocations() - before)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn date_and_connection_cost_no_allocation() {
+        for (request, connection) in [
+            (&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..], "keep-alive"),
+            (
+                &b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+                "close",
+            ),
+            (&b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"[..], "close"),
+        ] {
+            // The least of three tries: a second boundary between the warm-up and the count
+            // reformats the cached date once.
+            let (mut added, mut given) = (usize::MAX, usize::MAX);
+            for _ in 0..3 {
+                // Date and Connection added by the session...
+                let mut session = session_after(request).await;
+                let mut resp = ResponseHeader::build(200, Some(8)).unwrap();
+                resp.append_header("Content-Length", "0").unwrap();
+                let (wire, allocated) = prepared(&mut session, &mut resp);
+                added = added.min(allocated);
+
+                let wire = std::str::from_utf8(&wire).unwrap();
+                assert!(wire.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: "));
+                assert!(
+                    wire.ends_with(&format!("\r\nConnection: {connection}\r\n\r\n")),
+                    "{wire}"
+                );
+                assert_eq!(resp.headers.get(header::CONNECTION).unwrap(), connection);
+
+                // ... cost what the same response costs when they are already in it (the wire
+                // buffer only).
+                let mut session = session_after(request).await;
+                session.update_resp_headers = false;
+                let (_, allocated) = prepared(&mut session, &mut resp);
+                given = given.min(allocated);
+            }
+            assert_eq!(added, given, "{connection}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn date_and_connection_replace_the_fields_they_name() {
+        let mut session = session_after(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("date", "yesterday").unwrap();
+        resp.append_header("CONNECTION", "close").unwrap();
+        resp.append_header("connection", "upgrade").unwrap();
+        resp.append_header("Content-Length", "0").unwrap();
+        let (wire, _) = prepared(&mut session, &mut resp);
+        let wire = std::str::from_utf8(&wire).unwrap();
+        assert_eq!(resp.headers.get_all(header::CONNECTION).iter().count(), 1);
+        assert_eq!(resp.headers.get_all(header::DATE).iter().count(), 1);
+        assert!(
+            !wire.contains("yesterday") && !wire.contains("upgrade"),
+            "{wire}"
+        );
+        assert!(wire.contains("\r\nDate: ") && wire.contains("\r\nConnection: keep-alive\r\n"));
     }
 }
 
