@@ -23,6 +23,9 @@
 #   CG_EXTRA="label=/path/to/switchyard ..."   more Switchyard builds or wrapper scripts;
 #                                               label=BIN@FILE appends FILE (TOML) to the config
 #   CG_SECONDS=8 CG_WARMUP=2 CG_CONNS=4        measured seconds, warm-up seconds, wrk connections
+#   CG_WRK_SCRIPT=file.lua                      a wrk script for another request (e.g.
+#                                               bench/scenarios/post1.lua: a 1-byte POST, which
+#                                               takes Pingora's piped path, not the direct one)
 #   CG_PORT_BASE=18500                          ports BASE+1 .. BASE+9 on 127.0.0.1
 #   CG_SKIP_BUILD=1                             use the binaries already built
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN, DEMO_ORIGIN_BIN   (default: $CARGO_TARGET_DIR/release/…)
@@ -49,6 +52,8 @@ DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
 EXTRA="${CG_EXTRA:-}"
+WRK_SCRIPT=()
+[ -n "${CG_WRK_SCRIPT:-}" ] && WRK_SCRIPT=(-s "$CG_WRK_SCRIPT")
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { printf '[callgrind] error: %s\n' "$*" >&2; exit 1; }
@@ -103,10 +108,10 @@ measure() { # PEER
   local vg
   vg="$(pgrep -P "$pid" | head -1)"
   [ -n "$vg" ] || vg="$pid"
-  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
+  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
   # Instrumentation starts only now (start-up and warm-up run uninstrumented and uncounted).
   callgrind_control -i on "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -i on failed"; }
-  timeout $((SECS + 20)) wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$P_PROXY/" >"$TMP/wrk-$peer.txt" 2>&1 || true
+  timeout $((SECS + 20)) wrk -t1 -c"$CONNS" -d"${SECS}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" >"$TMP/wrk-$peer.txt" 2>&1 || true
   callgrind_control -d "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -d failed"; }
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -139,7 +144,7 @@ echo "## Instructions per request (callgrind)"
 echo
 echo "- Date: $(date -u '+%F %H:%M UTC'); revision $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates bin 2>/dev/null || echo ', dirty tree')"
 echo "- Command: \`$(env | grep -E '^(CG_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN)=' | sort | tr '\n' ' ')bench/callgrind.sh\`"
-echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; GET / through round robin over two demo origins; user-space instructions of the proxy process only"
+echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; ${CG_WRK_SCRIPT:-GET /} through round robin over two demo origins; user-space instructions of the proxy process only"
 echo
 echo "| proxy | requests counted | instructions | per request | ÷ NGINX |"
 echo "|---|---:|---:|---:|---:|"

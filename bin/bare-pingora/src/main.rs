@@ -32,6 +32,12 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::{Error, ErrorType, Result};
 
+/// mimalloc as the global allocator (feature `mimalloc`, off by default), as Switchyard's default
+/// build has it: a build with it separates Switchyard's own cost from the allocators'.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(

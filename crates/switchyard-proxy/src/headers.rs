@@ -1,7 +1,7 @@
 //! Forwarding headers and loop detection.
 
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -73,17 +73,47 @@ pub fn loop_detected(req: &RequestHeader, instance_id: &str) -> bool {
 const IP_TEXT_MAX: usize = 48;
 
 /// `ip` as a header value, formatted on the stack and kept in one allocation that the value's
-/// clones share (`X-Forwarded-For` and `X-Real-IP` both carry it).
+/// clones share (`X-Forwarded-For` and `X-Real-IP` both carry it). An IPv4 address is written
+/// digit by digit (~100 instructions where `core::fmt` took ~1,000, every request); IPv6 goes
+/// through `Display`.
 fn ip_value(ip: IpAddr) -> pingora::Result<HeaderValue> {
     let mut buf = [0u8; IP_TEXT_MAX];
-    let mut rest = &mut buf[..];
-    if write!(rest, "{ip}").is_err() {
-        return HeaderValue::try_from(ip.to_string()).map_err(|e| {
-            Error::because(ErrorType::InvalidHTTPHeader, "invalid client address", e)
-        });
-    }
-    let len = IP_TEXT_MAX - rest.len();
+    let len = match ip {
+        IpAddr::V4(v4) => ipv4_text(v4, &mut buf),
+        IpAddr::V6(_) => {
+            let mut rest = &mut buf[..];
+            if write!(rest, "{ip}").is_err() {
+                return HeaderValue::try_from(ip.to_string()).map_err(|e| {
+                    Error::because(ErrorType::InvalidHTTPHeader, "invalid client address", e)
+                });
+            }
+            IP_TEXT_MAX - rest.len()
+        }
+    };
     owned_value(buf, len, "invalid client address")
+}
+
+/// The dotted-decimal text of `ip`, byte for byte what its `Display` writes, at the start of
+/// `buf`; returns its length (7 to 15).
+fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; IP_TEXT_MAX]) -> usize {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    n
 }
 
 /// `X-Forwarded-Proto` for `scheme`, without copying the usual two.
@@ -266,6 +296,28 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_value(ip).unwrap().as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    /// The digit-by-digit IPv4 text is `Display`'s, for every octet value in every position.
+    #[test]
+    fn ipv4_text_is_display() {
+        for a in 0..=255u8 {
+            for ip in [
+                Ipv4Addr::new(a, 0, 0, 0),
+                Ipv4Addr::new(0, a, 0, 0),
+                Ipv4Addr::new(1, 2, a, 9),
+                Ipv4Addr::new(255, 10, 99, a),
+                Ipv4Addr::new(a, a, a, a),
+            ] {
+                let mut buf = [0u8; IP_TEXT_MAX];
+                let len = ipv4_text(ip, &mut buf);
+                assert_eq!(&buf[..len], ip.to_string().as_bytes());
+                assert_eq!(
+                    ip_value(IpAddr::V4(ip)).unwrap().as_bytes(),
+                    ip.to_string().as_bytes()
+                );
+            }
         }
     }
 }

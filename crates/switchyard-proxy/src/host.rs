@@ -102,6 +102,28 @@ fn is_ip_literal(inner: &[u8]) -> bool {
 /// assert_eq!(parse_host(b""), Err(HostError::Empty));
 /// ```
 pub fn parse_host(value: &[u8]) -> Result<HostPort<'_>, HostError> {
+    let (host, port) = split_host(value)?;
+    // Every byte checked by `split_host` is ASCII, so both parts are valid UTF-8.
+    Ok(HostPort {
+        host: ascii(host)?,
+        port: port.map(ascii).transpose()?,
+    })
+}
+
+/// Checks a `Host` value as [`parse_host`] does, without making text of its parts: for a caller
+/// that only needs the verdict (request hygiene, once per request).
+///
+/// ```
+/// use switchyard_proxy::host::{check_host, HostError};
+/// assert_eq!(check_host(b"Example.com:8080"), Ok(()));
+/// assert_eq!(check_host(b"a:80x"), Err(HostError::BadPort));
+/// ```
+pub fn check_host(value: &[u8]) -> Result<(), HostError> {
+    split_host(value).map(|_| ())
+}
+
+/// `value` split into its host and port, each checked (see [`parse_host`]).
+fn split_host(value: &[u8]) -> Result<(&[u8], Option<&[u8]>), HostError> {
     if value.is_empty() {
         return Err(HostError::Empty);
     }
@@ -133,11 +155,7 @@ pub fn parse_host(value: &[u8]) -> Result<HostPort<'_>, HostError> {
     if port.is_some_and(|p| !p.iter().all(u8::is_ascii_digit)) {
         return Err(HostError::BadPort);
     }
-    // Every byte checked above is ASCII, so both parts are valid UTF-8.
-    Ok(HostPort {
-        host: ascii(host)?,
-        port: port.map(ascii).transpose()?,
-    })
+    Ok((host, port))
 }
 
 fn ascii(b: &[u8]) -> Result<&str, HostError> {
@@ -189,6 +207,7 @@ mod tests {
             ("a!$&'()*+,;=b", "a!$&'()*+,;=b", None),
         ] {
             let hp = parse_host(value.as_bytes()).unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(check_host(value.as_bytes()), Ok(()), "{value}");
             assert_eq!((hp.host, hp.port), (host, port), "{value}");
         }
     }
@@ -222,6 +241,7 @@ mod tests {
             ("[]", BadIpLiteral),
         ] {
             assert_eq!(parse_host(value.as_bytes()), Err(err), "{value:?}");
+            assert_eq!(check_host(value.as_bytes()), Err(err), "{value:?}");
         }
     }
 }

@@ -8,14 +8,14 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType, Result};
 
 use crate::headers::request_authority;
-use crate::host::parse_host;
+use crate::host::check_host;
 use crate::normalize::{normalize_path, EncodedSlashes};
 use crate::reject::Reject;
 
 /// Request hygiene, before anything reads the host or the path:
 ///
 /// * a `Host` (or absolute-form or HTTP/2 authority) is required except for HTTP/1.0, and must be
-///   `host[:port]` ([`parse_host`]);
+///   `host[:port]` ([`crate::host::parse_host`]'s checks);
 /// * the path is normalised ([`normalize_path`]) and the normal form replaces it, so routes match
 ///   it and the origin receives it; a target that is not UTF-8 is refused;
 /// * identical duplicate `Content-Length` values (which Pingora accepts) become one field.
@@ -35,7 +35,7 @@ pub fn sanitize(
 ) -> std::result::Result<(), Reject> {
     match request_authority(req) {
         Some(authority) => {
-            parse_host(authority).map_err(|_| Reject::BadHost)?;
+            check_host(authority).map_err(|_| Reject::BadHost)?;
         }
         None if matches!(req.version, http::Version::HTTP_10 | http::Version::HTTP_09) => {}
         None => return Err(Reject::BadHost),

@@ -233,6 +233,31 @@ impl DeadlineStream {
         Preface::H2
     }
 
+    /// The keep-alive wait's peek (a [`Peek::try_peek`] of one byte) as a plain `async fn`: the
+    /// keep-alive driver awaits it without the boxed future of the trait's method, once per
+    /// request. Reads the first byte of the next request and holds it for the next read (bounded
+    /// by the head deadline, as any read); `Ok(true)` at once if bytes are already held.
+    pub async fn peek_first_byte(&mut self) -> io::Result<bool> {
+        if !self.held.is_empty() {
+            return Ok(true);
+        }
+        // Pingora's own peek reads the byte and pushes it back in a fresh allocation, after
+        // which the request head arrives in two reads.
+        let mut one = [0u8; 1];
+        // This byte starts the next request, read by the next session: not a pipelined one.
+        let hint = self.maybe_pipelined.load(Ordering::Relaxed);
+        let n = tokio::io::AsyncReadExt::read(self, &mut one).await?;
+        self.maybe_pipelined.store(hint, Ordering::Relaxed);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed while waiting for a request",
+            ));
+        }
+        self.held.set(&one);
+        Ok(true)
+    }
+
     fn arm(&mut self) {
         self.armed = true;
         self.responded = false;
@@ -421,22 +446,10 @@ impl Peek for DeadlineStream {
             return Err(io::Error::other("peek longer than the bytes already held"));
         }
         if buf.len() == 1 {
-            // The keep-alive wait: read the byte and hold it for the next read (bounded by the
-            // head deadline, as any read). Pingora's own peek reads it and pushes it back in a
-            // fresh allocation, after which the request head arrives in two reads.
-            let mut one = [0u8; 1];
-            // This byte starts the next request, read by the next session: not a pipelined one.
-            let hint = self.maybe_pipelined.load(Ordering::Relaxed);
-            let n = tokio::io::AsyncReadExt::read(self, &mut one).await?;
-            self.maybe_pipelined.store(hint, Ordering::Relaxed);
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed while waiting for a request",
-                ));
+            self.peek_first_byte().await?;
+            if let Some(&first) = self.held.bytes().first() {
+                buf[0] = first;
             }
-            self.held.set(&one);
-            buf[0] = one[0];
             return Ok(true);
         }
         if !self.armed && self.responded {

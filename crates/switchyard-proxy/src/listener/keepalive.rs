@@ -116,8 +116,8 @@ pub const KEEPALIVE_IDLE_MAX: Duration = Duration::from_secs(60);
 /// This wait is what an idle connection's future holds, so it is kept small: a pointer to the
 /// stream's peek and the shutdown watch; the capped wait (only with a head deadline over
 /// [`KEEPALIVE_IDLE_MAX`]) is boxed, so that its timer does not size every connection.
-async fn next_request_arrives(
-    stream: &mut Stream,
+async fn next_request_arrives<S: PeekFirstByte>(
+    stream: &mut S,
     shutdown: &mut ShutdownWatch,
     idle_cap: bool,
 ) -> bool {
@@ -127,21 +127,42 @@ async fn next_request_arrives(
     if idle_cap {
         return Box::pin(capped_wait(stream, shutdown)).await;
     }
-    let mut first = [0u8; 1];
     tokio::select! {
-        res = stream.try_peek(&mut first) => res.is_ok(),
+        res = stream.peek_first_byte() => res.is_ok(),
         _ = shutdown.wait_for(|down| *down) => false,
     }
 }
 
 /// [`next_request_arrives`] with a [`KEEPALIVE_IDLE_MAX`] timer.
-async fn capped_wait(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> bool {
-    let mut first = [0u8; 1];
+async fn capped_wait<S: PeekFirstByte>(stream: &mut S, shutdown: &mut ShutdownWatch) -> bool {
     tokio::select! {
-        res = tokio::time::timeout(KEEPALIVE_IDLE_MAX, stream.try_peek(&mut first)) => {
+        res = tokio::time::timeout(KEEPALIVE_IDLE_MAX, stream.peek_first_byte()) => {
             matches!(res, Ok(Ok(_)))
         }
         _ = shutdown.wait_for(|down| *down) => false,
+    }
+}
+
+/// A stream the keep-alive wait can peek one byte of.
+trait PeekFirstByte: Send {
+    /// Waits for the first byte of the next request, leaving it to be read.
+    fn peek_first_byte(&mut self) -> impl Future<Output = std::io::Result<bool>> + Send;
+}
+
+/// The driver's own streams: the peek without a boxed future per request.
+impl PeekFirstByte for DeadlineStream {
+    fn peek_first_byte(&mut self) -> impl Future<Output = std::io::Result<bool>> + Send {
+        DeadlineStream::peek_first_byte(self)
+    }
+}
+
+/// Any other stream, through Pingora's [`Peek`](pingora::protocols::Peek).
+impl PeekFirstByte for Stream {
+    fn peek_first_byte(&mut self) -> impl Future<Output = std::io::Result<bool>> + Send {
+        async move {
+            let mut first = [0u8; 1];
+            self.try_peek(&mut first).await
+        }
     }
 }
 
@@ -208,8 +229,16 @@ where
                 }
                 None => true,
             };
-            if !held_by_pingora && !next_request_arrives(&mut stream, &mut watch, idle_cap).await {
-                return None;
+            if !held_by_pingora {
+                // Not held by Pingora means a `DeadlineStream` (above): waited on as itself, so
+                // that its peek needs no boxed future. (A failed downcast is not reached.)
+                let Ok(mut wrapped) = stream.into_any().downcast::<DeadlineStream>() else {
+                    return None;
+                };
+                if !next_request_arrives(&mut *wrapped, &mut watch, idle_cap).await {
+                    return None;
+                }
+                stream = wrapped;
             }
             result = self.next_request(stream, settings, shutdown).await;
         }
@@ -264,6 +293,42 @@ mod tests {
             client.write_all(b"G").await.unwrap();
             assert!(next_request_arrives(&mut stream, &mut watch, idle_cap).await);
             let (mut stream, client) = loopback().await;
+            drop(client);
+            assert!(!next_request_arrives(&mut stream, &mut watch, idle_cap).await);
+        }
+    }
+
+    /// The driver's own streams are waited on as `DeadlineStream`s (no boxed peek): a byte ends
+    /// the wait and is then read with the rest of the request; a peer that closes ends it with
+    /// false. The wait stays small (it is what an idle connection holds).
+    #[tokio::test]
+    async fn a_deadline_stream_holds_the_peeked_byte_for_the_next_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let metrics = switchyard_metrics::Metrics::global();
+        for idle_cap in [false, true] {
+            let (inner, mut client) = loopback().await;
+            let mut stream =
+                DeadlineStream::new(inner, Duration::from_secs(5), Arc::from("t"), metrics);
+            let mut watch = shutdown.clone();
+            let wait =
+                std::mem::size_of_val(&next_request_arrives(&mut stream, &mut watch, idle_cap));
+            assert!(wait <= 256, "the idle wait is {wait} B");
+            client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            assert!(next_request_arrives(&mut stream, &mut watch, idle_cap).await);
+            // Peeked again (Pingora's or the driver's next wait): the held byte answers at once.
+            assert!(next_request_arrives(&mut stream, &mut watch, idle_cap).await);
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while got.len() < 16 {
+                let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, b"GET / HTTP/1.1\r\n");
             drop(client);
             assert!(!next_request_arrives(&mut stream, &mut watch, idle_cap).await);
         }

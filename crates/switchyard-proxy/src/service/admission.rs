@@ -81,8 +81,14 @@ impl HttpGateway {
             return Ok(true);
         }
         let req = session.req_header();
-        let host = request_host(req);
-        ctx.client_host = match req.headers.get(http::header::HOST) {
+        // One lookup of `Host` for the route's name and `X-Forwarded-Host` (what
+        // `request_host` reads first).
+        let host_field = req.headers.get(http::header::HOST);
+        let host = match host_field {
+            Some(h) => std::str::from_utf8(h.as_bytes()).unwrap_or(""),
+            None => request_host(req),
+        };
+        ctx.client_host = match host_field {
             Some(h) => Some(h.clone()),
             None if host.is_empty() => None,
             None => HeaderValue::from_str(host).ok(),
