@@ -158,11 +158,9 @@ impl PeekFirstByte for DeadlineStream {
 
 /// Any other stream, through Pingora's [`Peek`](pingora::protocols::Peek).
 impl PeekFirstByte for Stream {
-    fn peek_first_byte(&mut self) -> impl Future<Output = std::io::Result<bool>> + Send {
-        async move {
-            let mut first = [0u8; 1];
-            self.try_peek(&mut first).await
-        }
+    async fn peek_first_byte(&mut self) -> std::io::Result<bool> {
+        let mut first = [0u8; 1];
+        self.try_peek(&mut first).await
     }
 }
 
