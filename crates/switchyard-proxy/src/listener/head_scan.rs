@@ -47,6 +47,11 @@ impl HeadScan {
     /// [`LINE_PREFIX`] bytes) is copied, so a long header line costs a vectorised search rather
     /// than a step per byte.
     pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        if self.is_fresh() {
+            if let Some(end) = self.feed_whole_head(bytes) {
+                return Some(end);
+            }
+        }
         let mut start = 0;
         while let Some(rest) = bytes.get(start..) {
             let Some(n) = memchr::memchr(b'\n', rest) else {
@@ -63,6 +68,56 @@ impl HeadScan {
             start = end + 1;
         }
         None
+    }
+
+    /// Nothing fed since the head began.
+    fn is_fresh(&self) -> bool {
+        !self.seen_content
+            && self.newlines == 0
+            && self.line_len == 0
+            && !self.line_cut
+            && self.framing == Framing::None
+    }
+
+    /// The common case in one pass, from a fresh state: a whole head in `bytes` whose lines all
+    /// end in CRLF and whose framing lines hold no other carriage return. Only a line that starts
+    /// with `c`/`C` or `t`/`T` can be a framing field, so the others cost a line-feed search and
+    /// no copy. `None` (the state untouched) when the piece is anything else: a partial head, a
+    /// bare LF, a carriage return that the general scan would skip, leading empty lines — the
+    /// general scan then reads the piece from the start.
+    fn feed_whole_head(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut framing = Framing::None;
+        let mut seen_content = false;
+        let mut start = 0;
+        loop {
+            let rest = bytes.get(start..)?;
+            let n = memchr::memchr(b'\n', rest)?;
+            let line = rest.get(..n)?;
+            let end = start + n;
+            start = end + 1;
+            // Every line ends in CR LF here: its content is what precedes the CR.
+            let content = line.strip_suffix(b"\r")?;
+            match content.first() {
+                None if seen_content => break,
+                // A leading empty line, or a carriage return the general scan would skip.
+                None | Some(b'\r') => return None,
+                Some(b'c' | b'C' | b't' | b'T') => {
+                    let cut = content.len() > LINE_PREFIX;
+                    let kept = content.get(..LINE_PREFIX).unwrap_or(content);
+                    if memchr::memchr(b'\r', kept).is_some() {
+                        return None;
+                    }
+                    framing = framing_after_line(framing, kept, cut);
+                }
+                Some(_) => {}
+            }
+            seen_content = true;
+        }
+        // The state the general scan leaves at a head's end.
+        self.seen_content = true;
+        self.newlines = 2;
+        self.framing = framing;
+        Some(start - 1)
     }
 
     /// Takes bytes of the current line (no line feed among them): a carriage return is skipped
@@ -105,23 +160,31 @@ impl HeadScan {
         let line = &self.line[..usize::from(self.line_len)];
         let cut = std::mem::take(&mut self.line_cut);
         self.line_len = 0;
-        let Some(colon) = line.iter().position(|&c| c == b':') else {
-            return;
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.framing = Framing::Unknown;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let length = std::str::from_utf8(value.trim_ascii())
-                .ok()
-                .filter(|_| !cut)
-                .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
-                .and_then(|v| v.parse().ok());
-            self.framing = match (self.framing, length) {
-                (Framing::None, Some(n)) => Framing::Length(n),
-                _ => Framing::Unknown,
-            };
+        self.framing = framing_after_line(self.framing, line, cut);
+    }
+}
+
+/// The framing after a head line whose first [`LINE_PREFIX`] content bytes are `line` (`cut`:
+/// the line was longer), given the framing of the lines before it.
+fn framing_after_line(framing: Framing, line: &[u8], cut: bool) -> Framing {
+    let Some(colon) = line.iter().position(|&c| c == b':') else {
+        return framing;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        Framing::Unknown
+    } else if name.eq_ignore_ascii_case(b"content-length") {
+        let length = std::str::from_utf8(value.trim_ascii())
+            .ok()
+            .filter(|_| !cut)
+            .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|v| v.parse().ok());
+        match (framing, length) {
+            (Framing::None, Some(n)) => Framing::Length(n),
+            _ => Framing::Unknown,
         }
+    } else {
+        framing
     }
 }
 
@@ -275,9 +338,71 @@ mod tests {
             .collect()
     }
 
+    /// Heads of CRLF-terminated lines, as clients send them (the one-pass path's case), some
+    /// with framing fields of every spelling and length, some followed by a pipelined request.
+    fn crlf_heads() -> Vec<Vec<u8>> {
+        let lines: [&[u8]; 12] = [
+            b"Host: a",
+            b"Content-Length: 5",
+            b"content-length:123456789012345",
+            b"CONTENT-LENGTH: 12345678901234567",
+            b"Content-Length: 5, 5",
+            b"Transfer-Encoding: chunked",
+            b"te: trailers",
+            b"Connection: keep-alive",
+            b"Cookie: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            b"content-length : 5",
+            b"C",
+            b"transfer-encoding:",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..300)
+            .map(|_| {
+                let mut head = b"POST / HTTP/1.1\r\n".to_vec();
+                for _ in 0..next() % 6 {
+                    head.extend_from_slice(lines[(next() % lines.len() as u64) as usize]);
+                    head.extend_from_slice(b"\r\n");
+                }
+                head.extend_from_slice(b"\r\n");
+                if next() % 3 == 0 {
+                    head.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+                }
+                head
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_crlf_heads_take_the_one_pass_path() {
+        for head in crlf_heads() {
+            let mut s = HeadScan::default();
+            let end = s.feed_whole_head(&head);
+            assert!(end.is_some(), "{:?}", String::from_utf8_lossy(&head));
+            assert_eq!(end, ByteScan::default().feed(&head));
+        }
+        // Not this path: a partial head, a bare LF, a leading empty line, a CR inside a framing
+        // line; the state stays fresh for the general scan.
+        for piece in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length:\r 5\r\n\r\n",
+        ] {
+            let mut s = HeadScan::default();
+            assert_eq!(s.feed_whole_head(piece), None);
+            assert!(s.is_fresh());
+        }
+    }
+
     #[test]
     fn head_scan_by_lines_agrees_with_the_byte_scanner_at_every_split() {
-        for head in tricky_heads() {
+        for head in tricky_heads().into_iter().chain(crlf_heads()) {
             for split in 0..=head.len() {
                 let (a, b) = head.split_at(split);
                 let (mut fast, mut slow) = (HeadScan::default(), ByteScan::default());
@@ -296,7 +421,8 @@ mod tests {
                         s.seen_content,
                         s.line_cut,
                         s.line_len,
-                        s.line,
+                        // The bytes kept of the current line (those past it are stale).
+                        s.line[..usize::from(s.line_len)].to_vec(),
                     )
                 };
                 assert_eq!(
