@@ -67,12 +67,15 @@ pub fn from_random(random: &[u8; 16]) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// Writes `bytes` as lowercase hex into `out` (twice as long).
+/// Writes `bytes` as lowercase hex into `out` (twice as long; a shorter `out` takes the first
+/// bytes that fit). Pairs of output bytes, so no index is checked per digit.
 pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        if let [hi, lo] = pair {
+            *hi = DIGITS[usize::from(b >> 4)];
+            *lo = DIGITS[usize::from(b & 0xf)];
+        }
     }
 }
 
