@@ -96,6 +96,10 @@ impl ToTimeout for FastTimeout {
     fn create(d: Duration) -> Self {
         FastTimeout(d)
     }
+
+    fn timer_wait(&self) -> Option<TimerWait> {
+        Some(TIMER_MANAGER.register_timer(self.0).wait())
+    }
 }
 
 enum TimeoutKind {
@@ -122,6 +126,13 @@ impl ToTimeout for FastOrTokioTimeout {
         match self.kind {
             TimeoutKind::Fast => FastTimeout::create(self.duration).timeout(),
             TimeoutKind::Tokio => TokioTimeout::create(self.duration).timeout(),
+        }
+    }
+
+    fn timer_wait(&self) -> Option<TimerWait> {
+        match self.kind {
+            TimeoutKind::Fast => FastTimeout::create(self.duration).timer_wait(),
+            TimeoutKind::Tokio => None,
         }
     }
 

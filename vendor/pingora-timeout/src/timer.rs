@@ -77,6 +77,42 @@ impl TimerStub {
         }
         self.0.notified().await;
     }
+
+    /// The wait for the timer to expire as a named future, which a caller can hold inline
+    /// (no box): see [`TimerWait`].
+    pub fn wait(self) -> TimerWait {
+        TimerWait {
+            // Created before the flag is read: `notify_waiters` reaches an `OwnedNotified` from
+            // its creation on, so a timer firing in between is not missed.
+            notified: self.0.notified_owned(),
+            fired: self.1,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`TimerStub::wait`]: ready once the timer has fired.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct TimerWait {
+        #[pin]
+        notified: tokio::sync::futures::OwnedNotified,
+        fired: Arc<AtomicBool>,
+    }
+}
+
+impl std::future::Future for TimerWait {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let me = self.project();
+        if me.fired.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        me.notified.poll(cx)
+    }
 }
 
 struct Timer(Arc<Notify>, Arc<AtomicBool>);
