@@ -115,6 +115,7 @@ impl std::future::Future for TimerWait {
     }
 }
 
+#[derive(Clone)]
 struct Timer(Arc<Notify>, Arc<AtomicBool>);
 
 impl Timer {
@@ -132,10 +133,19 @@ impl Timer {
     }
 }
 
+/// One thread's timers: the tree of its slots, and the slot it registered last.
+#[derive(Default)]
+struct ThreadTimers {
+    tree: BTreeMap<Time, Timer>,
+    /// The last slot this thread registered a timer in, and that slot's timer: under load
+    /// hundreds of timers in a row fall into one 10 ms slot, and they skip the tree search.
+    last: Option<(Time, Timer)>,
+}
+
 /// The object that holds all the timers registered to it.
 pub struct TimerManager {
     // each thread insert into its local timer tree to avoid lock contention
-    timers: ThreadLocal<RwLock<BTreeMap<Time, Timer>>>,
+    timers: ThreadLocal<RwLock<ThreadTimers>>,
     zero: Instant, // the reference zero point of Timestamp
     // Start a new clock thread if this is -1 or staled. The clock thread should keep updating this
     clock_watchdog: AtomicI64,
@@ -177,6 +187,11 @@ impl TimerManager {
             // iterate through the timer tree for all threads
             for thread_timer in self.timers.iter() {
                 let mut timers = thread_timer.write();
+                if timers.last.as_ref().is_some_and(|(k, _)| k.not_after(now)) {
+                    // fired below: registrations in this slot are over
+                    timers.last = None;
+                }
+                let timers = &mut timers.tree;
                 // Fire all timers until now
                 loop {
                     let key_to_remove = timers.iter().next().and_then(|(k, _)| {
@@ -239,21 +254,23 @@ impl TimerManager {
             return timer.subscribe();
         }
         let now: Time = (Instant::now() + duration - self.zero).into();
+        let thread_timers = self.timers.get_or(Default::default);
         {
-            let timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).read();
-            if let Some(t) = timers.get(&now) {
-                return t.subscribe();
+            let timers = thread_timers.read();
+            if let Some((slot, t)) = &timers.last {
+                if *slot == now {
+                    return t.subscribe();
+                }
             }
         } // drop read lock
 
-        let timer = Timer::new();
-        let mut timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).write();
-        // Usually we check if another thread has insert the same node before we get the write lock,
-        // but because only this thread will insert anything to its local timers tree, there
-        // is no possible race that can happen. The only other thread is the clock thread who
-        // only removes timer from the tree
+        // Only this thread inserts into its local timers tree, so no other registration can race
+        // this one; the only other thread is the clock thread, which only removes fired timers
+        // (a slot in the future is not among them).
+        let mut timers = thread_timers.write();
+        let timer = timers.tree.entry(now).or_insert_with(Timer::new).clone();
         let stub = timer.subscribe();
-        timers.insert(now, timer);
+        timers.last = Some((now, timer));
         stub
     }
 
@@ -317,6 +334,42 @@ mod tests {
         t2.poll().await;
         // t2 fired along t1 so no extra wait time
         assert_eq!(now.elapsed().as_secs(), 0);
+    }
+
+    #[test]
+    fn registrations_in_one_slot_share_its_timer() {
+        let tm = TimerManager::new();
+        // A slot 10 s ahead: the three registrations fall into one slot unless the clock
+        // crosses a 10 ms boundary in between, so at most two slots.
+        let stubs: Vec<_> = (0..3)
+            .map(|_| tm.register_timer(Duration::from_secs(10)))
+            .collect();
+        let timers = tm.timers.get_or(Default::default).read();
+        assert!((1..=2).contains(&timers.tree.len()));
+        let (slot, last) = timers.last.as_ref().expect("the last slot is kept");
+        assert!(timers.tree.contains_key(slot));
+        let last_stub = stubs.last().expect("three stubs");
+        assert!(Arc::ptr_eq(&last.0, &last_stub.0));
+        assert!(Arc::ptr_eq(&last.1, &last_stub.1));
+    }
+
+    #[tokio::test]
+    async fn a_fired_slot_is_not_reused_for_a_later_timer() {
+        let tm_a = Arc::new(TimerManager::new());
+        let tm = tm_a.clone();
+        std::thread::spawn(move || tm_a.clock_thread());
+
+        tm.register_timer(Duration::from_millis(20)).poll().await;
+        {
+            let timers = tm.timers.get_or(Default::default).read();
+            assert!(
+                timers.last.is_none(),
+                "the clock thread forgot the fired slot"
+            );
+        }
+        let start = Instant::now();
+        tm.register_timer(Duration::from_millis(50)).poll().await;
+        assert!(start.elapsed() >= Duration::from_millis(40));
     }
 
     #[test]
