@@ -7,14 +7,14 @@
 //! Every response carries `x-origin: <name>` and the body `hello from <name>\n`. `GET /health`
 //! answers 200 `ok` at once. `GET /status/<code>` answers with that status; `GET /delay/<ms>`
 //! waits first. `--delay-ms N` makes every other answer wait N ms first (a slow origin, as the
-//! overload benchmark scenario needs).
+//! overload benchmark scenario needs). A request body is read and dropped before the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -61,7 +61,16 @@ async fn handle(
     delay: Duration,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path();
+    let (parts, mut request_body) = req.into_parts();
+    // The request body is read (and dropped) before the answer, as a real origin reads it: an
+    // answer sent before the body arrived would make hyper close the connection after it, and
+    // a proxy reusing that connection would meet the close.
+    while let Some(frame) = request_body.frame().await {
+        if frame.is_err() {
+            break;
+        }
+    }
+    let path = parts.uri.path();
     if !delay.is_zero() && path != "/health" {
         tokio::time::sleep(delay).await;
     }
