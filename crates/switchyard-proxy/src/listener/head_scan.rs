@@ -47,7 +47,7 @@ impl HeadScan {
     /// [`LINE_PREFIX`] bytes) is copied, so a long header line costs a vectorised search rather
     /// than a step per byte.
     pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
-        if self.is_fresh() {
+        if self.may_take_the_rest_in_one_pass() {
             if let Some(end) = self.feed_whole_head(bytes) {
                 return Some(end);
             }
@@ -70,24 +70,30 @@ impl HeadScan {
         None
     }
 
-    /// Nothing fed since the head began.
-    fn is_fresh(&self) -> bool {
-        !self.seen_content
-            && self.newlines == 0
-            && self.line_len == 0
-            && !self.line_cut
-            && self.framing == Framing::None
+    /// Nothing fed since the head began, or only the start of a first line that cannot be a
+    /// framing field (the byte or two the keep-alive wait and the HTTP/2 preface check read
+    /// ahead): [`Self::feed_whole_head`] may take the rest.
+    fn may_take_the_rest_in_one_pass(&self) -> bool {
+        let first_line_started = match self.line.get(..usize::from(self.line_len)) {
+            Some([]) => !self.seen_content,
+            Some([first, ..]) => !matches!(first, b'c' | b'C' | b't' | b'T'),
+            None => false,
+        };
+        first_line_started && self.newlines == 0 && !self.line_cut && self.framing == Framing::None
     }
 
-    /// The common case in one pass, from a fresh state: a whole head in `bytes` whose lines all
-    /// end in CRLF and whose framing lines hold no other carriage return. Only a line that starts
-    /// with `c`/`C` or `t`/`T` can be a framing field, so the others cost a line-feed search and
-    /// no copy. `None` (the state untouched) when the piece is anything else: a partial head, a
-    /// bare LF, a carriage return that the general scan would skip, leading empty lines — the
-    /// general scan then reads the piece from the start.
+    /// The common case in one pass (see [`Self::may_take_the_rest_in_one_pass`]): the rest of a
+    /// head in `bytes` whose lines all end in CRLF and whose framing lines hold no other carriage
+    /// return. Only a line that starts with `c`/`C` or `t`/`T` can be a framing field, so the
+    /// others cost a line-feed search and no copy. `None` (the state untouched) when the piece is
+    /// anything else: a partial head, a bare LF, a carriage return that the general scan would
+    /// skip, leading empty lines — the general scan then reads the piece from the start.
     fn feed_whole_head(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut framing = Framing::None;
-        let mut seen_content = false;
+        let mut seen_content = self.seen_content;
+        // The end of a line begun in an earlier piece: content (not a framing field), whatever
+        // its own bytes.
+        let mut continuing = self.line_len > 0;
         let mut start = 0;
         loop {
             let rest = bytes.get(start..)?;
@@ -97,6 +103,9 @@ impl HeadScan {
             start = end + 1;
             // Every line ends in CR LF here: its content is what precedes the CR.
             let content = line.strip_suffix(b"\r")?;
+            if std::mem::take(&mut continuing) {
+                continue;
+            }
             match content.first() {
                 None if seen_content => break,
                 // A leading empty line, or a carriage return the general scan would skip.
@@ -116,6 +125,7 @@ impl HeadScan {
         // The state the general scan leaves at a head's end.
         self.seen_content = true;
         self.newlines = 2;
+        self.line_len = 0;
         self.framing = framing;
         Some(start - 1)
     }
@@ -396,8 +406,31 @@ mod tests {
         ] {
             let mut s = HeadScan::default();
             assert_eq!(s.feed_whole_head(piece), None);
-            assert!(s.is_fresh());
+            assert!(s.may_take_the_rest_in_one_pass());
         }
+    }
+
+    #[test]
+    fn the_rest_of_a_head_after_its_first_bytes_takes_the_one_pass_path() {
+        for head in crlf_heads() {
+            for split in 1..3 {
+                let (a, b) = head.split_at(split);
+                let mut s = HeadScan::default();
+                assert_eq!(s.feed(a), None);
+                assert!(s.may_take_the_rest_in_one_pass());
+                let end = s.feed_whole_head(b);
+                assert!(end.is_some(), "{:?}", String::from_utf8_lossy(&head));
+                assert_eq!(end, ByteScan::default().feed(&head).map(|e| e - split));
+            }
+        }
+        // A first line begun with what could be a framing field's name is left to the general
+        // scan, as is a line that ends right after the piece that began it.
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"Content-Le"), None);
+        assert!(!s.may_take_the_rest_in_one_pass());
+        let mut s = HeadScan::default();
+        assert_eq!(s.feed(b"GET / HTTP/1.1"), None);
+        assert_eq!(s.feed_whole_head(b"\r\nHost: a\r\n\r\n"), Some(12));
     }
 
     #[test]
