@@ -374,8 +374,11 @@ impl BodyReader {
         let body_buf_mut = self.body_buf.as_mut().expect("must have read body buf");
         // remove unused buffer
         body_buf_mut.truncate(total_read);
-        let overread_bytes = body_buf_mut.split_off(end_of_body);
-        self.body_buf_overread = (!overread_bytes.is_empty()).then_some(overread_bytes);
+        // Split only when something was read past the end of the body: `split_off` turns a
+        // Vec-backed buffer into a shared one, which allocates, and here would do so only to
+        // return an empty tail.
+        self.body_buf_overread =
+            (end_of_body < body_buf_mut.len()).then(|| body_buf_mut.split_off(end_of_body));
     }
 
     pub async fn read_body<S>(&mut self, stream: &mut S) -> Result<Option<BufRef>>
@@ -2073,6 +2076,46 @@ mod tests {
         assert_eq!(body_reader.body_state, ParseState::Complete(3));
         assert_eq!(input, body_reader.get_body(&res));
         assert_eq!(body_reader.get_body_overread(), None);
+    }
+
+    #[tokio::test]
+    async fn body_ending_at_the_end_of_its_read_costs_no_allocation() {
+        use crate::protocols::http::v1::client::tests_response_room::allocations;
+        // The whole body came with the head (rewound), or in one read of exactly its length:
+        // finishing it leaves no overread and must not split the buffer.
+        for rewound in [true, false] {
+            let mut mock_io = if rewound {
+                Builder::new().build()
+            } else {
+                Builder::new().read(b"abc").build()
+            };
+            let mut body_reader = BodyReader::new(true);
+            body_reader.init_content_length(3, if rewound { b"abc" } else { b"" });
+            if !rewound {
+                // The read buffer itself is allocated on the first read; count what follows.
+                body_reader.prepare_buf_for_io(3);
+            }
+            let before = allocations();
+            let res = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+            let allocated = allocations() - before;
+            assert_eq!(body_reader.get_body(&res), b"abc");
+            assert_eq!(body_reader.body_state, ParseState::Complete(3));
+            assert_eq!(body_reader.get_body_overread(), None);
+            assert_eq!(allocated, 0, "rewound: {rewound}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_past_the_end_of_the_body_still_become_overread() {
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_content_length(3, b"abcGET /");
+        let res = body_reader
+            .read_body(&mut Builder::new().build())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body_reader.get_body(&res), b"abc");
+        assert_eq!(body_reader.get_body_overread(), Some(&b"GET /"[..]));
     }
 
     #[tokio::test]
