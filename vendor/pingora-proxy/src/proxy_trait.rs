@@ -20,6 +20,7 @@ use pingora_cache::{
 };
 use proxy_cache::range_filter::{self};
 use std::any::Any;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// Context for proxy warning logs that can be suppressed by
@@ -36,6 +37,20 @@ pub enum ProxyWarnLogContext {
     UpstreamRetry,
     /// A downstream error was ignored so cache fill could continue.
     DownstreamCache,
+}
+
+/// A future that is ready at once with what `F` returns. For a closure that captures nothing it
+/// is zero-sized, so boxing it, as an `#[async_trait]` method returns its future, allocates
+/// nothing: the defaults of the hooks called for every request use it instead of an `async`
+/// block, whose future holds the arguments and would be allocated at every call.
+struct ReadyWith<F>(F);
+
+impl<T, F: Fn() -> T + Unpin> Future for ReadyWith<F> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<T> {
+        Poll::Ready((self.0)())
+    }
 }
 
 /// The interface to control the HTTP proxy
@@ -99,11 +114,22 @@ pub trait ProxyHttp {
     /// the proxy would exit. The proxy continues to the next phases when `Ok(false)` is returned.
     ///
     /// By default this filter does nothing and returns `Ok(false)`.
-    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<bool>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(false)
+        Box::pin(ReadyWith(|| Ok(false)))
     }
 
     /// Handle the incoming request before any downstream module is executed.
@@ -115,11 +141,22 @@ pub trait ProxyHttp {
     /// Note that because this function is executed before any module that might provide access
     /// control or rate limiting, logic should stay in request_filter() if it can in order to be
     /// protected by said modules.
-    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn early_request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     /// Returns whether this session is allowed to spawn subrequests.
@@ -145,17 +182,25 @@ pub trait ProxyHttp {
     /// The async nature of this function allows to throttle the upload speed and/or executing
     /// heavy computation logic such as WAF rules on offloaded threads without blocking the threads
     /// who process the requests themselves.
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn request_body_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _body: &'life2 mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     /// This filter decides if the request is cacheable and what cache backend to use
@@ -229,15 +274,22 @@ pub trait ProxyHttp {
     ///
     /// By default the session will attempt to be reused after returning Ok(false). It is the
     /// caller's responsibility to disable keepalive or drain the request body if needed.
-    async fn proxy_upstream_filter(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<bool>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn proxy_upstream_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<bool>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(true)
+        Box::pin(ReadyWith(|| Ok(true)))
     }
 
     /// Decide if the response is cacheable
@@ -319,16 +371,24 @@ pub trait ProxyHttp {
     /// For an HTTP/1 upstream, if the downstream request has a non-empty body and this callback
     /// leaves neither `Content-Length` nor `Transfer-Encoding`, Pingora adds
     /// `Transfer-Encoding: chunked`.
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_request: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn upstream_request_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_request: &'life2 mut RequestHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     /// Adjust upstream modules before they process the response header.
@@ -371,32 +431,48 @@ pub trait ProxyHttp {
     /// Responses served from cache won't trigger this filter. If the cache needed revalidation,
     /// only the 304 from upstream will trigger the filter (though it will be merged into the
     /// cached header, not served directly to downstream).
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn upstream_response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     /// Modify the response header before it is send to the downstream
     ///
     /// The modification is after caching. This filter is called for all responses including
     /// responses served from cache.
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     // custom_forwarding is called when downstream and upstream connections are successfully established.
@@ -520,10 +596,24 @@ pub trait ProxyHttp {
     ///
     /// An error log is already emitted if there is any error. This phase is used for collecting
     /// metrics and sending access logs.
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn logging<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _e: Option<&'life2 Error>,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, ()>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
+        Box::pin(ReadyWith(|| ()))
     }
 
     /// Called after [`Self::logging`] when the downstream connection will be reused for another
@@ -708,20 +798,29 @@ pub trait ProxyHttp {
     /// This filter is called when the request just established or reused a connection to the upstream
     ///
     /// This filter allows user to log timing and connection related info.
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
+    // Written as `#[async_trait]` expands the `async fn`, with the same signature, so that
+    // implementations are unchanged; the default's future is zero-sized (see [`ReadyWith`]):
+    // the default, called for every request, allocates nothing.
+    fn connected_to_upstream<'life0, 'life1, 'life2, 'life3, 'life4, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
         _reused: bool,
-        _peer: &HttpPeer,
+        _peer: &'life2 HttpPeer,
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
-        _digest: Option<&Digest>,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _digest: Option<&'life3 Digest>,
+        _ctx: &'life4 mut Self::CTX,
+    ) -> BoxFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        'life4: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(ReadyWith(|| Ok(())))
     }
 
     /// This callback is invoked every time request related error log needs to be generated
@@ -770,4 +869,115 @@ pub trait ProxyHttp {
 pub struct FailToProxy {
     pub error_code: u16,
     pub can_reuse_downstream: bool,
+}
+
+#[cfg(test)]
+mod default_hooks_tests {
+    //! The defaults of the hooks called for every request allocate nothing when called, and
+    //! return what they always returned; an implementation's own `async fn` still overrides them.
+    use super::*;
+    use crate::future_in_place::tests::allocations;
+    use tokio::io::AsyncWriteExt;
+
+    struct Defaults;
+
+    #[async_trait]
+    impl ProxyHttp for Defaults {
+        type CTX = ();
+        fn new_ctx(&self) -> Self::CTX {}
+        async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+            Error::e_explain(InternalError, "not used")
+        }
+    }
+
+    struct Overrides;
+
+    #[async_trait]
+    impl ProxyHttp for Overrides {
+        type CTX = u32;
+        fn new_ctx(&self) -> Self::CTX {
+            0
+        }
+        async fn upstream_peer(&self, _: &mut Session, _: &mut u32) -> Result<Box<HttpPeer>> {
+            Error::e_explain(InternalError, "not used")
+        }
+        async fn request_filter(&self, _: &mut Session, ctx: &mut u32) -> Result<bool> {
+            *ctx += 1;
+            Ok(true)
+        }
+        async fn proxy_upstream_filter(&self, _: &mut Session, ctx: &mut u32) -> Result<bool> {
+            *ctx += 1;
+            Ok(false)
+        }
+        async fn logging(&self, _: &mut Session, _: Option<&Error>, ctx: &mut u32) {
+            *ctx += 1;
+        }
+    }
+
+    async fn session() -> Session {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut session = Session::new_h1(Box::new(server) as pingora_core::protocols::Stream);
+        assert!(session.read_request().await.unwrap());
+        session
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn default_hooks_allocate_nothing() {
+        let proxy = Defaults;
+        let mut session = session().await;
+        let mut ctx = ();
+        let mut body = None;
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut response = ResponseHeader::build(200, None).unwrap();
+        let peer = HttpPeer::new("127.0.0.1:80", false, String::new());
+        let s = &mut session;
+        let c = &mut ctx;
+
+        let before = allocations();
+        assert!(!proxy.request_filter(s, c).await.unwrap());
+        proxy.early_request_filter(s, c).await.unwrap();
+        proxy
+            .request_body_filter(s, &mut body, true, c)
+            .await
+            .unwrap();
+        assert!(proxy.proxy_upstream_filter(s, c).await.unwrap());
+        proxy
+            .upstream_request_filter(s, &mut request, c)
+            .await
+            .unwrap();
+        proxy
+            .upstream_response_filter(s, &mut response, c)
+            .await
+            .unwrap();
+        proxy.response_filter(s, &mut response, c).await.unwrap();
+        proxy
+            .connected_to_upstream(s, false, &peer, 0, None, c)
+            .await
+            .unwrap();
+        proxy.logging(s, None, c).await;
+        assert_eq!(allocations() - before, 0);
+        assert!(body.is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_async_fn_still_overrides_a_default() {
+        let proxy = Overrides;
+        let mut session = session().await;
+        let mut ctx = proxy.new_ctx();
+        assert!(proxy.request_filter(&mut session, &mut ctx).await.unwrap());
+        assert!(!proxy
+            .proxy_upstream_filter(&mut session, &mut ctx)
+            .await
+            .unwrap());
+        proxy.logging(&mut session, None, &mut ctx).await;
+        proxy
+            .early_request_filter(&mut session, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(ctx, 3);
+    }
 }

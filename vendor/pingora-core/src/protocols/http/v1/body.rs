@@ -374,8 +374,11 @@ impl BodyReader {
         let body_buf_mut = self.body_buf.as_mut().expect("must have read body buf");
         // remove unused buffer
         body_buf_mut.truncate(total_read);
-        let overread_bytes = body_buf_mut.split_off(end_of_body);
-        self.body_buf_overread = (!overread_bytes.is_empty()).then_some(overread_bytes);
+        // Split only when something was read past the end of the body: `split_off` turns a
+        // Vec-backed buffer into a shared one, which allocates, and here would do so only to
+        // return an empty tail.
+        self.body_buf_overread =
+            (end_of_body < body_buf_mut.len()).then(|| body_buf_mut.split_off(end_of_body));
     }
 
     pub async fn read_body<S>(&mut self, stream: &mut S) -> Result<Option<BufRef>>
@@ -1268,8 +1271,10 @@ impl SendBodyState {
 /// write progress.
 pub struct BodyWriter {
     pub body_mode: BodyMode,
-    // Boxed to reduce inline size. Only used by the cancel-safe proxy task API.
-    send_body_state: Box<SendBodyState>,
+    // Boxed to reduce inline size. Only used by the cancel-safe proxy task API, so the box is
+    // made on first use ([`Self::send_body_state`]): a session that never queues a body task
+    // (every request whose body is written directly) allocates none.
+    send_body_state: Option<Box<SendBodyState>>,
     send_finish_state: FinishWriteState,
 }
 
@@ -1283,7 +1288,7 @@ impl BodyWriter {
     pub fn new() -> Self {
         BodyWriter {
             body_mode: BM::ToSelect,
-            send_body_state: Box::new(SendBodyState::new()),
+            send_body_state: None,
             send_finish_state: FinishWriteState::NotStarted,
         }
     }
@@ -1486,13 +1491,21 @@ impl BodyWriter {
     // Cancel-safe body task API
     // ========================================================================
 
+    /// The cancel-safe body write state, made on first use.
+    fn send_body_state(&mut self) -> &mut SendBodyState {
+        self.send_body_state
+            .get_or_insert_with(|| Box::new(SendBodyState::new()))
+    }
+
     #[cfg(test)]
     pub fn has_pending_body_task(&self) -> bool {
-        self.send_body_state.pending_bytes.is_some()
-            || !matches!(
-                self.send_body_state.write_state,
-                WriteState::Idle | WriteState::Done(_) | WriteState::TimedOut
-            )
+        self.send_body_state.as_deref().is_some_and(|state| {
+            state.pending_bytes.is_some()
+                || !matches!(
+                    state.write_state,
+                    WriteState::Idle | WriteState::Done(_) | WriteState::TimedOut
+                )
+        })
     }
 
     /// Queue application bytes as a body write task with an optional timeout.
@@ -1504,16 +1517,16 @@ impl BodyWriter {
     pub fn send_body_task(&mut self, bytes: Bytes, timeout: Option<std::time::Duration>) {
         assert!(
             matches!(
-                self.send_body_state.write_state,
+                self.send_body_state().write_state,
                 WriteState::Idle | WriteState::Done(_)
             ),
             "send_body_task called while previous task is still in progress: {:?}",
-            self.send_body_state.write_state
+            self.send_body_state().write_state
         );
-        self.send_body_state.pending_bytes = Some(bytes);
-        self.send_body_state.write_state = WriteState::Idle;
-        self.send_body_state.timeout_duration = timeout;
-        self.send_body_state.timeout_fut = None;
+        self.send_body_state().pending_bytes = Some(bytes);
+        self.send_body_state().write_state = WriteState::Idle;
+        self.send_body_state().timeout_duration = timeout;
+        self.send_body_state().timeout_fut = None;
     }
 
     /// Writes the current queued body task to the stream.
@@ -1541,7 +1554,11 @@ impl BodyWriter {
         S: AsyncWrite + Unpin + Send,
     {
         // Check if already timed out - don't allow reuse
-        if matches!(self.send_body_state.write_state, WriteState::TimedOut) {
+        if self
+            .send_body_state
+            .as_deref()
+            .is_some_and(|state| matches!(state.write_state, WriteState::TimedOut))
+        {
             return Poll::Ready(Error::e_explain(
                 WriteTimedout,
                 "write task previously timed out",
@@ -1572,16 +1589,16 @@ impl BodyWriter {
         }
 
         // Write returned Pending - lazily create and check timeout if duration is set
-        if let Some(duration) = self.send_body_state.timeout_duration {
-            let timeout = self.send_body_state.timeout_fut.get_or_insert_with(|| {
+        if let Some(duration) = self.send_body_state().timeout_duration {
+            let timeout = self.send_body_state().timeout_fut.get_or_insert_with(|| {
                 Box::pin(pingora_timeout::sleep(duration))
                     as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>
             });
 
             if timeout.as_mut().poll(cx).is_ready() {
                 // Timeout fired! Mark state as timed out and clear the timeout future
-                self.send_body_state.write_state = WriteState::TimedOut;
-                self.send_body_state.timeout_fut = None;
+                self.send_body_state().write_state = WriteState::TimedOut;
+                self.send_body_state().timeout_fut = None;
                 return Poll::Ready(Error::e_explain(
                     WriteTimedout,
                     "writing body task timed out",
@@ -1775,13 +1792,13 @@ impl BodyWriter {
         S: AsyncWrite + Unpin + Send,
     {
         // Move to Writing state if we're Idle
-        if matches!(self.send_body_state.write_state, WriteState::Idle) {
-            if let Some(mut bytes) = self.send_body_state.pending_bytes.take() {
+        if matches!(self.send_body_state().write_state, WriteState::Idle) {
+            if let Some(mut bytes) = self.send_body_state().pending_bytes.take() {
                 let (total, written) = self.body_mode.expect_content_length();
 
                 // Check if we've already written everything
                 if written >= total {
-                    self.send_body_state.write_state = WriteState::Done(0);
+                    self.send_body_state().write_state = WriteState::Done(0);
                     return Poll::Ready(Ok(None));
                 }
 
@@ -1798,16 +1815,16 @@ impl BodyWriter {
                 }
 
                 let bytes_to_write = bytes.len();
-                self.send_body_state.write_state =
+                self.send_body_state().write_state =
                     WriteState::Writing(bytes_to_write, WriteBuf::Simple(bytes));
             } else {
-                self.send_body_state.write_state = WriteState::Done(0);
+                self.send_body_state().write_state = WriteState::Done(0);
                 return Poll::Ready(Ok(None));
             }
         }
 
         // Handle Writing state - do the write, transition to Flushing or Done
-        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state.write_state {
+        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state().write_state {
             let bytes_written = *size;
 
             // Attempt write. Re-create tokio's stateless `write_all_buf`
@@ -1820,10 +1837,10 @@ impl BodyWriter {
 
                     if written + bytes_written >= total {
                         // All content-length bytes written, flush needed
-                        self.send_body_state.write_state = WriteState::Flushing(bytes_written);
+                        self.send_body_state().write_state = WriteState::Flushing(bytes_written);
                     } else {
                         // More bytes to come, no flush needed
-                        self.send_body_state.write_state = WriteState::Done(bytes_written);
+                        self.send_body_state().write_state = WriteState::Done(bytes_written);
                     }
                 }
                 Err(e) => {
@@ -1833,23 +1850,23 @@ impl BodyWriter {
         }
 
         // Handle Flushing state - do the flush, transition to Done
-        if let WriteState::Flushing(size) = self.send_body_state.write_state {
+        if let WriteState::Flushing(size) = self.send_body_state().write_state {
             let bytes_written = size;
 
             // Attempt flush
             match ready!(stream.poll_flush(cx)) {
                 Ok(()) => {
                     // Flush completed - transition to Done
-                    self.send_body_state.write_state = WriteState::Done(bytes_written);
+                    self.send_body_state().write_state = WriteState::Done(bytes_written);
                 }
                 Err(e) => return Poll::Ready(Error::e_because(WriteError, "flushing body", e)),
             }
         }
 
         // Return based on final state
-        match self.send_body_state.write_state {
+        match self.send_body_state().write_state {
             WriteState::Done(size) => {
-                self.send_body_state.timeout_fut = None;
+                self.send_body_state().timeout_fut = None;
                 Poll::Ready(Ok(Some(size)))
             }
             WriteState::TimedOut => Poll::Ready(Error::e_explain(
@@ -1875,8 +1892,8 @@ impl BodyWriter {
         S: AsyncWrite + Unpin + Send,
     {
         // Move to Writing state if we're Idle
-        if matches!(self.send_body_state.write_state, WriteState::Idle) {
-            if let Some(bytes) = self.send_body_state.pending_bytes.take() {
+        if matches!(self.send_body_state().write_state, WriteState::Idle) {
+            if let Some(bytes) = self.send_body_state().pending_bytes.take() {
                 let application_bytes_size = bytes.len();
 
                 // Format the chunk: size\r\ndata\r\n
@@ -1886,16 +1903,16 @@ impl BodyWriter {
                     .chain(&b"\r\n"[..]);
 
                 // Store the chained buffer directly to avoid copying
-                self.send_body_state.write_state =
+                self.send_body_state().write_state =
                     WriteState::Writing(application_bytes_size, WriteBuf::Chained(output_buf));
             } else {
-                self.send_body_state.write_state = WriteState::Done(0);
+                self.send_body_state().write_state = WriteState::Done(0);
                 return Poll::Ready(Ok(None));
             }
         }
 
         // Handle Writing state - do the write using vectored I/O, transition to Flushing
-        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state.write_state {
+        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state().write_state {
             let bytes_written = *size;
 
             // Attempt vectored write for chained buffer (chunk size + data + CRLF).
@@ -1909,7 +1926,7 @@ impl BodyWriter {
                     self.body_mode = BM::ChunkedEncoding(written + bytes_written);
 
                     // Chunked encoding always flushes
-                    self.send_body_state.write_state = WriteState::Flushing(bytes_written);
+                    self.send_body_state().write_state = WriteState::Flushing(bytes_written);
                 }
                 Err(e) => {
                     return Poll::Ready(Error::e_because(WriteError, "while writing body", e))
@@ -1918,23 +1935,23 @@ impl BodyWriter {
         }
 
         // Handle Flushing state - do the flush, transition to Done
-        if let WriteState::Flushing(size) = self.send_body_state.write_state {
+        if let WriteState::Flushing(size) = self.send_body_state().write_state {
             let bytes_written = size;
 
             // Attempt flush
             match ready!(stream.poll_flush(cx)) {
                 Ok(()) => {
                     // Flush completed - transition to Done
-                    self.send_body_state.write_state = WriteState::Done(bytes_written);
+                    self.send_body_state().write_state = WriteState::Done(bytes_written);
                 }
                 Err(e) => return Poll::Ready(Error::e_because(WriteError, "flushing body", e)),
             }
         }
 
         // Return based on final state
-        match self.send_body_state.write_state {
+        match self.send_body_state().write_state {
             WriteState::Done(size) => {
-                self.send_body_state.timeout_fut = None;
+                self.send_body_state().timeout_fut = None;
                 Poll::Ready(Ok(Some(size)))
             }
             WriteState::TimedOut => Poll::Ready(Error::e_explain(
@@ -1960,19 +1977,19 @@ impl BodyWriter {
         S: AsyncWrite + Unpin + Send,
     {
         // Move to Writing state if we're Idle
-        if matches!(self.send_body_state.write_state, WriteState::Idle) {
-            if let Some(bytes) = self.send_body_state.pending_bytes.take() {
+        if matches!(self.send_body_state().write_state, WriteState::Idle) {
+            if let Some(bytes) = self.send_body_state().pending_bytes.take() {
                 let original_size = bytes.len();
-                self.send_body_state.write_state =
+                self.send_body_state().write_state =
                     WriteState::Writing(original_size, WriteBuf::Simple(bytes));
             } else {
-                self.send_body_state.write_state = WriteState::Done(0);
+                self.send_body_state().write_state = WriteState::Done(0);
                 return Poll::Ready(Ok(None));
             }
         }
 
         // Handle Writing state - do the write, transition to Flushing
-        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state.write_state {
+        if let WriteState::Writing(size, ref mut buf) = &mut self.send_body_state().write_state {
             let bytes_written = *size;
 
             // Attempt write. Re-create tokio's stateless `write_all_buf`
@@ -1984,7 +2001,7 @@ impl BodyWriter {
                     self.body_mode = BM::UntilClose(written + bytes_written);
 
                     // Close-delimited mode always flushes
-                    self.send_body_state.write_state = WriteState::Flushing(bytes_written);
+                    self.send_body_state().write_state = WriteState::Flushing(bytes_written);
                 }
                 Err(e) => {
                     return Poll::Ready(Error::e_because(WriteError, "while writing body", e))
@@ -1993,23 +2010,23 @@ impl BodyWriter {
         }
 
         // Handle Flushing state - do the flush, transition to Done
-        if let WriteState::Flushing(size) = self.send_body_state.write_state {
+        if let WriteState::Flushing(size) = self.send_body_state().write_state {
             let bytes_written = size;
 
             // Attempt flush
             match ready!(stream.poll_flush(cx)) {
                 Ok(()) => {
                     // Flush completed - transition to Done
-                    self.send_body_state.write_state = WriteState::Done(bytes_written);
+                    self.send_body_state().write_state = WriteState::Done(bytes_written);
                 }
                 Err(e) => return Poll::Ready(Error::e_because(WriteError, "flushing body", e)),
             }
         }
 
         // Return based on final state
-        match self.send_body_state.write_state {
+        match self.send_body_state().write_state {
             WriteState::Done(size) => {
-                self.send_body_state.timeout_fut = None;
+                self.send_body_state().timeout_fut = None;
                 Poll::Ready(Ok(Some(size)))
             }
             WriteState::TimedOut => Poll::Ready(Error::e_explain(
@@ -2073,6 +2090,58 @@ mod tests {
         assert_eq!(body_reader.body_state, ParseState::Complete(3));
         assert_eq!(input, body_reader.get_body(&res));
         assert_eq!(body_reader.get_body_overread(), None);
+    }
+
+    #[test]
+    fn a_body_writer_allocates_only_when_a_body_task_is_queued() {
+        use crate::protocols::http::v1::client::tests_response_room::allocations;
+        let before = allocations();
+        let mut body_writer = BodyWriter::new();
+        body_writer.init_content_length(3);
+        assert_eq!(allocations() - before, 0, "a new body writer");
+        assert!(!body_writer.has_pending_body_task());
+        body_writer.send_body_task(Bytes::from_static(b"abc"), None);
+        assert!(body_writer.has_pending_body_task());
+    }
+
+    #[tokio::test]
+    async fn body_ending_at_the_end_of_its_read_costs_no_allocation() {
+        use crate::protocols::http::v1::client::tests_response_room::allocations;
+        // The whole body came with the head (rewound), or in one read of exactly its length:
+        // finishing it leaves no overread and must not split the buffer.
+        for rewound in [true, false] {
+            let mut mock_io = if rewound {
+                Builder::new().build()
+            } else {
+                Builder::new().read(b"abc").build()
+            };
+            let mut body_reader = BodyReader::new(true);
+            body_reader.init_content_length(3, if rewound { b"abc" } else { b"" });
+            if !rewound {
+                // The read buffer itself is allocated on the first read; count what follows.
+                body_reader.prepare_buf_for_io(3);
+            }
+            let before = allocations();
+            let res = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+            let allocated = allocations() - before;
+            assert_eq!(body_reader.get_body(&res), b"abc");
+            assert_eq!(body_reader.body_state, ParseState::Complete(3));
+            assert_eq!(body_reader.get_body_overread(), None);
+            assert_eq!(allocated, 0, "rewound: {rewound}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_past_the_end_of_the_body_still_become_overread() {
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_content_length(3, b"abcGET /");
+        let res = body_reader
+            .read_body(&mut Builder::new().build())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body_reader.get_body(&res), b"abc");
+        assert_eq!(body_reader.get_body_overread(), Some(&b"GET /"[..]));
     }
 
     #[tokio::test]

@@ -41,7 +41,7 @@ use crate::protocols::http::{
     ReusableHttpStream,
 };
 use crate::protocols::{Digest, SocketAddr, Stream};
-use crate::utils::{BufRef, KVRef};
+use crate::utils::{BufRef, KVRef, EMPTY_KV_REF};
 
 /// Tracks which writer is currently processing a task.
 ///
@@ -115,8 +115,10 @@ pub struct HttpSession {
     /// Whether this session is an upgraded session. This flag is calculated when sending the
     /// response header to the client.
     upgraded: bool,
-    /// Digest to track underlying connection metrics
-    digest: Box<Digest>,
+    /// Digest to track underlying connection metrics. Held in place rather than boxed: a box
+    /// cost an allocation for every session, and a keep-alive connection gets a new session for
+    /// every request it carries.
+    digest: Digest,
     /// Minimum send rate to the client
     min_send_rate: Option<usize>,
     /// When this is enabled informational response headers will not be proxied downstream
@@ -167,12 +169,12 @@ impl HttpSession {
     /// any other operations.
     pub fn new(underlying_stream: Stream) -> Self {
         // TODO: maybe we should put digest in the connection itself
-        let digest = Box::new(Digest {
+        let digest = Digest {
             ssl_digest: underlying_stream.get_ssl_digest(),
             timing_digest: underlying_stream.get_timing_digest(),
             proxy_digest: underlying_stream.get_proxy_digest(),
             socket_digest: underlying_stream.get_socket_digest(),
-        });
+        };
 
         HttpSession {
             underlying_stream,
@@ -347,10 +349,20 @@ impl HttpSession {
                         // `KVRef`s to record the offset of each piece of data, drop `req`, convert
                         // buf, the do the 0 copy update
                         let base = buf.as_ptr() as usize;
-                        let mut header_refs = Vec::<KVRef>::with_capacity(req.headers.len());
-                        // Note: req.headers has the correct number of headers
-                        // while header_refs doesn't as it is still empty
-                        let _num_headers = populate_headers(base, &mut header_refs, req.headers);
+                        // The usual head's offsets stay on the stack; a `Vec` only for a head
+                        // of more than INLINE_FIELD_REFS fields.
+                        let mut inline_refs = [EMPTY_KV_REF; INLINE_FIELD_REFS];
+                        let mut heap_refs = Vec::<KVRef>::new();
+                        let header_refs: &[KVRef] = if req.headers.len() <= INLINE_FIELD_REFS {
+                            let used = populate_header_slots(base, &mut inline_refs, req.headers);
+                            &inline_refs[..used]
+                        } else {
+                            heap_refs.reserve_exact(req.headers.len());
+                            // Note: req.headers has the correct number of headers
+                            // while header_refs doesn't as it is still empty
+                            populate_headers(base, &mut heap_refs, req.headers);
+                            &heap_refs
+                        };
 
                         let mut request_header = Box::new(RequestHeader::build(
                             req.method.unwrap_or(""),
@@ -1781,6 +1793,29 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 /// ...), so that adding them does not grow both maps — two reallocations each — once or twice
 /// per request.
 pub(super) const PROXY_ADDED_HEADERS: usize = 8;
+
+/// How many fields of a request head `read_request` records the offsets of on the stack (1 KiB);
+/// a head with more takes a `Vec`.
+const INLINE_FIELD_REFS: usize = 32;
+
+/// Like `populate_headers`, into `slots` (at least as many as `headers`): the offsets from
+/// `base` of each field with a name, in order. Returns how many slots were filled.
+fn populate_header_slots(base: usize, slots: &mut [KVRef], headers: &[httparse::Header]) -> usize {
+    let mut used = 0;
+    for (slot, header) in slots
+        .iter_mut()
+        .zip(headers.iter().filter(|header| !header.name.is_empty()))
+    {
+        *slot = KVRef::new(
+            header.name.as_ptr() as usize - base,
+            header.name.len(),
+            header.value.as_ptr() as usize - base,
+            header.value.len(),
+        );
+        used += 1;
+    }
+    used
+}
 
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
 
@@ -4800,5 +4835,78 @@ mod test_pipelining {
         }
 
         assert!(prefix.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod test_session_allocations {
+    //! A keep-alive connection gets a new session for every request: making one allocates
+    //! nothing of its own (the digest is held in place).
+    use super::*;
+    use crate::protocols::http::v1::client::tests_response_room::allocations;
+    use tokio_test::io::Builder;
+
+    /// The allocations `read_request` makes for `head`, read in one read.
+    async fn read_request_allocations(head: &[u8]) -> usize {
+        let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+        let before = allocations();
+        session.read_request().await.unwrap();
+        allocations() - before
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn field_offsets_of_a_usual_head_cost_no_allocation() {
+        // Standard names and zero-copy values: the fields themselves allocate nothing, so a
+        // head with fields costs what a head without any does (its maps are made either way).
+        // The first read of the process makes its one-time allocations (lazy statics).
+        read_request_allocations(b"GET / HTTP/1.0\r\nAccept: */*\r\n\r\n").await;
+        let bare = read_request_allocations(b"GET / HTTP/1.0\r\n\r\n").await;
+        let usual = read_request_allocations(
+            b"GET / HTTP/1.0\r\nAccept: */*\r\nUser-Agent: t\r\nAccept-Encoding: gzip\r\n\r\n",
+        )
+        .await;
+        assert_eq!(usual, bare);
+    }
+
+    #[test]
+    fn the_stack_slots_are_not_part_of_the_request_future() {
+        // They live only between the parse and the return, across no `.await`.
+        let mut session = HttpSession::new(Box::new(Builder::new().build()));
+        let size = std::mem::size_of_val(&session.read_request());
+        println!("read_request future: {size} bytes");
+        assert!(size < INLINE_FIELD_REFS * std::mem::size_of::<KVRef>(), "{size} bytes");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_head_of_more_fields_than_the_stack_slots_is_read_whole() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..INLINE_FIELD_REFS + 5 {
+            head.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        for head in [
+            &head[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+        ] {
+            let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+            session.read_request().await.unwrap();
+            let fields = session.req_header().headers.len();
+            assert_eq!(fields, head.windows(2).filter(|w| w == b"\r\n").count() - 2);
+            assert_eq!(session.get_header("host").unwrap(), "a");
+            assert_eq!(
+                session.get_headers_raw_bytes(),
+                Bytes::copy_from_slice(head)
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_new_session_allocates_nothing() {
+        let stream: Stream = Box::new(Builder::new().build());
+        let before = allocations();
+        let session = HttpSession::new(stream);
+        assert_eq!(allocations() - before, 0);
+        assert!(session.digest().timing_digest.is_empty());
+        assert!(session.digest().socket_digest.is_none());
     }
 }
