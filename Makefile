@@ -44,6 +44,13 @@ doc: deps
 clean:
 	$(CARGO) clean
 
+## A profile-guided release build: target/release/switchyard-pgo (an instrumented build trained
+## on a bounded loopback load, then rebuilt with the profile; see scripts/pgo-build.sh and
+## docs/operations.md). About twice a release build.
+.PHONY: release-pgo
+release-pgo: deps
+	./scripts/pgo-build.sh
+
 ## Load benchmark: Switchyard beside NGINX, HAProxy and a bare Pingora balancer, in one run
 ## (3 interleaved rounds of 10 s per scenario; see bench/run.sh for BENCH_* settings).
 .PHONY: bench bench-quick

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# A profile-guided (PGO) release build of `switchyard`: an instrumented build serves a bounded
+# training load on 127.0.0.1 (plain and TLS GETs, small POSTs, HTTP/2 with prior knowledge and
+# over TLS, an access log, traces exported to a local OTLP sink, metrics scrapes),
+# the profile is merged with the `llvm-profdata` of rustc's own LLVM version, and the release
+# build is repeated with it. The result is `target/release/switchyard-pgo`; the plain release
+# build (`target/release/switchyard`) is untouched. See docs/operations.md ("A profile-guided
+# build") and docs/benchmarks.md for what it changes and what it costs.
+#
+#   scripts/pgo-build.sh                  # both builds and the training (~2 × a release build)
+#
+# Environment:
+#   PGO_DIR=target/pgo        work directory (profiles, the two builds' target directories)
+#   PGO_SECONDS=8             seconds of each training load (4 loads)
+#   PGO_PORT_BASE=18960       first of the 7 loopback ports the training uses
+#   PGO_OUT=target/release/switchyard-pgo
+#   PGO_GEN_BIN=…             an instrumented binary already built (skips that build)
+#   PGO_TRAIN_ONLY=1          stop once the profile is merged (no optimised build)
+#   LLVM_PROFDATA=…           the merge tool (default: llvm-profdata-<rustc's LLVM major>,
+#                             installed from Debian's llvm-<major> when missing)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+PGO_DIR="$(realpath -m "${PGO_DIR:-target/pgo}")"
+SECONDS_EACH="${PGO_SECONDS:-8}"
+BASE="${PGO_PORT_BASE:-18960}"
+OUT="${PGO_OUT:-target/release/switchyard-pgo}"
+TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+
+log() { printf '[pgo] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The merge tool must read the profile format of rustc's LLVM: same major version.
+llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+[ -n "$llvm_major" ] || die "cannot read rustc's LLVM version (rustc -vV)"
+PROFDATA="${LLVM_PROFDATA:-llvm-profdata-$llvm_major}"
+if ! command -v "$PROFDATA" >/dev/null 2>&1; then
+  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  log "installing llvm-$llvm_major (llvm-profdata for rustc's LLVM $llvm_major)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null
+fi
+command -v "$PROFDATA" >/dev/null 2>&1 || die "$PROFDATA not found (set LLVM_PROFDATA)"
+command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install wrk)"
+
+./scripts/ensure-build-deps.sh
+GEN_BIN="${PGO_GEN_BIN:-$PGO_DIR/gen/$TRIPLE/release/switchyard}"
+if [ -z "${PGO_GEN_BIN:-}" ]; then
+  # `--target` keeps RUSTFLAGS off build scripts and proc macros: only the binary is instrumented.
+  log "instrumented build"
+  RUSTFLAGS="-Cprofile-generate=$PGO_DIR/raw" cargo build --release -p switchyard \
+    --target "$TRIPLE" --target-dir "$PGO_DIR/gen" >&2
+fi
+cargo build --release -p demo-origin >&2
+rm -rf "$PGO_DIR/raw"   # nothing but the training's own profile
+
+TMP="$(mktemp -d /tmp/switchyard-pgo.XXXXXX)"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { local i; for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
+
+P_O1=$BASE P_O2=$((BASE + 1)) P_HTTP=$((BASE + 2)) P_HTTPS=$((BASE + 3)) P_METRICS=$((BASE + 4))
+P_SINK=$((BASE + 5))
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1 || die "openssl failed"
+cat >"$TMP/switchyard.toml" <<EOF
+[server]
+instance_id = "pgo"
+threads = 1
+grace_period_s = 1
+
+[metrics]
+listen = "127.0.0.1:$P_METRICS"
+
+[access_log]
+path = "$TMP/access.log"
+
+[tracing]
+otlp_endpoint = "http://127.0.0.1:$P_SINK/v1/traces"
+sample_ratio = 1.0
+
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:$P_HTTP"
+
+[[listeners]]
+name = "tls"
+protocol = "https"
+listen = "127.0.0.1:$P_HTTPS"
+tls = { cert = "$TMP/cert.pem", key = "$TMP/key.pem" }
+
+[[routes]]
+name = "all"
+path_prefix = "/"
+upstream = "origins"
+
+[[upstreams]]
+name = "origins"
+algorithm = "wrr"
+
+  [[upstreams.groups]]
+  name = "local"
+
+    [[upstreams.groups.servers]]
+    address = "127.0.0.1"
+    port = $P_O1
+
+    [[upstreams.groups.servers]]
+    address = "127.0.0.1"
+    port = $P_O2
+EOF
+"$ROOT/target/release/demo-origin" --listen "127.0.0.1:$P_O1" --name o1 >"$TMP/o1.log" 2>&1 &
+PIDS+=($!)
+"$ROOT/target/release/demo-origin" --listen "127.0.0.1:$P_O2" --name o2 >"$TMP/o2.log" 2>&1 &
+PIDS+=($!)
+wait_port "$P_O1" 10 && wait_port "$P_O2" 10 || die "origins did not start"
+# The OTLP/HTTP sink: answers 200 to every export (bounded: it exits after an hour at most).
+timeout 3600 python3 - "$P_SINK" >/dev/null 2>&1 <<'PY' &
+import sys, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+PIDS+=($!)
+wait_port "$P_SINK" 10 || die "the OTLP sink did not start"
+
+log "training: ${SECONDS_EACH}s each of plain GET, POST, TLS GET, GET with metrics scrapes; HTTP/2"
+LLVM_PROFILE_FILE="$PGO_DIR/raw/switchyard-%p-%m.profraw" \
+  "$GEN_BIN" run -c "$TMP/switchyard.toml" >"$TMP/sy.log" 2>&1 &
+SY=$!
+PIDS+=($SY)
+wait_port "$P_HTTP" 20 && wait_port "$P_HTTPS" 20 || { cat "$TMP/sy.log" >&2; die "switchyard did not start"; }
+d="${SECONDS_EACH}s"
+wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_HTTP/" >&2
+wrk -t1 -c16 -d"$d" -s "$ROOT/bench/scenarios/post1.lua" "http://127.0.0.1:$P_HTTP/" >&2
+wrk -t1 -c16 -d"$d" "https://127.0.0.1:$P_HTTPS/" >&2
+( for _ in $(seq 1 "$SECONDS_EACH"); do
+    curl -s -o /dev/null "http://127.0.0.1:$P_METRICS/metrics" || true
+    sleep 1
+  done ) &
+SCRAPES=$!
+wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_HTTP/" >&2
+wait "$SCRAPES"
+# HTTP/2: 300 connections each, h2c with prior knowledge and h2 over TLS (ALPN). One request per
+# curl: Debian's curl 7.88 fails the second request it sends on a reused prior-knowledge
+# connection ("Error in the HTTP2 framing layer", against NGINX as well).
+for i in $(seq 1 300); do
+  curl -s -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$P_HTTP/h2c/$i" || die "h2c training failed"
+  curl -s -o /dev/null -k --http2 "https://127.0.0.1:$P_HTTPS/h2/$i" || die "h2 training failed"
+done
+# A graceful stop: the profile is written when the process exits normally.
+kill -TERM "$SY"
+for _ in $(seq 1 100); do kill -0 "$SY" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$SY" 2>/dev/null && die "switchyard did not stop on SIGTERM"
+compgen -G "$PGO_DIR/raw/*.profraw" >/dev/null || die "no profile written"
+
+"$PROFDATA" merge -o "$PGO_DIR/switchyard.profdata" "$PGO_DIR"/raw/*.profraw
+log "profile: $(du -h "$PGO_DIR/switchyard.profdata" | cut -f1)"
+if [ -n "${PGO_TRAIN_ONLY:-}" ]; then
+  log "PGO_TRAIN_ONLY: stopping before the optimised build"
+  exit 0
+fi
+
+log "optimised build"
+RUSTFLAGS="-Cprofile-use=$PGO_DIR/switchyard.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
+  cargo build --release -p switchyard --target "$TRIPLE" --target-dir "$PGO_DIR/use" >&2
+mkdir -p "$(dirname "$OUT")"
+cp "$PGO_DIR/use/$TRIPLE/release/switchyard" "$OUT"
+log "done: $OUT"
