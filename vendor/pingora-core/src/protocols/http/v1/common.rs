@@ -474,6 +474,53 @@ pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>
     content_length_fold(headers).framing()
 }
 
+/// A message head's framing fields: `Transfer-Encoding` (present, last coding `chunked`) and
+/// every `Content-Length` value reconciled. A parser finds them while it appends the fields
+/// ([`Self::add_field`]), so that the framing code does not look them up in the map again and
+/// again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FramingFacts {
+    /// A `Transfer-Encoding` field is present.
+    pub(crate) has_transfer_encoding: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    pub(crate) chunked: bool,
+    /// Every `Content-Length` value, reconciled.
+    pub(crate) content_length: ContentLengthFold,
+}
+
+impl FramingFacts {
+    /// The framing fields of `headers`, looked up.
+    pub(crate) fn of(headers: &HMap) -> Self {
+        FramingFacts {
+            has_transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
+            chunked: is_chunked_encoding_from_headers(headers),
+            content_length: content_length_fold(headers),
+        }
+    }
+
+    /// Notes one field of a head whose fields are given in order. A name equal to a framing
+    /// field's ignoring ASCII case is the same `HeaderName`.
+    #[inline]
+    pub(crate) fn add_field(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.content_length = self.content_length.add(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // The last field decides.
+            self.has_transfer_encoding = true;
+            self.chunked = is_chunked_encoding_value(value);
+        }
+    }
+
+    /// What [`validate_content_length`] answers for these fields.
+    pub(crate) fn validate_content_length(&self) -> Result<()> {
+        if self.has_transfer_encoding {
+            // HTTP/1: Transfer-Encoding takes precedence over Content-Length.
+            return Ok(());
+        }
+        self.content_length.framing().map(|_| ())
+    }
+}
+
 /// Validate that a message's `Content-Length` framing is unambiguous.
 ///
 /// Per [RFC 9110 section 8.6](https://www.rfc-editor.org/rfc/rfc9110#section-8.6),
