@@ -37,7 +37,8 @@ use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use super::header::HeaderWriter;
 use crate::protocols::http::{
-    authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
+    authority::{validate_request_authority, validate_request_authority_with_host},
+    body_buffer::FixedBuffer, date, HttpTask,
     ReusableHttpStream,
 };
 use crate::protocols::{Digest, SocketAddr, Stream};
@@ -113,6 +114,9 @@ pub struct HttpSession {
     /// The framing fields of `request_header`, found while it was parsed; `None` once the head
     /// may have been changed (`req_header_mut`), then looked up again in the head when used.
     request_framing: Option<FramingFacts>,
+    /// The `Host` fields of `request_header`, found while it was parsed (the first one's value
+    /// in `buf`); `None` once the head may have been changed (`req_header_mut`) or `buf` cleared.
+    request_host: Option<HostFields>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
@@ -191,6 +195,7 @@ impl HttpSession {
             response_written: None,
             request_header: None,
             request_framing: None,
+            request_host: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
@@ -284,6 +289,8 @@ impl HttpSession {
         const MAX_ERR_BUF_LEN: usize = 2048;
 
         self.buf.clear();
+        // The first `Host` value was in `buf`.
+        self.request_host = None;
         // Account parsing a fully buffered request against Tokio's cooperative task budget. Do
         // this before taking the prefix so cancellation cannot discard bytes between sessions.
         if self
@@ -390,8 +397,11 @@ impl HttpSession {
                         let buf = buf.freeze();
 
                         let mut framing = FramingFacts::default();
+                        let mut host = HostFields::default();
                         for header in header_refs {
-                            framing.add_field(header.get_name(&buf), header.get_value(&buf));
+                            let (name, value) = (header.get_name(&buf), header.get_value(&buf));
+                            framing.add_field(name, value);
+                            host.add_field(name, value, &buf);
                             let header_name = header.get_name_bytes(&buf);
                             let header_name = header_name.into_case_header_name();
                             let value_bytes = header.get_value_bytes(&buf);
@@ -426,6 +436,7 @@ impl HttpSession {
                         self.preread_body = Some(preread_body);
                         self.request_header = Some(request_header);
                         self.request_framing = Some(framing);
+                        self.request_host = Some(host);
 
                         self.body_reader.reinit();
                         self.pipelined_idle_bytes_stashed = false;
@@ -496,7 +507,21 @@ impl HttpSession {
         let framing = self.request_framing();
 
         // Reject an ambiguous authority before anything routes on it.
-        validate_request_authority(req_header)?;
+        match self.request_host {
+            Some(host) => {
+                // `buf` holds the head the fields were found in (`request_host` is cleared
+                // with it); a range outside it is not reached, and then looked up.
+                match host.first.map(|value| self.buf.get(value.0..value.1)) {
+                    Some(None) => validate_request_authority(req_header)?,
+                    first => validate_request_authority_with_host(
+                        req_header,
+                        first.flatten(),
+                        host.duplicate,
+                    )?,
+                }
+            }
+            None => validate_request_authority(req_header)?,
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
@@ -537,8 +562,10 @@ impl HttpSession {
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
-        // The caller may change the framing fields: they are looked up again when used.
+        // The caller may change the framing and `Host` fields: they are looked up again when
+        // used.
         self.request_framing = None;
+        self.request_host = None;
         self.request_header
             .as_mut()
             .expect("Request header is not read yet")
@@ -1917,6 +1944,31 @@ fn http_resp_header_to_buf(
 
     buf.put_slice(CRLF);
     Ok(())
+}
+
+/// The `Host` fields of a request head, found while its fields are appended.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostFields {
+    /// Where the first `Host` field's value is in the head's buffer (start, end).
+    first: Option<(usize, usize)>,
+    /// There is more than one `Host` field.
+    duplicate: bool,
+}
+
+impl HostFields {
+    /// Notes one field of the head (`value` a slice of `buf`). A name equal to `host` ignoring
+    /// ASCII case is the `HeaderName` `HOST`.
+    #[inline]
+    fn add_field(&mut self, name: &[u8], value: &[u8], buf: &[u8]) {
+        if name.eq_ignore_ascii_case(b"host") {
+            if self.first.is_some() {
+                self.duplicate = true;
+            } else {
+                let start = value.as_ptr() as usize - buf.as_ptr() as usize;
+                self.first = Some((start, start + value.len()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -3467,6 +3519,8 @@ Content-Length: 5\r\n\
 
 #[cfg(test)]
 mod tests_request_framing;
+#[cfg(test)]
+mod tests_request_host;
 
 #[cfg(test)]
 mod test_sync {
