@@ -47,9 +47,20 @@ pub use pingora_http::authority::{
 /// [RFC 9112 section 3.2]: https://www.rfc-editor.org/rfc/rfc9112.html#section-3.2
 /// [RFC 9112 section 3.2.2]: https://www.rfc-editor.org/rfc/rfc9112.html#section-3.2.2
 pub fn validate_request_authority(req: &RequestHeader) -> Result<()> {
-    validate_request_authority_fields(req)?;
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    let (host, duplicate_host) = (hosts.next(), hosts.next().is_some());
+    validate_request_authority_with_host(req, host.map(HeaderValue::as_bytes), duplicate_host)
+}
 
-    let host = req.headers.get(header::HOST);
+/// [`validate_request_authority`] for a request whose `Host` fields are known: `host` is the
+/// value of the first, `duplicate_host` whether there is another (for a parser that saw every
+/// field once, so that the fields are not looked up again).
+pub(crate) fn validate_request_authority_with_host(
+    req: &RequestHeader,
+    host: Option<&[u8]>,
+    duplicate_host: bool,
+) -> Result<()> {
+    authority_fields_with_host(req, host, duplicate_host)?;
 
     if req.method == http::Method::CONNECT {
         return validate_connect_authority(req.raw_path(), host);
@@ -78,7 +89,7 @@ pub fn validate_request_authority(req: &RequestHeader) -> Result<()> {
             if authority.contains(&b'@') {
                 return Error::e_explain(InvalidHTTPHeader, "userinfo in request target");
             }
-            if host.is_some_and(|host| host.as_bytes() != authority) {
+            if host.is_some_and(|host| host != authority) {
                 return Error::e_explain(
                     InvalidHTTPHeader,
                     "Host header differs from request-target authority",
@@ -93,13 +104,21 @@ pub fn validate_request_authority(req: &RequestHeader) -> Result<()> {
 /// Validate authority fields shared by H1 and H2 ingress.
 pub(super) fn validate_request_authority_fields(req: &RequestHeader) -> Result<()> {
     let mut hosts = req.headers.get_all(header::HOST).iter();
-    let (host, duplicate_host) = (hosts.next(), hosts.next());
+    let (host, duplicate_host) = (hosts.next(), hosts.next().is_some());
+    authority_fields_with_host(req, host.map(HeaderValue::as_bytes), duplicate_host)
+}
 
-    if duplicate_host.is_some() {
+/// [`validate_request_authority_fields`] with the `Host` fields known.
+fn authority_fields_with_host(
+    req: &RequestHeader,
+    host: Option<&[u8]>,
+    duplicate_host: bool,
+) -> Result<()> {
+    if duplicate_host {
         return Error::e_explain(InvalidHTTPHeader, "multiple Host header fields");
     }
 
-    if host.is_some_and(|host| host.as_bytes().contains(&b'@')) {
+    if host.is_some_and(|host| host.contains(&b'@')) {
         return Error::e_explain(InvalidHTTPHeader, "userinfo in Host header");
     }
 
@@ -110,7 +129,7 @@ pub(super) fn validate_request_authority_fields(req: &RequestHeader) -> Result<(
 
     if host
         .zip(uri_authority)
-        .is_some_and(|(host, authority)| host.as_bytes() != authority.as_bytes())
+        .is_some_and(|(host, authority)| host != authority.as_bytes())
     {
         return Error::e_explain(InvalidHTTPHeader, "Host header differs from URI authority");
     }
@@ -119,7 +138,7 @@ pub(super) fn validate_request_authority_fields(req: &RequestHeader) -> Result<(
 }
 
 /// Reconcile authority-like CONNECT targets with `Host` while preserving custom target forms.
-fn validate_connect_authority(target: &[u8], host: Option<&HeaderValue>) -> Result<()> {
+fn validate_connect_authority(target: &[u8], host: Option<&[u8]>) -> Result<()> {
     let authority_end = target
         .iter()
         .position(|byte| matches!(byte, b'/' | b'?' | b'#'))
@@ -198,9 +217,9 @@ fn validate_connect_authority(target: &[u8], host: Option<&HeaderValue>) -> Resu
 fn reconcile_connect_host(
     authority: &[u8],
     authority_host: &[u8],
-    host: &HeaderValue,
+    host: &[u8],
 ) -> Result<()> {
-    if host.as_bytes() == authority || host.as_bytes() == authority_host {
+    if host == authority || host == authority_host {
         Ok(())
     } else {
         Error::e_explain(

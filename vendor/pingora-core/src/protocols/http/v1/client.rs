@@ -213,8 +213,16 @@ impl HttpSession {
         Ok(res)
     }
 
-    // Validate the response header read.
-    fn validate_response(&self, resp_header: &ResponseHeader) -> Result<()> {
+    // Validate the response header read. `fields` is what the parse found in it: the head is
+    // looked at again (and the error built) only when its framing is invalid.
+    fn validate_response(
+        &self,
+        resp_header: &ResponseHeader,
+        fields: &ResponseFieldFacts,
+    ) -> Result<()> {
+        if fields.framing_valid() {
+            return Ok(());
+        }
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed. Conflicting or duplicate values are always an
@@ -311,19 +319,20 @@ impl HttpSession {
 
                         let buf = std::mem::take(&mut self.response_header_read_buf).freeze();
 
-                        if let Err(e) =
-                            append_response_fields(&mut response_header, header_refs, &buf)
-                        {
-                            return self.fail_response_header_read(e);
-                        }
+                        let fields =
+                            match append_response_fields(&mut response_header, header_refs, &buf) {
+                                Ok(fields) => fields,
+                                Err(e) => return self.fail_response_header_read(e),
+                            };
 
                         self.raw_header = Some(BufRef(0, s));
                         self.preread_body = Some(BufRef(s, total_read));
                         self.buf = buf;
-                        let validated = self.validate_response(&response_header);
+                        let validated = self.validate_response(&response_header, &fields);
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
                         let upgraded = self.is_upgrade(&response_header).unwrap_or(false);
-                        self.response_facts = Some(ResponseHeadFacts::of(&response_header));
+                        self.response_facts =
+                            Some(ResponseHeadFacts::new(&response_header, &fields));
                         self.response_header = OnceLock::from(Some(response_header));
                         if let Err(e) = validated {
                             return self.fail_response_header_read(e);
@@ -635,7 +644,7 @@ impl HttpSession {
     /// handed over; `respect_keepalive` reads the timeout from `response_facts` instead)
     #[cfg(test)]
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        keepalive_values(self.get_header("Keep-Alive"))
+        keepalive_values(self.get_header("Keep-Alive").map(|v| v.as_bytes()))
     }
 
     /// Close the connection abruptly. This allows to signal the server that the connection is closed
@@ -872,7 +881,7 @@ impl HttpSession {
 
 /// What an HTTP/1 client session reads of the response head it read, computed once at parse time
 /// (after the parse's post-processing), so that the head itself can be handed to the caller whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ResponseHeadFacts {
     status: StatusCode,
     version: Version,
@@ -891,11 +900,31 @@ struct ResponseHeadFacts {
 }
 
 impl ResponseHeadFacts {
+    /// The facts of `resp`, from what its parse found in its fields (no field looked up).
+    fn new(resp: &ResponseHeader, fields: &ResponseFieldFacts) -> Self {
+        ResponseHeadFacts {
+            status: resp.status,
+            version: resp.version,
+            has_transfer_encoding: fields.has_transfer_encoding,
+            chunked: fields.chunked,
+            // `Content-Length` is removed beside `Transfer-Encoding`.
+            content_length: match fields.has_transfer_encoding {
+                true => None,
+                false => fields.content_length.framing_length(),
+            },
+            connection_keepalive: fields.connection_keepalive,
+            keepalive_timeout: fields.keepalive_timeout,
+        }
+    }
+
+    /// The facts of `resp` looked up in its header map: what [`Self::new`] computes from the
+    /// parse, for the tests to compare with.
+    #[cfg(test)]
     fn of(resp: &ResponseHeader) -> Self {
         let headers = &resp.headers;
         let connection_keepalive = is_buf_keepalive(headers.get(header::CONNECTION));
         let keepalive_timeout = match connection_keepalive {
-            Some(true) => keepalive_values(headers.get("Keep-Alive")).0,
+            Some(true) => keepalive_values(headers.get("Keep-Alive").map(|v| v.as_bytes())).0,
             _ => None,
         };
         ResponseHeadFacts {
@@ -914,12 +943,12 @@ impl ResponseHeadFacts {
 /// This is defined in the below spec, this not part of any RFC, so
 /// it's behavior is different on different platforms.
 /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
-fn keepalive_values(keep_alive_header: Option<&HeaderValue>) -> (Option<u64>, Option<usize>) {
+fn keepalive_values(keep_alive_header: Option<&[u8]>) -> (Option<u64>, Option<usize>) {
     let Some(keep_alive_header) = keep_alive_header else {
         return (None, None);
     };
 
-    let Ok(header_value) = str::from_utf8(keep_alive_header.as_bytes()) else {
+    let Ok(header_value) = str::from_utf8(keep_alive_header) else {
         return (None, None);
     };
 
@@ -962,35 +991,80 @@ fn response_head_start(
     Ok(response_header)
 }
 
+/// What the framing and connection handling of a response read from its fields, found while
+/// the parse appends them (each name compared, case-insensitively, with the few that matter: no
+/// field looked up in the map afterwards). Describes the fields as parsed, before the
+/// parse's post-processing removes `Content-Length` beside `Transfer-Encoding`.
+#[derive(Debug, Clone, Copy, Default)]
+struct ResponseFieldFacts {
+    /// A `Transfer-Encoding` field is present.
+    has_transfer_encoding: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    chunked: bool,
+    /// Every `Content-Length` value, reconciled.
+    content_length: ContentLengthFold,
+    /// What the first `Connection` field nominates.
+    connection_keepalive: Option<bool>,
+    /// `Keep-Alive: timeout=` of the first `Keep-Alive` field, read only when the first
+    /// `Connection` field nominates keep-alive.
+    keepalive_timeout: Option<u64>,
+}
+
+impl ResponseFieldFacts {
+    /// Whether the head's `Content-Length` framing is valid (what
+    /// `validate_content_length` accepts): `Transfer-Encoding` present, or no
+    /// `Content-Length`, or one usable value.
+    fn framing_valid(&self) -> bool {
+        self.has_transfer_encoding || self.content_length.is_valid_framing()
+    }
+}
+
 /// Appends the fields of a parsed response head (`header_refs`, offsets into `buf`) and applies
-/// the parse's post-processing: `Content-Length` removed beside `Transfer-Encoding`.
+/// the parse's post-processing: `Content-Length` removed beside `Transfer-Encoding`. Returns
+/// what the session reads of the fields, found in the same pass.
 fn append_response_fields(
     response_header: &mut ResponseHeader,
     header_refs: Vec<KVRef>,
     buf: &Bytes,
-) -> Result<()> {
+) -> Result<ResponseFieldFacts> {
+    let mut facts = ResponseFieldFacts::default();
+    let mut last_transfer_encoding: Option<&[u8]> = None;
+    let mut first_connection: Option<&[u8]> = None;
+    let mut first_keep_alive: Option<&[u8]> = None;
     for header in header_refs {
-        let header_name = header.get_name_bytes(buf);
-        let header_name = header_name.into_case_header_name();
+        let name_bytes = header.get_name_bytes(buf);
         let value_bytes = header.get_value_bytes(buf);
+        // A name equal to one of these ignoring ASCII case is the same `HeaderName`.
+        let value = header.get_value(buf);
+        if name_bytes.eq_ignore_ascii_case(b"content-length") {
+            facts.content_length = facts.content_length.add(value);
+        } else if name_bytes.eq_ignore_ascii_case(b"transfer-encoding") {
+            last_transfer_encoding = Some(value);
+        } else if name_bytes.eq_ignore_ascii_case(b"connection") {
+            first_connection = first_connection.or(Some(value));
+        } else if name_bytes.eq_ignore_ascii_case(b"keep-alive") {
+            first_keep_alive = first_keep_alive.or(Some(value));
+        }
+        let header_name = name_bytes.into_case_header_name();
         let header_value = pingora_http::header_value_from_raw(value_bytes);
         response_header
             .append_header(header_name, header_value)
             .or_err(InvalidHTTPHeader, "while parsing request header")?;
     }
-
-    let contains_transfer_encoding = response_header
-        .headers
-        .contains_key(header::TRANSFER_ENCODING);
-    let contains_content_length = response_header.headers.contains_key(header::CONTENT_LENGTH);
+    facts.has_transfer_encoding = last_transfer_encoding.is_some();
+    facts.chunked = last_transfer_encoding.is_some_and(is_chunked_encoding_value);
+    facts.connection_keepalive = first_connection.and_then(connection_value_keepalive);
+    if facts.connection_keepalive == Some(true) {
+        facts.keepalive_timeout = keepalive_values(first_keep_alive).0;
+    }
 
     // Transfer encoding overrides content length, so when
     // both are present, we MUST remove content length. This is
     // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
-    if contains_content_length && contains_transfer_encoding {
+    if facts.content_length != ContentLengthFold::Absent && facts.has_transfer_encoding {
         response_header.remove_header(&header::CONTENT_LENGTH);
     }
-    Ok(())
+    Ok(facts)
 }
 
 #[inline]
@@ -3088,6 +3162,8 @@ pub(crate) mod tests_response_room {
 
 #[cfg(test)]
 mod tests_response_head;
+#[cfg(test)]
+mod tests_response_framing;
 
 #[cfg(test)]
 mod test_sync {

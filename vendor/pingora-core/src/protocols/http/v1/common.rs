@@ -176,8 +176,11 @@ pub(crate) fn is_chunked_encoding_from_headers(headers: &HMap) -> bool {
         return false;
     };
 
-    let bytes = last_header_value.as_bytes();
+    is_chunked_encoding_value(last_header_value.as_bytes())
+}
 
+/// Whether the last coding of a (the last) `Transfer-Encoding` field value is `chunked`.
+pub(crate) fn is_chunked_encoding_value(bytes: &[u8]) -> bool {
     // Fast path: exact match for "chunked"
     if bytes.eq_ignore_ascii_case(b"chunked") {
         return true;
@@ -255,16 +258,21 @@ pub(super) fn buf_to_content_length(header_value: Option<&[u8]>) -> Result<Optio
 
 #[inline]
 pub(super) fn is_buf_keepalive(header_value: Option<&HeaderValue>) -> Option<bool> {
-    header_value.and_then(|value| {
-        let value = parse_connection_header(value.as_bytes());
-        if value.keep_alive {
-            Some(true)
-        } else if value.close {
-            Some(false)
-        } else {
-            None
-        }
-    })
+    header_value.and_then(|value| connection_value_keepalive(value.as_bytes()))
+}
+
+/// What a `Connection` field value nominates: `keep-alive` (`Some(true)`), `close`
+/// (`Some(false)`) or neither (`None`).
+#[inline]
+pub(super) fn connection_value_keepalive(value: &[u8]) -> Option<bool> {
+    let value = parse_connection_header(value);
+    if value.keep_alive {
+        Some(true)
+    } else if value.close {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 #[inline]
@@ -330,6 +338,10 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
 /// 8.6](https://www.rfc-editor.org/rfc/rfc9110#section-8.6) this lets identical
 /// duplicates (e.g. `Content-Length: 42, 42`) be collapsed to a single value
 /// while genuinely conflicting framing is rejected.
+///
+/// The framing code computes this with [`ContentLengthFold`]; this is the reference its tests
+/// compare it with.
+#[cfg(test)]
 pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
     // If multiple Content-Length headers were sent, everything can still be
     // alright if they all contain the same value, and all parse correctly. If
@@ -352,34 +364,160 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
     content_length
 }
 
+/// Every `Content-Length` field of `headers`, in order, folded into one [`ContentLengthFold`].
+fn content_length_fold(headers: &HMap) -> ContentLengthFold {
+    headers
+        .get_all(header::CONTENT_LENGTH)
+        .into_iter()
+        .fold(ContentLengthFold::Absent, |fold, value| {
+            fold.add(value.as_bytes())
+        })
+}
+
+/// The reconciliation of a message's `Content-Length` field values
+/// ([`content_length_parse_all`]) one field value at a time, so that a parser that sees every
+/// field once can compute it in the same pass, without looking the fields up again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ContentLengthFold {
+    /// No `Content-Length` field.
+    #[default]
+    Absent,
+    /// Every value so far parsed and equals this one.
+    Value(u64),
+    /// A value did not parse, or two values differ.
+    Invalid,
+}
+
+impl ContentLengthFold {
+    /// Folds in the value of the next `Content-Length` field.
+    pub(crate) fn add(self, value: &[u8]) -> Self {
+        if self == Self::Invalid {
+            return self;
+        }
+        // If multiple Content-Length headers were sent, everything can still be
+        // alright if they all contain the same value, and all parse correctly. If
+        // not, then it's an error.
+        // A non-visible-ASCII value can't be a valid Content-Length, so the
+        // framing is ambiguous (`HeaderValue::to_str`'s test).
+        if !value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+            return Self::Invalid;
+        }
+        let mut content_length = self;
+        // Visible ASCII: `trim_ascii` trims what `str::trim` trims (tabs and spaces).
+        for v in value.split(|&b| b == b',') {
+            let Some(n) = from_digits(v.trim_ascii()) else {
+                return Self::Invalid;
+            };
+            match content_length {
+                Self::Absent => content_length = Self::Value(n),
+                Self::Value(prev) if prev != n => return Self::Invalid,
+                _ => {}
+            }
+        }
+        content_length
+    }
+
+    /// The reconciled value ([`content_length_parse_all`]'s answer).
+    pub(crate) fn value(self) -> Option<u64> {
+        match self {
+            Self::Value(n) => Some(n),
+            Self::Absent | Self::Invalid => None,
+        }
+    }
+
+    /// The framing length ([`content_length_for_framing`]'s answer), without building its error:
+    /// `None` if absent, invalid or larger than `usize`.
+    pub(crate) fn framing_length(self) -> Option<usize> {
+        self.value().and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// Whether [`content_length_for_framing`] accepts it (absent, or one value that fits `usize`).
+    pub(crate) fn is_valid_framing(self) -> bool {
+        self == Self::Absent || self.framing_length().is_some()
+    }
+
+    /// [`content_length_for_framing`]'s answer for these values.
+    pub(crate) fn framing(self) -> Result<Option<usize>> {
+        match self {
+            Self::Value(cl) => {
+                // Content-Length frames the body, so a value that does not fit in
+                // `usize` cannot be represented and must not be silently truncated
+                // (which would misframe bodies larger than `usize::MAX`, e.g. on
+                // 32-bit targets). On 64-bit targets this conversion never fails.
+                usize::try_from(cl).map(Some).or_else(|_| {
+                    // debug, not warn: this is a per-message, client-influenced
+                    // condition; the error is returned and surfaced by the caller.
+                    debug!("Content-Length {cl} exceeds the platform's usize::MAX");
+                    Error::e_explain(
+                        InvalidHTTPHeader,
+                        format!("Content-Length {cl} exceeds the platform maximum"),
+                    )
+                })
+            }
+            Self::Invalid => {
+                // debug, not warn: per-message, client-influenced; avoids log floods
+                // under adversarial load. The error is returned to the caller.
+                debug!("invalid Content-Length header");
+                Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header")
+            }
+            Self::Absent => Ok(None),
+        }
+    }
+}
+
 /// Resolve the framing `Content-Length` of a message following hyper's decode
 /// rules: the reconciled value when valid, an error when a `Content-Length` is
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
-    match content_length_parse_all(headers) {
-        Some(cl) => {
-            // Content-Length frames the body, so a value that does not fit in
-            // `usize` cannot be represented and must not be silently truncated
-            // (which would misframe bodies larger than `usize::MAX`, e.g. on
-            // 32-bit targets). On 64-bit targets this conversion never fails.
-            usize::try_from(cl).map(Some).or_else(|_| {
-                // debug, not warn: this is a per-message, client-influenced
-                // condition; the error is returned and surfaced by the caller.
-                debug!("Content-Length {cl} exceeds the platform's usize::MAX");
-                Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Content-Length {cl} exceeds the platform maximum"),
-                )
-            })
+    // One lookup: an absent field and an invalid one are told apart by the fold.
+    content_length_fold(headers).framing()
+}
+
+/// A message head's framing fields: `Transfer-Encoding` (present, last coding `chunked`) and
+/// every `Content-Length` value reconciled. A parser finds them while it appends the fields
+/// ([`Self::add_field`]), so that the framing code does not look them up in the map again and
+/// again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FramingFacts {
+    /// A `Transfer-Encoding` field is present.
+    pub(crate) has_transfer_encoding: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    pub(crate) chunked: bool,
+    /// Every `Content-Length` value, reconciled.
+    pub(crate) content_length: ContentLengthFold,
+}
+
+impl FramingFacts {
+    /// The framing fields of `headers`, looked up.
+    pub(crate) fn of(headers: &HMap) -> Self {
+        FramingFacts {
+            has_transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
+            chunked: is_chunked_encoding_from_headers(headers),
+            content_length: content_length_fold(headers),
         }
-        None if headers.contains_key(header::CONTENT_LENGTH) => {
-            // debug, not warn: per-message, client-influenced; avoids log floods
-            // under adversarial load. The error is returned to the caller.
-            debug!("invalid Content-Length header");
-            Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header")
+    }
+
+    /// Notes one field of a head whose fields are given in order. A name equal to a framing
+    /// field's ignoring ASCII case is the same `HeaderName`.
+    #[inline]
+    pub(crate) fn add_field(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.content_length = self.content_length.add(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // The last field decides.
+            self.has_transfer_encoding = true;
+            self.chunked = is_chunked_encoding_value(value);
         }
-        None => Ok(None),
+    }
+
+    /// What [`validate_content_length`] answers for these fields.
+    pub(crate) fn validate_content_length(&self) -> Result<()> {
+        if self.has_transfer_encoding {
+            // HTTP/1: Transfer-Encoding takes precedence over Content-Length.
+            return Ok(());
+        }
+        self.content_length.framing().map(|_| ())
     }
 }
 
@@ -650,5 +788,99 @@ mod test {
             headers.append(TRANSFER_ENCODING, (*value).try_into().unwrap());
         }
         assert_eq!(is_chunked_encoding_from_headers(&headers), expected);
+    }
+
+    /// Values of one or more `Content-Length` fields, as bytes (some not valid `str`; only bytes a
+    /// `HeaderValue` may hold, as httparse hands over no others).
+    const CONTENT_LENGTH_CASES: &[&[&[u8]]] = &[
+        &[],
+        &[b"0"],
+        &[b"5"],
+        &[b" 5 "],
+        &[b"\t5\t"],
+        &[b"+5"],
+        &[b"-0"],
+        &[b"5,"],
+        &[b",5"],
+        &[b"5,,5"],
+        &[b"5 ,5"],
+        &[b"5, 5, 5"],
+        &[b"5, 6"],
+        &[b"5", b"5"],
+        &[b"5", b"6"],
+        &[b"5", b"abc"],
+        &[b"abc", b"5"],
+        &[b"5", b"5, 5"],
+        &[b"5", b""],
+        &[b""],
+        &[b"\xc3\xa95"],
+        &[b"18446744073709551615"],
+        &[b"18446744073709551616"],
+        &[b"007", b"7"],
+    ];
+
+    fn content_length_headers(values: &[&[u8]]) -> HMap {
+        let mut headers = HMap::new();
+        headers.append(http::header::SERVER, "x".try_into().unwrap());
+        for value in values {
+            // As the parser builds them: the raw bytes, unchecked.
+            headers.append(
+                CONTENT_LENGTH,
+                pingora_http::header_value_from_raw(bytes::Bytes::copy_from_slice(value)),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn content_length_fold_equals_the_lookup_of_every_field() {
+        for values in CONTENT_LENGTH_CASES {
+            let headers = content_length_headers(values);
+            let fold = values
+                .iter()
+                .fold(ContentLengthFold::Absent, |fold, value| fold.add(value));
+            let expected = content_length_parse_all(&headers);
+            assert_eq!(fold.value(), expected, "{values:?}");
+            assert_eq!(content_length_fold(&headers), fold, "{values:?}");
+            // `content_length_for_framing` as it was: the reconciled value, else an error if
+            // any field is present.
+            let framing = content_length_for_framing(&headers);
+            match expected {
+                Some(n) => assert_eq!(framing.unwrap(), Some(n as usize), "{values:?}"),
+                None if values.is_empty() => assert_eq!(framing.unwrap(), None),
+                None => {
+                    let e = framing.unwrap_err();
+                    assert_eq!(e.etype(), &InvalidHTTPHeader);
+                    assert_eq!(
+                        e.context.as_ref().map(|c| c.as_str()),
+                        Some("invalid Content-Length header"),
+                        "{values:?}"
+                    );
+                }
+            }
+            assert_eq!(fold.framing_length(), expected.map(|n| n as usize));
+            assert_eq!(fold.is_valid_framing(), framing_is_ok(&headers), "{values:?}");
+        }
+    }
+
+    fn framing_is_ok(headers: &HMap) -> bool {
+        content_length_for_framing(headers).is_ok()
+    }
+
+    #[rstest]
+    #[case(b"chunked", true)]
+    #[case(b"CHUNKED", true)]
+    #[case(b"gzip, chunked", true)]
+    #[case(b"gzip,chunked ", true)]
+    #[case(b"chunked, gzip", false)]
+    #[case(b"chunked,", false)]
+    #[case(b"", false)]
+    #[case(b"identity", false)]
+    fn chunked_encoding_value_is_the_last_coding(#[case] value: &[u8], #[case] chunked: bool) {
+        assert_eq!(is_chunked_encoding_value(value), chunked);
+        let mut headers = HMap::new();
+        headers.append(TRANSFER_ENCODING, "gzip".try_into().unwrap());
+        headers.append(TRANSFER_ENCODING, HeaderValue::from_bytes(value).unwrap());
+        assert_eq!(is_chunked_encoding_from_headers(&headers), chunked);
     }
 }

@@ -37,7 +37,8 @@ use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use super::header::HeaderWriter;
 use crate::protocols::http::{
-    authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
+    authority::{validate_request_authority, validate_request_authority_with_host},
+    body_buffer::FixedBuffer, date, HttpTask,
     ReusableHttpStream,
 };
 use crate::protocols::{Digest, SocketAddr, Stream};
@@ -110,6 +111,12 @@ pub struct HttpSession {
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
     request_header: Option<Box<RequestHeader>>,
+    /// The framing fields of `request_header`, found while it was parsed; `None` once the head
+    /// may have been changed (`req_header_mut`), then looked up again in the head when used.
+    request_framing: Option<FramingFacts>,
+    /// The `Host` fields of `request_header`, found while it was parsed (the first one's value
+    /// in `buf`); `None` once the head may have been changed (`req_header_mut`) or `buf` cleared.
+    request_host: Option<HostFields>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
@@ -189,6 +196,8 @@ impl HttpSession {
             update_resp_headers: true,
             response_written: None,
             request_header: None,
+            request_framing: None,
+            request_host: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
@@ -282,6 +291,8 @@ impl HttpSession {
         const MAX_ERR_BUF_LEN: usize = 2048;
 
         self.buf.clear();
+        // The first `Host` value was in `buf`.
+        self.request_host = None;
         // Account parsing a fully buffered request against Tokio's cooperative task budget. Do
         // this before taking the prefix so cancellation cannot discard bytes between sessions.
         if self
@@ -397,7 +408,12 @@ impl HttpSession {
                         };
                         let buf = buf.freeze();
 
+                        let mut framing = FramingFacts::default();
+                        let mut host = HostFields::default();
                         for header in header_refs {
+                            let (name, value) = (header.get_name(&buf), header.get_value(&buf));
+                            framing.add_field(name, value);
+                            host.add_field(name, value, &buf);
                             let header_name = header.get_name_bytes(&buf);
                             let header_name = header_name.into_case_header_name();
                             let value_bytes = header.get_value_bytes(&buf);
@@ -411,10 +427,9 @@ impl HttpSession {
                                 .or_err(InvalidHTTPHeader, "while parsing request header")?;
                         }
 
-                        let contains_transfer_encoding =
-                            request_header.headers.contains_key(TRANSFER_ENCODING);
+                        let contains_transfer_encoding = framing.has_transfer_encoding;
                         let contains_content_length =
-                            request_header.headers.contains_key(CONTENT_LENGTH);
+                            framing.content_length != ContentLengthFold::Absent;
 
                         // Transfer encoding overrides content length, so when
                         // both are present, we can remove content length. This
@@ -426,11 +441,14 @@ impl HttpSession {
                             contains_content_length && contains_transfer_encoding;
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
+                            framing.content_length = ContentLengthFold::Absent;
                         }
 
                         self.buf = buf;
                         self.preread_body = Some(preread_body);
                         self.request_header = Some(request_header);
+                        self.request_framing = Some(framing);
+                        self.request_host = Some(host);
 
                         self.body_reader.reinit();
                         self.pipelined_idle_bytes_stashed = false;
@@ -498,17 +516,32 @@ impl HttpSession {
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn validate_request(&self) -> Result<()> {
         let req_header = self.req_header();
+        let framing = self.request_framing();
 
         // Reject an ambiguous authority before anything routes on it.
-        validate_request_authority(req_header)?;
+        match self.request_host {
+            Some(host) => {
+                // `buf` holds the head the fields were found in (`request_host` is cleared
+                // with it); a range outside it is not reached, and then looked up.
+                match host.first.map(|value| self.buf.get(value.0..value.1)) {
+                    Some(None) => validate_request_authority(req_header)?,
+                    first => validate_request_authority_with_host(
+                        req_header,
+                        first.flatten(),
+                        host.duplicate,
+                    )?,
+                }
+            }
+            None => validate_request_authority(req_header)?,
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed; differing or unparseable values are rejected.
         // This is a no-op when Transfer-Encoding is present (TE overrides CL).
-        super::common::validate_content_length(&req_header.headers)?;
+        framing.validate_content_length()?;
 
-        if req_header.headers.contains_key(TRANSFER_ENCODING) {
+        if framing.has_transfer_encoding {
             // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
             // HTTP/1.0 requests with Transfer-Encoding MUST be treated as having faulty framing.
             // We reject with 400 Bad Request and close the connection.
@@ -520,7 +553,7 @@ impl HttpSession {
             }
             // If chunked is not the final Transfer-Encoding, reject request
             // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
-            if !self.is_chunked_encoding() {
+            if !framing.chunked {
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
         }
@@ -541,6 +574,10 @@ impl HttpSession {
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        // The caller may change the framing and `Host` fields: they are looked up again when
+        // used.
+        self.request_framing = None;
+        self.request_host = None;
         self.request_header
             .as_mut()
             .expect("Request header is not read yet")
@@ -1131,12 +1168,26 @@ impl HttpSession {
         self.body_bytes_read
     }
 
+    /// The request head's framing fields: as found by the parse, or looked up in the head if it
+    /// may have been changed since (`req_header_mut`). (`is_chunked_encoding` and
+    /// `get_content_length` look up only the field they need in that case.)
+    fn request_framing(&self) -> FramingFacts {
+        self.request_framing
+            .unwrap_or_else(|| FramingFacts::of(&self.req_header().headers))
+    }
+
     fn is_chunked_encoding(&self) -> bool {
-        is_chunked_encoding_from_headers(&self.req_header().headers)
+        match self.request_framing {
+            Some(framing) => framing.chunked,
+            None => is_chunked_encoding_from_headers(&self.req_header().headers),
+        }
     }
 
     fn get_content_length(&self) -> Result<Option<usize>> {
-        content_length_for_framing(&self.req_header().headers)
+        match self.request_framing {
+            Some(framing) => framing.content_length.framing(),
+            None => content_length_for_framing(&self.req_header().headers),
+        }
     }
 
     fn init_body_reader(&mut self) {
@@ -1928,6 +1979,31 @@ fn http_resp_header_to_buf(
 
     buf.put_slice(CRLF);
     Ok(())
+}
+
+/// The `Host` fields of a request head, found while its fields are appended.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostFields {
+    /// Where the first `Host` field's value is in the head's buffer (start, end).
+    first: Option<(usize, usize)>,
+    /// There is more than one `Host` field.
+    duplicate: bool,
+}
+
+impl HostFields {
+    /// Notes one field of the head (`value` a slice of `buf`). A name equal to `host` ignoring
+    /// ASCII case is the `HeaderName` `HOST`.
+    #[inline]
+    fn add_field(&mut self, name: &[u8], value: &[u8], buf: &[u8]) {
+        if name.eq_ignore_ascii_case(b"host") {
+            if self.first.is_some() {
+                self.duplicate = true;
+            } else {
+                let start = value.as_ptr() as usize - buf.as_ptr() as usize;
+                self.first = Some((start, start + value.len()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -3475,6 +3551,11 @@ Content-Length: 5\r\n\
         assert!(session.take_connection_user_context().is_none());
     }
 }
+
+#[cfg(test)]
+mod tests_request_framing;
+#[cfg(test)]
+mod tests_request_host;
 
 #[cfg(test)]
 mod test_sync {
