@@ -17,7 +17,7 @@
 use bstr::ByteSlice;
 use bytes::Bytes;
 use bytes::{BufMut, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::HeaderValue;
 use http::{header, header::AsHeaderName, Method, Version};
 use log::{debug, trace, warn};
@@ -2010,6 +2010,7 @@ impl HostFields {
 mod tests_stream {
     use super::*;
     use crate::protocols::http::v1::body::{BodyMode, ParseState};
+    use http::header::TRANSFER_ENCODING;
     use http::StatusCode;
     use pingora_error::ErrorType;
     use rstest::rstest;

@@ -4,6 +4,7 @@
 //! again, so a hook that changes the framing fields changes how the body is read, as before.
 
 use super::*;
+use http::header::TRANSFER_ENCODING;
 use tokio_test::io::Builder;
 
 fn session(input: &[u8]) -> HttpSession {
