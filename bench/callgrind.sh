@@ -28,6 +28,8 @@
 #                                               takes Pingora's piped path, not the direct one)
 #   CG_PORT_BASE=18500                          ports BASE+1 .. BASE+9 on 127.0.0.1
 #   CG_SKIP_BUILD=1                             use the binaries already built
+#   CG_CACHE_SIM=1                              also simulate the caches (L1i/L1d/LL misses in
+#                                               the dumps: `callgrind_annotate` shows them)
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN, DEMO_ORIGIN_BIN   (default: $CARGO_TARGET_DIR/release/…)
 #   CG_TOP=15                                   also print the top functions of each Pingora-based peer
 #   CG_OUT=target/bench                         where the dumps are kept (callgrind-<peer>.out)
@@ -95,7 +97,7 @@ measure() { # PEER
   cmd="$(command_of "$peer")" || { log "unknown peer $peer"; return 0; }
   out="$TMP/cg-$peer.out"
   # shellcheck disable=SC2086
-  RUST_LOG=warn timeout $((SECS + WARMUP + 120)) valgrind --tool=callgrind --trace-children=no --instr-atstart=no \
+  RUST_LOG=warn timeout $((SECS + WARMUP + 120)) valgrind --tool=callgrind ${CG_CACHE_SIM:+--cache-sim=yes} --trace-children=no --instr-atstart=no \
     --callgrind-out-file="$out" $cmd >"$TMP/$peer.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
