@@ -36,16 +36,7 @@ WRAP
   echo "$file"
 }
 
-taskset -c 0 timeout 3600 python3 - "$SINK_PORT" <<'PY' &
-import sys, http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
+taskset -c 0 timeout 3600 python3 "$ROOT/bench/lib/otlp_sink.py" "$SINK_PORT" &
 SINK_PID=$!
 
 LOG_BIN="$(wrapper access_log "path = \"$WORK/access.log\"\\nformat = \"json\"")"

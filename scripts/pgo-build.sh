@@ -55,27 +55,25 @@ fi
 cargo build --release -p demo-origin >&2
 rm -rf "$PGO_DIR/raw"   # nothing but the training's own profile
 
-TMP="$(mktemp -d /tmp/switchyard-pgo.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { local i; for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
-
-P_O1=$BASE P_O2=$((BASE + 1)) P_HTTP=$((BASE + 2)) P_HTTPS=$((BASE + 3)) P_METRICS=$((BASE + 4))
+# shellcheck source=../bench/lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
+scratch_dir pgo
+DEMO_ORIGIN_BIN="$ROOT/target/release/demo-origin"
+P_O1=$BASE P_O2=$((BASE + 1)) P_PROXY=$((BASE + 2)) P_HTTPS=$((BASE + 3)) P_METRICS=$((BASE + 4))
 P_SINK=$((BASE + 5))
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1 || die "openssl failed"
-cat >"$TMP/switchyard.toml" <<EOF
-[server]
-instance_id = "pgo"
-threads = 1
-grace_period_s = 1
+# The measured set-up of `make bench-instructions` (one thread, round robin over two origins),
+# plus a TLS listener and the sections whose code the training should reach.
+write_two_origin_config pgo
+cat >>"$TMP/switchyard.toml" <<EOF
+
+[[listeners]]
+name = "tls"
+protocol = "https"
+listen = "127.0.0.1:$P_HTTPS"
+tls = { cert = "$TMP/cert.pem", key = "$TMP/key.pem" }
 
 [metrics]
 listen = "127.0.0.1:$P_METRICS"
@@ -86,53 +84,10 @@ path = "$TMP/access.log"
 [tracing]
 otlp_endpoint = "http://127.0.0.1:$P_SINK/v1/traces"
 sample_ratio = 1.0
-
-[[listeners]]
-name = "web"
-listen = "127.0.0.1:$P_HTTP"
-
-[[listeners]]
-name = "tls"
-protocol = "https"
-listen = "127.0.0.1:$P_HTTPS"
-tls = { cert = "$TMP/cert.pem", key = "$TMP/key.pem" }
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "origins"
-
-[[upstreams]]
-name = "origins"
-algorithm = "wrr"
-
-  [[upstreams.groups]]
-  name = "local"
-
-    [[upstreams.groups.servers]]
-    address = "127.0.0.1"
-    port = $P_O1
-
-    [[upstreams.groups.servers]]
-    address = "127.0.0.1"
-    port = $P_O2
 EOF
-"$ROOT/target/release/demo-origin" --listen "127.0.0.1:$P_O1" --name o1 >"$TMP/o1.log" 2>&1 &
-PIDS+=($!)
-"$ROOT/target/release/demo-origin" --listen "127.0.0.1:$P_O2" --name o2 >"$TMP/o2.log" 2>&1 &
-PIDS+=($!)
-wait_port "$P_O1" 10 && wait_port "$P_O2" 10 || die "origins did not start"
+start_two_origins
 # The OTLP/HTTP sink: answers 200 to every export (bounded: it exits after an hour at most).
-timeout 3600 python3 - "$P_SINK" >/dev/null 2>&1 <<'PY' &
-import sys, http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
+timeout 3600 python3 "$ROOT/bench/lib/otlp_sink.py" "$P_SINK" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$P_SINK" 10 || die "the OTLP sink did not start"
 
@@ -141,23 +96,23 @@ LLVM_PROFILE_FILE="$PGO_DIR/raw/switchyard-%p-%m.profraw" \
   "$GEN_BIN" run -c "$TMP/switchyard.toml" >"$TMP/sy.log" 2>&1 &
 SY=$!
 PIDS+=($SY)
-wait_port "$P_HTTP" 20 && wait_port "$P_HTTPS" 20 || { cat "$TMP/sy.log" >&2; die "switchyard did not start"; }
+wait_port "$P_PROXY" 20 && wait_port "$P_HTTPS" 20 || { cat "$TMP/sy.log" >&2; die "switchyard did not start"; }
 d="${SECONDS_EACH}s"
-wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_HTTP/" >&2
-wrk -t1 -c16 -d"$d" -s "$ROOT/bench/scenarios/post1.lua" "http://127.0.0.1:$P_HTTP/" >&2
+wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_PROXY/" >&2
+wrk -t1 -c16 -d"$d" -s "$ROOT/bench/scenarios/post1.lua" "http://127.0.0.1:$P_PROXY/" >&2
 wrk -t1 -c16 -d"$d" "https://127.0.0.1:$P_HTTPS/" >&2
 ( for _ in $(seq 1 "$SECONDS_EACH"); do
     curl -s -o /dev/null "http://127.0.0.1:$P_METRICS/metrics" || true
     sleep 1
   done ) &
 SCRAPES=$!
-wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_HTTP/" >&2
+wrk -t1 -c16 -d"$d" "http://127.0.0.1:$P_PROXY/" >&2
 wait "$SCRAPES"
 # HTTP/2: 300 connections each, h2c with prior knowledge and h2 over TLS (ALPN). One request per
 # curl: Debian's curl 7.88 fails the second request it sends on a reused prior-knowledge
 # connection ("Error in the HTTP2 framing layer", against NGINX as well).
 for i in $(seq 1 300); do
-  curl -s -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$P_HTTP/h2c/$i" || die "h2c training failed"
+  curl -s -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$P_PROXY/h2c/$i" || die "h2c training failed"
   curl -s -o /dev/null -k --http2 "https://127.0.0.1:$P_HTTPS/h2/$i" || die "h2 training failed"
 done
 # A graceful stop: the profile is written when the process exits normally.

@@ -310,6 +310,16 @@ mod tests {
         }
     }
 
+    /// A small deterministic generator (xorshift) from `seed`: the same heads on every run.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// Heads built from pieces that stress the scanner: carriage returns inside lines, bare line
     /// feeds, framing fields at the prefix's edge (a value of 15 to 17 digits), long lines,
     /// leading empty lines.
@@ -330,14 +340,7 @@ mod tests {
             b"Content-Length:\r 9\r",
             b"",
         ];
-        // A small deterministic generator (xorshift): the same heads on every run.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         (0..400)
             .map(|_| {
                 let n = 1 + next() % 12;
@@ -365,13 +368,7 @@ mod tests {
             b"C",
             b"transfer-encoding:",
         ];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         (0..300)
             .map(|_| {
                 let mut head = b"POST / HTTP/1.1\r\n".to_vec();
