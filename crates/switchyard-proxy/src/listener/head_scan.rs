@@ -377,7 +377,7 @@ mod tests {
                     head.extend_from_slice(b"\r\n");
                 }
                 head.extend_from_slice(b"\r\n");
-                if next() % 3 == 0 {
+                if next().is_multiple_of(3) {
                     head.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
                 }
                 head
