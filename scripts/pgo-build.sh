@@ -17,7 +17,8 @@
 #   PGO_GEN_BIN=…             an instrumented binary already built (skips that build)
 #   PGO_TRAIN_ONLY=1          stop once the profile is merged (no optimised build)
 #   LLVM_PROFDATA=…           the merge tool (default: llvm-profdata-<rustc's LLVM major>,
-#                             installed from Debian's llvm-<major> when missing)
+#                             installed from Debian's llvm-<major> when missing, as are
+#                             wrk, curl, openssl and python3)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,18 +32,18 @@ TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 log() { printf '[pgo] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=../bench/lib/two-origins.sh
+. "$ROOT/bench/lib/two-origins.sh"
+
 # The merge tool must read the profile format of rustc's LLVM: same major version.
 llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
 [ -n "$llvm_major" ] || die "cannot read rustc's LLVM version (rustc -vV)"
 PROFDATA="${LLVM_PROFDATA:-llvm-profdata-$llvm_major}"
-if ! command -v "$PROFDATA" >/dev/null 2>&1; then
-  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  log "installing llvm-$llvm_major (llvm-profdata for rustc's LLVM $llvm_major)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "llvm-$llvm_major" >/dev/null
-fi
+need=()
+command -v "$PROFDATA" >/dev/null 2>&1 || need+=("llvm-$llvm_major")
+for tool in wrk curl openssl python3; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+install_missing "${need[@]}"
 command -v "$PROFDATA" >/dev/null 2>&1 || die "$PROFDATA not found (set LLVM_PROFDATA)"
-command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install wrk)"
 
 ./scripts/ensure-build-deps.sh
 GEN_BIN="${PGO_GEN_BIN:-$PGO_DIR/gen/$TRIPLE/release/switchyard}"
@@ -55,8 +56,6 @@ fi
 cargo build --release -p demo-origin >&2
 rm -rf "$PGO_DIR/raw"   # nothing but the training's own profile
 
-# shellcheck source=../bench/lib/two-origins.sh
-. "$ROOT/bench/lib/two-origins.sh"
 scratch_dir pgo
 DEMO_ORIGIN_BIN="$ROOT/target/release/demo-origin"
 P_O1=$BASE P_O2=$((BASE + 1)) P_PROXY=$((BASE + 2)) P_HTTPS=$((BASE + 3)) P_METRICS=$((BASE + 4))
