@@ -111,11 +111,13 @@ impl HeadScan {
                 // A leading empty line, or a carriage return the general scan would skip.
                 None | Some(b'\r') => return None,
                 Some(b'c' | b'C' | b't' | b'T') => {
-                    let cut = content.len() > LINE_PREFIX;
-                    let kept = content.get(..LINE_PREFIX).unwrap_or(content);
-                    if memchr::memchr(b'\r', kept).is_some() {
+                    // Any other carriage return in the line is skipped by the general scan,
+                    // which changes what it keeps of the line (and whether it is cut).
+                    if memchr::memchr(b'\r', content).is_some() {
                         return None;
                     }
+                    let cut = content.len() > LINE_PREFIX;
+                    let kept = content.get(..LINE_PREFIX).unwrap_or(content);
                     framing = framing_after_line(framing, kept, cut);
                 }
                 Some(_) => {}
@@ -400,6 +402,8 @@ mod tests {
             b"GET / HTTP/1.1\nHost: a\r\n\r\n",
             b"\r\nGET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length:\r 5\r\n\r\n",
+            // 32 bytes of content, then carriage returns: not cut for the general scan.
+            b"GET / HTTP/1.1\r\nContent-Length: 5               \r\r\r\n\r\n",
         ] {
             let mut s = HeadScan::default();
             assert_eq!(s.feed_whole_head(piece), None);
