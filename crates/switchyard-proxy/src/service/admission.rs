@@ -7,6 +7,7 @@
 //! ([`crate::request_key`]) for sticky sessions and hashing. Every refusal is answered here,
 //! counted by [`Reject`] reason and noted for the access log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -33,18 +34,109 @@ use crate::request_key::{client_ip, cookie_value, hash_key, rate_limit_key};
 use crate::responses::{body_for, respond, respond_decision, respond_with, LOOP_DETECTED};
 use crate::runtime::Runtime;
 
+/// What admission decided, before anything is written to the client.
+pub(super) enum Admission {
+    /// Routed: the route, request key and deadline are in the request's context.
+    Routed,
+    /// Refused, or answered by the gateway: the answer still to be written.
+    Answer(Answer),
+}
+
+/// An answer admission writes to the client (it goes no further).
+pub(super) enum Answer {
+    /// The gateway's plain-text answer for a status code.
+    Status(u16),
+    /// 429 with `Retry-After`.
+    RateLimited { retry_after_s: u64 },
+    /// A trailers-only gRPC answer.
+    Grpc(GrpcStatus, String),
+}
+
+impl Answer {
+    /// Writes the answer.
+    pub(super) async fn send(self, session: &mut Session) -> Result<()> {
+        match self {
+            Answer::Status(code) => respond(session, code).await,
+            Answer::RateLimited { retry_after_s } => {
+                let retry_after = retry_after_s.to_string();
+                respond_with(
+                    session,
+                    429,
+                    body_for(429),
+                    &[("retry-after", retry_after.as_str())],
+                )
+                .await
+            }
+            Answer::Grpc(status, message) => grpc::respond(session, status, &message).await,
+        }
+    }
+}
+
+/// A stage's outcome: go on with `T`, or stop with an answer.
+enum Step<T> {
+    Next(T),
+    Stop(Answer),
+}
+
 impl HttpGateway {
     /// Admits, refuses or answers a request: true if it was answered here (refused, or by an
     /// extension) and goes no further; false if it is routed, with its route, request key and
-    /// deadline in `ctx`.
+    /// deadline in `ctx`. The stages, with the extensions' hooks between them.
     pub(super) async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let rt = match self.admit_connection(session, ctx)? {
+            Step::Next(rt) => rt,
+            Step::Stop(answer) => return answer.send(session).await.map(|()| true),
+        };
+        if self.request_hooks(session, ctx, None).await? {
+            return Ok(true);
+        }
+        let route_idx = match self.admit_route(session, ctx, &rt) {
+            Step::Next(r) => r,
+            Step::Stop(answer) => return answer.send(session).await.map(|()| true),
+        };
+        if self
+            .request_hooks(session, ctx, Some(&rt.routes[route_idx].cfg))
+            .await?
+        {
+            return Ok(true);
+        }
+        match self.admit_to_upstream(session, ctx, rt, route_idx) {
+            Admission::Routed => Ok(false),
+            Admission::Answer(answer) => answer.send(session).await.map(|()| true),
+        }
+    }
+
+    /// Admission without extensions: every stage is synchronous, so only an answer still has
+    /// to be written (by the caller).
+    pub(super) fn admit_now(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Admission> {
+        let rt = match self.admit_connection(session, ctx)? {
+            Step::Next(rt) => rt,
+            Step::Stop(answer) => return Ok(Admission::Answer(answer)),
+        };
+        let route_idx = match self.admit_route(session, ctx, &rt) {
+            Step::Next(r) => r,
+            Step::Stop(answer) => return Ok(Admission::Answer(answer)),
+        };
+        Ok(self.admit_to_upstream(session, ctx, rt, route_idx))
+    }
+
+    /// The request's id and trace, its listener and read timeout, the security group, request
+    /// hygiene and loop detection. Goes on with the runtime the request is served by.
+    fn admit_connection(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Step<Arc<Runtime>>> {
         self.identify(session.req_header_mut(), ctx)?;
         let rt = self.shared.runtime();
         let Some(li) = self.listener_index(&rt) else {
             // The listener was removed by a reload: it keeps serving until the process is
             // upgraded, but has no routes any more.
-            respond(session, 404).await?;
-            return Ok(true);
+            return Ok(Step::Stop(Answer::Status(404)));
         };
         ctx.listener = li;
         // `[limits] body_timeout_ms`: the longest wait between two reads of the request body
@@ -59,8 +151,7 @@ impl HttpGateway {
         if let Some(ip) = ctx.client_ip {
             if !listener.admits(ip) {
                 self.reject(ctx, Reject::Acl);
-                respond(session, 403).await?;
-                return Ok(true);
+                return Ok(Step::Stop(Answer::Status(403)));
             }
         }
         let limits = &rt.config.limits;
@@ -69,17 +160,19 @@ impl HttpGateway {
             // The connection is not trusted with another request (as NGINX and HAProxy do
             // after a 400).
             session.set_keepalive(None);
-            respond(session, 400).await?;
-            return Ok(true);
+            return Ok(Step::Stop(Answer::Status(400)));
         }
         if loop_detected(session.req_header(), self.shared.instance_id()) {
             self.reject(ctx, Reject::Loop);
-            respond(session, LOOP_DETECTED).await?;
-            return Ok(true);
+            return Ok(Step::Stop(Answer::Status(LOOP_DETECTED)));
         }
-        if self.request_hooks(session, ctx, None).await? {
-            return Ok(true);
-        }
+        Ok(Step::Next(rt))
+    }
+
+    /// The route match, the route's rate limit and cascade signature. Goes on with the route's
+    /// index.
+    fn admit_route(&self, session: &Session, ctx: &mut RequestCtx, rt: &Runtime) -> Step<usize> {
+        let listener = &rt.listeners[ctx.listener];
         let req = session.req_header();
         // One lookup of `Host` for the route's name and `X-Forwarded-Host` (what
         // `request_host` reads first).
@@ -100,12 +193,10 @@ impl HttpGateway {
         ) else {
             if req.method == http::Method::TRACE {
                 self.reject(ctx, Reject::Method);
-                respond(session, 405).await?;
-            } else {
-                self.reject(ctx, Reject::NoRoute);
-                respond(session, 404).await?;
+                return Step::Stop(Answer::Status(405));
             }
-            return Ok(true);
+            self.reject(ctx, Reject::NoRoute);
+            return Step::Stop(Answer::Status(404));
         };
         ctx.route = Some(route_idx);
         ctx.params = params;
@@ -128,39 +219,41 @@ impl HttpGateway {
                 if GrpcCall::of(req).is_some() {
                     // A gRPC call over its rate: RESOURCE_EXHAUSTED, as Envoy's rate limit
                     // filter answers gRPC.
-                    grpc::respond(session, GrpcStatus::ResourceExhausted, "rate limited").await?;
-                    return Ok(true);
+                    return Step::Stop(Answer::Grpc(
+                        GrpcStatus::ResourceExhausted,
+                        "rate limited".to_string(),
+                    ));
                 }
-                let retry_after = retry_after_s.to_string();
-                respond_with(
-                    session,
-                    429,
-                    body_for(429),
-                    &[("retry-after", retry_after.as_str())],
-                )
-                .await?;
-                return Ok(true);
+                return Step::Stop(Answer::RateLimited { retry_after_s });
             }
         }
         if route.cfg.require_cascade {
-            match verify_cascade(&rt, req) {
+            match verify_cascade(rt, req) {
                 cascade::Verdict::Accept => {}
                 cascade::Verdict::Unauthorized => {
                     self.reject(ctx, Reject::Cascade);
                     ctx.error = Some("unauthorized");
-                    respond(session, 401).await?;
-                    return Ok(true);
+                    return Step::Stop(Answer::Status(401));
                 }
                 cascade::Verdict::Forbidden => {
                     self.reject(ctx, Reject::Cascade);
-                    respond(session, 403).await?;
-                    return Ok(true);
+                    return Step::Stop(Answer::Status(403));
                 }
             }
         }
-        if self.request_hooks(session, ctx, Some(&route.cfg)).await? {
-            return Ok(true);
-        }
+        Step::Next(route_idx)
+    }
+
+    /// gRPC's protocol check, the sticky-session target and hash key, retry buffering and the
+    /// route's deadline; the request keeps `rt` for the rest of its life.
+    fn admit_to_upstream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rt: Arc<Runtime>,
+        route_idx: usize,
+    ) -> Admission {
+        let route = &rt.routes[route_idx];
         let req = session.req_header();
         let upstream = &rt.upstreams[route.upstream];
         ctx.grpc = GrpcCall::of(req);
@@ -177,8 +270,7 @@ impl HttpGateway {
                 route.cfg.name, upstream.cfg.name
             );
             self.reject(ctx, Reject::GrpcNeedsHttp2);
-            grpc::respond(session, GrpcStatus::Internal, &message).await?;
-            return Ok(true);
+            return Admission::Answer(Answer::Grpc(GrpcStatus::Internal, message));
         }
         if let Some(sticky) = &upstream.sticky {
             ctx.sticky_target =
@@ -196,7 +288,7 @@ impl HttpGateway {
             ctx.deadline = Some(ctx.start + Duration::from_millis(route.cfg.deadline_ms));
         }
         ctx.rt = Some(rt);
-        Ok(false)
+        Admission::Routed
     }
 
     /// Runs the extensions' request hooks: `before_routing` when `route` is `None`, else

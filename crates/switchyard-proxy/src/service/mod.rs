@@ -17,6 +17,8 @@
 
 mod admission;
 mod failure;
+mod forwarded_heads;
+pub mod ready;
 mod server_choice;
 
 use std::sync::Arc;
@@ -29,18 +31,17 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::added_headers;
-use crate::extension::RequestInfo;
-use crate::headers::{instance_id_value, set_forwarding};
-use crate::hygiene::tidy_response_framing;
+use crate::headers::instance_id_value;
 use crate::log_throttle::LogThrottle;
-use crate::observe::trace_context::traceparent;
 use crate::observe::Telemetry;
 use crate::reject::{Reject, RejectCounters};
 use crate::request_ctx::RequestCtx;
 use crate::retry::FailureKind;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
+
+use admission::Admission;
+use ready::{decided, done, finished, HookFuture};
 
 /// The HTTP gateway service of one listener.
 #[derive(Debug, Clone)]
@@ -110,20 +111,53 @@ impl ProxyHttp for HttpGateway {
     /// in order on the same connection (NGINX and HAProxy do; Pingora's default closes the
     /// connection after the first answer). Carried by Pingora to every later request of the
     /// connection; a no-op for HTTP/2.
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()>
+    ///
+    /// Written as `#[async_trait]` expands it: its future is ready and zero-sized ([`ready`]).
+    fn early_request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        _ctx: &'life2 mut RequestCtx,
+    ) -> HookFuture<'async_trait, Result<()>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
         session.downstream_session.set_pipelining_enabled(true);
-        Ok(())
+        finished(Ok(()))
     }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        self.admit(session, ctx).await
+    /// Admission (`admission.rs`). Written as `#[async_trait]` expands it: without extensions
+    /// a routed request's future is ready and zero-sized ([`ready`]); only an answer to write,
+    /// or the extensions' hooks, make it a boxed `async` future.
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        ctx: &'life2 mut RequestCtx,
+    ) -> HookFuture<'async_trait, Result<bool>>
+    where
+        Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        if !self.shared.extensions().is_empty() {
+            return Box::pin(self.admit(session, ctx));
+        }
+        match self.admit_now(session, ctx) {
+            Ok(Admission::Routed) => decided(Ok(false)),
+            Ok(Admission::Answer(answer)) => {
+                Box::pin(async move { answer.send(session).await.map(|()| true) })
+            }
+            Err(e) => decided(Err(e)),
+        }
     }
 
     async fn upstream_peer(
@@ -134,95 +168,54 @@ impl ProxyHttp for HttpGateway {
         self.choose_peer(session, ctx).await
     }
 
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let Some(rt) = ctx.rt.as_ref() else {
-            return Ok(());
-        };
-        let listener = &rt.listeners[ctx.listener];
-        // Room for every field added below at once: each header map (the request's clone is
-        // exactly full) grows once instead of at every other insert.
-        upstream_request.reserve_headers(added_headers::UPSTREAM_REQUEST_FIELDS)?;
-        if let Some(route_idx) = ctx.route {
-            crate::upstream_request::apply_route(
-                upstream_request,
-                session.req_header(),
-                rt,
-                route_idx,
-                ctx,
-                self.shared.instance_id(),
-            )?;
-        }
-        let Some(cdn_loop_id) = &self.cdn_loop_id else {
-            // Unreachable with a validated configuration (an instance id is an HTTP token).
-            return Err(Error::explain(
-                ErrorType::InvalidHTTPHeader,
-                "invalid value while insert",
-            ));
-        };
-        set_forwarding(
-            upstream_request,
-            ctx.client_ip,
-            listener.scheme(),
-            ctx.client_host.clone(),
-            cdn_loop_id,
-        )?;
-        crate::listener_tls::subject::forward_subject(
-            upstream_request,
-            session.digest(),
-            listener.tls.as_ref().is_some_and(|t| t.verifies_clients()),
-        )?;
-        if let Some(trace) = &ctx.trace {
-            added_headers::insert_request(
-                upstream_request,
-                &added_headers::TRACEPARENT,
-                traceparent(&trace.trace_id, &ctx.attempt_span, trace.sampled),
-            );
-        }
-        if !self.shared.extensions().is_empty() {
-            let info = RequestInfo {
-                listener: &self.listener,
-                route: ctx.route.map(|r| &rt.routes[r].cfg),
-                server: ctx.attempt.as_ref().map(|a| a.id()),
-                client_ip: ctx.client_ip,
-            };
-            for ext in self.shared.extensions() {
-                ext.on_upstream_request(upstream_request, &info, &mut ctx.ext)
-                    .await?;
+    /// The route's rewrite and added fields, the forwarding fields, the client certificate's
+    /// subject, `traceparent`; then the extensions' `on_upstream_request` hooks. Written as
+    /// `#[async_trait]` expands it: without extensions its future is ready and zero-sized
+    /// ([`ready`]).
+    fn upstream_request_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        upstream_request: &'life2 mut RequestHeader,
+        ctx: &'life3 mut RequestCtx,
+    ) -> HookFuture<'async_trait, Result<()>>
+    where
+        Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        match self.prepare_upstream_request(session, upstream_request, ctx) {
+            Ok(true) if !self.shared.extensions().is_empty() => {
+                Box::pin(self.upstream_request_extensions(upstream_request, ctx))
             }
+            result => finished(result.map(|_| ())),
         }
-        Ok(())
     }
 
-    async fn upstream_response_filter(
-        &self,
-        session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let status = upstream_response.status.as_u16();
-        ctx.upstream_status = Some(status);
-        if failure::retry_on_status(session, ctx, status) {
-            // Dropped with its connection: the body of a retried response is never forwarded.
-            ctx.status_retry = true;
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(status),
-                "response status retried on another server (retry_on_statuses)",
-            ));
-        }
-        if let Some(call) = ctx.grpc.as_mut() {
-            // A trailers-only answer carries its status in the header block.
-            call.note_status(&upstream_response.headers);
-        }
-        tidy_response_framing(upstream_response);
-        if let Some(a) = ctx.attempt.as_mut() {
-            a.response_head();
-        }
-        Ok(())
+    /// Notes the status (retrying it on another server if the route says so) and a gRPC
+    /// trailers-only status; tidies the framing fields. Written as `#[async_trait]` expands it:
+    /// its future is ready and zero-sized ([`ready`]).
+    fn upstream_response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        upstream_response: &'life2 mut ResponseHeader,
+        ctx: &'life3 mut RequestCtx,
+    ) -> HookFuture<'async_trait, Result<()>>
+    where
+        Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        finished(forwarded_heads::on_upstream_response(
+            session,
+            upstream_response,
+            ctx,
+        ))
     }
 
     fn upstream_response_trailer_filter(
@@ -237,46 +230,28 @@ impl ProxyHttp for HttpGateway {
         Ok(())
     }
 
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        if let Some(id) = &ctx.request_id {
-            added_headers::insert_response(
-                upstream_response,
-                &added_headers::X_REQUEST_ID,
-                id.clone(),
-            );
+    /// `X-Request-ID`, the extensions' `on_response` hooks, the sticky-session cookie. Written
+    /// as `#[async_trait]` expands it: without extensions its future is ready and zero-sized
+    /// ([`ready`]).
+    fn response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        upstream_response: &'life2 mut ResponseHeader,
+        ctx: &'life3 mut RequestCtx,
+    ) -> HookFuture<'async_trait, Result<()>>
+    where
+        Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        if self.shared.extensions().is_empty() {
+            finished(forwarded_heads::prepare_response(upstream_response, ctx))
+        } else {
+            Box::pin(self.respond_through_extensions(upstream_response, ctx))
         }
-        if !self.shared.extensions().is_empty() {
-            let info = RequestInfo {
-                listener: &self.listener,
-                route: ctx
-                    .rt
-                    .as_ref()
-                    .zip(ctx.route)
-                    .map(|(rt, r)| &rt.routes[r].cfg),
-                server: ctx.attempt.as_ref().map(|a| a.id()),
-                client_ip: ctx.client_ip,
-            };
-            for ext in self.shared.extensions() {
-                ext.on_response(upstream_response, &info, &mut ctx.ext)
-                    .await?;
-            }
-        }
-        let (Some(a), Some(rt)) = (ctx.attempt.as_ref(), ctx.rt.as_ref()) else {
-            return Ok(());
-        };
-        if let Some(sticky) = &a.upstream().sticky {
-            if ctx.sticky_target.as_ref() != Some(a.id()) {
-                let https = rt.listeners[ctx.listener].scheme() == "https";
-                upstream_response
-                    .append_header(http::header::SET_COOKIE, sticky.set_cookie(a.id(), https))?;
-            }
-        }
-        Ok(())
     }
 
     fn fail_to_connect(
@@ -355,7 +330,31 @@ impl ProxyHttp for HttpGateway {
         crate::malformed::answer(refusal, session, e).await;
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// The attempt's outcome, the access log and spans, the route's metrics. Written as
+    /// `#[async_trait]` expands it: its future is ready and zero-sized ([`ready`]).
+    fn logging<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        e: Option<&'life2 Error>,
+        ctx: &'life3 mut RequestCtx,
+    ) -> HookFuture<'async_trait, ()>
+    where
+        Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.log_request(session, e, ctx);
+        done()
+    }
+}
+
+impl HttpGateway {
+    /// What `logging` does: ends the attempt, writes the access log and spans, counts the
+    /// request in its route's metrics.
+    fn log_request(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let code = session
             .response_written()
             .map(|r| r.status.as_u16())
