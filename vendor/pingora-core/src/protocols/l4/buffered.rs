@@ -22,12 +22,21 @@
 //! pooled connection, then holds no buffer at all: with the default 64 KiB read buffer that is
 //! most of the memory of an idle connection. A busy connection keeps its buffers between reads
 //! that find data ready; one that waits pays one allocation of each buffer per wait.
+//!
+//! A read with no buffer allocated first asks the peer through a buffer on the stack
+//! ([`PROBE_BYTES`]), so a read that finds nothing (the first poll of every keep-alive wait)
+//! allocates nothing; the read buffer is allocated only when bytes arrived that the caller's
+//! buffer cannot take.
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The most a read with no buffer allocated asks of the peer at once (through the stack).
+pub(crate) const PROBE_BYTES: usize = 4096;
 
 /// A read buffer over a write buffer over `S`, both released while the stream waits for the
 /// peer (see the module documentation). A capacity of 0 turns that direction's buffer off.
@@ -131,7 +140,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for BufferedStream<S> {
                 return res;
             }
             if this.read_buf.capacity() == 0 {
-                this.read_buf = Vec::with_capacity(this.read_capacity);
+                return this.poll_read_unbuffered(cx, buf);
             }
             this.read_buf.clear();
             this.read_pos = 0;
@@ -156,6 +165,45 @@ impl<S: AsyncRead + Unpin> AsyncRead for BufferedStream<S> {
         buf.put_slice(&available[..n]);
         this.read_pos += n;
         Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> BufferedStream<S> {
+    /// A read while the read buffer is released: the peer is asked through a stack buffer, so
+    /// that nothing is allocated if it has sent nothing. What the caller's buffer cannot take
+    /// goes into a newly allocated read buffer, as does everything when the peer filled the
+    /// probe (it may have more: later reads then use the whole buffer). A short read that fits
+    /// is handed over as it is: the peer had no more, so the next read would likely wait and
+    /// release a buffer allocated now.
+    fn poll_read_unbuffered(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut probe = [MaybeUninit::<u8>::uninit(); PROBE_BYTES];
+        let probe_len = self.read_capacity.min(PROBE_BYTES);
+        let mut fill = ReadBuf::uninit(&mut probe[..probe_len]);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut fill) {
+            Poll::Pending => {
+                self.release_while_waiting();
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                let got = fill.filled();
+                if got.len() <= buf.remaining() && got.len() < probe_len {
+                    buf.put_slice(got);
+                    return Poll::Ready(Ok(()));
+                }
+                let mut read_buf = Vec::with_capacity(self.read_capacity);
+                read_buf.extend_from_slice(got);
+                let n = got.len().min(buf.remaining());
+                buf.put_slice(&read_buf[..n]);
+                self.read_buf = read_buf;
+                self.read_pos = n;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
@@ -281,8 +329,12 @@ mod tests {
     async fn a_read_that_waits_releases_both_buffers() {
         let (mut stream, mut peer) = pair(4096, 1460);
         peer.write_all(b"request").await.unwrap();
-        let mut got = [0u8; 7];
+        // Read in two parts, so that the rest of the first is buffered.
+        let mut got = [0u8; 3];
         stream.read_exact(&mut got).await.unwrap();
+        let mut rest = [0u8; 4];
+        stream.read_exact(&mut rest).await.unwrap();
+        assert_eq!((&got, &rest), (b"req", b"uest"));
         stream.write_all(b"response").await.unwrap();
         stream.flush().await.unwrap();
         assert!(stream.allocated() >= 4096 + 1460, "{}", stream.allocated());
@@ -343,6 +395,55 @@ mod tests {
         stream.read_exact(&mut big).await.unwrap();
         assert_eq!(&big, b"0123456789abcdef");
         assert_eq!(stream.allocated(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_finds_nothing_allocates_nothing() {
+        use crate::protocols::http::v1::client::tests_response_room::allocations;
+        let (mut stream, mut peer) = pair(4096, 0);
+        let mut one = [0u8; 1];
+        let before = allocations();
+        assert!(stream.read(&mut one).now_or_never().is_none());
+        assert_eq!(allocations() - before, 0, "a buffer allocated for a read that waits");
+        assert_eq!(stream.allocated(), 0);
+        // What arrives next is read as before: one byte to the caller, the rest buffered.
+        peer.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        stream.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"G");
+        assert_eq!(stream.read_buffered(), b"ET / HTTP/1.1\r\n\r\n");
+        assert_eq!(stream.read_buf.capacity(), 4096);
+    }
+
+    #[tokio::test]
+    async fn a_short_read_that_fits_is_handed_over_without_a_buffer() {
+        use crate::protocols::http::v1::client::tests_response_room::allocations;
+        let (mut stream, mut peer) = pair(4096, 0);
+        peer.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 64];
+        let before = allocations();
+        let n = stream.read(&mut head).await.unwrap();
+        assert_eq!(allocations() - before, 0);
+        assert_eq!(&head[..n], b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(stream.allocated(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_probe_keeps_reading_through_the_whole_buffer() {
+        // More than the probe takes: the rest comes through the read buffer, in order.
+        let (mut stream, mut peer) = pair(3 * PROBE_BYTES, 0);
+        let data: Vec<u8> = (0..2 * PROBE_BYTES + 100).map(|i| (i % 251) as u8).collect();
+        peer.write_all(&data).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1000];
+        while got.len() < data.len() {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+            assert!(stream.allocated() <= 3 * PROBE_BYTES);
+        }
+        assert_eq!(got, data);
+        // The first read asked for the probe's worth, then the buffer was filled from the peer.
+        assert_eq!(stream.read_buf.capacity(), 3 * PROBE_BYTES);
     }
 
     #[tokio::test]
