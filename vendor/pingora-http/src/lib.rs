@@ -191,6 +191,24 @@ impl RequestHeader {
         Ok(req)
     }
 
+    /// Like [`Self::build`], with the request-target in shared bytes, for example a slice of
+    /// the buffer the request head was read into: see [`Self::set_raw_path_shared`].
+    pub fn build_with_shared_target(
+        method: impl TryInto<Method>,
+        target: bytes::Bytes,
+        size_hint: Option<usize>,
+    ) -> Result<Self> {
+        let mut req = Self::new_no_case(size_hint);
+        req.base.method = method
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
+        req.set_raw_path_shared(target)?;
+        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
+            size_hint,
+        )));
+        Ok(req)
+    }
+
     /// Append the header name and value to `self`.
     ///
     /// If there are already some headers under the same name, a new value will be added without
@@ -364,6 +382,25 @@ impl RequestHeader {
         // target.
         self.raw_target = parsed.raw_target;
         Ok(())
+    }
+
+    /// [`Self::set_raw_path`] for a request-target held in shared bytes. The usual target, in
+    /// origin-form (it starts with `/`), valid UTF-8 and without a fragment, is kept by the
+    /// [`Uri`] as the same bytes, without a copy (and a clone of this header shares them
+    /// too); every other target, and one the `Uri` rejects, is handled by
+    /// [`Self::set_raw_path`], with the same result and the same errors.
+    pub fn set_raw_path_shared(&mut self, target: bytes::Bytes) -> Result<()> {
+        let plain_origin_form = target.first() == Some(&b'/')
+            && !target.contains(&b'#')
+            && std::str::from_utf8(&target).is_ok();
+        if plain_origin_form {
+            if let Ok(uri) = Uri::from_maybe_shared(target.clone()) {
+                self.base.uri = uri;
+                self.raw_target = RawTarget::FromUri;
+                return Ok(());
+            }
+        }
+        self.set_raw_path(&target)
     }
 
     /// Set whether we send an END_STREAM on H2 request HEADERS if body is empty.
@@ -1159,6 +1196,87 @@ fn case_header_iter<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Targets of every form, valid and not, read from shared bytes and from a slice.
+    const TARGETS: &[&[u8]] = &[
+        b"/",
+        b"/index.html",
+        b"/a/b?c=d&e=f",
+        b"/a%20b/../c",
+        b"//double",
+        b"/a#frag",
+        b"/#",
+        b"#",
+        b"",
+        b"*",
+        b"?q=1",
+        b"/caf\xc3\xa9",
+        b"/\xff\xfe",
+        b"/a b",
+        b"/a\x7f",
+        b"/a\"b",
+        b"http://host/path?q=1",
+        b"http://host",
+        b"host:443",
+        b"/a{b}|c^",
+    ];
+
+    #[test]
+    fn a_shared_target_is_read_as_the_same_bytes_would_be() {
+        let long = [b"/".as_slice(), &[b'a'; 70_000]].concat();
+        for target in TARGETS.iter().copied().chain([long.as_slice()]) {
+            let label = String::from_utf8_lossy(&target[..target.len().min(40)]);
+            let copied = RequestHeader::build("GET", target, None);
+            let shared = RequestHeader::build_with_shared_target(
+                "GET",
+                bytes::Bytes::copy_from_slice(target),
+                None,
+            );
+            match (copied, shared) {
+                (Ok(copied), Ok(shared)) => {
+                    assert_eq!(copied.uri, shared.uri, "{label}");
+                    assert_eq!(copied.raw_path(), shared.raw_path(), "{label}");
+                    assert_eq!(copied.raw_path_is_utf8(), shared.raw_path_is_utf8(), "{label}");
+                    assert_eq!(copied.method, shared.method, "{label}");
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    copied.header_to_h1_wire(&mut a);
+                    shared.header_to_h1_wire(&mut b);
+                    assert_eq!(a, b, "{label}");
+                }
+                (Err(copied), Err(shared)) => {
+                    assert_eq!(copied.etype(), shared.etype(), "{label}");
+                    assert_eq!(copied.to_string(), shared.to_string(), "{label}");
+                }
+                (copied, shared) => panic!(
+                    "{label}: copied {:?}, shared {:?}",
+                    copied.map(|r| r.uri.clone()),
+                    shared.map(|r| r.uri.clone())
+                ),
+            }
+        }
+        assert!(RequestHeader::build_with_shared_target("G T", bytes::Bytes::new(), None).is_err());
+    }
+
+    #[test]
+    fn an_origin_form_target_shares_the_head_buffer() {
+        let head = bytes::Bytes::from_static(b"GET /a/b?c=d HTTP/1.1\r\n");
+        let target = head.slice(4..12);
+        let req = RequestHeader::build_with_shared_target("GET", target, None).unwrap();
+        let in_head = |req: &RequestHeader, expected: &str| {
+            let pq = req.uri.path_and_query().unwrap().as_str();
+            pq.as_ptr() == head[4..].as_ptr() && pq == expected
+        };
+        assert!(in_head(&req, "/a/b?c=d"), "the target was copied");
+        assert!(in_head(&req.clone(), "/a/b?c=d"), "the clone copied the target");
+        let mut req = req;
+        req.set_raw_path_shared(head.slice(4..6)).unwrap();
+        assert!(in_head(&req, "/a"));
+        // A target with a fragment is read by `set_raw_path`: the fragment is dropped.
+        req.set_raw_path_shared(head.slice(4..8).iter().chain(b"#y").copied().collect())
+            .unwrap();
+        assert_eq!(req.raw_path(), b"/a/b");
+        assert!(!in_head(&req, "/a/b"));
+    }
 
     #[test]
     fn header_map_upper_bound() {

@@ -375,18 +375,24 @@ impl HttpSession {
                             &heap_refs
                         };
 
-                        let mut request_header = Box::new(RequestHeader::build(
-                            req.method.unwrap_or(""),
-                            // we path httparse to allow unsafe bytes in the str
-                            req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len() + PROXY_ADDED_HEADERS),
-                        )?);
-
-                        request_header.set_version(match req.version {
+                        let method = http::Method::from_bytes(req.method.unwrap_or("").as_bytes())
+                            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
+                        // Where the request-target is in `buf`: the request header keeps it as
+                        // a slice of the frozen buffer, as it keeps the field values (no copy).
+                        // (httparse is patched to allow unsafe bytes in the str.)
+                        let target_range = match req.path {
+                            Some(target) => {
+                                let start = target.as_ptr() as usize - base;
+                                start..start + target.len()
+                            }
+                            None => 0..0,
+                        };
+                        let version = match req.version {
                             Some(1) => Version::HTTP_11,
                             Some(0) => Version::HTTP_10,
                             _ => Version::HTTP_09,
-                        });
+                        };
+                        let size_hint = Some(req.headers.len() + PROXY_ADDED_HEADERS);
 
                         // Detach bytes beyond the header in O(1). Keeping them as owned BytesMut
                         // allows body parsing and subsequent pipelined sessions to continue
@@ -407,6 +413,13 @@ impl HttpSession {
                             rest
                         };
                         let buf = buf.freeze();
+                        let mut request_header =
+                            Box::new(RequestHeader::build_with_shared_target(
+                                method,
+                                buf.slice(target_range),
+                                size_hint,
+                            )?);
+                        request_header.set_version(version);
 
                         let mut framing = FramingFacts::default();
                         let mut host = HostFields::default();
@@ -4948,6 +4961,39 @@ mod test_session_allocations {
         )
         .await;
         assert_eq!(usual, bare);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_request_target_is_kept_in_the_head_buffer() {
+        // As the field values are: a slice of the frozen head, no copy, and a clone of the
+        // request header (the proxy's copy for the upstream) shares it as well.
+        read_request_allocations(b"GET / HTTP/1.0\r\n\r\n").await;
+        for (head, target) in [
+            (&b"GET /a/b?c=d HTTP/1.1\r\nHost: a\r\n\r\n"[..], "/a/b?c=d"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "/"),
+        ] {
+            let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+            session.read_request().await.unwrap();
+            let raw = session.get_headers_raw_bytes();
+            let in_head = |req: &RequestHeader| {
+                let pq = req.uri.path_and_query().unwrap().as_str();
+                pq == target && (pq.len() == 1 || raw.as_ptr_range().contains(&pq.as_ptr()))
+            };
+            assert!(in_head(session.req_header()), "{target} was copied");
+            let before = allocations();
+            let copy = session.req_header().clone();
+            let clone_allocations = allocations() - before;
+            assert!(in_head(&copy), "the clone of {target} copied it");
+            // The value map and the case map, two allocations each; nothing for the target.
+            assert_eq!(clone_allocations, 4, "{target}");
+        }
+        // A target in another form reads as before (absolute-form: the path in the URI, the
+        // target kept for the wire).
+        let head = b"GET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+        session.read_request().await.unwrap();
+        assert_eq!(session.req_header().uri.path(), "/p");
+        assert_eq!(session.req_header().raw_path(), b"http://h/p?q");
     }
 
     #[test]
