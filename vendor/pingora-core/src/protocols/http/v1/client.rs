@@ -31,7 +31,7 @@ use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
-use crate::utils::{BufRef, KVRef};
+use crate::utils::{BufRef, KVRef, EMPTY_KV_REF};
 
 /// The HTTP 1.x client session
 pub struct HttpSession {
@@ -302,11 +302,16 @@ impl HttpSession {
                     HeaderParseState::Complete(s) => {
                         let total_read = self.response_header_read_buf.len();
                         let base = self.response_header_read_buf.as_ptr() as usize;
-                        let mut header_refs = Vec::<KVRef>::with_capacity(resp.headers.len());
-
-                        // Note: resp.headers has the correct number of headers
-                        // while header_refs doesn't as it is still empty
-                        let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
+                        // The usual head's offsets stay on the stack; a `Vec` only for a head
+                        // of more than INLINE_FIELD_REFS fields.
+                        let mut inline_refs = [EMPTY_KV_REF; INLINE_FIELD_REFS];
+                        let mut heap_refs = Vec::<KVRef>::new();
+                        let header_refs = field_offsets(
+                            base,
+                            resp.headers,
+                            &mut inline_refs,
+                            &mut heap_refs,
+                        );
 
                         // Room for the fields a proxy adds to the response it forwards.
                         let mut response_header = match response_head_start(
@@ -465,8 +470,10 @@ impl HttpSession {
         let HeaderParseState::Complete(_) = parse_resp_buffer(&mut resp, raw, &mut headers) else {
             return None;
         };
-        let mut header_refs = Vec::<KVRef>::with_capacity(resp.headers.len());
-        populate_headers(self.buf.as_ptr() as usize, &mut header_refs, resp.headers);
+        let mut inline_refs = [EMPTY_KV_REF; INLINE_FIELD_REFS];
+        let mut heap_refs = Vec::<KVRef>::new();
+        let base = self.buf.as_ptr() as usize;
+        let header_refs = field_offsets(base, resp.headers, &mut inline_refs, &mut heap_refs);
         let mut header = response_head_start(&resp, resp.headers.len()).ok()?;
         append_response_fields(&mut header, header_refs, &self.buf).ok()?;
         Some(header)
@@ -969,6 +976,24 @@ fn keepalive_values(keep_alive_header: Option<&[u8]>) -> (Option<u64>, Option<us
 
 /// The status line of a parsed response head, in a [`ResponseHeader`] whose maps have room for
 /// `capacity` fields.
+/// The offsets from `base` of the fields of a parsed head: in `inline` (the stack) for a head of
+/// at most [`INLINE_FIELD_REFS`] fields, else in `heap`.
+fn field_offsets<'a>(
+    base: usize,
+    headers: &[httparse::Header],
+    inline: &'a mut [KVRef; INLINE_FIELD_REFS],
+    heap: &'a mut Vec<KVRef>,
+) -> &'a [KVRef] {
+    if headers.len() <= INLINE_FIELD_REFS {
+        let used = populate_header_slots(base, inline, headers);
+        &inline[..used]
+    } else {
+        heap.reserve_exact(headers.len());
+        populate_headers(base, heap, headers);
+        heap
+    }
+}
+
 fn response_head_start(
     resp: &httparse::Response<'_, '_>,
     capacity: usize,
@@ -1024,7 +1049,7 @@ impl ResponseFieldFacts {
 /// what the session reads of the fields, found in the same pass.
 fn append_response_fields(
     response_header: &mut ResponseHeader,
-    header_refs: Vec<KVRef>,
+    header_refs: &[KVRef],
     buf: &Bytes,
 ) -> Result<ResponseFieldFacts> {
     let mut facts = ResponseFieldFacts::default();
@@ -3288,5 +3313,55 @@ mod test_session_allocations {
         assert_eq!(allocations() - before, 0);
         assert!(session.digest().timing_digest.is_empty());
         assert!(session.digest().socket_digest.is_none());
+    }
+
+    /// The allocations `read_response` makes for `head`, read in one read.
+    async fn read_response_allocations(head: &[u8]) -> usize {
+        let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+        let before = allocations();
+        session.read_response().await.unwrap();
+        allocations() - before
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn field_offsets_of_a_usual_response_head_cost_no_allocation() {
+        // Standard names and zero-copy values: the fields allocate nothing, so a head with
+        // fields costs what a head without any does. The first read of the process makes its
+        // one-time allocations.
+        read_response_allocations(b"HTTP/1.1 204 No Content\r\nServer: a\r\n\r\n").await;
+        let bare = read_response_allocations(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let usual = read_response_allocations(
+            b"HTTP/1.1 204 No Content\r\nServer: a\r\nDate: b\r\nCache-Control: c\r\n\r\n",
+        )
+        .await;
+        assert_eq!(usual, bare);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_of_more_fields_than_the_stack_slots_is_read_whole() {
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+        for i in 0..INLINE_FIELD_REFS + 5 {
+            head.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        for head in [
+            &head[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+        ] {
+            let mut session = HttpSession::new(Box::new(Builder::new().read(head).build()));
+            let fields = head.windows(2).filter(|w| w == b"\r\n").count() - 2;
+            let handed = session.read_resp_header_parts().await.unwrap();
+            assert_eq!(handed.headers.len(), fields);
+            assert_eq!(handed.headers["content-length"], "0");
+            // Rebuilt from the raw head once handed over: the same fields.
+            assert_eq!(session.resp_header().unwrap().headers.len(), fields);
+        }
+    }
+
+    #[test]
+    fn the_stack_slots_are_not_part_of_the_response_future() {
+        let mut session = HttpSession::new(Box::new(Builder::new().build()));
+        let size = std::mem::size_of_val(&session.read_response());
+        assert!(size < INLINE_FIELD_REFS * std::mem::size_of::<KVRef>(), "{size} bytes");
     }
 }

@@ -275,6 +275,29 @@ pub(super) fn connection_value_keepalive(value: &[u8]) -> Option<bool> {
     }
 }
 
+/// How many fields of a head `read_request` (server) and `read_response` (client) record the
+/// offsets of on the stack (1 KiB); a head with more takes a `Vec`.
+pub(super) const INLINE_FIELD_REFS: usize = 32;
+
+/// Like `populate_headers`, into `slots` (at least as many as `headers`): the offsets from
+/// `base` of each field with a name, in order. Returns how many slots were filled.
+pub(super) fn populate_header_slots(base: usize, slots: &mut [KVRef], headers: &[httparse::Header]) -> usize {
+    let mut used = 0;
+    for (slot, header) in slots
+        .iter_mut()
+        .zip(headers.iter().filter(|header| !header.name.is_empty()))
+    {
+        *slot = KVRef::new(
+            header.name.as_ptr() as usize - base,
+            header.name.len(),
+            header.value.as_ptr() as usize - base,
+            header.value.len(),
+        );
+        used += 1;
+    }
+    used
+}
+
 #[inline]
 pub(super) fn populate_headers(
     base: usize,

@@ -1858,29 +1858,6 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 /// per request.
 pub(super) const PROXY_ADDED_HEADERS: usize = 8;
 
-/// How many fields of a request head `read_request` records the offsets of on the stack (1 KiB);
-/// a head with more takes a `Vec`.
-const INLINE_FIELD_REFS: usize = 32;
-
-/// Like `populate_headers`, into `slots` (at least as many as `headers`): the offsets from
-/// `base` of each field with a name, in order. Returns how many slots were filled.
-fn populate_header_slots(base: usize, slots: &mut [KVRef], headers: &[httparse::Header]) -> usize {
-    let mut used = 0;
-    for (slot, header) in slots
-        .iter_mut()
-        .zip(headers.iter().filter(|header| !header.name.is_empty()))
-    {
-        *slot = KVRef::new(
-            header.name.as_ptr() as usize - base,
-            header.name.len(),
-            header.value.as_ptr() as usize - base,
-            header.value.len(),
-        );
-        used += 1;
-    }
-    used
-}
-
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
 
 fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
