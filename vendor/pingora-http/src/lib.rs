@@ -42,6 +42,7 @@ pub mod authority;
 use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
+mod name_cache;
 use case_header_name::CaseHeaderName;
 pub use case_header_name::IntoCaseHeaderName;
 
@@ -956,9 +957,7 @@ fn append_header_value<T>(
     value: T,
 ) -> Result<bool> {
     let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
+    let header_name = name_cache::header_name(case_header_name.as_slice())
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     // store the original case in the map
     if let Some(name_map) = name_map {
@@ -985,9 +984,7 @@ fn insert_header_value<T>(
     value: T,
 ) -> Result<()> {
     let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
+    let header_name = name_cache::header_name(case_header_name.as_slice())
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     if let Some(name_map) = name_map {
         // store the original case in the map
@@ -1220,6 +1217,24 @@ mod tests {
         b"host:443",
         b"/a{b}|c^",
     ];
+
+    #[test]
+    fn a_custom_name_seen_again_is_not_copied_again() {
+        // Two heads on one thread with the same custom field: the second's name shares the
+        // first's bytes, in both maps, instead of a copy and its promotion.
+        let mut a = ResponseHeader::build(200, None).unwrap();
+        let mut b = ResponseHeader::build(200, None).unwrap();
+        a.append_header("X-Served-By", "1").unwrap();
+        b.append_header("X-Served-By", "2").unwrap();
+        let key = |h: &ResponseHeader| h.headers.keys().next().unwrap().as_str().as_ptr();
+        assert_eq!(key(&a), key(&b));
+        // Written in another case: the same field, its own case kept for the wire.
+        b.insert_header("X-SERVED-BY", "3").unwrap();
+        assert_eq!(b.headers.len(), 1);
+        let mut wire = Vec::new();
+        b.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"X-SERVED-BY: 3\r\n");
+    }
 
     #[test]
     fn a_shared_target_is_read_as_the_same_bytes_would_be() {
