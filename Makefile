@@ -107,22 +107,35 @@ fuzz: deps
 
 ## Release artifacts in dist/: switchyard-<version>-<arch>-linux.tar.gz (binary, systemd unit and
 ## its helper, example config, docs, dashboards, licence) and the .deb (cargo-deb; installed if
-## missing). Needs a release build. The binary's switchyard_build_info carries the git commit.
+## missing). The binary is the profile-guided build (scripts/pgo-build.sh: about twice a release
+## build), no slower than the plain one on GETs, gRPC, the TCP proxy and active checks
+## (docs/benchmarks.md, "Session 14"); DIST_PGO=0 ships the plain release build instead. Either
+## is staged as target/dist/release/switchyard: cargo-deb reads its asset target/release/switchyard
+## from $CARGO_TARGET_DIR/release. The binary's switchyard_build_info carries the git commit.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 ARCH := $(shell uname -m)
 DIST_NAME := switchyard-$(VERSION)-$(ARCH)-linux
+DIST_PGO ?= 1
+DIST_TARGET_DIR := $(CURDIR)/target/dist
+DIST_COMMIT = SWITCHYARD_COMMIT="$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 .PHONY: dist
 dist: deps
-	SWITCHYARD_COMMIT="$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
-		$(CARGO) build --release --locked -p switchyard --bin switchyard
+	rm -rf $(DIST_TARGET_DIR) && mkdir -p $(DIST_TARGET_DIR)/release
+ifeq ($(DIST_PGO),0)
+	$(DIST_COMMIT) $(CARGO) build --release --locked -p switchyard --bin switchyard
+	cp target/release/switchyard $(DIST_TARGET_DIR)/release/switchyard
+else
+	$(DIST_COMMIT) PGO_CARGO_FLAGS=--locked PGO_OUT=$(DIST_TARGET_DIR)/release/switchyard \
+		./scripts/pgo-build.sh
+endif
 	command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
 	rm -rf dist/$(DIST_NAME) && mkdir -p dist/$(DIST_NAME)/docs dist/$(DIST_NAME)/contrib
-	cp target/release/switchyard dist/$(DIST_NAME)/
+	cp $(DIST_TARGET_DIR)/release/switchyard dist/$(DIST_NAME)/
 	cp LICENSE README.md dist/$(DIST_NAME)/
 	cp conf/switchyard.toml dist/$(DIST_NAME)/switchyard.toml
 	cp docs/*.md dist/$(DIST_NAME)/docs/
 	cp -r contrib/systemd contrib/grafana contrib/prometheus dist/$(DIST_NAME)/contrib/
 	tar -C dist -czf dist/$(DIST_NAME).tar.gz $(DIST_NAME)
 	rm -rf dist/$(DIST_NAME)
-	$(CARGO) deb -p switchyard --no-build --output dist/
+	CARGO_TARGET_DIR=$(DIST_TARGET_DIR) $(CARGO) deb -p switchyard --no-build --output dist/
 	@ls -l dist/

@@ -27,6 +27,9 @@
 #                                               bench/scenarios/post1.lua: a 1-byte POST, which
 #                                               takes Pingora's piped path, not the direct one)
 #   CG_PORT_BASE=18500                          ports BASE+1 .. BASE+9 on 127.0.0.1
+#   CG_TARGET_PORT=BASE+3                       the port wrk loads: another listener a label's
+#                                               @FILE adds (e.g. a `tcp` listener on BASE+5
+#                                               proxying to the upstream "origins")
 #   CG_SKIP_BUILD=1                             use the binaries already built
 #   CG_CACHE_SIM=1                              also simulate the caches (L1i/L1d/LL misses in
 #                                               the dumps: `callgrind_annotate` shows them)
@@ -53,6 +56,7 @@ BARE_PINGORA_BIN="${BARE_PINGORA_BIN:-$TARGET_DIR/release/bare-pingora}"
 DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3))
+P_TARGET="${CG_TARGET_PORT:-$P_PROXY}"
 EXTRA="${CG_EXTRA:-}"
 WRK_SCRIPT=()
 [ -n "${CG_WRK_SCRIPT:-}" ] && WRK_SCRIPT=(-s "$CG_WRK_SCRIPT")
@@ -61,7 +65,7 @@ log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { printf '[callgrind] error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=lib/two-origins.sh
 . "$ROOT/bench/lib/two-origins.sh"
-case "$SECS$WARMUP$CONNS$BASE" in *[!0-9]*) die "CG_SECONDS/WARMUP/CONNS/PORT_BASE must be integers" ;; esac
+case "$SECS$WARMUP$CONNS$BASE$P_TARGET" in *[!0-9]*) die "CG_SECONDS/WARMUP/CONNS/PORT_BASE/TARGET_PORT must be integers" ;; esac
 
 need=()
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
@@ -101,7 +105,7 @@ measure() { # PEER
     --callgrind-out-file="$out" $cmd >"$TMP/$peer.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  if ! wait_port "$P_PROXY" 60; then
+  if ! wait_port "$P_PROXY" 60 || ! wait_port "$P_TARGET" 30; then
     log "$peer did not start under valgrind:"; tail -5 "$TMP/$peer.log" >&2
     kill "$pid" 2>/dev/null || true
     return 0
@@ -110,10 +114,10 @@ measure() { # PEER
   local vg
   vg="$(pgrep -P "$pid" | head -1)"
   [ -n "$vg" ] || vg="$pid"
-  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
+  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_TARGET/" >/dev/null 2>&1 || true
   # Instrumentation starts only now (start-up and warm-up run uninstrumented and uncounted).
   callgrind_control -i on "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -i on failed"; }
-  timeout $((SECS + 20)) wrk -t1 -c"$CONNS" -d"${SECS}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" >"$TMP/wrk-$peer.txt" 2>&1 || true
+  timeout $((SECS + 20)) wrk -t1 -c"$CONNS" -d"${SECS}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_TARGET/" >"$TMP/wrk-$peer.txt" 2>&1 || true
   callgrind_control -d "$vg" >/dev/null 2>&1 || { log "$peer: callgrind_control -d failed"; }
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -146,7 +150,7 @@ echo "## Instructions per request (callgrind)"
 echo
 echo "- Date: $(date -u '+%F %H:%M UTC'); revision $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates bin 2>/dev/null || echo ', dirty tree')"
 echo "- Command: \`$(env | grep -E '^(CG_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN)=' | sort | tr '\n' ' ')bench/callgrind.sh\`"
-echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; ${CG_WRK_SCRIPT:-GET /} through round robin over two demo origins; user-space instructions of the proxy process only"
+echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; ${CG_WRK_SCRIPT:-GET /} to port $P_TARGET through round robin over two demo origins; user-space instructions of the proxy process only"
 echo
 echo "| proxy | requests counted | instructions | per request | ÷ NGINX |"
 echo "|---|---:|---:|---:|---:|"
