@@ -98,6 +98,17 @@ async fn session_after(head: &str) -> (Session, DuplexStream) {
     (session, client)
 }
 
+/// What the session wrote to the client, once the session is dropped (the connection closed).
+async fn answer_written(session: Session, client: &mut DuplexStream) -> String {
+    drop(session);
+    let mut answer = String::new();
+    client
+        .read_to_string(&mut answer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    answer
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_routed_request_passes_every_hook_without_a_future_of_its_own() {
     let gw = gateway(Vec::new());
@@ -167,12 +178,7 @@ async fn a_refused_request_is_still_answered() {
     assert_ne!(std::mem::size_of_val(&*refused), 0, "an answer to write");
     assert!(refused.await.unwrap_or_else(|e| panic!("{e}")), "answered");
     assert_eq!(ctx.route(), None);
-    drop(session);
-    let mut answer = String::new();
-    client
-        .read_to_string(&mut answer)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = answer_written(session, &mut client).await;
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
     assert!(answer.contains("no route matches"), "{answer}");
 }
@@ -255,11 +261,6 @@ async fn extensions_still_run_in_every_hook() {
         .request_filter(&mut session, &mut ctx)
         .await
         .unwrap_or_else(|e| panic!("{e}")));
-    drop(session);
-    let mut answer = String::new();
-    client
-        .read_to_string(&mut answer)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = answer_written(session, &mut client).await;
     assert!(answer.starts_with("HTTP/1.1 418 "), "{answer}");
 }
