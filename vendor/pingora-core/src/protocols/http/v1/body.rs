@@ -269,6 +269,41 @@ impl BodyReader {
         }
     }
 
+    /// Start a sized body of `cl` bytes that the caller already holds whole, read with the head.
+    ///
+    /// No buffer is made and nothing is copied: the caller hands the bytes out itself (a slice of
+    /// the head's buffer) and then calls [`Self::finish_preread_body`]. Until then the body is
+    /// not done, as after [`Self::init_content_length`].
+    pub fn init_content_length_preread(&mut self, cl: usize) {
+        self.body_buf = None;
+        self.rewind_buf_len = 0;
+        self.body_state = PS::Partial(0, cl);
+    }
+
+    /// Finish a body started by [`Self::init_content_length_preread`]: it is complete, and
+    /// `overread` (the bytes read past its end, if any) is kept as
+    /// [`Self::init_content_length`]'s first read would have kept it.
+    pub fn finish_preread_body(&mut self, overread: &[u8]) {
+        let PS::Partial(0, cl) = self.body_state else {
+            panic!("wrong body state: {:?}", self.body_state);
+        };
+        if !overread.is_empty() {
+            if self.upstream {
+                warn!(
+                    "Peer sent more data than expected: extra {} bytes",
+                    overread.len()
+                );
+            } else {
+                debug!(
+                    "Peer sent {} bytes past the end of the request body",
+                    overread.len()
+                );
+            }
+            self.body_buf_overread = Some(BytesMut::from(overread));
+        }
+        self.body_state = PS::Complete(cl);
+    }
+
     pub fn init_close_delimited(&mut self, buf_to_rewind: &[u8]) {
         self.prepare_buf(buf_to_rewind);
         self.body_state = PS::UntilClose(0);

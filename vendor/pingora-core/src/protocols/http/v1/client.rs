@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::{BodyReader, BodyWriter};
+use super::body::{BodyReader, BodyWriter, ParseState};
 use super::common::*;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
@@ -68,6 +68,9 @@ pub struct HttpSession {
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
     body_recv: usize,
+    /// A sized body that was read whole with the head: handed out as a slice of `buf` by the
+    /// first body read, without a body buffer or a copy.
+    body_preread_whole: bool,
     // Tracks whether upgrade handshake was successfully completed
     upgraded: bool,
     // Tracks whether downstream request body started sending upgraded bytes
@@ -108,6 +111,7 @@ impl HttpSession {
             digest,
             bytes_sent: 0,
             body_recv: 0,
+            body_preread_whole: false,
             upgraded: false,
             received_upgrade_req_body: false,
             close_delimited_resp: false,
@@ -508,6 +512,9 @@ impl HttpSession {
     /// Return `Ok(Some(ref)) after a successful read.
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        if let Some(body) = self.take_preread_body() {
+            return Ok(Some(body.get(&self.buf)));
+        }
         let result = match self.read_timeout {
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
@@ -527,8 +534,28 @@ impl HttpSession {
 
     /// Similar to [`Self::read_body_ref`] but return `Bytes` instead of a slice reference.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        if let Some(body) = self.take_preread_body() {
+            // The head's buffer is shared already (its field values are slices of it).
+            return Ok(Some(body.get_bytes(&self.buf)));
+        }
         let read = self.read_body_ref().await?;
         Ok(read.map(Bytes::copy_from_slice))
+    }
+
+    /// The body read whole with the head, if it has not been handed out yet: where it lies in
+    /// `buf`. The body reader is left complete, with any bytes past the body as its overread.
+    fn take_preread_body(&mut self) -> Option<BufRef> {
+        if !std::mem::take(&mut self.body_preread_whole) {
+            return None;
+        }
+        let (start, end) = self.preread_body.as_ref().map(|p| (p.0, p.1))?;
+        let ParseState::Partial(_, cl) = self.body_reader.body_state else {
+            return None;
+        };
+        let body = BufRef(start, start + cl);
+        self.body_reader.finish_preread_body(&self.buf[body.1..end]);
+        self.body_recv = self.body_recv.saturating_add(cl);
+        Some(body)
     }
 
     /// Upstream response body bytes received (payload only; excludes headers/framing).
@@ -719,7 +746,14 @@ impl HttpSession {
                 // if chunked encoding, content-length should be ignored
                 self.body_reader.init_chunked(preread_body);
             } else if let Some(cl) = self.get_content_length() {
-                self.body_reader.init_content_length(cl, preread_body);
+                if cl > 0 && preread_body.len() >= cl {
+                    // The whole body came with the head: the first body read hands it out as
+                    // a slice of the head's buffer.
+                    self.body_reader.init_content_length_preread(cl);
+                    self.body_preread_whole = true;
+                } else {
+                    self.body_reader.init_content_length(cl, preread_body);
+                }
             } else {
                 self.body_reader.init_close_delimited(preread_body);
                 self.close_delimited_resp = true;
@@ -3193,6 +3227,8 @@ pub(crate) mod tests_response_room {
 mod tests_response_head;
 #[cfg(test)]
 mod tests_response_framing;
+#[cfg(test)]
+mod tests_preread_body;
 
 #[cfg(test)]
 mod test_sync {
