@@ -9,15 +9,14 @@
 //! whose clone of a static name is free. The spelling on the wire is the name's lower-case
 //! text, as before.
 //!
-//! A value made per request (the request id, the client's address, `traceparent`) is kept in a
-//! [`Bytes`] that owns its fixed-size buffer (`Bytes::from_owner`): one allocation, and a clone
-//! (the request id goes upstream and into the response) only counts a reference, where a
-//! `HeaderValue` copied from a slice allocates again on its first clone.
+//! A value made per request (the request id, the client's address, `traceparent`) is cut from a
+//! per-thread slab ([`crate::value_slab`]): no allocation of its own, and a clone (the request
+//! id goes upstream and into the response) only counts a reference, where a `HeaderValue`
+//! copied from a slice allocates again on its first clone.
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,28 +50,15 @@ pub fn insert_response(resp: &mut ResponseHeader, name: &'static HeaderName, val
     resp.insert_parsed_header(name.clone(), name.as_str(), value);
 }
 
-/// The first `len` bytes of a fixed-size buffer, owned by the [`Bytes`] that shows them.
-struct Prefix<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> AsRef<[u8]> for Prefix<N> {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len.min(N)]
-    }
-}
-
-/// The first `len` bytes of `buf` as a header value in one allocation whose clones share it.
-/// An error (`InvalidHTTPHeader`, naming `what`) if they are not a valid value.
+/// The first `len` bytes of `buf` (all of it if `len` is longer) as a header value cut from the
+/// thread's value slab ([`crate::value_slab`]); its clones share it. An error
+/// (`InvalidHTTPHeader`, naming `what`) if they are not a valid value.
 pub fn owned_value<const N: usize>(
     buf: [u8; N],
     len: usize,
     what: &'static str,
 ) -> Result<HeaderValue> {
-    let bytes = Bytes::from_owner(Prefix { buf, len });
-    HeaderValue::from_maybe_shared(bytes)
-        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, what, e))
+    crate::value_slab::header_value(&buf[..len.min(N)], what)
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub mod tcp;
 mod tls_any_cert;
 mod upstream_request;
 pub mod upstream_tls;
+pub mod value_slab;
 
 pub use error::BuildError;
 pub use fleet::{ClusterView, Fleet, MemberView, ServerOverride};

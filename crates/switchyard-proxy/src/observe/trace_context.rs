@@ -90,7 +90,8 @@ pub fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> Heade
         buf[54] = b'1';
     }
     // Only ASCII digits, letters and dashes: always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("00"))
+    crate::value_slab::header_value(&buf, "invalid traceparent")
+        .unwrap_or_else(|_| HeaderValue::from_static("00"))
 }
 
 /// A new, non-zero span id.
