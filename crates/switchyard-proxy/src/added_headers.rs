@@ -1,6 +1,6 @@
 //! The fields Switchyard adds to every request and response (`X-Request-Id`, `traceparent`,
 //! the `X-Forwarded-*` family, `X-Real-IP`, `CDN-Loop`), inserted without per-request work on
-//! their names, and their per-request values made with one allocation each.
+//! their names, and their per-request values cut from a per-thread slab.
 //!
 //! Pingora's `insert_header` parses the name it is given on every call and, for a name outside
 //! the standard ones, copies it into a new `HeaderName` and clones that copy for its case map:
