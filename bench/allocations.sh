@@ -18,6 +18,8 @@
 #   AL_EXTRA="label=/path/to/switchyard[@file.toml] ..."   more Switchyard builds
 #   AL_SECONDS=6 AL_WARMUP=2 AL_CONNS=4 AL_PORT_BASE=18600 AL_TOP=20 AL_DEPTH=12
 #   AL_OUT=target/bench                         where the dumps are kept (allocations-<peer>.out)
+#   AL_WRK_SCRIPT=file.lua                      a wrk script for another request (e.g.
+#                                               bench/scenarios/post1.lua: a 1-byte POST)
 #   SWITCHYARD_BIN, BARE_PINGORA_BIN, DEMO_ORIGIN_BIN   (default: $CARGO_TARGET_DIR/release/…)
 #
 # Only 127.0.0.1 is used; every process started here is stopped on exit; every run is bounded.
@@ -41,6 +43,8 @@ DEMO_ORIGIN_BIN="${DEMO_ORIGIN_BIN:-$TARGET_DIR/release/demo-origin}"
 P_O1=$((BASE + 1)); P_O2=$((BASE + 2)); P_PROXY=$((BASE + 3)); P_METRICS=$((BASE + 4))
 BARE_UNPATCHED_BIN="${BARE_UNPATCHED_BIN:-$TARGET_DIR/release/bare-pingora-unpatched}"
 EXTRA="${AL_EXTRA:-}"
+WRK_SCRIPT=()
+[ -n "${AL_WRK_SCRIPT:-}" ] && WRK_SCRIPT=(-s "$AL_WRK_SCRIPT")
 
 log() { printf '[allocations] %s\n' "$*" >&2; }
 die() { printf '[allocations] error: %s\n' "$*" >&2; exit 1; }
@@ -79,9 +83,9 @@ run() {
   wait_port "$P_PROXY" 90 || { tail -5 "$TMP/$1.log" >&2; die "$1 did not start under valgrind"; }
   vg="$(pgrep -P "$pid" | head -1)"
   [ -n "$vg" ] || vg="$pid"
-  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
+  timeout $((WARMUP + 20)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" >/dev/null 2>&1 || true
   callgrind_control -i on "$vg" >/dev/null 2>&1 || die "$1: callgrind_control -i on failed"
-  timeout $((SECS + 30)) wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$P_PROXY/" \
+  timeout $((SECS + 30)) wrk -t1 -c"$CONNS" -d"${SECS}s" "${WRK_SCRIPT[@]}" "http://127.0.0.1:$P_PROXY/" \
     >"$TMP/wrk-$1.txt" 2>&1 || true
   callgrind_control -d "$vg" >/dev/null 2>&1 || die "$1: callgrind_control -d failed"
   kill -INT "$pid" 2>/dev/null || true
@@ -94,7 +98,7 @@ echo "## Heap allocations per request (callgrind, calls into the allocator)"
 echo
 echo "- Date: $(date -u '+%F %H:%M UTC'); revision $(git rev-parse --short HEAD 2>/dev/null || echo '?'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- Command: \`$(env | grep -E '^(AL_[A-Z_]+|SWITCHYARD_BIN|BARE_PINGORA_BIN)=' | sort | tr '\n' ' ')bench/allocations.sh\`"
-echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; GET / through round robin over two demo origins"
+echo "- Load: \`wrk -t1 -c$CONNS\`, ${WARMUP} s warm-up then ${SECS} s counted; ${AL_WRK_SCRIPT:+the requests of }${AL_WRK_SCRIPT:-GET /} through round robin over two demo origins"
 echo
 mkdir -p "$OUT_DIR"
 for peer in $PEERS; do

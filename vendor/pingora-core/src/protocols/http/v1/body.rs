@@ -151,6 +151,9 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    /// The last read of a sized body ended it, and `body_buf` holds exactly that read's body
+    /// bytes: nothing reads into the buffer again, so [`Self::take_final_body`] may hand it out.
+    final_body_in_buf: bool,
 }
 
 impl BodyReader {
@@ -162,6 +165,7 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            final_body_in_buf: false,
         }
     }
 
@@ -171,6 +175,7 @@ impl BodyReader {
 
     pub fn reinit(&mut self) {
         self.body_state = PS::ToStart;
+        self.final_body_in_buf = false;
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
@@ -337,6 +342,23 @@ impl BodyReader {
         self.body_state = PS::UntilClose(0);
     }
 
+    /// The body bytes `buf_ref` (just returned by [`Self::read_body`]) points at, taken out of
+    /// the body buffer without a copy, if that read ended a sized body and the buffer holds
+    /// exactly them; `None` otherwise (then [`Self::get_body`] still answers).
+    ///
+    /// A buffer split from a shared one (the bytes read with the head) is handed over without an
+    /// allocation; a buffer of its own becomes a `Bytes` as `BytesMut::freeze` makes it.
+    pub fn take_final_body(&mut self, buf_ref: &BufRef) -> Option<Bytes> {
+        if !std::mem::take(&mut self.final_body_in_buf) {
+            return None;
+        }
+        let whole = buf_ref.0 == 0 && self.body_buf.as_ref()?.len() == buf_ref.1;
+        if !whole || !self.body_done() {
+            return None;
+        }
+        self.body_buf.take().map(BytesMut::freeze)
+    }
+
     pub fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         buf_ref.get(self.body_buf.as_ref().unwrap())
@@ -482,6 +504,7 @@ impl BodyReader {
                     }
                     self.body_state = PS::Complete(read + to_read);
                     self.finish_body_buf(to_read, n);
+                    self.final_body_in_buf = true;
                     Ok(Some(BufRef::new(0, to_read)))
                 } else {
                     self.body_state = PS::Partial(read + n, to_read - n);

@@ -515,15 +515,7 @@ impl HttpSession {
         if let Some(body) = self.take_preread_body() {
             return Ok(Some(body.get(&self.buf)));
         }
-        let result = match self.read_timeout {
-            Some(t) => match timeout(t, self.do_read_body()).await {
-                Ok(res) => res,
-                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
-            },
-            None => self.do_read_body().await,
-        };
-
-        result.map(|maybe_body| {
+        self.read_body_with_timeout().await.map(|maybe_body| {
             maybe_body.map(|body_ref| {
                 let slice = self.body_reader.get_body(&body_ref);
                 self.body_recv = self.body_recv.saturating_add(slice.len());
@@ -532,14 +524,32 @@ impl HttpSession {
         })
     }
 
+    async fn read_body_with_timeout(&mut self) -> Result<Option<BufRef>> {
+        match self.read_timeout {
+            Some(t) => match timeout(t, self.do_read_body()).await {
+                Ok(res) => res,
+                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
+            },
+            None => self.do_read_body().await,
+        }
+    }
+
     /// Similar to [`Self::read_body_ref`] but return `Bytes` instead of a slice reference.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
         if let Some(body) = self.take_preread_body() {
             // The head's buffer is shared already (its field values are slices of it).
             return Ok(Some(body.get_bytes(&self.buf)));
         }
-        let read = self.read_body_ref().await?;
-        Ok(read.map(Bytes::copy_from_slice))
+        let read = self.read_body_with_timeout().await?;
+        Ok(read.map(|body_ref| {
+            // The read that ends a sized body hands its buffer over; any other is copied out.
+            let body = match self.body_reader.take_final_body(&body_ref) {
+                Some(body) => body,
+                None => Bytes::copy_from_slice(self.body_reader.get_body(&body_ref)),
+            };
+            self.body_recv = self.body_recv.saturating_add(body.len());
+            body
+        }))
     }
 
     /// The body read whole with the head, if it has not been handed out yet: where it lies in

@@ -651,7 +651,12 @@ impl HttpSession {
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
         let read = self.read_body().await?;
         Ok(read.map(|b| {
-            let bytes = Bytes::copy_from_slice(self.get_body(&b));
+            // The read that ends a sized body hands its buffer over (for a body read with the
+            // head: a slice of the head's buffer); any other read is copied out.
+            let bytes = match self.body_reader.take_final_body(&b) {
+                Some(bytes) => bytes,
+                None => Bytes::copy_from_slice(self.get_body(&b)),
+            };
             self.body_bytes_read += bytes.len();
             if let Some(buffer) = self.retry_buffer.as_mut() {
                 buffer.write_to_buffer(&bytes);
@@ -3547,6 +3552,8 @@ Content-Length: 5\r\n\
 mod tests_request_framing;
 #[cfg(test)]
 mod tests_request_host;
+#[cfg(test)]
+mod tests_request_body;
 
 #[cfg(test)]
 mod test_sync {

@@ -117,6 +117,11 @@ async fn a_body_read_with_its_head_reads_as_the_buffered_path_reads_it() {
     assert_eq!(read.chunks, vec![b"abc".to_vec()]);
     assert_eq!(read.overread.as_deref(), Some(&b"def"[..]));
     assert!(!read.reusable);
+    // Split: the last read ends the body and hands its buffer over (`take_final_body`).
+    let read = read_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc", b"def"]).await;
+    assert_eq!(read.chunks, vec![b"abc".to_vec(), b"def".to_vec()]);
+    assert_eq!(read.received, 6);
+    assert!(read.reusable);
     let read = read_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"]).await;
     assert_eq!(read.state, ParseState::Complete(5));
     assert_eq!(read.received, 5);
