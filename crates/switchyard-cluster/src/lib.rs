@@ -25,6 +25,7 @@ pub mod push;
 pub mod service;
 pub mod state;
 pub mod sync;
+pub mod transient;
 
 pub use agent::{attach, FleetAgent};
 pub use bootstrap::{bootstrap, Bootstrap};

@@ -8,6 +8,7 @@ use switchyard_config::ClusterConfig;
 
 use crate::connect::connect;
 use crate::keys::Keys;
+use crate::transient::Retry;
 
 /// Why a push did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -116,42 +117,83 @@ pub async fn push(
         .await
         .map_err(|e| PushError::Etcd(e.to_string()))?;
     let key = Keys::new(&target.cluster.prefix).config();
-    let found = client
-        .get(key.as_str(), None)
-        .await
-        .map_err(etcd)?
-        .kvs()
-        .first()
-        .map_or(0, |kv| kv.mod_revision());
-    let expected = expect.unwrap_or(found);
-    let put = TxnOp::put(key.as_str(), doc, None);
-    let txn = if force {
-        Txn::new().and_then([put])
-    } else {
-        Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                expected,
-            )])
-            .and_then([put])
+    // While a member is lost the others elect a leader and refuse requests for a moment:
+    // those refusals are waited out (`transient`), with the guard read once.
+    let mut retry = Retry::default();
+    let expected = match expect {
+        Some(revision) => revision,
+        None => loop {
+            match current(&mut client, &key).await {
+                Ok(found) => break found.map_or(0, |(_, revision)| revision),
+                Err(e) => retry.wait_or(e).await.map_err(etcd)?,
+            }
+        },
     };
-    let resp = client.txn(txn).await.map_err(etcd)?;
-    if !resp.succeeded() {
-        let now = client
-            .get(key.as_str(), None)
-            .await
-            .map_err(etcd)?
-            .kvs()
-            .first()
-            .map_or(0, |kv| kv.mod_revision());
-        return Err(PushError::Conflict {
-            expected,
-            found: now,
-        });
+    // A transaction refused without an answer may still have been applied: before sending it
+    // again, a key that already holds this document is the push landed.
+    let mut may_have_landed = false;
+    loop {
+        if may_have_landed {
+            match current(&mut client, &key).await {
+                Ok(Some((value, revision))) if value == doc => {
+                    return Ok(Pushed { revision, left_out });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    retry.wait_or(e).await.map_err(etcd)?;
+                    continue;
+                }
+            }
+        }
+        let put = TxnOp::put(key.as_str(), doc.as_str(), None);
+        let txn = if force {
+            Txn::new().and_then([put])
+        } else {
+            Txn::new()
+                .when([Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    expected,
+                )])
+                .and_then([put])
+        };
+        let resp = match client.txn(txn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                may_have_landed = true;
+                retry.wait_or(e).await.map_err(etcd)?;
+                continue;
+            }
+        };
+        if !resp.succeeded() {
+            let now = loop {
+                match current(&mut client, &key).await {
+                    Ok(found) => break found.map_or(0, |(_, revision)| revision),
+                    Err(e) => retry.wait_or(e).await.map_err(etcd)?,
+                }
+            };
+            return Err(PushError::Conflict {
+                expected,
+                found: now,
+            });
+        }
+        let revision = resp.header().map_or(0, |h| h.revision());
+        return Ok(Pushed { revision, left_out });
     }
-    let revision = resp.header().map_or(0, |h| h.revision());
-    Ok(Pushed { revision, left_out })
+}
+
+/// The document stored at `key` and its `mod_revision`, if there is one.
+async fn current(
+    client: &mut etcd_client::Client,
+    key: &str,
+) -> Result<Option<(String, i64)>, etcd_client::Error> {
+    let resp = client.get(key, None).await?;
+    Ok(resp.kvs().first().map(|kv| {
+        (
+            String::from_utf8_lossy(kv.value()).into_owned(),
+            kv.mod_revision(),
+        )
+    }))
 }
 
 /// The current document and its revision; `None` if there is none.
@@ -160,11 +202,11 @@ pub async fn pull(target: &Target) -> Result<Option<(String, i64)>, String> {
         .await
         .map_err(|e| e.to_string())?;
     let key = Keys::new(&target.cluster.prefix).config();
-    let resp = client.get(key, None).await.map_err(|e| e.to_string())?;
-    Ok(resp.kvs().first().map(|kv| {
-        (
-            String::from_utf8_lossy(kv.value()).into_owned(),
-            kv.mod_revision(),
-        )
-    }))
+    let mut retry = Retry::default();
+    loop {
+        match current(&mut client, &key).await {
+            Ok(found) => return Ok(found),
+            Err(e) => retry.wait_or(e).await.map_err(|e| e.to_string())?,
+        }
+    }
 }
