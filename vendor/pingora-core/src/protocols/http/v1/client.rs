@@ -138,23 +138,28 @@ impl HttpSession {
         // init body writer
         self.init_req_body_writer(&req);
 
-        let to_wire = http_req_header_to_wire(&req).ok_or_else(|| {
-            Error::explain(
+        // Serialised in the thread's scratch buffer, given back once written.
+        let mut to_wire = super::head_scratch::take(512);
+        if write_req_header_to(&req, &mut to_wire).is_none() {
+            super::head_scratch::give_back(to_wire);
+            return Error::e_explain(
                 InvalidHTTPHeader,
                 "request-line contains forbidden delimiter bytes or unsupported HTTP version",
-            )
-        })?;
+            );
+        }
         trace!("Writing request header: {to_wire:?}");
 
+        let head_len = to_wire.len();
         let write_fut = self.underlying_stream.write_all(to_wire.as_ref());
-        match self.write_timeout {
+        let written = match self.write_timeout {
             Some(t) => match timeout(t, write_fut).await {
                 Ok(res) => res,
                 Err(_) => Err(std::io::Error::from(ErrorKind::TimedOut)),
             },
             None => write_fut.await,
-        }
-        .map_err(|e| match e.kind() {
+        };
+        super::head_scratch::give_back(to_wire);
+        written.map_err(|e| match e.kind() {
             ErrorKind::TimedOut => {
                 Error::because(WriteTimedout, "while writing request headers (timeout)", e)
             }
@@ -168,7 +173,7 @@ impl HttpSession {
 
         // write was successful
         self.request_written = Some(req);
-        Ok(to_wire.len())
+        Ok(head_len)
     }
 
     async fn do_write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
@@ -1171,7 +1176,13 @@ pub(crate) fn request_target_has_forbidden_byte(path: &[u8]) -> bool {
 #[inline]
 pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
     let mut buf = BytesMut::with_capacity(512);
+    write_req_header_to(req, &mut buf)?;
+    Some(buf)
+}
 
+/// [`http_req_header_to_wire`] into `buf`; `None` (with `buf` partly written) for a head that
+/// cannot be written.
+fn write_req_header_to(req: &RequestHeader, buf: &mut BytesMut) -> Option<()> {
     // Request-Line
     let method = req.method.as_str().as_bytes();
     buf.put_slice(method);
@@ -1197,9 +1208,9 @@ pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
     buf.put_slice(CRLF);
 
     // headers
-    req.header_to_h1_wire(&mut buf);
+    req.header_to_h1_wire(buf);
     buf.put_slice(CRLF);
-    Some(buf)
+    Some(())
 }
 
 impl UniqueID for HttpSession {
@@ -3234,11 +3245,11 @@ pub(crate) mod tests_response_room {
 }
 
 #[cfg(test)]
-mod tests_response_head;
+mod tests_preread_body;
 #[cfg(test)]
 mod tests_response_framing;
 #[cfg(test)]
-mod tests_preread_body;
+mod tests_response_head;
 
 #[cfg(test)]
 mod test_sync {
@@ -3412,6 +3423,9 @@ mod test_session_allocations {
     fn the_stack_slots_are_not_part_of_the_response_future() {
         let mut session = HttpSession::new(Box::new(Builder::new().build()));
         let size = std::mem::size_of_val(&session.read_response());
-        assert!(size < INLINE_FIELD_REFS * std::mem::size_of::<KVRef>(), "{size} bytes");
+        assert!(
+            size < INLINE_FIELD_REFS * std::mem::size_of::<KVRef>(),
+            "{size} bytes"
+        );
     }
 }

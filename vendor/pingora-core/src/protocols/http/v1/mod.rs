@@ -17,6 +17,7 @@
 pub(crate) mod body;
 pub mod client;
 pub mod common;
+pub(crate) mod head_scratch;
 pub(crate) mod header;
 pub mod server;
 

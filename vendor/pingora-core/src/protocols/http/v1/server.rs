@@ -731,7 +731,9 @@ impl HttpSession {
             return Ok(());
         };
 
-        match self.underlying_stream.write_all(&write_buf).await {
+        let written = self.underlying_stream.write_all(&write_buf).await;
+        super::head_scratch::give_back(write_buf);
+        match written {
             Ok(()) => {
                 // flush the stream if 1xx header or there is no response body
                 if flush || self.body_writer.finished() {
@@ -980,8 +982,8 @@ impl HttpSession {
             self.set_keepalive(None);
         }
 
-        // Serialize header to bytes
-        let mut write_buf = BytesMut::with_capacity(INIT_HEADER_BUF_SIZE);
+        // Serialize header to bytes (in the thread's scratch buffer, given back once written)
+        let mut write_buf = super::head_scratch::take(INIT_HEADER_BUF_SIZE);
         http_resp_header_to_buf(header, &mut write_buf)
             .map_err(|_| Error::explain(WriteError, "serializing response header"))?;
 
@@ -4195,6 +4197,48 @@ mod test_response_fields_added {
             // a buffer that is not full; 0062 removed the second).
             assert_eq!(added, 1, "{connection}: only the wire buffer is allocated");
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_head_after_the_first_is_serialised_without_an_allocation() {
+        // `write_response_header` gives the wire buffer back once the head is written; the
+        // thread's next head is serialised into it.
+        let request = &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..];
+        let mut least = usize::MAX;
+        for _ in 0..3 {
+            let mut session = session_after(request).await;
+            let mut resp = ResponseHeader::build(200, Some(8)).unwrap();
+            resp.append_header("Content-Length", "0").unwrap();
+            let (wire, _) = prepared(&mut session, &mut resp);
+            super::super::head_scratch::give_back(wire);
+
+            let mut session = session_after(request).await;
+            session.update_resp_headers = false;
+            let (wire, allocated) = prepared(&mut session, &mut resp);
+            assert!(std::str::from_utf8(&wire)
+                .unwrap()
+                .starts_with("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: "));
+            least = least.min(allocated);
+        }
+        assert_eq!(least, 0);
+
+        // Writing a head gives its buffer back: taking one afterwards allocates nothing.
+        let mut session = HttpSession::new(Box::new(
+            Builder::new()
+                .read(request)
+                .write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .build(),
+        ));
+        session.read_request().await.unwrap();
+        session.update_resp_headers = false;
+        let mut resp = ResponseHeader::build(200, Some(8)).unwrap();
+        resp.append_header("Content-Length", "0").unwrap();
+        let _ = super::super::head_scratch::take(0);
+        session.write_response_header(Box::new(resp)).await.unwrap();
+        let before = allocations();
+        let buf = super::super::head_scratch::take(64);
+        assert_eq!(allocations() - before, 0, "the written head's buffer was not given back");
+        assert!(buf.is_empty());
     }
 
     #[tokio::test(flavor = "current_thread")]
